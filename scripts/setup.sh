@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs whatever the build and tests need and is missing. Idempotent:
+# each step is skipped when its tool is already there at the pinned version.
+#   scripts/setup.sh          build tools (wasm target, clang, worker-build, wasm-bindgen, npm deps)
+#   scripts/setup.sh --test   also the test-only tools (LNbits in a venv, Chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+LNBITS_VERSION=1.6.2
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else echo "need root for: $*" >&2; exit 1; fi; }
+apt_updated=0
+apt_install() {
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer" >&2; exit 1; }
+
+# 1. The wasm32 target.
+if [ ! -d "$(rustc --print target-libdir --target wasm32-unknown-unknown 2>/dev/null || echo /nonexistent)" ]; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown || {
+    echo "could not add the wasm32 target; run: rustup target add wasm32-unknown-unknown" >&2; exit 1; }
+fi
+
+# 2. clang: secp256k1-sys (under lightning-invoice) compiles C for wasm32.
+if ! command -v clang >/dev/null; then
+  say "installing clang"
+  apt_install clang
+fi
+
+# 3. worker-build, pinned.
+if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (several minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION"
+fi
+
+# 4. wasm-bindgen CLI, at exactly the library version in Cargo.lock.
+wb_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
+  say "installing wasm-bindgen-cli $wb_version (several minutes, once)"
+  # --locked fails here: the crates index lacks one of its pinned dependencies.
+  cargo install wasm-bindgen-cli --version "$wb_version"
+fi
+
+# 5. wrangler + workerd, pinned by package-lock.json.
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing wrangler (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ $want_test = 1 ]; then
+  # 6. A real LNbits (FakeWallet funding source) for end-to-end tests.
+  if [ ! -x .venv-lnbits/bin/lnbits ] || ! .venv-lnbits/bin/pip show lnbits 2>/dev/null | grep -q "^Version: $LNBITS_VERSION$"; then
+    say "installing LNbits $LNBITS_VERSION into .venv-lnbits"
+    python3 -m venv .venv-lnbits
+    .venv-lnbits/bin/pip install -q --disable-pip-version-check "lnbits==$LNBITS_VERSION" "bitstring<4.3"
+  fi
+  # 7. Headless Chromium for the status page test.
+  if ! command -v chromium >/dev/null; then
+    say "installing chromium"
+    apt_install chromium
+  fi
+fi
+say "ready"

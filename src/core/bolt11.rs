@@ -1,0 +1,271 @@
+//! BOLT11 checks on invoices that providers hand back, using
+//! `lightning-invoice`. A provider must not be trusted to have made the
+//! invoice we asked for: amount, hash and network are verified.
+
+use std::fmt;
+use std::str::FromStr;
+
+use lightning_invoice::{Bolt11Invoice, Currency};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    Bitcoin,
+    Testnet,
+    Signet,
+    Regtest,
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Option<Network> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bitcoin" | "mainnet" => Some(Network::Bitcoin),
+            "testnet" => Some(Network::Testnet),
+            "signet" => Some(Network::Signet),
+            "regtest" => Some(Network::Regtest),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Bitcoin => "bitcoin",
+            Network::Testnet => "testnet",
+            Network::Signet => "signet",
+            Network::Regtest => "regtest",
+        }
+    }
+
+    pub(crate) fn currency(self) -> Currency {
+        match self {
+            Network::Bitcoin => Currency::Bitcoin,
+            Network::Testnet => Currency::BitcoinTestnet,
+            Network::Signet => Currency::Signet,
+            Network::Regtest => Currency::Regtest,
+        }
+    }
+
+    fn from_currency(c: Currency) -> Option<Network> {
+        match c {
+            Currency::Bitcoin => Some(Network::Bitcoin),
+            Currency::BitcoinTestnet => Some(Network::Testnet),
+            Currency::Signet => Some(Network::Signet),
+            Currency::Regtest => Some(Network::Regtest),
+            Currency::Simnet => None,
+        }
+    }
+}
+
+/// The fields of a BOLT11 invoice that the gateway acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedInvoice {
+    pub payment_hash: String,
+    pub amount_msat: Option<u64>,
+    pub network: Option<Network>,
+    pub timestamp_secs: u64,
+    pub expiry_secs: u64,
+    pub description: Option<String>,
+    pub description_hash: Option<String>,
+}
+
+impl ParsedInvoice {
+    pub fn expires_at_secs(&self) -> u64 {
+        self.timestamp_secs.saturating_add(self.expiry_secs)
+    }
+
+    pub fn is_expired_at(&self, now_secs: u64) -> bool {
+        now_secs >= self.expires_at_secs()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bolt11Error {
+    Malformed(String),
+    WrongNetwork { expected: Network, found: String },
+    MissingAmount,
+    AmountMismatch { expected_msat: u64, found_msat: u64 },
+    HashMismatch { expected: String, found: String },
+    Expired,
+}
+
+impl fmt::Display for Bolt11Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bolt11Error::Malformed(m) => write!(f, "not a valid BOLT11 invoice: {m}"),
+            Bolt11Error::WrongNetwork { expected, found } => {
+                write!(f, "invoice is for {found}, expected {}", expected.as_str())
+            }
+            Bolt11Error::MissingAmount => write!(f, "invoice has no amount"),
+            Bolt11Error::AmountMismatch {
+                expected_msat,
+                found_msat,
+            } => write!(
+                f,
+                "invoice amount is {found_msat} msat, expected {expected_msat} msat"
+            ),
+            Bolt11Error::HashMismatch { expected, found } => {
+                write!(f, "invoice payment hash is {found}, expected {expected}")
+            }
+            Bolt11Error::Expired => write!(f, "invoice has expired"),
+        }
+    }
+}
+
+/// Parses and signature-checks a BOLT11 string (case-insensitive, `lightning:` prefix allowed).
+pub fn parse(s: &str) -> Result<ParsedInvoice, Bolt11Error> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("lightning:")
+        .or_else(|| s.strip_prefix("LIGHTNING:"))
+        .unwrap_or(s);
+    if s.len() > 7_089 {
+        return Err(Bolt11Error::Malformed("too long".into()));
+    }
+    let inv = Bolt11Invoice::from_str(&s.to_ascii_lowercase())
+        .map_err(|e| Bolt11Error::Malformed(e.to_string()))?;
+    let description = match inv.description() {
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => Some(d.to_string()),
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => None,
+    };
+    let description_hash = match inv.description() {
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(h) => Some(h.0.to_string()),
+        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(_) => None,
+    };
+    Ok(ParsedInvoice {
+        payment_hash: inv.payment_hash().to_string(),
+        amount_msat: inv.amount_milli_satoshis(),
+        network: Network::from_currency(inv.currency()),
+        timestamp_secs: inv.duration_since_epoch().as_secs(),
+        expiry_secs: inv.expiry_time().as_secs(),
+        description,
+        description_hash,
+    })
+}
+
+/// What the caller expects of an invoice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation<'a> {
+    pub network: Network,
+    pub amount_msat: u64,
+    pub payment_hash: Option<&'a str>,
+    pub now_secs: u64,
+}
+
+/// Parses `s` and checks it against `want`.
+pub fn verify(s: &str, want: &Expectation<'_>) -> Result<ParsedInvoice, Bolt11Error> {
+    let inv = parse(s)?;
+    if inv.network != Some(want.network) {
+        let found = inv
+            .network
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_else(|| "simnet".into());
+        return Err(Bolt11Error::WrongNetwork {
+            expected: want.network,
+            found,
+        });
+    }
+    match inv.amount_msat {
+        None => return Err(Bolt11Error::MissingAmount),
+        Some(found) if found != want.amount_msat => {
+            return Err(Bolt11Error::AmountMismatch {
+                expected_msat: want.amount_msat,
+                found_msat: found,
+            })
+        }
+        Some(_) => {}
+    }
+    if let Some(expected) = want.payment_hash {
+        if !expected.eq_ignore_ascii_case(&inv.payment_hash) {
+            return Err(Bolt11Error::HashMismatch {
+                expected: expected.to_ascii_lowercase(),
+                found: inv.payment_hash.clone(),
+            });
+        }
+    }
+    if inv.is_expired_at(want.now_secs) {
+        return Err(Bolt11Error::Expired);
+    }
+    Ok(inv)
+}
+
+/// True for exactly 64 hex digits.
+pub fn is_payment_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::providers::mock::sign_invoice;
+
+    fn make(net: Network, msat: u64, now: u64) -> (String, String) {
+        let inv = sign_invoice(net, msat, "test", None, 3600, now, [7u8; 32]);
+        match inv {
+            Ok(i) => (i.payment_request, i.payment_hash),
+            Err(e) => panic!("mock signing failed: {e}"),
+        }
+    }
+
+    fn want(net: Network, msat: u64, hash: Option<&str>, now: u64) -> Expectation<'_> {
+        Expectation {
+            network: net,
+            amount_msat: msat,
+            payment_hash: hash,
+            now_secs: now,
+        }
+    }
+
+    #[test]
+    fn accepts_a_matching_invoice() {
+        let (pr, hash) = make(Network::Bitcoin, 1_000_000, 1_700_000_000);
+        assert!(pr.starts_with("lnbc"));
+        let inv = verify(
+            &pr,
+            &want(Network::Bitcoin, 1_000_000, Some(&hash), 1_700_000_100),
+        );
+        let inv = inv.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(inv.payment_hash, hash);
+        assert_eq!(inv.expires_at_secs(), 1_700_003_600);
+        assert_eq!(inv.description.as_deref(), Some("test"));
+        // Upper case and a URI prefix are accepted too.
+        assert!(parse(&format!("lightning:{}", pr.to_uppercase())).is_ok());
+    }
+
+    #[test]
+    fn rejects_wrong_network() {
+        let (pr, _) = make(Network::Regtest, 1_000, 1_700_000_000);
+        assert!(pr.starts_with("lnbcrt"));
+        let r = verify(&pr, &want(Network::Bitcoin, 1_000, None, 1_700_000_000));
+        assert!(matches!(r, Err(Bolt11Error::WrongNetwork { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn rejects_inflated_amount_and_wrong_hash_and_expiry() {
+        let (pr, _) = make(Network::Bitcoin, 2_000, 1_700_000_000);
+        let r = verify(&pr, &want(Network::Bitcoin, 1_000, None, 1_700_000_000));
+        assert!(matches!(r, Err(Bolt11Error::AmountMismatch { .. })));
+        let other = "00".repeat(32);
+        let r = verify(
+            &pr,
+            &want(Network::Bitcoin, 2_000, Some(&other), 1_700_000_000),
+        );
+        assert!(matches!(r, Err(Bolt11Error::HashMismatch { .. })));
+        let r = verify(&pr, &want(Network::Bitcoin, 2_000, None, 1_700_003_600));
+        assert_eq!(r, Err(Bolt11Error::Expired));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for s in ["", "lnbc", "hello", "lnbc1qqqq", &"x".repeat(8000)] {
+            assert!(matches!(parse(s), Err(Bolt11Error::Malformed(_))), "{s}");
+        }
+    }
+
+    #[test]
+    fn payment_hash_shape() {
+        assert!(is_payment_hash(&"ab".repeat(32)));
+        assert!(!is_payment_hash(&"ab".repeat(31)));
+        assert!(!is_payment_hash(&"zz".repeat(32)));
+    }
+}

@@ -1,0 +1,473 @@
+//! Configuration from Worker variables and secrets. Parsed from a lookup
+//! function so the rules are tested on the host. Every error names the
+//! variable to fix.
+
+use crate::core::backoff::RetryPolicy;
+use crate::core::bolt11::Network;
+use crate::core::breaker::BreakerPolicy;
+use crate::core::cors::AllowedOrigins;
+use crate::core::providers::{ProviderConfig, ProviderKind};
+
+pub const DEFAULT_ALBY_URL: &str = "https://api.getalby.com";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            variable: variable.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Production,
+    Development,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvoiceLimits {
+    pub max_sat: u64,
+    pub default_expiry_secs: u32,
+    pub max_expiry_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub environment: Environment,
+    pub network: Network,
+    /// In fallback order.
+    pub providers: Vec<ProviderConfig>,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+    pub limits: InvoiceLimits,
+    pub cors: AllowedOrigins,
+    /// Key for admin-only routes; `None` disables them.
+    pub admin_key: Option<String>,
+}
+
+impl Config {
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+}
+
+/// Reads variables through `get`; empty values count as unset.
+struct Vars<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first of `names` that is set, with the name it was found under.
+    fn first(&self, names: &[&'static str]) -> Option<(&'static str, String)> {
+        names.iter().find_map(|n| self.get(n).map(|v| (*n, v)))
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(Some(true)),
+                "0" | "false" | "no" | "off" => Ok(Some(false)),
+                _ => Err(ConfigError::new(
+                    name,
+                    format!("`{v}` is not a boolean (use true or false)"),
+                )),
+            },
+        }
+    }
+
+    fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ConfigError::new(
+                    name,
+                    format!("`{v}` must be a whole number from {min} to {max}"),
+                )),
+            },
+        }
+    }
+}
+
+fn base_url(name: &str, raw: &str, env: Environment) -> Result<String, ConfigError> {
+    let u = url::Url::parse(raw)
+        .map_err(|e| ConfigError::new(name, format!("`{raw}` is not a URL: {e}")))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if env == Environment::Development => {}
+        "http" => {
+            return Err(ConfigError::new(
+                name,
+                "must use https in production (a Worker cannot reach a node without a publicly trusted certificate anyway)",
+            ))
+        }
+        other => return Err(ConfigError::new(name, format!("scheme `{other}` is not http(s)"))),
+    }
+    if u.host_str().is_none()
+        || u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+    {
+        return Err(ConfigError::new(
+            name,
+            "must be a plain base URL without credentials, query or fragment",
+        ));
+    }
+    Ok(u.as_str().trim_end_matches('/').to_string())
+}
+
+fn provider<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    kind: ProviderKind,
+    env: Environment,
+) -> Result<ProviderConfig, ConfigError> {
+    let need = |names: &[&'static str]| {
+        v.first(names).ok_or_else(|| {
+            ConfigError::new(
+                names[0],
+                format!("is required for the `{}` provider", kind.as_str()),
+            )
+        })
+    };
+    match kind {
+        ProviderKind::Alby => {
+            let (_, key) = need(&["ALBY_API_KEY", "DAZNODE_API_KEY"])?;
+            let (url_var, url) = v
+                .first(&["ALBY_API_URL", "DAZNODE_API_URL"])
+                .unwrap_or(("ALBY_API_URL", DEFAULT_ALBY_URL.to_string()));
+            Ok(ProviderConfig {
+                kind,
+                base_url: base_url(url_var, &url, env)?,
+                credential: key,
+            })
+        }
+        ProviderKind::Lnd => {
+            let (url_var, url) = need(&["LND_REST_URL"])?;
+            let (mac_var, mac) = need(&["LND_ADMIN_MACAROON", "LND_MACAROON"])?;
+            if hex::decode(&mac).is_err() {
+                return Err(ConfigError::new(mac_var, "must be the macaroon in hex"));
+            }
+            Ok(ProviderConfig {
+                kind,
+                base_url: base_url(url_var, &url, env)?,
+                credential: mac,
+            })
+        }
+        ProviderKind::Lnbits => {
+            let (url_var, url) = need(&["LNBITS_URL"])?;
+            let (_, key) = need(&["LNBITS_INVOICE_KEY", "LNBITS_API_KEY"])?;
+            Ok(ProviderConfig {
+                kind,
+                base_url: base_url(url_var, &url, env)?,
+                credential: key,
+            })
+        }
+        ProviderKind::Mock => Ok(ProviderConfig {
+            kind,
+            base_url: String::new(),
+            credential: String::new(),
+        }),
+    }
+}
+
+/// The provider order: explicit in `LIGHTNING_PROVIDERS`, or every provider
+/// whose settings are present, in the order alby, lnd, lnbits, mock.
+fn providers<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    env: Environment,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let enable_mock = v.bool("LIGHTNING_FALLBACK_ENABLE_MOCK")?;
+    let enable_lnd = v.bool("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND")?;
+    let kinds: Vec<ProviderKind> = match v.get("LIGHTNING_PROVIDERS") {
+        Some(list) => {
+            let mut kinds = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let k = ProviderKind::parse(name).ok_or_else(|| {
+                    ConfigError::new(
+                        "LIGHTNING_PROVIDERS",
+                        format!("unknown provider `{name}` (known: alby, lnd, lnbits, mock)"),
+                    )
+                })?;
+                if kinds.contains(&k) {
+                    return Err(ConfigError::new(
+                        "LIGHTNING_PROVIDERS",
+                        format!("`{name}` is listed twice"),
+                    ));
+                }
+                kinds.push(k);
+            }
+            if kinds.contains(&ProviderKind::Mock) && env == Environment::Production {
+                return Err(ConfigError::new(
+                    "LIGHTNING_PROVIDERS",
+                    "the mock provider is for development only and is refused when ENVIRONMENT=production",
+                ));
+            }
+            kinds
+        }
+        None => {
+            let mut kinds = Vec::new();
+            if v.first(&["ALBY_API_KEY", "DAZNODE_API_KEY"]).is_some() {
+                kinds.push(ProviderKind::Alby);
+            }
+            if enable_lnd == Some(true) || (enable_lnd.is_none() && v.get("LND_REST_URL").is_some())
+            {
+                kinds.push(ProviderKind::Lnd);
+            }
+            if v.get("LNBITS_URL").is_some() {
+                kinds.push(ProviderKind::Lnbits);
+            }
+            if enable_mock == Some(true) {
+                if env == Environment::Production {
+                    return Err(ConfigError::new(
+                        "LIGHTNING_FALLBACK_ENABLE_MOCK",
+                        "the mock provider is for development only and is refused when ENVIRONMENT=production",
+                    ));
+                }
+                kinds.push(ProviderKind::Mock);
+            }
+            kinds
+        }
+    };
+    if kinds.is_empty() {
+        return Err(ConfigError::new(
+            "LIGHTNING_PROVIDERS",
+            "no provider is configured: set LIGHTNING_PROVIDERS and the provider's keys (see .dev.vars.example)",
+        ));
+    }
+    kinds.into_iter().map(|k| provider(v, k, env)).collect()
+}
+
+impl Config {
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(get: F) -> Result<Config, ConfigError> {
+        let v = Vars(get);
+        let environment = match v
+            .get("ENVIRONMENT")
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("production") | Some("prod") => Environment::Production,
+            Some("development") | Some("dev") | Some("test") | Some("local") | Some("staging") => {
+                Environment::Development
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "ENVIRONMENT",
+                    format!("`{other}` is not one of production, development"),
+                ))
+            }
+        };
+        let network = match v.get("LIGHTNING_NETWORK") {
+            None => Network::Bitcoin,
+            Some(n) => Network::parse(&n).ok_or_else(|| {
+                ConfigError::new(
+                    "LIGHTNING_NETWORK",
+                    format!("`{n}` is not one of bitcoin, testnet, signet, regtest"),
+                )
+            })?,
+        };
+        let providers = providers(&v, environment)?;
+        let retry = RetryPolicy {
+            max_retries: v.number("LIGHTNING_FALLBACK_MAX_RETRIES", 2, 0, 10)? as u32,
+            base_delay_ms: v.number("LIGHTNING_FALLBACK_RETRY_DELAY", 250, 0, 60_000)?,
+            max_delay_ms: v.number("LIGHTNING_FALLBACK_MAX_RETRY_DELAY", 2_000, 0, 60_000)?,
+            attempt_timeout_ms: v.number(
+                "LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS",
+                5_000,
+                100,
+                60_000,
+            )?,
+            total_timeout_ms: v.number(
+                "LIGHTNING_FALLBACK_TOTAL_TIMEOUT_MS",
+                15_000,
+                100,
+                120_000,
+            )?,
+        };
+        let breaker = BreakerPolicy {
+            failure_threshold: v.number("BREAKER_FAILURE_THRESHOLD", 3, 1, 100)? as u32,
+            cooldown_ms: v.number("BREAKER_COOLDOWN_SECS", 30, 1, 3_600)? * 1_000,
+        };
+        let max_expiry = v.number("INVOICE_MAX_EXPIRY_SECS", 604_800, 60, 31_536_000)? as u32;
+        let limits = InvoiceLimits {
+            max_sat: v.number("INVOICE_MAX_SATS", 10_000_000, 1, 2_100_000_000_000_000)?,
+            default_expiry_secs: v.number(
+                "INVOICE_DEFAULT_EXPIRY_SECS",
+                3_600,
+                60,
+                u64::from(max_expiry),
+            )? as u32,
+            max_expiry_secs: max_expiry,
+        };
+        let cors = match v.get("CORS_ALLOWED_ORIGINS") {
+            None => AllowedOrigins::Any,
+            Some(s) => AllowedOrigins::parse(&s)
+                .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
+        };
+        let admin_key = v.get("ADMIN_API_KEY");
+        if let Some(k) = &admin_key {
+            if k.len() < 16 {
+                return Err(ConfigError::new(
+                    "ADMIN_API_KEY",
+                    "must be at least 16 characters",
+                ));
+            }
+        }
+        Ok(Config {
+            environment,
+            network,
+            providers,
+            retry,
+            breaker,
+            limits,
+            cors,
+            admin_key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    fn names(c: &Config) -> Vec<&'static str> {
+        c.providers.iter().map(|p| p.name()).collect()
+    }
+
+    #[test]
+    fn legacy_variable_names_configure_the_chain() {
+        let c = cfg(&[
+            ("DAZNODE_API_URL", "https://api.getalby.com/"),
+            ("DAZNODE_API_KEY", "tok"),
+            ("LND_REST_URL", "https://node.example.com:8080"),
+            ("LND_ADMIN_MACAROON", "0201abcd"),
+            ("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND", "true"),
+            ("LIGHTNING_FALLBACK_MAX_RETRIES", "4"),
+            ("LIGHTNING_FALLBACK_RETRY_DELAY", "1000"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(names(&c), vec!["alby", "lnd"]);
+        assert_eq!(c.providers[0].base_url, "https://api.getalby.com");
+        assert_eq!(c.retry.max_retries, 4);
+        assert_eq!(c.retry.base_delay_ms, 1000);
+        assert_eq!(c.environment, Environment::Production);
+    }
+
+    #[test]
+    fn explicit_order_is_kept() {
+        let c = cfg(&[
+            ("ENVIRONMENT", "development"),
+            ("LIGHTNING_PROVIDERS", "lnbits, mock ,alby"),
+            ("LNBITS_URL", "http://127.0.0.1:5000"),
+            ("LNBITS_INVOICE_KEY", "k"),
+            ("ALBY_API_KEY", "t"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(names(&c), vec!["lnbits", "mock", "alby"]);
+    }
+
+    #[test]
+    fn mock_is_refused_in_production() {
+        let e = cfg(&[("LIGHTNING_FALLBACK_ENABLE_MOCK", "true")]).err();
+        assert_eq!(
+            e.map(|e| e.variable),
+            Some("LIGHTNING_FALLBACK_ENABLE_MOCK".into())
+        );
+        let e = cfg(&[
+            ("ENVIRONMENT", "production"),
+            ("LIGHTNING_PROVIDERS", "mock"),
+        ])
+        .err();
+        assert_eq!(e.map(|e| e.variable), Some("LIGHTNING_PROVIDERS".into()));
+        assert!(cfg(&[
+            ("ENVIRONMENT", "development"),
+            ("LIGHTNING_FALLBACK_ENABLE_MOCK", "true")
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let var = |pairs: &[(&str, &str)]| cfg(pairs).err().map(|e| e.variable);
+        assert_eq!(var(&[]), Some("LIGHTNING_PROVIDERS".into()));
+        assert_eq!(
+            var(&[("LIGHTNING_PROVIDERS", "lnd")]),
+            Some("LND_REST_URL".into())
+        );
+        assert_eq!(
+            var(&[("LIGHTNING_PROVIDERS", "paypal")]),
+            Some("LIGHTNING_PROVIDERS".into())
+        );
+        assert_eq!(
+            var(&[
+                ("LIGHTNING_PROVIDERS", "lnd"),
+                ("LND_REST_URL", "http://node:8080"),
+                ("LND_ADMIN_MACAROON", "ab")
+            ]),
+            Some("LND_REST_URL".into()),
+            "plain http is refused in production"
+        );
+        assert_eq!(
+            var(&[
+                ("LIGHTNING_PROVIDERS", "lnd"),
+                ("LND_REST_URL", "https://node"),
+                ("LND_ADMIN_MACAROON", "xyz")
+            ]),
+            Some("LND_ADMIN_MACAROON".into())
+        );
+        assert_eq!(
+            var(&[
+                ("ALBY_API_KEY", "t"),
+                ("LIGHTNING_FALLBACK_MAX_RETRIES", "lots")
+            ]),
+            Some("LIGHTNING_FALLBACK_MAX_RETRIES".into())
+        );
+        assert_eq!(
+            var(&[("ALBY_API_KEY", "t"), ("LIGHTNING_NETWORK", "litecoin")]),
+            Some("LIGHTNING_NETWORK".into())
+        );
+        assert_eq!(
+            var(&[("ALBY_API_KEY", "t"), ("ENVIRONMENT", "prd")]),
+            Some("ENVIRONMENT".into())
+        );
+        assert_eq!(
+            var(&[
+                ("ALBY_API_KEY", "t"),
+                ("LIGHTNING_FALLBACK_ENABLE_MOCK", "maybe")
+            ]),
+            Some("LIGHTNING_FALLBACK_ENABLE_MOCK".into())
+        );
+    }
+
+    #[test]
+    fn disabled_local_lnd_is_left_out() {
+        let c = cfg(&[
+            ("ALBY_API_KEY", "t"),
+            ("LND_REST_URL", "https://node"),
+            ("LND_ADMIN_MACAROON", "ab"),
+            ("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND", "false"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(names(&c), vec!["alby"]);
+    }
+}

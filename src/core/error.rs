@@ -1,0 +1,244 @@
+//! The errors the API answers with. Every variant maps to one stable `code`
+//! that clients can match on, and to one HTTP status.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::core::chain::{Attempt, ProviderFailure};
+
+/// A client-visible error: what went wrong, as a typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The body is not valid JSON, or not a JSON object.
+    InvalidJson(String),
+    /// A field is missing or has the wrong type or value.
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    /// A query parameter is missing or malformed.
+    InvalidQuery {
+        param: &'static str,
+        message: String,
+    },
+    /// The requested amount is above the configured maximum.
+    AmountTooLarge {
+        max_sat: u64,
+    },
+    PayloadTooLarge {
+        max_bytes: usize,
+    },
+    UnsupportedMediaType(String),
+    RouteNotFound,
+    MethodNotAllowed {
+        allowed: &'static [&'static str],
+    },
+    InvoiceNotFound,
+    /// Every provider of the chain failed or was skipped.
+    AllProvidersFailed {
+        failures: Vec<ProviderFailure>,
+        attempts: Vec<Attempt>,
+    },
+    /// The one provider that can answer (the issuer of an invoice) is down.
+    ProviderUnavailable {
+        provider: String,
+        retry_after_secs: u64,
+        reason: String,
+    },
+    /// The deployment's configuration is invalid; names the variable to fix.
+    Configuration {
+        variable: String,
+        message: String,
+    },
+    /// A storage binding (KV) failed; nothing was changed.
+    StorageUnavailable(String),
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidField { field, .. } => match *field {
+                "amount" => "invalid_amount",
+                "description" => "invalid_description",
+                "description_hash" => "invalid_description_hash",
+                "expiry" => "invalid_expiry",
+                _ => "invalid_request",
+            },
+            ApiError::InvalidQuery { param, .. } => match *param {
+                "payment_hash" => "invalid_payment_hash",
+                _ => "invalid_query",
+            },
+            ApiError::AmountTooLarge { .. } => "amount_too_large",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RouteNotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::InvoiceNotFound => "invoice_not_found",
+            ApiError::AllProvidersFailed { .. } => "all_providers_failed",
+            ApiError::ProviderUnavailable { .. } => "provider_unavailable",
+            ApiError::Configuration { .. } => "configuration_error",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::InvalidQuery { .. }
+            | ApiError::AmountTooLarge { .. } => 400,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::RouteNotFound | ApiError::InvoiceNotFound => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::AllProvidersFailed { .. }
+            | ApiError::ProviderUnavailable { .. }
+            | ApiError::StorageUnavailable(_) => 503,
+            ApiError::Configuration { .. } | ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::InvalidJson(m) => format!("request body is not valid JSON: {m}"),
+            ApiError::InvalidField { field, message } => format!("`{field}`: {message}"),
+            ApiError::InvalidQuery { param, message } => format!("`{param}`: {message}"),
+            ApiError::AmountTooLarge { max_sat } => {
+                format!("`amount` is above the maximum of {max_sat} sats")
+            }
+            ApiError::PayloadTooLarge { max_bytes } => {
+                format!("request body is larger than {max_bytes} bytes")
+            }
+            ApiError::UnsupportedMediaType(ct) => {
+                format!("content-type `{ct}` is not supported; send application/json")
+            }
+            ApiError::RouteNotFound => "no such route".to_string(),
+            ApiError::MethodNotAllowed { allowed } => {
+                format!("method not allowed; use {}", allowed.join(", "))
+            }
+            ApiError::InvoiceNotFound => {
+                "no invoice with this payment_hash was issued by this gateway (or it has expired from the index)"
+                    .to_string()
+            }
+            ApiError::AllProvidersFailed { failures, .. } => {
+                let names: Vec<&str> = failures.iter().map(|f| f.provider.as_str()).collect();
+                format!("every provider failed: {}", names.join(", "))
+            }
+            ApiError::ProviderUnavailable {
+                provider, reason, ..
+            } => format!("provider `{provider}` that issued this invoice is unavailable: {reason}"),
+            ApiError::Configuration { variable, message } => {
+                format!("invalid configuration in `{variable}`: {message}")
+            }
+            ApiError::StorageUnavailable(m) => format!("storage is unavailable: {m}"),
+            ApiError::Internal(m) => format!("internal error: {m}"),
+        }
+    }
+
+    /// `Retry-After` seconds, for errors a client should retry later.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::ProviderUnavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::AllProvidersFailed { .. } | ApiError::StorageUnavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The JSON body: `{"error": {"code", "message", ...details}}`.
+    pub fn to_json(&self) -> Value {
+        let mut error = serde_json::to_value(Body {
+            code: self.code(),
+            message: self.message(),
+        })
+        .unwrap_or_else(|_| json!({}));
+        if let Some(obj) = error.as_object_mut() {
+            match self {
+                ApiError::InvalidField { field, .. } => {
+                    obj.insert("field".into(), json!(field));
+                }
+                ApiError::InvalidQuery { param, .. } => {
+                    obj.insert("param".into(), json!(param));
+                }
+                ApiError::AmountTooLarge { max_sat } => {
+                    obj.insert("max_sat".into(), json!(max_sat));
+                }
+                ApiError::MethodNotAllowed { allowed } => {
+                    obj.insert("allowed".into(), json!(allowed));
+                }
+                ApiError::AllProvidersFailed { failures, attempts } => {
+                    obj.insert("providers".into(), json!(failures));
+                    obj.insert("attempts".into(), json!(attempts));
+                }
+                ApiError::ProviderUnavailable { provider, .. } => {
+                    obj.insert("provider".into(), json!(provider));
+                }
+                ApiError::Configuration { variable, .. } => {
+                    obj.insert("variable".into(), json!(variable));
+                }
+                _ => {}
+            }
+            if let Some(secs) = self.retry_after_secs() {
+                obj.insert("retry_after".into(), json!(secs));
+            }
+        }
+        json!({ "error": error })
+    }
+}
+
+impl From<crate::core::config::ConfigError> for ApiError {
+    fn from(e: crate::core::config::ConfigError) -> Self {
+        ApiError::Configuration {
+            variable: e.variable,
+            message: e.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_code_and_message_in_json() {
+        let e = ApiError::invalid_field("amount", "must be a positive integer");
+        let v = e.to_json();
+        assert_eq!(v["error"]["code"], "invalid_amount");
+        assert_eq!(v["error"]["field"], "amount");
+        assert_eq!(e.status(), 400);
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("amount"));
+    }
+
+    #[test]
+    fn provider_unavailable_carries_retry_hint() {
+        let e = ApiError::ProviderUnavailable {
+            provider: "lnd".into(),
+            retry_after_secs: 30,
+            reason: "circuit open".into(),
+        };
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.to_json()["error"]["retry_after"], 30);
+        assert_eq!(e.retry_after_secs(), Some(30));
+    }
+}

@@ -1,0 +1,226 @@
+//! The health model: one record per provider, kept together in one KV
+//! document so a request reads it once. Real requests (passive) and cron
+//! probes (active) both feed it. KV allows about one write per key per
+//! second, so outcomes are aggregated and only flushed when something a
+//! reader would act on changed, or the record is getting stale.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::breaker::{self, Admission, BreakerPolicy, BreakerState};
+
+/// How many recent outcomes feed the success rate.
+pub const WINDOW: usize = 20;
+/// How many cron probe results the status page charts.
+pub const HISTORY: usize = 48;
+/// Unchanged counters are flushed at most this often.
+pub const FLUSH_INTERVAL_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at_ms: u64,
+    pub ok: bool,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProviderHealth {
+    #[serde(default)]
+    pub breaker: BreakerState,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub last_check_ms: Option<u64>,
+    #[serde(default)]
+    pub last_latency_ms: Option<u64>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_success_ms: Option<u64>,
+    /// Recent outcomes of real requests and probes, newest last.
+    #[serde(default)]
+    pub window: Vec<Sample>,
+    /// Cron probe results, newest last.
+    #[serde(default)]
+    pub history: Vec<Sample>,
+}
+
+impl ProviderHealth {
+    /// Online while the breaker lets calls through and the last outcome was good.
+    pub fn online(&self) -> bool {
+        matches!(self.breaker, BreakerState::Closed) && self.consecutive_failures == 0
+    }
+
+    /// The breaker still lets calls through (it has not opened).
+    pub fn breaker_closed(&self) -> bool {
+        matches!(self.breaker, BreakerState::Closed)
+    }
+
+    /// Share of successes in the recent window, if there is one.
+    pub fn success_rate(&self) -> Option<f64> {
+        if self.window.is_empty() {
+            return None;
+        }
+        let ok = self.window.iter().filter(|s| s.ok).count();
+        Some(ok as f64 / self.window.len() as f64)
+    }
+}
+
+/// Where an outcome came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Request,
+    Probe,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HealthBook {
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderHealth>,
+    #[serde(default)]
+    pub written_at_ms: u64,
+}
+
+fn push_capped(v: &mut Vec<Sample>, s: Sample, cap: usize) {
+    v.push(s);
+    if v.len() > cap {
+        let excess = v.len() - cap;
+        v.drain(..excess);
+    }
+}
+
+impl HealthBook {
+    pub fn get(&self, name: &str) -> ProviderHealth {
+        self.providers.get(name).cloned().unwrap_or_default()
+    }
+
+    fn entry(&mut self, name: &str) -> &mut ProviderHealth {
+        self.providers.entry(name.to_string()).or_default()
+    }
+
+    /// Asks the breaker of `name` whether a call may go out now.
+    pub fn admit(&mut self, name: &str, now_ms: u64, policy: &BreakerPolicy) -> Admission {
+        let h = self.entry(name);
+        let (admission, next) = breaker::admit(h.breaker, now_ms, policy);
+        h.breaker = next;
+        admission
+    }
+
+    pub fn record_success(&mut self, name: &str, latency_ms: u64, now_ms: u64, source: Source) {
+        let h = self.entry(name);
+        h.breaker = breaker::on_success(h.breaker);
+        h.consecutive_failures = 0;
+        h.last_check_ms = Some(now_ms);
+        h.last_latency_ms = Some(latency_ms);
+        h.last_success_ms = Some(now_ms);
+        h.last_error = None;
+        let s = Sample {
+            at_ms: now_ms,
+            ok: true,
+            latency_ms,
+        };
+        push_capped(&mut h.window, s, WINDOW);
+        if source == Source::Probe {
+            push_capped(&mut h.history, s, HISTORY);
+        }
+    }
+
+    pub fn record_failure(
+        &mut self,
+        name: &str,
+        error: &str,
+        latency_ms: u64,
+        now_ms: u64,
+        source: Source,
+        policy: &BreakerPolicy,
+    ) {
+        let h = self.entry(name);
+        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        h.breaker = breaker::on_failure(h.breaker, h.consecutive_failures, now_ms, policy);
+        h.last_check_ms = Some(now_ms);
+        h.last_latency_ms = Some(latency_ms);
+        h.last_error = Some(error.chars().take(300).collect());
+        let s = Sample {
+            at_ms: now_ms,
+            ok: false,
+            latency_ms,
+        };
+        push_capped(&mut h.window, s, WINDOW);
+        if source == Source::Probe {
+            push_capped(&mut h.history, s, HISTORY);
+        }
+    }
+
+    /// True when `self` (after a request) differs from `before` in a way other
+    /// isolates must see soon (breaker or online state), or when counters
+    /// changed and the stored copy is older than the flush interval.
+    pub fn needs_flush(&self, before: &HealthBook, now_ms: u64) -> bool {
+        if self == before {
+            return false;
+        }
+        let visible_change = self.providers.iter().any(|(name, h)| {
+            let old = before.get(name);
+            old.breaker.name() != h.breaker.name() || old.online() != h.online()
+        });
+        visible_change || now_ms.saturating_sub(before.written_at_ms) >= FLUSH_INTERVAL_MS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: BreakerPolicy = BreakerPolicy {
+        failure_threshold: 2,
+        cooldown_ms: 1_000,
+    };
+
+    #[test]
+    fn failures_open_the_breaker_and_success_closes_it() {
+        let mut b = HealthBook::default();
+        b.record_failure("lnd", "timeout", 5, 10, Source::Request, &P);
+        assert!(!b.get("lnd").online());
+        assert_eq!(b.get("lnd").breaker, BreakerState::Closed);
+        b.record_failure("lnd", "timeout", 5, 20, Source::Request, &P);
+        assert_eq!(b.get("lnd").breaker, BreakerState::Open { until_ms: 1_020 });
+        assert!(matches!(b.admit("lnd", 500, &P), Admission::Reject { .. }));
+        assert_eq!(b.admit("lnd", 1_020, &P), Admission::Probe);
+        b.record_success("lnd", 3, 1_030, Source::Request);
+        assert!(b.get("lnd").online());
+        assert_eq!(b.get("lnd").success_rate(), Some(1.0 / 3.0));
+    }
+
+    #[test]
+    fn window_and_history_are_capped() {
+        let mut b = HealthBook::default();
+        for i in 0..100 {
+            b.record_success("alby", i, i, Source::Probe);
+        }
+        let h = b.get("alby");
+        assert_eq!(h.window.len(), WINDOW);
+        assert_eq!(h.history.len(), HISTORY);
+        assert_eq!(h.history.last().map(|s| s.at_ms), Some(99));
+    }
+
+    #[test]
+    fn flush_only_on_visible_change_or_when_stale() {
+        let mut before = HealthBook::default();
+        before.record_success("alby", 1, 0, Source::Request);
+        before.written_at_ms = 1_000;
+        let mut after = before.clone();
+        after.record_success("alby", 2, 2_000, Source::Request);
+        assert!(!after.needs_flush(&before, 2_000), "only counters changed");
+        assert!(after.needs_flush(&before, 1_000 + FLUSH_INTERVAL_MS));
+        let mut failed = before.clone();
+        failed.record_failure("alby", "boom", 1, 2_000, Source::Request, &P);
+        assert!(failed.needs_flush(&before, 2_000), "went offline");
+        assert!(!before.needs_flush(&before.clone(), u64::MAX));
+    }
+
+    #[test]
+    fn old_documents_without_fields_still_parse() {
+        let b: HealthBook = serde_json::from_str(r#"{"providers":{"lnd":{}}}"#).unwrap_or_default();
+        assert!(b.get("lnd").online());
+    }
+}

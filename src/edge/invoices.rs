@@ -1,0 +1,91 @@
+//! `POST /api/create-invoice` and `GET /api/check-invoice`.
+
+use worker::{Context, Env, Request};
+
+use crate::core::chain;
+use crate::core::config::Config;
+use crate::core::error::ApiError;
+use crate::core::http::Runtime;
+use crate::core::invoice::{self, InvoiceRecord};
+use crate::edge::body::read_json_body;
+use crate::edge::health_sync::HealthSession;
+use crate::edge::reply::Reply;
+use crate::edge::runtime::WorkerRuntime;
+use crate::edge::store::Store;
+
+pub async fn create(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+) -> Result<Reply, ApiError> {
+    let body = read_json_body(req).await?;
+    let params = invoice::parse_create_request(&body, &cfg.limits)?;
+    let store = Store::open(env)?;
+    let rt = WorkerRuntime;
+    let mut session = HealthSession::load(&store).await;
+    let result = chain::create_invoice(&rt, cfg, &mut session.book, &params).await;
+    session.flush(env, ctx, rt.now_ms());
+    match result {
+        Ok((issued, attempts)) => {
+            // The index must exist before the client can ask about the invoice.
+            store
+                .put_invoice(&InvoiceRecord::from_issued(&issued), rt.now_ms() / 1000)
+                .await?;
+            Ok(Reply::json(
+                201,
+                invoice::create_response(&issued, &attempts),
+            ))
+        }
+        Err(f) => Err(ApiError::AllProvidersFailed {
+            failures: f.failures,
+            attempts: f.attempts,
+        }),
+    }
+}
+
+pub async fn check(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+) -> Result<Reply, ApiError> {
+    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let raw = url
+        .query_pairs()
+        .find(|(k, _)| k == "payment_hash")
+        .map(|(_, v)| v.into_owned());
+    let hash = invoice::parse_payment_hash(raw.as_deref())?;
+    let store = Store::open(env)?;
+    let rt = WorkerRuntime;
+    let now = rt.now_ms() / 1000;
+    let mut record = store
+        .invoice(&hash)
+        .await?
+        .ok_or(ApiError::InvoiceNotFound)?;
+    if record.paid {
+        return Ok(Reply::json(200, record.check_response(None, now)));
+    }
+    let provider =
+        cfg.provider(record.provider.as_str())
+            .ok_or_else(|| ApiError::ProviderUnavailable {
+                provider: record.provider.as_str().into(),
+                retry_after_secs: 60,
+                reason: "the provider is no longer configured on this gateway".into(),
+            })?;
+    let mut session = HealthSession::load(&store).await;
+    let result = chain::check_invoice(&rt, cfg, &mut session.book, provider, &hash).await;
+    session.flush(env, ctx, rt.now_ms());
+    let state = result.map_err(|u| ApiError::ProviderUnavailable {
+        provider: provider.name().into(),
+        retry_after_secs: u.retry_after_secs,
+        reason: u.reason,
+    })?;
+    if record.apply(state, now) {
+        // Best effort: a lost write only means the next check asks again.
+        if let Err(e) = store.put_invoice(&record, now).await {
+            worker::console_warn!("could not cache paid state: {}", e.message());
+        }
+    }
+    Ok(Reply::json(200, record.check_response(Some(state), now)))
+}

@@ -1,0 +1,71 @@
+//! The Workers binding: entry points, routing, KV. Thin by design: every
+//! decision is made in `crate::core`.
+
+mod body;
+mod env;
+mod health_sync;
+mod invoices;
+mod reply;
+mod runtime;
+mod store;
+
+use serde_json::json;
+use worker::{event, Context, Env, Request, Response};
+
+use crate::core::cors::AllowedOrigins;
+use crate::core::error::ApiError;
+use crate::core::routes::{self, Route};
+use reply::{Body, Reply};
+
+async fn handle(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    route: Route,
+) -> Result<Reply, ApiError> {
+    let cfg = env::config(env)?;
+    match route {
+        Route::Preflight => Ok(Reply {
+            status: 204,
+            body: Body::Empty,
+            headers: cfg
+                .cors
+                .preflight_headers(req.headers().get("origin").ok().flatten().as_deref()),
+        }),
+        Route::Index => Ok(Reply::json(
+            200,
+            json!({
+                "name": "lightning-fallback",
+                "version": env!("CARGO_PKG_VERSION"),
+                "providers": cfg.providers.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "network": cfg.network.as_str(),
+                "routes": ["POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status"],
+            }),
+        )),
+        Route::CreateInvoice => invoices::create(req, env, ctx, &cfg).await,
+        Route::CheckInvoice => invoices::check(req, env, ctx, &cfg).await,
+        Route::Health | Route::StatusPage => Err(ApiError::RouteNotFound),
+    }
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    console_error_panic_hook::set_once();
+    let origin = req.headers().get("origin").ok().flatten();
+    let cors = env::config(&env)
+        .map(|c| c.cors)
+        .unwrap_or(AllowedOrigins::Any);
+    let path = req.path();
+    let method = req.method().to_string();
+    let reply = match routes::route(&method, &path) {
+        Ok(route) => handle(&mut req, &env, &ctx, route).await,
+        Err(e) => Err(e),
+    };
+    let reply = reply.unwrap_or_else(|e| {
+        if e.status() >= 500 {
+            worker::console_error!("{method} {path}: {}", e.message());
+        }
+        Reply::error(&e)
+    });
+    reply.into_response(&cors, origin.as_deref())
+}

@@ -1,0 +1,84 @@
+//! Turns handler results into `worker::Response`s: JSON or HTML bodies,
+//! CORS headers, and the error envelope. The only place that builds responses.
+
+use serde_json::Value;
+use worker::{Headers, Response};
+
+use crate::core::cors::AllowedOrigins;
+use crate::core::error::ApiError;
+
+pub enum Body {
+    Json(Value),
+    Html(String),
+    Empty,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, v: Value) -> Reply {
+        Reply {
+            status,
+            body: Body::Json(v),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn html(status: u16, page: String) -> Reply {
+        Reply {
+            status,
+            body: Body::Html(page),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(e: &ApiError) -> Reply {
+        let mut r = Reply::json(e.status(), e.to_json());
+        if let Some(secs) = e.retry_after_secs() {
+            r.headers.push(("retry-after", secs.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allowed } = e {
+            r.headers.push(("allow", allowed.join(", ")));
+        }
+        r
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Builds the response; falls back to a minimal JSON 500 if the runtime refuses.
+    pub fn into_response(
+        self,
+        cors: &AllowedOrigins,
+        origin: Option<&str>,
+    ) -> worker::Result<Response> {
+        let headers = Headers::new();
+        let (content_type, bytes) = match self.body {
+            Body::Json(v) => (
+                "application/json; charset=utf-8",
+                v.to_string().into_bytes(),
+            ),
+            Body::Html(s) => ("text/html; charset=utf-8", s.into_bytes()),
+            Body::Empty => ("text/plain", Vec::new()),
+        };
+        headers.set("content-type", content_type)?;
+        headers.set("cache-control", "no-store")?;
+        headers.set("x-content-type-options", "nosniff")?;
+        for (k, v) in self
+            .headers
+            .iter()
+            .chain(cors.response_headers(origin).iter())
+        {
+            headers.set(k, v)?;
+        }
+        Ok(Response::from_bytes(bytes)?
+            .with_status(self.status)
+            .with_headers(headers))
+    }
+}

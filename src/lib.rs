@@ -1,0 +1,10 @@
+//! lightning-fallback: a Cloudflare Worker that keeps Lightning payments
+//! flowing when a payment backend fails.
+//!
+//! `core` is plain Rust (host-tested); `edge` binds it to the Workers runtime
+//! and is compiled for wasm32 only.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
