@@ -5,7 +5,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use lightning_invoice::{Bolt11Invoice, Currency};
+use lightning_invoice::{Currency, SignedRawBolt11Invoice};
+
+/// BOLT11: without an `x` field an invoice expires an hour after its timestamp.
+pub const DEFAULT_EXPIRY_SECS: u64 = 3600;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +116,12 @@ impl fmt::Display for Bolt11Error {
 }
 
 /// Parses and signature-checks a BOLT11 string (case-insensitive, `lightning:` prefix allowed).
+///
+/// Works on the signed raw invoice rather than `Bolt11Invoice`, whose
+/// semantic check also demands modern feature bits: real backends (LNbits'
+/// FakeWallet, older nodes) still issue invoices without them, and refusing
+/// those would fail over for no reason. The signature, payment hash, amount,
+/// network and expiry are all still checked.
 pub fn parse(s: &str) -> Result<ParsedInvoice, Bolt11Error> {
     let s = s.trim();
     let s = s
@@ -122,24 +131,34 @@ pub fn parse(s: &str) -> Result<ParsedInvoice, Bolt11Error> {
     if s.len() > 7_089 {
         return Err(Bolt11Error::Malformed("too long".into()));
     }
-    let inv = Bolt11Invoice::from_str(&s.to_ascii_lowercase())
+    let signed = SignedRawBolt11Invoice::from_str(&s.to_ascii_lowercase())
         .map_err(|e| Bolt11Error::Malformed(e.to_string()))?;
-    let description = match inv.description() {
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(d) => Some(d.to_string()),
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(_) => None,
-    };
-    let description_hash = match inv.description() {
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Hash(h) => Some(h.0.to_string()),
-        lightning_invoice::Bolt11InvoiceDescriptionRef::Direct(_) => None,
+    if !signed.check_signature() {
+        return Err(Bolt11Error::Malformed("invalid signature".into()));
+    }
+    let raw = signed.raw_invoice();
+    let payment_hash = raw
+        .payment_hash()
+        .map(|h| h.0.to_string())
+        .ok_or_else(|| Bolt11Error::Malformed("no payment hash".into()))?;
+    let amount_msat = match raw.amount_pico_btc() {
+        None => None,
+        Some(p) if p % 10 != 0 => {
+            return Err(Bolt11Error::Malformed("amount is not a whole msat".into()))
+        }
+        Some(p) => Some(p / 10),
     };
     Ok(ParsedInvoice {
-        payment_hash: inv.payment_hash().to_string(),
-        amount_msat: inv.amount_milli_satoshis(),
-        network: Network::from_currency(inv.currency()),
-        timestamp_secs: inv.duration_since_epoch().as_secs(),
-        expiry_secs: inv.expiry_time().as_secs(),
-        description,
-        description_hash,
+        payment_hash,
+        amount_msat,
+        network: Network::from_currency(raw.currency()),
+        timestamp_secs: raw.data.timestamp.as_unix_timestamp(),
+        expiry_secs: raw
+            .expiry_time()
+            .map(|e| e.as_seconds())
+            .unwrap_or(DEFAULT_EXPIRY_SECS),
+        description: raw.description().map(|d| d.to_string()),
+        description_hash: raw.description_hash().map(|h| h.0.to_string()),
     })
 }
 
@@ -253,6 +272,28 @@ mod tests {
         assert!(matches!(r, Err(Bolt11Error::HashMismatch { .. })));
         let r = verify(&pr, &want(Network::Bitcoin, 2_000, None, 1_700_003_600));
         assert_eq!(r, Err(Bolt11Error::Expired));
+    }
+
+    /// Issued by LNbits 1.6.2's FakeWallet: no feature bits, still a valid invoice.
+    const LNBITS_FAKEWALLET: &str = "lnbc10u1p4sxn76dqz0qxqzjcsp5pypun0kgkylhnxhnk5h2gxspzze4u7jc487qc3qppkua6emckpyspp54wfd9vhruenr2nk757h3awg72s883l264pvzlxsnfht56nt5uhlq2m5fm2pcpj3dlue3f3gam3cxkgd802t47r4ufx6tlwv7skdn9hrhr5t8yvwy5lmjtmxvg9qu4na73u7razjaczahc2cq40tuptjncsqq9993yu";
+
+    #[test]
+    fn accepts_real_invoices_without_feature_bits() {
+        let inv = parse(LNBITS_FAKEWALLET).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            inv.payment_hash,
+            "ab92d2b2e3e666354edea7af1eb91e540e78fd5aa8582f9a134dd74d4d74e5fe"
+        );
+        assert_eq!(inv.amount_msat, Some(1_000_000));
+        assert_eq!(inv.network, Some(Network::Bitcoin));
+        assert_eq!(inv.expiry_secs, 600);
+    }
+
+    #[test]
+    fn rejects_a_tampered_invoice() {
+        // Changing the amount breaks the checksum; re-checksummed data breaks the signature.
+        let tampered = LNBITS_FAKEWALLET.replacen("lnbc10u", "lnbc20u", 1);
+        assert!(matches!(parse(&tampered), Err(Bolt11Error::Malformed(_))));
     }
 
     #[test]

@@ -59,9 +59,14 @@ pub struct ChainFailure {
 }
 
 /// Counts against the provider's health: everything except a refusal of
-/// this particular request (a 4xx that is not about our credentials).
+/// this particular request (a 4xx that is not about our credentials or URL).
 fn counts_against_health(e: &ProviderError) -> bool {
-    !matches!(e, ProviderError::Rejected { .. } | ProviderError::NotFound)
+    !matches!(e, ProviderError::Rejected { .. })
+}
+
+/// On a lookup, a 404 is an answer about the invoice, not about the provider.
+fn lookup_counts_against_health(e: &ProviderError) -> bool {
+    counts_against_health(e) && !matches!(e, ProviderError::NotFound { .. })
 }
 
 async fn call_create<R: Runtime>(
@@ -298,7 +303,7 @@ pub async fn check_invoice<R: Runtime>(
                 return Ok(state);
             }
             Err(e) => {
-                if counts_against_health(&e) {
+                if lookup_counts_against_health(&e) {
                     health.record_failure(
                         name,
                         &e.to_string(),

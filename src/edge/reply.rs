@@ -9,7 +9,6 @@ use crate::core::error::ApiError;
 
 pub enum Body {
     Json(Value),
-    Html(String),
     Empty,
 }
 
@@ -28,14 +27,6 @@ impl Reply {
         }
     }
 
-    pub fn html(status: u16, page: String) -> Reply {
-        Reply {
-            status,
-            body: Body::Html(page),
-            headers: Vec::new(),
-        }
-    }
-
     pub fn error(e: &ApiError) -> Reply {
         let mut r = Reply::json(e.status(), e.to_json());
         if let Some(secs) = e.retry_after_secs() {
@@ -45,11 +36,6 @@ impl Reply {
             r.headers.push(("allow", allowed.join(", ")));
         }
         r
-    }
-
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
-        self.headers.push((name, value.into()));
-        self
     }
 
     /// Builds the response; falls back to a minimal JSON 500 if the runtime refuses.
@@ -64,7 +50,6 @@ impl Reply {
                 "application/json; charset=utf-8",
                 v.to_string().into_bytes(),
             ),
-            Body::Html(s) => ("text/html; charset=utf-8", s.into_bytes()),
             Body::Empty => ("text/plain", Vec::new()),
         };
         headers.set("content-type", content_type)?;

@@ -24,8 +24,9 @@ pub enum ProviderError {
     },
     /// 401/403: our credentials were refused.
     Unauthorized { status: u16, detail: String },
-    /// 404 on a lookup.
-    NotFound,
+    /// 404: on a lookup, the provider does not know the object; on create,
+    /// a wrong base URL or (LNbits) an unknown key.
+    NotFound { detail: String },
     /// Another 4xx: the provider refused the request itself.
     Rejected { status: u16, detail: String },
     /// The provider answers but reports itself unfit (e.g. LND not synced).
@@ -53,7 +54,7 @@ impl ProviderError {
             ProviderError::Upstream { status: 429, .. } => "rate_limited",
             ProviderError::Upstream { .. } => "upstream_error",
             ProviderError::Unauthorized { .. } => "unauthorized",
-            ProviderError::NotFound => "not_found",
+            ProviderError::NotFound { .. } => "not_found",
             ProviderError::Rejected { .. } => "rejected",
             ProviderError::Unhealthy(_) => "unhealthy",
             ProviderError::InvalidResponse(_) => "invalid_response",
@@ -85,7 +86,7 @@ impl ProviderError {
                 status: r.status,
                 detail,
             },
-            404 => ProviderError::NotFound,
+            404 => ProviderError::NotFound { detail },
             429 | 500..=599 => ProviderError::Upstream {
                 status: r.status,
                 detail,
@@ -120,7 +121,7 @@ impl fmt::Display for ProviderError {
             ProviderError::Unauthorized { status, detail } => {
                 write!(f, "credentials refused (HTTP {status}): {detail}")
             }
-            ProviderError::NotFound => write!(f, "not found"),
+            ProviderError::NotFound { detail } => write!(f, "HTTP 404: {detail}"),
             ProviderError::Rejected { status, detail } => write!(f, "HTTP {status}: {detail}"),
             ProviderError::Unhealthy(m) => write!(f, "unhealthy: {m}"),
             ProviderError::InvalidResponse(m) => write!(f, "invalid response: {m}"),

@@ -159,7 +159,9 @@ mod tests {
                 404,
                 &json!({"message": "unable to locate invoice"})
             )),
-            Err(ProviderError::NotFound)
+            Err(ProviderError::NotFound {
+                detail: "unable to locate invoice".into()
+            })
         );
     }
 

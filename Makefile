@@ -1,0 +1,37 @@
+# The two commands a newcomer needs:
+#   make dev    run the gateway locally in workerd on http://localhost:8787 (mock provider, no keys)
+#   make test   run every check and test (installs what is missing first)
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+PORT ?= 8787
+
+.PHONY: dev test setup setup-test build lint unit e2e testkit bench
+
+dev: setup build
+	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
+	npx wrangler dev --port $(PORT) --persist-to .wrangler/state --test-scheduled
+
+test: setup-test lint unit build testkit e2e
+
+setup:
+	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh --test
+
+build:
+	@scripts/build.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test
+
+testkit:
+	cargo build --example testkit
+
+e2e:
+	node --test --test-concurrency=1 tests/e2e/

@@ -1,0 +1,62 @@
+// End-to-end: the circuit breaker, shared through KV. A provider that keeps
+// failing is skipped without being called; after the cooldown one probe
+// goes through and a success closes the breaker again.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startFakeProvider } from "./support/fake-provider.mjs";
+import { startWorker, providerVars } from "./support/worker.mjs";
+
+let fakes, worker;
+const COOLDOWN_SECS = 3;
+
+before(async () => {
+  fakes = {
+    alby: await startFakeProvider("alby"),
+    lnd: await startFakeProvider("lnd"),
+    lnbits: await startFakeProvider("lnbits"),
+  };
+  worker = await startWorker(
+    {
+      ...providerVars(fakes),
+      LIGHTNING_FALLBACK_MAX_RETRIES: "1",
+      LIGHTNING_FALLBACK_RETRY_DELAY: "10",
+      LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS: "1000",
+      BREAKER_FAILURE_THRESHOLD: "2",
+      BREAKER_COOLDOWN_SECS: String(COOLDOWN_SECS),
+    },
+    { name: "breaker" },
+  );
+});
+
+after(async () => {
+  await worker?.stop();
+  for (const f of Object.values(fakes ?? {})) await f.stop();
+});
+
+test("an open breaker skips the provider at once, and a half-open probe closes it", async () => {
+  await fakes.alby.fail("hang");
+  const first = await worker.createInvoice({ amount: 100 });
+  assert.equal(first.status, 201, first.text);
+  assert.equal(first.json.provider, "lnd");
+  const hits = fakes.alby.count("POST");
+  assert.equal(hits, 2, "two timeouts open the breaker (threshold 2)");
+
+  // Known down: skipped without a call, so no waiting for its timeout.
+  const second = await worker.createInvoice({ amount: 100 });
+  assert.equal(second.status, 201, second.text);
+  assert.equal(second.json.provider, "lnd");
+  assert.equal(fakes.alby.count("POST"), hits, "the open breaker must not call alby");
+  assert.deepEqual(
+    [second.json.attempts[0].provider, second.json.attempts[0].outcome, second.json.attempts[0].code],
+    ["alby", "skipped", "circuit_open"],
+  );
+
+  // The provider recovers; after the cooldown one probe is let through.
+  await fakes.alby.heal();
+  await new Promise((r) => setTimeout(r, COOLDOWN_SECS * 1000 + 500));
+  const third = await worker.createInvoice({ amount: 100 });
+  assert.equal(third.json.provider, "alby", third.text);
+  const fourth = await worker.createInvoice({ amount: 100 });
+  assert.equal(fourth.json.provider, "alby", "closed again after the successful probe");
+  assert.equal(fourth.json.attempts.length, 1);
+});

@@ -1,0 +1,165 @@
+// Fake Lightning providers on 127.0.0.1 that speak the Alby, LND REST and
+// LNbits shapes and can be told to fail: refuse connections, answer 5xx, an
+// HTML or JSON 520, hang, or send garbage. Faults can target one method, so
+// "reads work but writes fail" can be staged.
+import http from "node:http";
+import { signInvoice } from "./invoice.mjs";
+
+const SHAPES = {
+  alby: {
+    auth: (req, key) => req.headers["authorization"] === `Bearer ${key}`,
+    create: { method: "POST", path: /^\/invoices$/ },
+    check: { method: "GET", path: /^\/invoices\/([0-9a-f]{64})$/ },
+    probe: { method: "GET", path: /^\/balance$/ },
+    amountSat: (b) => b.amount,
+    created: (inv) => [201, { payment_hash: inv.payment_hash, payment_request: inv.payment_request, expires_at: "2099-01-01T00:00:00Z" }],
+    status: (st) => [200, { state: st.paid ? "SETTLED" : "CREATED", settled: st.paid, settled_at: st.paid ? new Date(st.paidAt).toISOString() : null }],
+    probeBody: () => [200, { balance: 21000, currency: "BTC", unit: "sat" }],
+  },
+  lnd: {
+    auth: (req, key) => req.headers["grpc-metadata-macaroon"] === key,
+    create: { method: "POST", path: /^\/v1\/invoices$/ },
+    check: { method: "GET", path: /^\/v1\/invoice\/([0-9a-f]{64})$/ },
+    probe: { method: "GET", path: /^\/v1\/getinfo$/ },
+    amountSat: (b) => Number(b.value),
+    created: (inv) => [200, { r_hash: Buffer.from(inv.payment_hash, "hex").toString("base64"), payment_request: inv.payment_request, add_index: "1" }],
+    status: (st) => [200, { state: st.paid ? "SETTLED" : "OPEN", settled: st.paid, settle_date: st.paid ? String(Math.floor(st.paidAt / 1000)) : "0" }],
+    probeBody: (fake) => [200, { synced_to_chain: fake.synced, num_active_channels: 3, block_height: 900000 }],
+  },
+  lnbits: {
+    auth: (req, key) => req.headers["x-api-key"] === key,
+    create: { method: "POST", path: /^\/api\/v1\/payments$/ },
+    check: { method: "GET", path: /^\/api\/v1\/payments\/([0-9a-f]{64})$/ },
+    probe: { method: "GET", path: /^\/api\/v1\/wallet$/ },
+    amountSat: (b) => b.amount,
+    created: (inv) => [201, { payment_hash: inv.payment_hash, bolt11: inv.payment_request, checking_id: inv.payment_hash, amount: 0, status: "pending" }],
+    status: (st) => [200, { paid: st.paid, status: st.paid ? "success" : "pending" }],
+    probeBody: () => [200, { name: "fake", balance: 21000000 }],
+  },
+};
+
+const HTML_520 = `<!DOCTYPE html><html><head><title>fake.example | 520: Web server is returning an unknown error</title></head><body><h1>Error 520</h1>Cloudflare</body></html>`;
+
+export async function startFakeProvider(kind, { key, network = "bitcoin" } = {}) {
+  const shape = SHAPES[kind];
+  // LND macaroons are hex.
+  key ??= kind === "lnd" ? "0201036c6e6402f801" : `${kind}-test-key`;
+  if (!shape) throw new Error(`unknown fake kind ${kind}`);
+  const fake = {
+    kind,
+    key,
+    network,
+    synced: true,
+    faults: { GET: "ok", POST: "ok" },
+    calls: [], // {method, path}
+    invoices: new Map(), // hash -> {paid, paidAt}
+    hanging: new Set(),
+    server: null,
+    port: 0,
+    get url() {
+      return `http://127.0.0.1:${this.port}`;
+    },
+    /** Sets the fault for every method, or only `method` ("GET"/"POST"). */
+    async fail(mode, method) {
+      if (method) this.faults[method] = mode;
+      else this.faults = { GET: mode, POST: mode };
+      const refuse = Object.values(this.faults).includes("refuse");
+      if (refuse && this.server.listening) await closeServer(this);
+      if (!refuse && !this.server.listening) await listen(this, this.port);
+    },
+    async heal() {
+      await this.fail("ok");
+    },
+    count(method, re) {
+      return this.calls.filter((c) => c.method === method && (!re || re.test(c.path))).length;
+    },
+    settle(hash) {
+      const st = this.invoices.get(hash);
+      if (!st) throw new Error(`fake ${kind} never issued ${hash}`);
+      st.paid = true;
+      st.paidAt = Date.now();
+    },
+    async stop() {
+      for (const res of this.hanging) res.destroy();
+      if (this.server.listening) await closeServer(this);
+    },
+  };
+
+  const handler = async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const body = Buffer.concat(chunks).toString("utf8");
+    fake.calls.push({ method: req.method, path: req.url });
+    const send = (status, obj, type = "application/json") => {
+      res.writeHead(status, { "content-type": type });
+      res.end(typeof obj === "string" ? obj : JSON.stringify(obj));
+    };
+    switch (fake.faults[req.method] ?? "ok") {
+      case "http500":
+        return send(500, { detail: "internal server error" });
+      case "http503":
+        return send(503, "Service Unavailable", "text/plain");
+      case "html520":
+        return send(520, HTML_520, "text/html; charset=UTF-8");
+      case "json520":
+        return send(520, { detail: "Payment failed: funding source error", status: "failed" });
+      case "garbage":
+        return send(200, "\u0000}{not json at all", "application/json");
+      case "hang":
+        fake.hanging.add(res);
+        res.on("close", () => fake.hanging.delete(res));
+        return; // never answer
+      default:
+        break;
+    }
+    if (!shape.auth(req, fake.key)) return send(401, { detail: "Invalid key", message: "invalid credentials" });
+    const path = req.url.split("?")[0];
+    if (req.method === shape.create.method && shape.create.path.test(path)) {
+      let parsed;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        return send(400, { detail: "bad json" });
+      }
+      if (kind === "lnbits" && parsed.out !== false) return send(400, { detail: "this fake only creates invoices" });
+      const sat = shape.amountSat(parsed);
+      const inv = signInvoice({ network: fake.network, amountMsat: sat * 1000, expiry: Number(parsed.expiry ?? 3600) });
+      fake.invoices.set(inv.payment_hash, { paid: false, paidAt: 0 });
+      return send(...shape.created(inv));
+    }
+    const m = shape.check.path.exec(path);
+    if (req.method === shape.check.method && m) {
+      const st = fake.invoices.get(m[1]);
+      if (!st) return send(404, { detail: "Payment does not exist.", message: "unable to locate invoice" });
+      return send(...shape.status(st));
+    }
+    if (req.method === shape.probe.method && shape.probe.path.test(path)) return send(...shape.probeBody(fake));
+    return send(404, { detail: "Not Found" });
+  };
+
+  fake.server = http.createServer((req, res) => {
+    handler(req, res).catch((e) => {
+      res.writeHead(500);
+      res.end(String(e));
+    });
+  });
+  await listen(fake, 0);
+  return fake;
+}
+
+function listen(fake, port) {
+  return new Promise((resolve, reject) => {
+    fake.server.once("error", reject);
+    fake.server.listen(port, "127.0.0.1", () => {
+      fake.server.off("error", reject);
+      fake.port = fake.server.address().port;
+      resolve();
+    });
+  });
+}
+
+function closeServer(fake) {
+  for (const res of fake.hanging) res.destroy();
+  fake.server.closeAllConnections?.();
+  return new Promise((resolve) => fake.server.close(() => resolve()));
+}
