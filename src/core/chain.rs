@@ -135,6 +135,18 @@ fn verify_created(
     })
 }
 
+/// One creation attempt on one provider, verified; no retries, no health.
+pub async fn create_once<R: Runtime>(
+    rt: &R,
+    cfg: &Config,
+    p: &ProviderConfig,
+    params: &InvoiceParams,
+    timeout_ms: u64,
+) -> Result<Issued, ProviderError> {
+    let created = call_create(rt, cfg, p, params, timeout_ms).await?;
+    verify_created(cfg, p, params, created, rt.now_ms() / 1000)
+}
+
 /// Creates an invoice on the first provider that can, recording every
 /// outcome in `health`.
 pub async fn create_invoice<R: Runtime>(
@@ -188,9 +200,8 @@ pub async fn create_invoice<R: Runtime>(
                 });
                 break;
             }
-            let result = call_create(rt, cfg, p, params, cfg.retry.attempt_timeout(remaining))
-                .await
-                .and_then(|c| verify_created(cfg, p, params, c, rt.now_ms() / 1000));
+            let result =
+                create_once(rt, cfg, p, params, cfg.retry.attempt_timeout(remaining)).await;
             let latency = rt.now_ms().saturating_sub(start);
             match result {
                 Ok(issued) => {

@@ -30,6 +30,10 @@ pub enum ApiError {
     },
     UnsupportedMediaType(String),
     RouteNotFound,
+    /// Missing or wrong `Authorization: Bearer` key.
+    Unauthorized,
+    /// The route needs a key that this deployment has not configured.
+    AdminDisabled,
     MethodNotAllowed {
         allowed: &'static [&'static str],
     },
@@ -88,6 +92,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RouteNotFound => "not_found",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::AdminDisabled => "admin_disabled",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::InvoiceNotFound => "invoice_not_found",
             ApiError::AllProvidersFailed { .. } => "all_providers_failed",
@@ -105,6 +111,8 @@ impl ApiError {
             | ApiError::InvalidQuery { .. }
             | ApiError::AmountTooLarge { .. } => 400,
             ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::Unauthorized => 401,
+            ApiError::AdminDisabled => 403,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RouteNotFound | ApiError::InvoiceNotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -130,6 +138,10 @@ impl ApiError {
                 format!("content-type `{ct}` is not supported; send application/json")
             }
             ApiError::RouteNotFound => "no such route".to_string(),
+            ApiError::Unauthorized => "send a valid key as `Authorization: Bearer <key>`".to_string(),
+            ApiError::AdminDisabled => {
+                "this route needs ADMIN_API_KEY, which is not configured on this deployment".to_string()
+            }
             ApiError::MethodNotAllowed { allowed } => {
                 format!("method not allowed; use {}", allowed.join(", "))
             }

@@ -1,6 +1,7 @@
 //! Domain logic, free of the Workers runtime: it builds and is tested on the
 //! host. The edge layer (`crate::edge`) feeds it requests and a [`http::Runtime`].
 
+pub mod auth;
 pub mod backoff;
 pub mod bolt11;
 pub mod breaker;
@@ -9,10 +10,13 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod health;
+pub mod health_report;
 pub mod http;
 pub mod invoice;
+pub mod probe;
 pub mod providers;
 pub mod routes;
+pub mod status_page;
 pub mod time;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod body;
 mod env;
+mod health;
 mod health_sync;
 mod invoices;
 mod reply;
@@ -10,7 +11,7 @@ mod runtime;
 mod store;
 
 use serde_json::json;
-use worker::{event, Context, Env, Request, Response};
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::core::cors::AllowedOrigins;
 use crate::core::error::ApiError;
@@ -44,7 +45,8 @@ async fn handle(
         )),
         Route::CreateInvoice => invoices::create(req, env, ctx, &cfg).await,
         Route::CheckInvoice => invoices::check(req, env, ctx, &cfg).await,
-        Route::Health | Route::StatusPage => Err(ApiError::RouteNotFound),
+        Route::Health => health::health(req, env, ctx, &cfg).await,
+        Route::StatusPage => health::status_page(env, ctx, &cfg).await,
     }
 }
 
@@ -68,4 +70,30 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         Reply::error(&e)
     });
     reply.into_response(&cors, origin.as_deref())
+}
+
+/// Cron (`*/5 * * * *`): probes every provider and refreshes shared health.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    console_error_panic_hook::set_once();
+    let cfg = match env::config(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            worker::console_error!(
+                "cron {}: invalid configuration in {}: {}",
+                event.cron(),
+                e.variable,
+                e.message
+            );
+            return;
+        }
+    };
+    match health::cron_probe(&env, &cfg).await {
+        Ok(book) => {
+            let report =
+                crate::core::health_report::report(&cfg, &book, worker::Date::now().as_millis());
+            worker::console_log!("cron {}: health {}", event.cron(), report.status.as_str());
+        }
+        Err(e) => worker::console_error!("cron {}: {}", event.cron(), e.message()),
+    }
 }

@@ -9,6 +9,7 @@ use crate::core::error::ApiError;
 
 pub enum Body {
     Json(Value),
+    Html(String),
     Empty,
 }
 
@@ -27,10 +28,24 @@ impl Reply {
         }
     }
 
+    pub fn html(status: u16, page: String) -> Reply {
+        Reply {
+            status,
+            body: Body::Html(page),
+            headers: vec![(
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'".into(),
+            )],
+        }
+    }
+
     pub fn error(e: &ApiError) -> Reply {
         let mut r = Reply::json(e.status(), e.to_json());
         if let Some(secs) = e.retry_after_secs() {
             r.headers.push(("retry-after", secs.to_string()));
+        }
+        if matches!(e, ApiError::Unauthorized) {
+            r.headers.push(("www-authenticate", "Bearer".into()));
         }
         if let ApiError::MethodNotAllowed { allowed } = e {
             r.headers.push(("allow", allowed.join(", ")));
@@ -50,6 +65,7 @@ impl Reply {
                 "application/json; charset=utf-8",
                 v.to_string().into_bytes(),
             ),
+            Body::Html(s) => ("text/html; charset=utf-8", s.into_bytes()),
             Body::Empty => ("text/plain", Vec::new()),
         };
         headers.set("content-type", content_type)?;

@@ -1,0 +1,124 @@
+//! `GET /api/lightning/health` (JSON, optionally a deep check) and
+//! `GET /status` (HTML), plus the cron probe.
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use worker::{Context, Env, Request};
+
+use crate::core::auth;
+use crate::core::config::Config;
+use crate::core::error::ApiError;
+use crate::core::health::{HealthBook, Source};
+use crate::core::health_report::{self, HealthReport};
+use crate::core::http::Runtime;
+use crate::core::probe;
+use crate::core::status_page;
+use crate::edge::health_sync::HealthSession;
+use crate::edge::reply::Reply;
+use crate::edge::runtime::WorkerRuntime;
+use crate::edge::store::Store;
+
+fn query(req: &Request, name: &str) -> Result<Option<String>, ApiError> {
+    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned()))
+}
+
+pub fn require_admin(req: &Request, cfg: &Config) -> Result<(), ApiError> {
+    let key = cfg.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
+    let header = req.headers().get("authorization").ok().flatten();
+    match auth::bearer(header.as_deref()) {
+        Some(token) if auth::matches_any(token, &[key]) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The current report: probes providers with no recent check first, so a
+/// fresh deployment reports facts rather than guesses.
+async fn current(
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+    deep: bool,
+) -> Result<(HealthReport, Option<Value>), ApiError> {
+    let store = Store::open(env)?;
+    let rt = WorkerRuntime;
+    let mut session = HealthSession::load(&store).await;
+    let stale = probe::stale(cfg, &session.book, rt.now_ms());
+    if !deep && !stale.is_empty() {
+        probe::probe_into(&rt, cfg, &mut session.book, &stale).await;
+    }
+    let deep_reports = if deep {
+        let reports = join_all(cfg.providers.iter().map(|p| probe::deep_check(&rt, cfg, p))).await;
+        let now = rt.now_ms();
+        for r in &reports {
+            let latency = r.steps.iter().map(|s| s.latency_ms).max().unwrap_or(0);
+            if r.ok {
+                session
+                    .book
+                    .record_success(r.provider, latency, now, Source::Probe);
+            } else {
+                session.book.record_failure(
+                    r.provider,
+                    &r.diagnosis,
+                    latency,
+                    now,
+                    Source::Probe,
+                    &cfg.breaker,
+                );
+            }
+        }
+        Some(serde_json::to_value(&reports).map_err(|e| ApiError::Internal(e.to_string()))?)
+    } else {
+        None
+    };
+    let report = health_report::report(cfg, &session.book, rt.now_ms());
+    session.flush(env, ctx, rt.now_ms());
+    Ok((report, deep_reports))
+}
+
+pub async fn health(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+) -> Result<Reply, ApiError> {
+    let deep = match query(req, "deep")?.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::InvalidQuery {
+                param: "deep",
+                message: "must be 1 or 0".into(),
+            })
+        }
+    };
+    if deep {
+        require_admin(req, cfg)?;
+    }
+    let (report, deep_reports) = current(env, ctx, cfg, deep).await?;
+    let mut v = serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let (Some(d), Some(obj)) = (deep_reports, v.as_object_mut()) {
+        obj.insert("deep".into(), d);
+    }
+    Ok(Reply::json(report.http_status(), v))
+}
+
+pub async fn status_page(env: &Env, ctx: &Context, cfg: &Config) -> Result<Reply, ApiError> {
+    let (report, _) = current(env, ctx, cfg, false).await?;
+    Ok(Reply::html(200, status_page::render(&report)))
+}
+
+/// The cron tick: one probe per provider, written as one KV update.
+pub async fn cron_probe(env: &Env, cfg: &Config) -> Result<HealthBook, ApiError> {
+    let store = Store::open(env)?;
+    let rt = WorkerRuntime;
+    let mut book = store.health().await;
+    let all: Vec<_> = cfg.providers.iter().collect();
+    probe::probe_into(&rt, cfg, &mut book, &all).await;
+    book.written_at_ms = rt.now_ms();
+    store.save_health(&book).await;
+    Ok(book)
+}
