@@ -49,6 +49,18 @@ pub enum ApiError {
         retry_after_secs: u64,
         reason: String,
     },
+    MissingIdempotencyKey,
+    IdempotencyConflict,
+    LimitExceeded(String),
+    DestinationNotAllowed(String),
+    InvalidInvoice(String),
+    /// The LNURL server answered, but not with a usable invoice.
+    LnurlError(String),
+    /// The LNURL server could not be reached.
+    LnurlUnreachable(String),
+    PayoutNotFound,
+    PayoutsDisabled(String),
+    RetryNotAllowed(String),
     /// The deployment's configuration is invalid; names the variable to fix.
     Configuration {
         variable: String,
@@ -82,10 +94,19 @@ impl ApiError {
                 "description" => "invalid_description",
                 "description_hash" => "invalid_description_hash",
                 "expiry" => "invalid_expiry",
+                "destination" => "invalid_destination",
+                "amount_sat" => "invalid_amount",
+                "comment" => "invalid_comment",
+                "webhook_url" => "invalid_webhook_url",
+                "external_id" => "invalid_external_id",
+                "idempotency_key" => "invalid_idempotency_key",
                 _ => "invalid_request",
             },
             ApiError::InvalidQuery { param, .. } => match *param {
                 "payment_hash" => "invalid_payment_hash",
+                "limit" => "invalid_limit",
+                "status" => "invalid_status",
+                "cursor" => "invalid_cursor",
                 _ => "invalid_query",
             },
             ApiError::AmountTooLarge { .. } => "amount_too_large",
@@ -98,6 +119,16 @@ impl ApiError {
             ApiError::InvoiceNotFound => "invoice_not_found",
             ApiError::AllProvidersFailed { .. } => "all_providers_failed",
             ApiError::ProviderUnavailable { .. } => "provider_unavailable",
+            ApiError::MissingIdempotencyKey => "missing_idempotency_key",
+            ApiError::IdempotencyConflict => "idempotency_conflict",
+            ApiError::LimitExceeded(_) => "limit_exceeded",
+            ApiError::DestinationNotAllowed(_) => "destination_not_allowed",
+            ApiError::InvalidInvoice(_) => "invalid_invoice",
+            ApiError::LnurlError(_) => "lnurl_error",
+            ApiError::LnurlUnreachable(_) => "lnurl_unreachable",
+            ApiError::PayoutNotFound => "payout_not_found",
+            ApiError::PayoutsDisabled(_) => "payouts_disabled",
+            ApiError::RetryNotAllowed(_) => "retry_not_allowed",
             ApiError::Configuration { .. } => "configuration_error",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -114,7 +145,14 @@ impl ApiError {
             ApiError::Unauthorized => 401,
             ApiError::AdminDisabled => 403,
             ApiError::UnsupportedMediaType(_) => 415,
-            ApiError::RouteNotFound | ApiError::InvoiceNotFound => 404,
+            ApiError::RouteNotFound | ApiError::InvoiceNotFound | ApiError::PayoutNotFound => 404,
+            ApiError::MissingIdempotencyKey | ApiError::DestinationNotAllowed(_) => 400,
+            ApiError::IdempotencyConflict | ApiError::RetryNotAllowed(_) => 409,
+            ApiError::LimitExceeded(_) | ApiError::InvalidInvoice(_) | ApiError::LnurlError(_) => {
+                422
+            }
+            ApiError::LnurlUnreachable(_) => 502,
+            ApiError::PayoutsDisabled(_) => 403,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::AllProvidersFailed { .. }
             | ApiError::ProviderUnavailable { .. }
@@ -156,6 +194,20 @@ impl ApiError {
             ApiError::ProviderUnavailable {
                 provider, reason, ..
             } => format!("provider `{provider}` that issued this invoice is unavailable: {reason}"),
+            ApiError::MissingIdempotencyKey => {
+                "the Idempotency-Key header is required: reuse it to retry this payout safely".to_string()
+            }
+            ApiError::IdempotencyConflict => {
+                "this Idempotency-Key was already used with a different request body".to_string()
+            }
+            ApiError::LimitExceeded(m) => m.clone(),
+            ApiError::DestinationNotAllowed(m) => format!("destination is not allowed: {m}"),
+            ApiError::InvalidInvoice(m) => format!("invoice cannot be paid: {m}"),
+            ApiError::LnurlError(m) => format!("could not get an invoice from the recipient: {m}"),
+            ApiError::LnurlUnreachable(m) => format!("the recipient's LNURL server is unreachable: {m}"),
+            ApiError::PayoutNotFound => "no payout with this id".to_string(),
+            ApiError::PayoutsDisabled(m) => format!("payouts are not enabled on this deployment: {m}"),
+            ApiError::RetryNotAllowed(m) => m.clone(),
             ApiError::Configuration { variable, message } => {
                 format!("invalid configuration in `{variable}`: {message}")
             }
@@ -170,7 +222,9 @@ impl ApiError {
             ApiError::ProviderUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            ApiError::AllProvidersFailed { .. } | ApiError::StorageUnavailable(_) => Some(5),
+            ApiError::AllProvidersFailed { .. }
+            | ApiError::StorageUnavailable(_)
+            | ApiError::LnurlUnreachable(_) => Some(5),
             _ => None,
         }
     }
@@ -213,6 +267,32 @@ impl ApiError {
             }
         }
         json!({ "error": error })
+    }
+}
+
+impl From<crate::core::payout::engine::PayoutError> for ApiError {
+    fn from(e: crate::core::payout::engine::PayoutError) -> Self {
+        use crate::core::payout::engine::PayoutError as P;
+        use crate::core::payout::lnurl::ResolveError as R;
+        match e {
+            P::IdempotencyConflict => ApiError::IdempotencyConflict,
+            P::LimitExceeded(m) => ApiError::LimitExceeded(m),
+            P::InvalidDestination(m) => ApiError::invalid_field("destination", m),
+            P::DestinationNotAllowed(m) | P::Lnurl(R::Refused(m)) => {
+                ApiError::DestinationNotAllowed(m)
+            }
+            P::InvalidInvoice(m) => ApiError::InvalidInvoice(m),
+            P::Lnurl(R::Protocol(m)) => ApiError::LnurlError(m),
+            P::Lnurl(R::Unreachable(m)) => ApiError::LnurlUnreachable(m),
+            P::WebhookNotAllowed(m) => ApiError::invalid_field("webhook_url", m),
+            P::WebhookSecretMissing => ApiError::Configuration {
+                variable: "WEBHOOK_SECRET".into(),
+                message: "is required to send webhooks".into(),
+            },
+            P::NotFound => ApiError::PayoutNotFound,
+            P::RetryNotAllowed(m) => ApiError::RetryNotAllowed(m),
+            P::Store(e) => ApiError::StorageUnavailable(e.to_string()),
+        }
     }
 }
 

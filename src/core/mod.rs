@@ -13,6 +13,7 @@ pub mod health;
 pub mod health_report;
 pub mod http;
 pub mod invoice;
+pub mod payout;
 pub mod probe;
 pub mod providers;
 pub mod routes;

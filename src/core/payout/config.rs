@@ -1,0 +1,188 @@
+//! Payout settings. Parsed separately from the receive settings, so a
+//! deployment that does not use payouts is not broken by their absence.
+
+use crate::core::backoff::RetryPolicy;
+use crate::core::bolt11::Network;
+use crate::core::config::{Config, ConfigError, Environment};
+use crate::core::payout::machine::PayoutPolicy;
+use crate::core::payout::safe_url::UrlPolicy;
+use crate::core::providers::{ProviderConfig, ProviderKind};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayoutConfig {
+    /// Accepted client keys: the current one and, during rotation, the previous.
+    pub api_keys: Vec<String>,
+    pub provider: ProviderConfig,
+    pub network: Network,
+    pub max_sat: u64,
+    pub daily_limit_sat: u64,
+    pub policy: PayoutPolicy,
+    pub webhook_secret: Option<String>,
+    pub url_policy: UrlPolicy,
+    pub lnurl_timeout_ms: u64,
+}
+
+fn err(var: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: var.into(),
+        message: msg.into(),
+    }
+}
+
+impl PayoutConfig {
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        get: F,
+        base: &Config,
+    ) -> Result<PayoutConfig, ConfigError> {
+        let var = |n: &str| {
+            get(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let num = |n: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match var(n) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|x| (min..=max).contains(x))
+                    .ok_or_else(|| {
+                        err(
+                            n,
+                            format!("`{v}` must be a whole number from {min} to {max}"),
+                        )
+                    }),
+            }
+        };
+        let mut api_keys = Vec::new();
+        for name in ["PAYOUT_API_KEY", "PAYOUT_API_KEY_PREVIOUS"] {
+            if let Some(k) = var(name) {
+                if k.len() < 16 {
+                    return Err(err(name, "must be at least 16 characters"));
+                }
+                api_keys.push(k);
+            }
+        }
+        if api_keys.is_empty() {
+            return Err(err("PAYOUT_API_KEY", "is required to use payouts"));
+        }
+        let lnbits_admin = var("LNBITS_ADMIN_KEY");
+        let chosen = match var("PAYOUT_PROVIDER") {
+            Some(name) => ProviderKind::parse(&name).ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
+            None if lnbits_admin.is_some() => ProviderKind::Lnbits,
+            None => base
+                .providers
+                .iter()
+                .map(|p| p.kind)
+                .find(|k| *k != ProviderKind::Lnbits)
+                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure lnd or alby"))?,
+        };
+        let provider = match chosen {
+            ProviderKind::Lnbits => {
+                let url = base
+                    .provider("lnbits")
+                    .map(|p| p.base_url.clone())
+                    .ok_or_else(|| {
+                        err(
+                            "LNBITS_URL",
+                            "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
+                        )
+                    })?;
+                ProviderConfig {
+                    kind: chosen,
+                    base_url: url,
+                    credential: lnbits_admin.ok_or_else(|| {
+                        err("LNBITS_ADMIN_KEY", "is required to pay through LNbits")
+                    })?,
+                }
+            }
+            ProviderKind::Mock if base.environment == Environment::Production => {
+                return Err(err(
+                    "PAYOUT_PROVIDER",
+                    "the mock provider is refused when ENVIRONMENT=production",
+                ))
+            }
+            kind => base.provider(kind.as_str()).cloned().ok_or_else(|| {
+                err(
+                    "PAYOUT_PROVIDER",
+                    format!(
+                        "`{}` is not configured (see LIGHTNING_PROVIDERS)",
+                        kind.as_str()
+                    ),
+                )
+            })?,
+        };
+        let allow_http_hosts: Vec<String> = var("LNURL_ALLOW_HTTP_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !allow_http_hosts.is_empty() && base.environment == Environment::Production {
+            return Err(err(
+                "LNURL_ALLOW_HTTP_HOSTS",
+                "is for local tests and is refused when ENVIRONMENT=production",
+            ));
+        }
+        let defaults = PayoutPolicy::default();
+        let retry_base = num(
+            "PAYOUT_RETRY_BASE_MS",
+            defaults.retry.base_delay_ms,
+            1,
+            3_600_000,
+        )?;
+        let lookup_base = num(
+            "PAYOUT_LOOKUP_BASE_MS",
+            defaults.lookup.base_delay_ms,
+            1,
+            3_600_000,
+        )?;
+        let policy = PayoutPolicy {
+            max_attempts: num(
+                "PAYOUT_MAX_ATTEMPTS",
+                u64::from(defaults.max_attempts),
+                1,
+                50,
+            )? as u32,
+            max_age_ms: num(
+                "PAYOUT_MAX_AGE_SECS",
+                defaults.max_age_ms / 1000,
+                60,
+                30 * 86_400,
+            )? * 1000,
+            retry: RetryPolicy {
+                base_delay_ms: retry_base,
+                ..defaults.retry
+            },
+            lookup: RetryPolicy {
+                base_delay_ms: lookup_base,
+                ..defaults.lookup
+            },
+            not_found_grace_ms: num(
+                "PAYOUT_NOT_FOUND_GRACE_MS",
+                defaults.not_found_grace_ms,
+                0,
+                3_600_000,
+            )?,
+            ..defaults
+        };
+        Ok(PayoutConfig {
+            api_keys,
+            provider,
+            network: base.network,
+            max_sat: num("PAYOUT_MAX_SATS", 100_000, 1, 2_100_000_000_000_000)?,
+            daily_limit_sat: num(
+                "PAYOUT_DAILY_LIMIT_SATS",
+                1_000_000,
+                1,
+                2_100_000_000_000_000,
+            )?,
+            policy,
+            webhook_secret: var("WEBHOOK_SECRET"),
+            url_policy: UrlPolicy { allow_http_hosts },
+            lnurl_timeout_ms: num("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
+        })
+    }
+}

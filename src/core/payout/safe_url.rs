@@ -1,0 +1,124 @@
+//! Outgoing URLs that a customer controls (LNURL endpoints, callbacks,
+//! webhooks) must not reach anything internal: https only, no IP literals,
+//! no loopback, private or link-local names, no credentials. Plain http is
+//! allowed only for hosts on an explicit allow-list (local tests).
+
+use url::{Host, Url};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UrlPolicy {
+    /// Hosts (no port) that may use plain http and skip the address checks.
+    pub allow_http_hosts: Vec<String>,
+}
+
+const BLOCKED_SUFFIXES: &[&str] = &[
+    ".localhost",
+    ".local",
+    ".internal",
+    ".lan",
+    ".home.arpa",
+    ".intranet",
+    ".corp",
+    ".onion",
+];
+
+impl UrlPolicy {
+    fn allow_listed(&self, host: &str) -> bool {
+        self.allow_http_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// Parses `raw` and checks it; the error says why it is refused.
+    pub fn check(&self, raw: &str) -> Result<Url, String> {
+        let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        let host_str = url
+            .host_str()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if self.allow_listed(&host_str) {
+            return match url.scheme() {
+                "http" | "https" => Ok(url),
+                s => Err(format!("scheme `{s}` is not allowed")),
+            };
+        }
+        if url.scheme() != "https" {
+            return Err("only https URLs are allowed".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("URLs with credentials are not allowed".into());
+        }
+        match url.host() {
+            Some(Host::Domain(d)) => {
+                let d = d.to_ascii_lowercase();
+                let d = d.trim_end_matches('.');
+                if d == "localhost"
+                    || !d.contains('.')
+                    || BLOCKED_SUFFIXES.iter().any(|s| d.ends_with(s))
+                {
+                    return Err(format!("host `{d}` is not a public domain"));
+                }
+                // A name made only of digits and dots is an IPv4 literal in disguise.
+                if d.split('.')
+                    .all(|label| label.chars().all(|c| c.is_ascii_digit() || c == 'x'))
+                {
+                    return Err("IP addresses are not allowed".into());
+                }
+            }
+            Some(Host::Ipv4(_)) | Some(Host::Ipv6(_)) => {
+                return Err("IP addresses are not allowed".into())
+            }
+            None => return Err("URL has no host".into()),
+        }
+        if let Some(p) = url.port() {
+            if p != 443 {
+                return Err(format!("port {p} is not allowed"));
+            }
+        }
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_https_only() {
+        let p = UrlPolicy::default();
+        assert!(p
+            .check("https://getalby.com/.well-known/lnurlp/bob")
+            .is_ok());
+        for bad in [
+            "http://getalby.com/x",
+            "https://127.0.0.1/x",
+            "https://[::1]/x",
+            "https://10.0.0.1/x",
+            "https://169.254.169.254/latest",
+            "https://localhost/x",
+            "https://printer.local/x",
+            "https://metadata.google.internal/x",
+            "https://user:pw@getalby.com/x",
+            "https://getalby.com:8443/x",
+            "https://intranet/x",
+            "https://0x7f.1/x",
+            "ftp://getalby.com/x",
+            "not a url",
+        ] {
+            assert!(p.check(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn allow_list_permits_http_for_named_hosts() {
+        let p = UrlPolicy {
+            allow_http_hosts: vec!["127.0.0.1".into()],
+        };
+        assert!(p
+            .check("http://127.0.0.1:8080/.well-known/lnurlp/alice")
+            .is_ok());
+        assert!(p.check("http://127.0.0.2:8080/x").is_err());
+    }
+}
