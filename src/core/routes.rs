@@ -3,13 +3,17 @@
 
 use crate::core::error::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Index,
     CreateInvoice,
     CheckInvoice,
     Health,
     StatusPage,
+    CreatePayout,
+    ListPayouts,
+    GetPayout(String),
+    RetryPayout(String),
     /// CORS preflight for a known path.
     Preflight,
 }
@@ -20,7 +24,39 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("/api/check-invoice", "GET", Route::CheckInvoice),
     ("/api/lightning/health", "GET", Route::Health),
     ("/status", "GET", Route::StatusPage),
+    ("/api/payouts", "POST", Route::CreatePayout),
+    ("/api/payouts", "GET", Route::ListPayouts),
 ];
+
+const GET: &[&str] = &["GET", "OPTIONS"];
+const POST: &[&str] = &["POST", "OPTIONS"];
+const BOTH: &[&str] = &["GET", "POST", "OPTIONS"];
+
+/// `/api/payouts/{id}` and `/api/payouts/{id}/retry`.
+fn payout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
+    let rest = path.strip_prefix("/api/payouts/")?;
+    let (id, tail) = match rest.split_once('/') {
+        Some((id, tail)) => (id, Some(tail)),
+        None => (rest, None),
+    };
+    let valid_id = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let (allowed, route) = match tail {
+        None => (GET, Route::GetPayout(id.to_string())),
+        Some("retry") => (POST, Route::RetryPayout(id.to_string())),
+        Some(_) => return Some(Err(ApiError::RouteNotFound)),
+    };
+    Some(if !valid_id {
+        Err(ApiError::PayoutNotFound)
+    } else if method.eq_ignore_ascii_case("OPTIONS") {
+        Ok(Route::Preflight)
+    } else if method.eq_ignore_ascii_case(allowed[0]) {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { allowed })
+    })
+}
 
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let path = if path.len() > 1 {
@@ -28,6 +64,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     } else {
         path
     };
+    if let Some(r) = payout_route(method, path) {
+        return r;
+    }
     let known: Vec<&(&str, &str, Route)> = TABLE.iter().filter(|(p, _, _)| *p == path).collect();
     if known.is_empty() {
         return Err(ApiError::RouteNotFound);
@@ -35,21 +74,25 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     if method.eq_ignore_ascii_case("OPTIONS") {
         return Ok(Route::Preflight);
     }
+    let allowed = match known.as_slice() {
+        [_, _, ..] => BOTH,
+        [(_, "POST", _)] => POST,
+        _ => GET,
+    };
     known
         .iter()
         .find(|(_, m, _)| m.eq_ignore_ascii_case(method))
-        .map(|(_, _, r)| *r)
-        .ok_or(ApiError::MethodNotAllowed {
-            allowed: match known[0].1 {
-                "POST" => &["POST", "OPTIONS"],
-                _ => &["GET", "OPTIONS"],
-            },
-        })
+        .map(|(_, _, r)| r.clone())
+        .ok_or(ApiError::MethodNotAllowed { allowed })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(method: &str, path: &str) -> Result<Route, u16> {
+        route(method, path).map_err(|e| e.status())
+    }
 
     #[test]
     fn routes_methods_and_unknowns() {
@@ -69,11 +112,36 @@ mod tests {
         assert_eq!(route("GET", "/nope"), Err(ApiError::RouteNotFound));
         assert_eq!(route("OPTIONS", "/nope"), Err(ApiError::RouteNotFound));
         let e = route("GET", "/api/create-invoice").err();
-        assert_eq!(e.as_ref().map(|e| e.status()), Some(405));
-        assert_eq!(e.map(|e| e.code()), Some("method_not_allowed"));
+        assert_eq!(e.as_ref().map(|e| e.code()), Some("method_not_allowed"));
+        assert_eq!(status("GET", "/api/create-invoice"), Err(405));
+        assert_eq!(status("DELETE", "/api/check-invoice"), Err(405));
+    }
+
+    #[test]
+    fn payout_routes() {
+        assert_eq!(route("POST", "/api/payouts"), Ok(Route::CreatePayout));
+        assert_eq!(route("GET", "/api/payouts"), Ok(Route::ListPayouts));
         assert_eq!(
-            route("DELETE", "/api/check-invoice").map_err(|e| e.status()),
-            Err(405)
+            route("GET", "/api/payouts/po_abc"),
+            Ok(Route::GetPayout("po_abc".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/payouts/po_abc/retry"),
+            Ok(Route::RetryPayout("po_abc".into()))
+        );
+        assert_eq!(
+            route("OPTIONS", "/api/payouts/po_abc/retry"),
+            Ok(Route::Preflight)
+        );
+        assert_eq!(status("GET", "/api/payouts/po_abc/retry"), Err(405));
+        assert_eq!(status("GET", "/api/payouts/po_abc/other"), Err(404));
+        assert_eq!(
+            route("GET", "/api/payouts/bad$id").err().map(|e| e.code()),
+            Some("payout_not_found")
+        );
+        assert_eq!(
+            route("DELETE", "/api/payouts").err(),
+            Some(ApiError::MethodNotAllowed { allowed: BOTH })
         );
     }
 }

@@ -100,8 +100,25 @@ pub async fn health(
     }
     let (report, deep_reports) = current(env, ctx, cfg, deep).await?;
     let mut v = serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let (Some(d), Some(obj)) = (deep_reports, v.as_object_mut()) {
-        obj.insert("deep".into(), d);
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(d) = deep_reports {
+            obj.insert("deep".into(), d);
+        }
+        // Queue depth and oldest item, when payouts are enabled.
+        if crate::edge::queue::payout_config(env).is_ok() {
+            let stats = crate::edge::payouts::call_queue(
+                env,
+                worker::Method::Get,
+                "/stats",
+                worker::Headers::new(),
+                None,
+            )
+            .await;
+            obj.insert(
+                "queue".into(),
+                stats.map(|r| r.into_json()).unwrap_or_else(|e| e.to_json()),
+            );
+        }
     }
     Ok(Reply::json(report.http_status(), v))
 }

@@ -6,8 +6,11 @@ mod env;
 mod health;
 mod health_sync;
 mod invoices;
+mod payouts;
+mod queue;
 mod reply;
 mod runtime;
+mod sql_store;
 mod store;
 
 use serde_json::json;
@@ -40,13 +43,20 @@ async fn handle(
                 "version": env!("CARGO_PKG_VERSION"),
                 "providers": cfg.providers.iter().map(|p| p.name()).collect::<Vec<_>>(),
                 "network": cfg.network.as_str(),
-                "routes": ["POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status"],
+                "routes": [
+                    "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
+                    "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
+                ],
             }),
         )),
         Route::CreateInvoice => invoices::create(req, env, ctx, &cfg).await,
         Route::CheckInvoice => invoices::check(req, env, ctx, &cfg).await,
         Route::Health => health::health(req, env, ctx, &cfg).await,
         Route::StatusPage => health::status_page(env, ctx, &cfg).await,
+        Route::CreatePayout => payouts::create(req, env).await,
+        Route::ListPayouts => payouts::list(req, env).await,
+        Route::GetPayout(id) => payouts::get(req, env, &id).await,
+        Route::RetryPayout(id) => payouts::retry(req, env, &cfg, &id).await,
     }
 }
 
@@ -88,6 +98,25 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             return;
         }
     };
+    // The queue holds the truth; cron only wakes it (alarms do the rest).
+    if queue::payout_config(&env).is_ok() {
+        match payouts::call_queue(
+            &env,
+            worker::Method::Post,
+            "/drain",
+            worker::Headers::new(),
+            None,
+        )
+        .await
+        {
+            Ok(r) => {
+                worker::console_log!("cron {}: payout queue woken ({})", event.cron(), r.status)
+            }
+            Err(e) => {
+                worker::console_error!("cron {}: payout queue: {}", event.cron(), e.message())
+            }
+        }
+    }
     match health::cron_probe(&env, &cfg).await {
         Ok(book) => {
             let report =

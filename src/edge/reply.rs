@@ -39,6 +39,19 @@ impl Reply {
         }
     }
 
+    /// The JSON body, if this reply has one.
+    pub fn into_json(self) -> Value {
+        match self.body {
+            Body::Json(v) => v,
+            _ => Value::Null,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
     pub fn error(e: &ApiError) -> Reply {
         let mut r = Reply::json(e.status(), e.to_json());
         if let Some(secs) = e.retry_after_secs() {

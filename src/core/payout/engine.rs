@@ -191,6 +191,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
             )
         }
         Destination::Lnurl { url, .. } => {
+            let url = &cfg.url_policy.local_scheme(url);
             let amount_sat = req.amount_sat.ok_or_else(|| {
                 PayoutError::InvalidDestination(
                     "amount_sat is required for Lightning Addresses and LNURLs".into(),
@@ -248,6 +249,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
             verify_first: false,
         },
         send_attempts: 0,
+        hash_spent: false,
         last_sent_at_ms: None,
         lookups: 0,
         last_error: None,

@@ -122,6 +122,9 @@ pub fn next_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> Action {
                     policy.max_age_ms / 1000
                 ));
             }
+            if p.hash_spent && p.lnurl.is_some() {
+                return Action::NewInvoice;
+            }
             if now_ms / 1000 + policy.expiry_margin_secs >= p.invoice_expires_at_secs {
                 return match p.lnurl {
                     Some(_) => Action::NewInvoice,
@@ -149,6 +152,7 @@ pub fn begin_send(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
         } if now_ms >= next_at_ms => {
             p.state = PayoutState::Sending { since_ms: now_ms };
             p.send_attempts += 1;
+            p.hash_spent = true;
             p.last_sent_at_ms = Some(now_ms);
             let (n, h) = (p.send_attempts, p.payment_hash.clone());
             p.note(now_ms, format!("sending attempt {n} for {h}"));
@@ -399,6 +403,7 @@ pub fn replace_invoice(
             p.previous_hashes.push(old);
             p.invoice = invoice;
             p.invoice_expires_at_secs = expires_at_secs;
+            p.hash_spent = false;
             p.note(
                 now_ms,
                 format!("new invoice {payment_hash} (the previous one is confirmed unpaid)"),
@@ -470,6 +475,7 @@ mod tests {
             previous_hashes: vec![],
             state,
             send_attempts: 0,
+            hash_spent: false,
             last_sent_at_ms: None,
             lookups: 0,
             last_error: None,

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 pub mod destination;
 pub mod engine;
+pub mod listing;
 pub mod lnurl;
 pub mod machine;
 pub mod model;

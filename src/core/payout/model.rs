@@ -104,6 +104,10 @@ pub struct Payout {
     pub previous_hashes: Vec<String>,
     pub state: PayoutState,
     pub send_attempts: u32,
+    /// The current hash was sent at least once. An address payout then gets a
+    /// new invoice rather than resending it (LNbits refuses a failed invoice).
+    #[serde(default)]
+    pub hash_spent: bool,
     pub last_sent_at_ms: Option<u64>,
     pub lookups: u32,
     pub last_error: Option<String>,

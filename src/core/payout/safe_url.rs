@@ -29,6 +29,19 @@ impl UrlPolicy {
             .any(|h| h.eq_ignore_ascii_case(host))
     }
 
+    /// Lightning Addresses resolve over https; hosts on the allow-list (local
+    /// test servers) are reached over plain http instead.
+    pub fn local_scheme(&self, url: &str) -> String {
+        match Url::parse(url) {
+            Ok(u)
+                if u.scheme() == "https" && u.host_str().is_some_and(|h| self.allow_listed(h)) =>
+            {
+                format!("http{}", &url["https".len()..])
+            }
+            _ => url.to_string(),
+        }
+    }
+
     /// Parses `raw` and checks it; the error says why it is refused.
     pub fn check(&self, raw: &str) -> Result<Url, String> {
         let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
@@ -120,5 +133,13 @@ mod tests {
             .check("http://127.0.0.1:8080/.well-known/lnurlp/alice")
             .is_ok());
         assert!(p.check("http://127.0.0.2:8080/x").is_err());
+        assert_eq!(
+            p.local_scheme("https://127.0.0.1:9/a"),
+            "http://127.0.0.1:9/a"
+        );
+        assert_eq!(
+            p.local_scheme("https://example.com/a"),
+            "https://example.com/a"
+        );
     }
 }

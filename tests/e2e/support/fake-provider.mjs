@@ -3,7 +3,7 @@
 // HTML or JSON 520, hang, or send garbage. Faults can target one method, so
 // "reads work but writes fail" can be staged.
 import http from "node:http";
-import { signInvoice } from "./invoice.mjs";
+import { signInvoice, decodeInvoice } from "./invoice.mjs";
 
 const SHAPES = {
   alby: {
@@ -27,7 +27,8 @@ const SHAPES = {
     probeBody: (fake) => [200, { synced_to_chain: fake.synced, num_active_channels: 3, block_height: 900000 }],
   },
   lnbits: {
-    auth: (req, key) => req.headers["x-api-key"] === key,
+    // The admin key can do everything the invoice key can.
+    auth: (req, key, fake) => req.headers["x-api-key"] === key || req.headers["x-api-key"] === fake.adminKey,
     create: { method: "POST", path: /^\/api\/v1\/payments$/ },
     check: { method: "GET", path: /^\/api\/v1\/payments\/([0-9a-f]{64})$/ },
     probe: { method: "GET", path: /^\/api\/v1\/wallet$/ },
@@ -53,6 +54,16 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
     faults: { GET: "ok", POST: "ok" },
     calls: [], // {method, path}
     invoices: new Map(), // hash -> {paid, paidAt}
+    // Outgoing payments (LNbits payouts): hash -> {status, sends, preimage}.
+    adminKey: `${kind}-admin-key`,
+    payMode: "ok",
+    payments: new Map(),
+    paidCount() {
+      return [...this.payments.values()].filter((p) => p.status === "success").length;
+    },
+    sendsOf(hash) {
+      return this.payments.get(hash)?.sends ?? 0;
+    },
     hanging: new Set(),
     server: null,
     port: 0,
@@ -112,7 +123,7 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
       default:
         break;
     }
-    if (!shape.auth(req, fake.key)) return send(401, { detail: "Invalid key", message: "invalid credentials" });
+    if (!shape.auth(req, fake.key, fake)) return send(401, { detail: "Invalid key", message: "invalid credentials" });
     const path = req.url.split("?")[0];
     if (req.method === shape.create.method && shape.create.path.test(path)) {
       let parsed;
@@ -121,13 +132,19 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
       } catch {
         return send(400, { detail: "bad json" });
       }
-      if (kind === "lnbits" && parsed.out !== false) return send(400, { detail: "this fake only creates invoices" });
+      if (kind === "lnbits" && parsed.out === true) return pay(parsed.bolt11, req, send, res);
+      if (kind === "lnbits" && parsed.out !== false) return send(400, { detail: "send out: false to create an invoice" });
       const sat = shape.amountSat(parsed);
       const inv = signInvoice({ network: fake.network, amountMsat: sat * 1000, expiry: Number(parsed.expiry ?? 3600) });
       fake.invoices.set(inv.payment_hash, { paid: false, paidAt: 0 });
       return send(...shape.created(inv));
     }
     const m = shape.check.path.exec(path);
+    if (kind === "lnbits" && req.method === "GET" && m && fake.payments.has(m[1])) {
+      const p = fake.payments.get(m[1]);
+      if (p.status === "lost") return send(404, { detail: "Payment does not exist." });
+      return send(200, { paid: p.status === "success", status: null, preimage: p.preimage, details: { status: p.status, fee: 0 } });
+    }
     if (req.method === shape.check.method && m) {
       const st = fake.invoices.get(m[1]);
       if (!st) return send(404, { detail: "Payment does not exist.", message: "unable to locate invoice" });
@@ -136,6 +153,45 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
     if (req.method === shape.probe.method && shape.probe.path.test(path)) return send(...shape.probeBody(fake));
     return send(404, { detail: "Not Found" });
   };
+
+  // Pays like LNbits, then answers as `payMode` says: ok, pay_then_520,
+  // 520_no_pay_once, json_failed, timeout_after_pay.
+  function pay(bolt11, req, send, res) {
+    if (req.headers["x-api-key"] !== fake.adminKey) return send(401, { detail: "Invalid admin key" });
+    let hash;
+    try {
+      hash = decodeInvoice(bolt11).payment_hash;
+    } catch {
+      return send(400, { detail: "Invalid bolt11 invoice." });
+    }
+    const p = fake.payments.get(hash) ?? { status: "lost", sends: 0, preimage: "00".repeat(32) };
+    p.sends += 1;
+    fake.payments.set(hash, p);
+    // The real LNbits answer to a second send of a paid invoice.
+    if (p.status === "success") return send(520, { detail: "Internal invoice already paid.", status: "failed" });
+    // LNbits cannot retry an invoice whose payment failed: a new invoice is needed.
+    if (p.status === "failed") return send(520, { detail: "Payment failed before; this invoice cannot be retried.", status: "failed" });
+    const mode = fake.payMode;
+    switch (mode) {
+      case "520_no_pay_once":
+        fake.payMode = "ok";
+        return send(520, HTML_520, "text/html; charset=UTF-8");
+      case "json_failed":
+        p.status = "failed";
+        return send(520, { detail: "Payment failed: no route", status: "failed" });
+      case "pay_then_520":
+        p.status = "success";
+        return send(520, HTML_520, "text/html; charset=UTF-8");
+      case "timeout_after_pay":
+        p.status = "success";
+        fake.hanging.add(res);
+        res.on("close", () => fake.hanging.delete(res));
+        return;
+      default:
+        p.status = "success";
+        return send(201, { payment_hash: hash, status: "success", preimage: p.preimage, fee: 0 });
+    }
+  }
 
   fake.server = http.createServer((req, res) => {
     handler(req, res).catch((e) => {

@@ -1,0 +1,210 @@
+//! The payout queue: one SQLite-backed Durable Object holds every payout,
+//! so limits and idempotency are exact. The Worker and the cron trigger
+//! call it over internal HTTP; its alarm wakes it for the next due retry.
+
+use serde_json::{json, Value};
+use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+
+use crate::core::cors::AllowedOrigins;
+use crate::core::error::ApiError;
+use crate::core::http::Runtime;
+use crate::core::payout::config::PayoutConfig;
+use crate::core::payout::engine::{self, Created, Drain, PayoutStore};
+use crate::core::payout::request;
+use crate::core::time::iso8601_ms;
+use crate::edge::env;
+use crate::edge::reply::Reply;
+use crate::edge::runtime::WorkerRuntime;
+use crate::edge::sql_store::SqlStore;
+
+pub const BINDING: &str = "PAYOUT_QUEUE";
+pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+#[durable_object]
+pub struct PayoutQueue {
+    state: State,
+    env: Env,
+}
+
+fn store_err(e: engine::StoreError) -> ApiError {
+    ApiError::StorageUnavailable(e.to_string())
+}
+
+pub fn payout_config(env: &Env) -> Result<PayoutConfig, ApiError> {
+    let cfg = env::config(env)?;
+    PayoutConfig::from_lookup(|n| env::lookup(env, n), &cfg).map_err(|e| {
+        if e.variable == "PAYOUT_API_KEY" {
+            ApiError::PayoutsDisabled("set the PAYOUT_API_KEY secret".into())
+        } else {
+            e.into()
+        }
+    })
+}
+
+fn holder(rt: &WorkerRuntime, who: &str) -> String {
+    format!("{who}-{:016x}", rt.random_u64())
+}
+
+impl PayoutQueue {
+    fn store(&self) -> Result<SqlStore, ApiError> {
+        SqlStore::open(self.state.storage().sql()).map_err(store_err)
+    }
+
+    /// Arms the alarm for the next due payout or webhook (never in the past).
+    async fn arm(&self, store: &SqlStore) {
+        let Ok(Some(wake)) = store.next_wake() else {
+            return;
+        };
+        let at = wake.max(WorkerRuntime.now_ms() + 1);
+        let when = ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
+            at as f64,
+        )));
+        if let Err(e) = self.state.storage().set_alarm(when).await {
+            worker::console_error!("could not arm the payout alarm: {e}");
+        }
+    }
+
+    async fn drain(&self, who: &str) -> Result<Value, ApiError> {
+        let cfg = payout_config(&self.env)?;
+        let store = self.store()?;
+        let rt = WorkerRuntime;
+        let result = engine::drain(&rt, &store, &cfg, &holder(&rt, who))
+            .await
+            .map_err(store_err)?;
+        if result == Drain::Busy {
+            // The other wake-up re-arms when it ends; check back in case it died.
+            let when = ScheduledTime::from(std::time::Duration::from_secs(5));
+            if let Err(e) = self.state.storage().set_alarm(when).await {
+                worker::console_error!("could not arm the payout alarm: {e}");
+            }
+        } else {
+            self.arm(&store).await;
+        }
+        Ok(match result {
+            Drain::Busy => json!({"drained": false, "reason": "another wake-up holds the lease"}),
+            Drain::Done {
+                processed,
+                next_wake_ms,
+            } => {
+                json!({"drained": true, "processed": processed, "next_wake": next_wake_ms.map(iso8601_ms)})
+            }
+        })
+    }
+
+    async fn handle(&self, req: &mut Request) -> Result<Reply, ApiError> {
+        let path = req.path();
+        let method = req.method().to_string();
+        let rt = WorkerRuntime;
+        match (method.as_str(), path.as_str()) {
+            ("POST", "/create") => {
+                let cfg = payout_config(&self.env)?;
+                let key = request::parse_idempotency_key(
+                    req.headers()
+                        .get(IDEMPOTENCY_HEADER)
+                        .ok()
+                        .flatten()
+                        .as_deref(),
+                )?;
+                let body = req
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+                let parsed = request::parse(&body)?;
+                let store = self.store()?;
+                let created = engine::create(&rt, &store, &cfg, parsed, &key).await;
+                self.arm(&store).await;
+                match created? {
+                    Created::New(p) => Ok(Reply::json(
+                        if p.status() == "succeeded" { 201 } else { 202 },
+                        p.view(),
+                    )),
+                    Created::Replayed(p) => {
+                        Ok(Reply::json(200, p.view()).header(REPLAYED_HEADER, "true"))
+                    }
+                }
+            }
+            ("GET", "/list") => {
+                let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
+                let q = |k: &str| {
+                    url.query_pairs()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.into_owned())
+                };
+                let list = crate::core::payout::listing::ListQuery::parse(
+                    q("status").as_deref(),
+                    q("limit").as_deref(),
+                    q("cursor").as_deref(),
+                )?;
+                let store = self.store()?;
+                let items = store
+                    .list(list.status, list.limit + 1, list.after.clone())
+                    .map_err(store_err)?;
+                Ok(Reply::json(
+                    200,
+                    crate::core::payout::listing::page(items, list.limit),
+                ))
+            }
+            ("GET", "/stats") => {
+                let store = self.store()?;
+                let counts = store.counts().map_err(store_err)?;
+                Ok(Reply::json(
+                    200,
+                    crate::core::payout::listing::stats(
+                        counts
+                            .iter()
+                            .map(|c| (c.status.as_str(), c.n as u64, c.oldest.map(|o| o as u64))),
+                    ),
+                ))
+            }
+            ("POST", "/drain") => Ok(Reply::json(200, self.drain("cron").await?)),
+            _ => {
+                if let Some(id) = path.strip_prefix("/payout/") {
+                    let store = self.store()?;
+                    let p = store
+                        .get(id)
+                        .map_err(store_err)?
+                        .ok_or(ApiError::PayoutNotFound)?;
+                    return Ok(Reply::json(200, p.view()));
+                }
+                if let Some(id) = path.strip_prefix("/retry/") {
+                    let cfg = payout_config(&self.env)?;
+                    let store = self.store()?;
+                    let result = engine::retry(&rt, &store, &cfg, id).await;
+                    self.arm(&store).await;
+                    let p = result?;
+                    return Ok(Reply::json(202, p.view()));
+                }
+                Err(ApiError::RouteNotFound)
+            }
+        }
+    }
+}
+
+impl DurableObject for PayoutQueue {
+    fn new(state: State, env: Env) -> Self {
+        PayoutQueue { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let reply = self
+            .handle(&mut req)
+            .await
+            .unwrap_or_else(|e| Reply::error(&e));
+        reply.into_response(&AllowedOrigins::Any, None)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        match self.drain("alarm").await {
+            Ok(v) => Response::from_json(&v),
+            Err(e) => {
+                worker::console_error!("payout alarm: {}", e.message());
+                // Retry later rather than let the runtime retry at once.
+                if let Ok(store) = self.store() {
+                    self.arm(&store).await;
+                }
+                Response::from_json(&e.to_json())
+            }
+        }
+    }
+}

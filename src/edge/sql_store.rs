@@ -1,0 +1,253 @@
+//! The payout store on the Durable Object's SQLite. Each method is one or
+//! two synchronous statements: nothing else runs in the object between them.
+
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue as V};
+
+use crate::core::payout::engine::{PayoutStore, StoreError};
+use crate::core::payout::model::Payout;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS payouts (
+  id TEXT PRIMARY KEY,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  day TEXT NOT NULL,
+  amount_sat INTEGER NOT NULL,
+  wake_at INTEGER,
+  version INTEGER NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payouts_wake ON payouts(wake_at);
+CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
+CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
+CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
+";
+
+pub struct SqlStore {
+    sql: SqlStorage,
+}
+
+#[derive(Deserialize)]
+struct DataRow {
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct Num {
+    n: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct LeaseRow {
+    holder: String,
+    until: f64,
+}
+
+#[derive(Deserialize)]
+pub struct StatusCount {
+    pub status: String,
+    pub n: f64,
+    pub oldest: Option<f64>,
+}
+
+fn e(err: worker::Error) -> StoreError {
+    StoreError(err.to_string())
+}
+
+fn int(v: u64) -> V {
+    V::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn opt(v: Option<u64>) -> V {
+    v.map(int).unwrap_or(V::Null)
+}
+
+impl SqlStore {
+    pub fn open(sql: SqlStorage) -> Result<SqlStore, StoreError> {
+        sql.exec(SCHEMA, None).map_err(e)?;
+        Ok(SqlStore { sql })
+    }
+
+    fn payouts(&self, query: &str, args: Vec<V>) -> Result<Vec<Payout>, StoreError> {
+        let rows: Vec<DataRow> = self
+            .sql
+            .exec(query, args)
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        rows.into_iter()
+            .map(|r| {
+                serde_json::from_str(&r.data)
+                    .map_err(|err| StoreError(format!("corrupt payout row: {err}")))
+            })
+            .collect()
+    }
+
+    fn number(&self, query: &str, args: Vec<V>) -> Result<Option<u64>, StoreError> {
+        let rows: Vec<Num> = self
+            .sql
+            .exec(query, args)
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        Ok(rows.first().and_then(|r| r.n).map(|n| n as u64))
+    }
+
+    /// Newest first, after the `(created_at, id)` cursor if given.
+    pub fn list(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+        after: Option<(u64, String)>,
+    ) -> Result<Vec<Payout>, StoreError> {
+        let mut q = String::from("SELECT data FROM payouts WHERE 1=1");
+        let mut args = Vec::new();
+        if let Some(s) = status {
+            q.push_str(" AND status = ?");
+            args.push(V::from(s));
+        }
+        if let Some((t, id)) = after {
+            q.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+            args.push(int(t));
+            args.push(int(t));
+            args.push(V::String(id));
+        }
+        q.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+        args.push(V::Integer(i64::from(limit)));
+        self.payouts(&q, args)
+    }
+
+    pub fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.sql
+            .exec("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM payouts GROUP BY status", None)
+            .map_err(e)?
+            .to_array()
+            .map_err(e)
+    }
+}
+
+impl PayoutStore for SqlStore {
+    fn get(&self, id: &str) -> Result<Option<Payout>, StoreError> {
+        Ok(self
+            .payouts("SELECT data FROM payouts WHERE id = ?", vec![V::from(id)])?
+            .pop())
+    }
+
+    fn by_idempotency_key(&self, key: &str) -> Result<Option<Payout>, StoreError> {
+        Ok(self
+            .payouts(
+                "SELECT data FROM payouts WHERE idempotency_key = ?",
+                vec![V::from(key)],
+            )?
+            .pop())
+    }
+
+    fn insert(&self, p: &Payout, wake_at_ms: Option<u64>, day: &str) -> Result<bool, StoreError> {
+        let data = serde_json::to_string(p).map_err(|err| StoreError(err.to_string()))?;
+        let cursor = self
+            .sql
+            .exec(
+                "INSERT INTO payouts (id, idempotency_key, status, created_at, day, amount_sat, wake_at, version, data)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                vec![
+                    V::from(p.id.as_str()),
+                    V::from(p.idempotency_key.as_str()),
+                    V::from(p.status()),
+                    int(p.created_at_ms),
+                    V::from(day),
+                    int(p.amount_sat),
+                    opt(wake_at_ms),
+                    int(p.version),
+                    V::String(data),
+                ],
+            )
+            .map_err(e)?;
+        // Drain the cursor so the statement runs to completion before counting.
+        let _ = cursor.raw().count();
+        Ok(cursor.rows_written() > 0)
+    }
+
+    fn update(
+        &self,
+        p: &Payout,
+        expected_version: u64,
+        wake_at_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let data = serde_json::to_string(p).map_err(|err| StoreError(err.to_string()))?;
+        let cursor = self
+            .sql
+            .exec(
+                "UPDATE payouts SET status = ?, wake_at = ?, version = ?, data = ? WHERE id = ? AND version = ?",
+                vec![V::from(p.status()), opt(wake_at_ms), int(p.version), V::String(data), V::from(p.id.as_str()), int(expected_version)],
+            )
+            .map_err(e)?;
+        let _ = cursor.raw().count();
+        Ok(cursor.rows_written() > 0)
+    }
+
+    fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let rows: Vec<Id> = self
+            .sql
+            .exec(
+                "SELECT id FROM payouts WHERE wake_at IS NOT NULL AND wake_at <= ? ORDER BY wake_at LIMIT ?",
+                vec![int(now_ms), int(limit as u64)],
+            )
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    fn next_wake(&self) -> Result<Option<u64>, StoreError> {
+        self.number(
+            "SELECT MIN(wake_at) AS n FROM payouts WHERE wake_at IS NOT NULL",
+            vec![],
+        )
+    }
+
+    fn reserved_on(&self, day: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .number(
+                "SELECT SUM(amount_sat) AS n FROM payouts WHERE day = ? AND status != 'failed'",
+                vec![V::from(day)],
+            )?
+            .unwrap_or(0))
+    }
+
+    fn try_lease(&self, holder: &str, now_ms: u64, ttl_ms: u64) -> Result<bool, StoreError> {
+        let rows: Vec<LeaseRow> = self
+            .sql
+            .exec("SELECT holder, until FROM lease WHERE name = 'drain'", None)
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        if let Some(l) = rows.first() {
+            if l.holder != holder && (l.until as u64) > now_ms {
+                return Ok(false);
+            }
+        }
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO lease (name, holder, until) VALUES ('drain', ?, ?)",
+                vec![V::from(holder), int(now_ms + ttl_ms)],
+            )
+            .map_err(e)?;
+        Ok(true)
+    }
+
+    fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+        self.sql
+            .exec(
+                "DELETE FROM lease WHERE name = 'drain' AND holder = ?",
+                vec![V::from(holder)],
+            )
+            .map_err(e)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,287 @@
+// End-to-end: payouts through the Worker and its Durable Object queue in
+// workerd, against a fake LNbits backend that fails in the ambiguous ways
+// real ones do, a fake Lightning Address server, and a webhook receiver.
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { startFakeProvider } from "./support/fake-provider.mjs";
+import { startLnurlServer, startWebhookReceiver } from "./support/lnurl-server.mjs";
+import { startWorker } from "./support/worker.mjs";
+import { signInvoice } from "./support/invoice.mjs";
+
+const KEY = "payout-key-current-0123456789";
+const OLD_KEY = "payout-key-previous-0123456789";
+const ADMIN = "admin-key-for-e2e-tests-0123456789";
+const SECRET = "whsec-e2e-0123456789";
+let lnbits, lnurl, hooks, worker;
+let seq = 0;
+
+before(async () => {
+  lnbits = await startFakeProvider("lnbits");
+  lnurl = await startLnurlServer();
+  hooks = await startWebhookReceiver([500, 200]);
+  worker = await startWorker(
+    {
+      LIGHTNING_PROVIDERS: "lnbits",
+      LNBITS_URL: lnbits.url,
+      LNBITS_INVOICE_KEY: lnbits.key,
+      LNBITS_ADMIN_KEY: lnbits.adminKey,
+      PAYOUT_API_KEY: KEY,
+      PAYOUT_API_KEY_PREVIOUS: OLD_KEY,
+      ADMIN_API_KEY: ADMIN,
+      WEBHOOK_SECRET: SECRET,
+      LNURL_ALLOW_HTTP_HOSTS: "127.0.0.1",
+      PAYOUT_LOOKUP_BASE_MS: "200",
+      PAYOUT_RETRY_BASE_MS: "200",
+      PAYOUT_NOT_FOUND_GRACE_MS: "0",
+      PAYOUT_MAX_ATTEMPTS: "2",
+      PAYOUT_MAX_SATS: "50000",
+      PAYOUT_DAILY_LIMIT_SATS: "300000",
+    },
+    { name: "payouts" },
+  );
+});
+
+after(async () => {
+  await worker?.stop();
+  await lnbits?.stop();
+  await lnurl?.stop();
+  await hooks?.stop();
+});
+
+beforeEach(() => {
+  lnbits.payMode = "ok";
+  lnurl.mode = "ok";
+});
+
+const auth = (key = KEY) => ({ authorization: `Bearer ${key}` });
+function payout(body, { key = KEY, idem = `order-${++seq}`, headers = {} } = {}) {
+  const h = { ...headers };
+  if (key) h.authorization = `Bearer ${key}`;
+  if (idem) h["idempotency-key"] = idem;
+  return worker.request("POST", "/api/payouts", { json: body, headers: h });
+}
+const getPayout = (id) => worker.request("GET", `/api/payouts/${id}`, { headers: auth() });
+
+/** Ticks cron until the payout reaches `status` (bounded). */
+async function tickUntil(id, status, ticks = 30) {
+  let p;
+  for (let i = 0; i < ticks; i++) {
+    p = (await getPayout(id)).json;
+    if (p.status === status) return p;
+    await new Promise((r) => setTimeout(r, 250));
+    await worker.cron();
+  }
+  return p;
+}
+
+function verifySignature(h) {
+  const ts = h.headers["webhook-timestamp"];
+  const expected = "v1=" + crypto.createHmac("sha256", SECRET).update(`${ts}.${h.body}`).digest("hex");
+  return h.headers["webhook-signature"] === expected;
+}
+
+test("Lightning Address: resolve, pay, 520 after paying, queued, cron, lookup, succeeded, signed webhook", async () => {
+  lnbits.payMode = "pay_then_520";
+  const res = await payout({ destination: lnurl.address("alice"), amount_sat: 2100, comment: "thanks!", webhook_url: hooks.url, external_id: "order-77" });
+  assert.equal(res.status, 202, res.text);
+  const p = res.json;
+  assert.equal(p.status, "unknown", "a 520 after sending is neither success nor failure");
+  assert.match(p.id, /^po_[0-9a-f]{24}$/);
+  assert.match(p.payment_hash, /^[0-9a-f]{64}$/);
+  assert.equal(p.amount_sat, 2100);
+  assert.equal(p.destination, lnurl.address("alice"));
+  assert.ok(Date.parse(p.created_at) > 0);
+  assert.deepEqual(lnurl.resolutions.at(-1), { name: "alice", amount: 2_100_000, comment: "thanks!" });
+  const resolutionsBefore = lnurl.resolutions.length;
+
+  const done = await tickUntil(p.id, "succeeded");
+  assert.equal(done.status, "succeeded", JSON.stringify(done));
+  assert.equal(done.payment_hash, p.payment_hash, "same invoice, resolved once");
+  assert.equal(lnurl.resolutions.length, resolutionsBefore, "the address is not resolved again");
+  assert.equal(lnbits.sendsOf(p.payment_hash), 1, "paid once, never re-sent");
+  assert.ok(done.preimage);
+
+  // The webhook: first delivery gets a 500, the redelivery a 200.
+  let delivered;
+  for (let i = 0; i < 40 && !(delivered = (await getPayout(p.id)).json.webhook?.delivered); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    await worker.cron();
+  }
+  const view = (await getPayout(p.id)).json;
+  assert.equal(view.webhook.delivered, true, JSON.stringify(view.webhook));
+  assert.deepEqual(view.webhook.attempts.map((a) => a.status), [500, 200]);
+  const calls = hooks.received;
+  assert.equal(calls.length, 2);
+  for (const c of calls) assert.ok(verifySignature(c), "signature verifies with the shared secret");
+  const event = JSON.parse(calls[1].body);
+  assert.equal(event.type, "payout.succeeded");
+  assert.equal(event.id, calls[0].headers["webhook-id"], "the same event id on redelivery");
+  assert.equal(event.data.id, p.id);
+  assert.equal(event.data.external_id, "order-77");
+  assert.ok(Math.abs(Number(calls[1].headers["webhook-timestamp"]) - Date.now() / 1000) < 300);
+  // A tampered body no longer verifies.
+  assert.equal(verifySignature({ headers: calls[1].headers, body: calls[1].body.replace("succeeded", "failed") }), false);
+});
+
+test("a backend that pays and then answers 520 is never paid twice (BOLT11, many wake-ups)", async () => {
+  lnbits.payMode = "pay_then_520";
+  const inv = signInvoice({ amountMsat: 5_000_000, expiry: 900 });
+  const res = await payout({ destination: inv.payment_request });
+  assert.equal(res.status, 202, res.text);
+  assert.equal(res.json.amount_sat, 5000);
+  for (let i = 0; i < 6; i++) {
+    await worker.cron();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const done = await tickUntil(res.json.id, "succeeded");
+  assert.equal(done.status, "succeeded");
+  assert.equal(lnbits.sendsOf(inv.payment_hash), 1);
+});
+
+test("a backend that answers 520 without paying is paid exactly once after the retry", async () => {
+  lnbits.payMode = "520_no_pay_once";
+  const inv = signInvoice({ amountMsat: 3_000_000, expiry: 900 });
+  const res = await payout({ destination: inv.payment_request, amount_sat: 3000 });
+  assert.equal(res.status, 202, res.text);
+  assert.equal(res.json.status, "unknown");
+  const done = await tickUntil(res.json.id, "succeeded");
+  assert.equal(done.status, "succeeded", JSON.stringify(done.log));
+  assert.equal(lnbits.sendsOf(inv.payment_hash), 2, "re-sent only after the lookup found nothing");
+  assert.equal(lnbits.payments.get(inv.payment_hash).status, "success");
+  assert.ok(done.log.some((l) => /confirmed unpaid/.test(l.event)), JSON.stringify(done.log));
+});
+
+test("an address payout whose invoice failed gets a new invoice only after the failure is confirmed", async () => {
+  lnbits.payMode = "json_failed";
+  const res = await payout({ destination: lnurl.address("bob"), amount_sat: 1000 });
+  assert.equal(res.status, 202, res.text);
+  assert.equal(res.json.status, "queued");
+  const first = res.json.payment_hash;
+  lnbits.payMode = "ok";
+  const done = await tickUntil(res.json.id, "succeeded");
+  assert.equal(done.status, "succeeded", JSON.stringify(done.log));
+  assert.notEqual(done.payment_hash, first);
+  assert.deepEqual(done.previous_payment_hashes, [first]);
+  assert.equal(lnbits.sendsOf(first), 1);
+  assert.equal(lnbits.sendsOf(done.payment_hash), 1);
+});
+
+test("an immediate success answers 201; the same Idempotency-Key replays, another body conflicts", async () => {
+  const inv = signInvoice({ amountMsat: 1_000_000, expiry: 900 });
+  const body = { destination: inv.payment_request, external_id: "x-1" };
+  const first = await payout(body, { idem: "replay-1" });
+  assert.equal(first.status, 201, first.text);
+  assert.equal(first.json.status, "succeeded");
+  const again = await payout(body, { idem: "replay-1", key: OLD_KEY });
+  assert.equal(again.status, 200, again.text);
+  assert.equal(again.headers.get("idempotent-replayed"), "true");
+  assert.equal(again.json.id, first.json.id);
+  assert.equal(lnbits.sendsOf(inv.payment_hash), 1);
+  const conflict = await payout({ ...body, external_id: "x-2" }, { idem: "replay-1" });
+  assert.equal(conflict.status, 409, conflict.text);
+  assert.equal(conflict.json.error.code, "idempotency_conflict");
+  // Concurrent duplicates become one payout.
+  const inv2 = signInvoice({ amountMsat: 1_000_000, expiry: 900 });
+  const both = await Promise.all([0, 1, 2].map(() => payout({ destination: inv2.payment_request }, { idem: "race-1" })));
+  assert.equal(new Set(both.map((r) => r.json.id)).size, 1, both.map((r) => r.text).join("\n"));
+  assert.equal(lnbits.sendsOf(inv2.payment_hash), 1);
+});
+
+test("keys, validation, limits and SSRF guards answer 4xx JSON and store nothing", async () => {
+  const inv = signInvoice({ amountMsat: 1_000_000, expiry: 900 });
+  const cases = [
+    [payout({ destination: inv.payment_request }, { key: null }), 401, "unauthorized"],
+    [payout({ destination: inv.payment_request }, { key: "wrong-key-wrong-key" }), 401, "unauthorized"],
+    [payout({ destination: inv.payment_request }, { idem: null }), 400, "missing_idempotency_key"],
+    [payout({ destination: "not a destination" }), 400, "invalid_destination"],
+    [payout({ destination: lnurl.address("carol") }), 400, "invalid_destination"],
+    [payout({ destination: inv.payment_request, amount_sat: 999 }), 422, "invalid_invoice"],
+    [payout({ destination: signInvoice({ amountMsat: 1000, expiry: 900 }).payment_request.replace(/.$/, "q") }), 422, "invalid_invoice"],
+    [payout({ destination: lnurl.address("dave"), amount_sat: 60000 }), 422, "limit_exceeded"],
+    [payout({ destination: "eve@10.0.0.1", amount_sat: 10 }), 400, "destination_not_allowed"],
+    [payout({ destination: "eve@localhost", amount_sat: 10 }), 400, "destination_not_allowed"],
+    [payout({ destination: inv.payment_request, webhook_url: "http://example.com/hook" }), 400, "invalid_webhook_url"],
+    [payout({ destination: inv.payment_request, amount_sat: "1000" }), 400, "invalid_amount"],
+    [worker.request("POST", "/api/payouts", { body: "{", headers: { ...auth(), "idempotency-key": "j", "content-type": "application/json" } }), 400, "invalid_json"],
+  ];
+  for (const [p, status, code] of cases) {
+    const res = await p;
+    assert.equal(res.status, status, res.text);
+    assert.equal(res.json?.error?.code, code, res.text);
+  }
+  lnurl.mode = "inflate";
+  let res = await payout({ destination: lnurl.address("mallory"), amount_sat: 100 });
+  assert.equal(res.status, 422, res.text);
+  assert.equal(res.json.error.code, "lnurl_error");
+  assert.match(res.json.error.message, /amount/);
+  lnurl.mode = "redirect";
+  res = await payout({ destination: lnurl.address("mallory"), amount_sat: 100 });
+  assert.equal(res.status, 422, res.text);
+  assert.match(res.json.error.message, /redirect/);
+  lnurl.mode = "error";
+  res = await payout({ destination: lnurl.address("nobody"), amount_sat: 100 });
+  assert.equal(res.json.error.code, "lnurl_error");
+  assert.match(res.json.error.message, /no such user/);
+  assert.equal(lnbits.sendsOf(inv.payment_hash), 0, "nothing was paid");
+  const missing = await getPayout("po_000000000000000000000000");
+  assert.equal(missing.status, 404);
+  assert.equal(missing.json.error.code, "payout_not_found");
+});
+
+test("listing with status filter and cursor; retry of a dead letter needs the admin key", async () => {
+  lnbits.payMode = "json_failed";
+  const res = await payout({ destination: lnurl.address("frank"), amount_sat: 1500 });
+  const failed = await tickUntil(res.json.id, "failed");
+  assert.equal(failed.status, "failed", JSON.stringify(failed.log));
+  assert.match(failed.failure_reason, /no route/);
+  assert.equal(failed.previous_payment_hashes.length, 1, "the second attempt used a new invoice");
+
+  const list = await worker.request("GET", "/api/payouts?status=failed&limit=1", { headers: auth() });
+  assert.equal(list.status, 200, list.text);
+  assert.equal(list.json.payouts.length, 1);
+  assert.ok(list.json.payouts.every((p) => p.status === "failed"));
+  const all = await worker.request("GET", "/api/payouts?limit=2", { headers: auth() });
+  assert.ok(all.json.next_cursor);
+  const next = await worker.request("GET", `/api/payouts?limit=2&cursor=${all.json.next_cursor}`, { headers: auth() });
+  assert.equal(next.status, 200);
+  const ids = new Set([...all.json.payouts, ...next.json.payouts].map((p) => p.id));
+  assert.equal(ids.size, all.json.payouts.length + next.json.payouts.length, "pages do not overlap");
+  for (const q of ["?status=paid", "?limit=0", "?limit=101", "?cursor=!!"]) {
+    const bad = await worker.request("GET", `/api/payouts${q}`, { headers: auth() });
+    assert.equal(bad.status, 400, `${q}: ${bad.text}`);
+  }
+  assert.equal((await worker.request("GET", "/api/payouts")).status, 401);
+
+  let retry = await worker.request("POST", `/api/payouts/${failed.id}/retry`, { headers: auth() });
+  assert.equal(retry.status, 401, "the client key is not the admin key");
+  lnbits.payMode = "ok";
+  retry = await worker.request("POST", `/api/payouts/${failed.id}/retry`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  assert.equal(retry.status, 202, retry.text);
+  const done = await tickUntil(failed.id, "succeeded");
+  assert.equal(done.status, "succeeded", JSON.stringify(done.log));
+  // Before anything was sent again, the failed hash was looked up and confirmed unpaid.
+  const events = done.log.map((l) => l.event);
+  const reopened = events.findIndex((e) => /re-opened/.test(e));
+  const confirmed = events.findIndex((e, i) => i > reopened && /confirmed unpaid/.test(e));
+  const resent = events.findIndex((e, i) => i > reopened && /sending attempt/.test(e));
+  assert.ok(reopened >= 0 && confirmed > reopened && resent > confirmed, JSON.stringify(events));
+  for (const h of done.previous_payment_hashes) assert.notEqual(lnbits.payments.get(h)?.status, "success");
+  const again = await worker.request("POST", `/api/payouts/${failed.id}/retry`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  assert.equal(again.status, 409, "only a failed payout can be retried");
+  assert.equal(again.json.error.code, "retry_not_allowed");
+});
+
+test("health reports queue depth and the oldest open payout", async () => {
+  lnbits.payMode = "timeout_after_pay";
+  const inv = signInvoice({ amountMsat: 1_000_000, expiry: 900 });
+  const res = await payout({ destination: inv.payment_request });
+  assert.equal(res.json.status, "unknown", res.text);
+  const h = await worker.request("GET", "/api/lightning/health");
+  assert.ok(h.json.queue.depth >= 1, h.text);
+  assert.ok(Date.parse(h.json.queue.oldest_created_at) > 0);
+  lnbits.payMode = "ok";
+  const done = await tickUntil(res.json.id, "succeeded");
+  assert.equal(done.status, "succeeded");
+  assert.equal(lnbits.sendsOf(inv.payment_hash), 1);
+});
