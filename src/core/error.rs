@@ -51,6 +51,10 @@ pub enum ApiError {
     },
     MissingIdempotencyKey,
     IdempotencyConflict,
+    /// The invoice is already being paid (or was paid) by another payout.
+    InvoiceAlreadyUsed {
+        payout_id: String,
+    },
     LimitExceeded(String),
     DestinationNotAllowed(String),
     InvalidInvoice(String),
@@ -121,6 +125,7 @@ impl ApiError {
             ApiError::ProviderUnavailable { .. } => "provider_unavailable",
             ApiError::MissingIdempotencyKey => "missing_idempotency_key",
             ApiError::IdempotencyConflict => "idempotency_conflict",
+            ApiError::InvoiceAlreadyUsed { .. } => "invoice_already_used",
             ApiError::LimitExceeded(_) => "limit_exceeded",
             ApiError::DestinationNotAllowed(_) => "destination_not_allowed",
             ApiError::InvalidInvoice(_) => "invalid_invoice",
@@ -147,7 +152,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RouteNotFound | ApiError::InvoiceNotFound | ApiError::PayoutNotFound => 404,
             ApiError::MissingIdempotencyKey | ApiError::DestinationNotAllowed(_) => 400,
-            ApiError::IdempotencyConflict | ApiError::RetryNotAllowed(_) => 409,
+            ApiError::IdempotencyConflict
+            | ApiError::RetryNotAllowed(_)
+            | ApiError::InvoiceAlreadyUsed { .. } => 409,
             ApiError::LimitExceeded(_) | ApiError::InvalidInvoice(_) | ApiError::LnurlError(_) => {
                 422
             }
@@ -199,6 +206,9 @@ impl ApiError {
             }
             ApiError::IdempotencyConflict => {
                 "this Idempotency-Key was already used with a different request body".to_string()
+            }
+            ApiError::InvoiceAlreadyUsed { payout_id } => {
+                format!("this invoice is already paid or being paid by payout {payout_id}")
             }
             ApiError::LimitExceeded(m) => m.clone(),
             ApiError::DestinationNotAllowed(m) => format!("destination is not allowed: {m}"),
@@ -260,6 +270,9 @@ impl ApiError {
                 ApiError::Configuration { variable, .. } => {
                     obj.insert("variable".into(), json!(variable));
                 }
+                ApiError::InvoiceAlreadyUsed { payout_id } => {
+                    obj.insert("payout_id".into(), json!(payout_id));
+                }
                 _ => {}
             }
             if let Some(secs) = self.retry_after_secs() {
@@ -276,6 +289,7 @@ impl From<crate::core::payout::engine::PayoutError> for ApiError {
         use crate::core::payout::lnurl::ResolveError as R;
         match e {
             P::IdempotencyConflict => ApiError::IdempotencyConflict,
+            P::InvoiceAlreadyUsed(payout_id) => ApiError::InvoiceAlreadyUsed { payout_id },
             P::LimitExceeded(m) => ApiError::LimitExceeded(m),
             P::InvalidDestination(m) => ApiError::invalid_field("destination", m),
             P::DestinationNotAllowed(m) | P::Lnurl(R::Refused(m)) => {

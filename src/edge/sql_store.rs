@@ -11,6 +11,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS payouts (
   id TEXT PRIMARY KEY,
   idempotency_key TEXT NOT NULL UNIQUE,
+  payment_hash TEXT NOT NULL,
   status TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   day TEXT NOT NULL,
@@ -20,6 +21,7 @@ CREATE TABLE IF NOT EXISTS payouts (
   data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS payouts_wake ON payouts(wake_at);
+CREATE INDEX IF NOT EXISTS payouts_hash ON payouts(payment_hash);
 CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
@@ -144,16 +146,26 @@ impl PayoutStore for SqlStore {
             .pop())
     }
 
+    fn by_payment_hash(&self, hash: &str) -> Result<Option<Payout>, StoreError> {
+        Ok(self
+            .payouts(
+                "SELECT data FROM payouts WHERE payment_hash = ? ORDER BY created_at DESC LIMIT 1",
+                vec![V::from(hash)],
+            )?
+            .pop())
+    }
+
     fn insert(&self, p: &Payout, wake_at_ms: Option<u64>, day: &str) -> Result<bool, StoreError> {
         let data = serde_json::to_string(p).map_err(|err| StoreError(err.to_string()))?;
         let cursor = self
             .sql
             .exec(
-                "INSERT INTO payouts (id, idempotency_key, status, created_at, day, amount_sat, wake_at, version, data)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO payouts (id, idempotency_key, payment_hash, status, created_at, day, amount_sat, wake_at, version, data)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 vec![
                     V::from(p.id.as_str()),
                     V::from(p.idempotency_key.as_str()),
+                    V::from(p.payment_hash.as_str()),
                     V::from(p.status()),
                     int(p.created_at_ms),
                     V::from(day),
@@ -179,8 +191,16 @@ impl PayoutStore for SqlStore {
         let cursor = self
             .sql
             .exec(
-                "UPDATE payouts SET status = ?, wake_at = ?, version = ?, data = ? WHERE id = ? AND version = ?",
-                vec![V::from(p.status()), opt(wake_at_ms), int(p.version), V::String(data), V::from(p.id.as_str()), int(expected_version)],
+                "UPDATE payouts SET status = ?, payment_hash = ?, wake_at = ?, version = ?, data = ? WHERE id = ? AND version = ?",
+                vec![
+                    V::from(p.status()),
+                    V::from(p.payment_hash.as_str()),
+                    opt(wake_at_ms),
+                    int(p.version),
+                    V::String(data),
+                    V::from(p.id.as_str()),
+                    int(expected_version),
+                ],
             )
             .map_err(e)?;
         let _ = cursor.raw().count();

@@ -181,6 +181,11 @@ test("an immediate success answers 201; the same Idempotency-Key replays, anothe
   const conflict = await payout({ ...body, external_id: "x-2" }, { idem: "replay-1" });
   assert.equal(conflict.status, 409, conflict.text);
   assert.equal(conflict.json.error.code, "idempotency_conflict");
+  // The same invoice under a new key is refused: one invoice, one payout.
+  const reuse = await payout(body, { idem: "replay-2" });
+  assert.equal(reuse.status, 409, reuse.text);
+  assert.equal(reuse.json.error.code, "invoice_already_used");
+  assert.equal(reuse.json.error.payout_id, first.json.id);
   // Concurrent duplicates become one payout.
   const inv2 = signInvoice({ amountMsat: 1_000_000, expiry: 900 });
   const both = await Promise.all([0, 1, 2].map(() => payout({ destination: inv2.payment_request }, { idem: "race-1" })));

@@ -34,6 +34,8 @@ impl fmt::Display for StoreError {
 pub trait PayoutStore {
     fn get(&self, id: &str) -> Result<Option<Payout>, StoreError>;
     fn by_idempotency_key(&self, key: &str) -> Result<Option<Payout>, StoreError>;
+    /// The payout (if any) whose current invoice has this payment hash.
+    fn by_payment_hash(&self, hash: &str) -> Result<Option<Payout>, StoreError>;
     /// Inserts unless a payout with this id exists; true if inserted.
     fn insert(&self, p: &Payout, wake_at_ms: Option<u64>, day: &str) -> Result<bool, StoreError>;
     /// Writes `p` only if the stored version is `expected_version`.
@@ -55,6 +57,8 @@ pub trait PayoutStore {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PayoutError {
     IdempotencyConflict,
+    /// Another payout already pays this invoice (its id).
+    InvoiceAlreadyUsed(String),
     LimitExceeded(String),
     InvalidDestination(String),
     DestinationNotAllowed(String),
@@ -226,6 +230,11 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         return replay(existing, &fingerprint);
     }
     check_budget(store, cfg, amount_sat, now)?;
+    if let Some(other) = store.by_payment_hash(&payment_hash)? {
+        if !matches!(other.state, PayoutState::Failed { .. }) {
+            return Err(PayoutError::InvoiceAlreadyUsed(other.id));
+        }
+    }
     let id = payout_id(idempotency_key);
     let mut p = Payout {
         id: id.clone(),

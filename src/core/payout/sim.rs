@@ -325,6 +325,14 @@ impl PayoutStore for MemStore {
             .find(|r| r.0.idempotency_key == key)
             .map(|r| r.0.clone()))
     }
+    fn by_payment_hash(&self, hash: &str) -> Result<Option<Payout>, StoreError> {
+        Ok(self
+            .rows
+            .borrow()
+            .values()
+            .find(|r| r.0.payment_hash == hash)
+            .map(|r| r.0.clone()))
+    }
     fn insert(&self, p: &Payout, wake: Option<u64>, day: &str) -> Result<bool, StoreError> {
         let mut rows = self.rows.borrow_mut();
         if rows.contains_key(&p.id) {

@@ -9,7 +9,12 @@ import { freePort } from "./worker.mjs";
 
 const VENV = path.join(ROOT, ".venv-lnbits");
 
-export async function startLnbits() {
+/**
+ * Starts LNbits. With `{ funding: true }` the admin UI is on, the first
+ * install sets the super user, and `fund()` credits wallets (FakeWallet
+ * pays only internal invoices, from a wallet's own balance).
+ */
+export async function startLnbits({ funding = false } = {}) {
   const bin = path.join(VENV, "bin/lnbits");
   if (!fs.existsSync(bin)) throw new Error("LNbits is not installed: run `scripts/setup.sh --test` (make test does)");
   const lib = fs.readdirSync(path.join(VENV, "lib")).find((d) => d.startsWith("python3"));
@@ -23,7 +28,7 @@ export async function startLnbits() {
       ...process.env,
       LNBITS_DATA_FOLDER: data,
       LNBITS_BACKEND_WALLET_CLASS: "FakeWallet",
-      LNBITS_ADMIN_UI: "false",
+      LNBITS_ADMIN_UI: funding ? "true" : "false",
       LNBITS_SITE_TITLE: "e2e",
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -43,8 +48,40 @@ export async function startLnbits() {
     if (Date.now() > deadline) throw new Error(`lnbits did not start:\n${log.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 300));
   }
+  let token = null;
+  if (funding) {
+    const r = await fetch(`${url}/api/v1/auth/first_install`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: "e2e-admin", password: "e2e-password-123", password_repeat: "e2e-password-123" }),
+    });
+    if (!r.ok) throw new Error(`first install: ${r.status} ${await r.text()}`);
+    token = (await r.json()).access_token;
+  }
   return {
     url,
+    /** Credits `sats` to a wallet (super user only). */
+    async fund(walletId, sats) {
+      const r = await fetch(`${url}/users/api/v1/balance`, {
+        method: "PUT",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ id: walletId, amount: sats }),
+      });
+      if (!r.ok) throw new Error(`fund: ${r.status} ${await r.text()}`);
+    },
+    async balanceMsat(key) {
+      const r = await fetch(`${url}/api/v1/wallet`, { headers: { "X-Api-Key": key } });
+      return (await r.json()).balance;
+    },
+    async createInvoice(key, sats, memo = "e2e") {
+      const r = await fetch(`${url}/api/v1/payments`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "X-Api-Key": key },
+        body: JSON.stringify({ out: false, amount: sats, memo }),
+      });
+      if (!r.ok) throw new Error(`invoice: ${r.status} ${await r.text()}`);
+      return r.json();
+    },
     get log() {
       return log;
     },
