@@ -39,6 +39,14 @@ impl RetryPolicy {
         random % (ceiling + 1)
     }
 
+    /// Equal jitter: uniform in `[ceiling/2, ceiling]`. For status lookups,
+    /// where asking again at once tells nothing new.
+    pub fn equal_jitter_ms(&self, retry: u32, random: u64) -> u64 {
+        let ceiling = self.ceiling_ms(retry);
+        let half = ceiling / 2;
+        half + random % (ceiling - half + 1)
+    }
+
     /// Timeout for an attempt that starts with `remaining_ms` of the budget left.
     pub fn attempt_timeout(&self, remaining_ms: u64) -> u64 {
         self.attempt_timeout_ms.min(remaining_ms)
@@ -74,6 +82,20 @@ mod tests {
         // The full range is reachable, including zero.
         assert_eq!(p.delay_ms(0, 0), 0);
         assert_eq!(p.delay_ms(0, 250), 250);
+    }
+
+    #[test]
+    fn equal_jitter_keeps_at_least_half_the_ceiling() {
+        let p = RetryPolicy::default();
+        for retry in 0..10 {
+            for r in [0u64, 1, 99, u64::MAX] {
+                let d = p.equal_jitter_ms(retry, r);
+                assert!(
+                    d >= p.ceiling_ms(retry) / 2 && d <= p.ceiling_ms(retry),
+                    "{retry} {r} {d}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -109,6 +109,11 @@ fn later(now: u64, p: &RetryPolicy, n: u32, random: u64) -> u64 {
     now + p.delay_ms(n, random).max(1)
 }
 
+/// When to look the hash up next: never at once, the backend may still be settling.
+fn next_lookup(now: u64, p: &RetryPolicy, n: u32, random: u64) -> u64 {
+    now + p.equal_jitter_ms(n, random).max(1)
+}
+
 pub fn next_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> Action {
     match &p.state {
         PayoutState::Queued { next_at_ms, .. } if now_ms < *next_at_ms => Action::Nothing,
@@ -263,7 +268,7 @@ pub fn apply_pay(
             );
             p.state = PayoutState::Unknown {
                 since_ms: now_ms,
-                next_check_ms: later(now_ms, &policy.lookup, 0, random),
+                next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
             };
         }
     }
@@ -296,11 +301,11 @@ pub fn apply_lookup(
         if from_unknown {
             p.state = PayoutState::Unknown {
                 since_ms: since,
-                next_check_ms: later(now_ms, &policy.lookup, n, random),
+                next_check_ms: next_lookup(now_ms, &policy.lookup, n, random),
             };
         } else if let PayoutState::Queued { .. } = p.state {
             p.state = PayoutState::Queued {
-                next_at_ms: later(now_ms, &policy.lookup, n, random),
+                next_at_ms: next_lookup(now_ms, &policy.lookup, n, random),
                 verify_first: true,
             };
         }
@@ -315,7 +320,7 @@ pub fn apply_lookup(
             // In flight is never a failure to retry: wait for its end, as unknown.
             p.state = PayoutState::Unknown {
                 since_ms: since,
-                next_check_ms: later(now_ms, &policy.lookup, p.lookups, random),
+                next_check_ms: next_lookup(now_ms, &policy.lookup, p.lookups, random),
             };
             return Ok(());
         }
