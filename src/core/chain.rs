@@ -357,18 +357,16 @@ mod tests {
     use crate::core::breaker::BreakerState;
     use crate::core::config::Config;
     use crate::core::http::{HttpResponse, TransportError};
-    use crate::core::testing::{invoice_reply, FakeRuntime, Reply};
+    use crate::core::testing::{self, invoice_reply, FakeRuntime, Reply};
     use futures_executor::block_on;
     use serde_json::json;
-    use std::collections::HashMap;
 
     const ALBY: &str = "http://alby.test";
     const LND: &str = "http://lnd.test";
     const LNBITS: &str = "http://lnbits.test";
 
     fn config(extra: &[(&str, &str)]) -> Config {
-        let mut m: HashMap<String, String> = [
-            ("ENVIRONMENT", "development"),
+        let base = [
             ("LIGHTNING_PROVIDERS", "alby,lnd,lnbits"),
             ("ALBY_API_URL", ALBY),
             ("ALBY_API_KEY", "k"),
@@ -380,14 +378,8 @@ mod tests {
             ("LIGHTNING_FALLBACK_TOTAL_TIMEOUT_MS", "20000"),
             ("LIGHTNING_FALLBACK_MAX_RETRIES", "2"),
             ("LIGHTNING_FALLBACK_RETRY_DELAY", "100"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
-            m.insert(k.to_string(), v.to_string());
-        }
-        Config::from_lookup(|k| m.get(k).cloned()).unwrap_or_else(|e| panic!("{e:?}"))
+        ];
+        testing::config(&[&base[..], extra].concat())
     }
 
     fn params() -> InvoiceParams {

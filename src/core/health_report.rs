@@ -156,19 +156,14 @@ mod tests {
     use super::*;
     use crate::core::breaker::BreakerPolicy;
     use crate::core::health::Source;
-    use std::collections::HashMap;
 
     fn cfg() -> Config {
-        let m: HashMap<&str, &str> = [
-            ("ENVIRONMENT", "development"),
+        crate::core::testing::config(&[
             ("LIGHTNING_PROVIDERS", "alby,lnd"),
             ("ALBY_API_KEY", "k"),
             ("LND_REST_URL", "http://127.0.0.1:1"),
             ("LND_ADMIN_MACAROON", "ab"),
-        ]
-        .into_iter()
-        .collect();
-        Config::from_lookup(|k| m.get(k).map(|v| v.to_string())).unwrap_or_else(|e| panic!("{e:?}"))
+        ])
     }
 
     const P: BreakerPolicy = BreakerPolicy {

@@ -169,20 +169,15 @@ mod tests {
     use crate::core::testing::{invoice_reply, FakeRuntime, Reply};
     use futures_executor::block_on;
     use serde_json::json;
-    use std::collections::HashMap;
 
     fn cfg() -> Config {
-        let m: HashMap<&str, &str> = [
-            ("ENVIRONMENT", "development"),
+        crate::core::testing::config(&[
             ("LIGHTNING_PROVIDERS", "alby,lnd"),
             ("ALBY_API_URL", "http://alby.test"),
             ("ALBY_API_KEY", "k"),
             ("LND_REST_URL", "http://lnd.test"),
             ("LND_ADMIN_MACAROON", "ab"),
-        ]
-        .into_iter()
-        .collect();
-        Config::from_lookup(|k| m.get(k).map(|v| v.to_string())).unwrap_or_else(|e| panic!("{e:?}"))
+        ])
     }
 
     #[test]

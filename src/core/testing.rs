@@ -122,15 +122,34 @@ impl Runtime for FakeRuntime {
     }
 
     fn random_bytes(&self, buf: &mut [u8]) {
-        for b in buf.iter_mut() {
-            // xorshift64: deterministic, good enough for jitter and preimages in tests.
-            let mut x = self.seed.get();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.seed.set(x);
-            *b = x as u8;
-        }
+        xorshift_fill(&self.seed, buf);
+    }
+}
+
+/// xorshift64: deterministic, good enough for jitter and preimages in tests.
+pub fn xorshift_fill(seed: &Cell<u64>, buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        let mut x = seed.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seed.set(x);
+        *b = x as u8;
+    }
+}
+
+/// A configuration from `pairs` on top of a development base.
+pub fn config(pairs: &[(&str, &str)]) -> crate::core::config::Config {
+    let mut m: std::collections::HashMap<String, String> = [("ENVIRONMENT", "development")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in pairs {
+        m.insert(k.to_string(), v.to_string());
+    }
+    match crate::core::config::Config::from_lookup(|k| m.get(k).cloned()) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e:?}"),
     }
 }
 

@@ -3,18 +3,14 @@
 // goes through and a success closes the breaker again.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startFakeProvider } from "./support/fake-provider.mjs";
+import { startFakes, stopAll } from "./support/fake-provider.mjs";
 import { startWorker, providerVars } from "./support/worker.mjs";
 
 let fakes, worker;
 const COOLDOWN_SECS = 3;
 
 before(async () => {
-  fakes = {
-    alby: await startFakeProvider("alby"),
-    lnd: await startFakeProvider("lnd"),
-    lnbits: await startFakeProvider("lnbits"),
-  };
+  fakes = await startFakes();
   worker = await startWorker(
     {
       ...providerVars(fakes),
@@ -28,10 +24,7 @@ before(async () => {
   );
 });
 
-after(async () => {
-  await worker?.stop();
-  for (const f of Object.values(fakes ?? {})) await f.stop();
-});
+after(() => stopAll(worker, fakes));
 
 test("an open breaker skips the provider at once, and a half-open probe closes it", async () => {
   await fakes.alby.fail("hang");

@@ -4,7 +4,7 @@ import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import fs from "node:fs";
-import { startFakeProvider } from "./support/fake-provider.mjs";
+import { startFakes, stopAll } from "./support/fake-provider.mjs";
 import { startWorker, providerVars } from "./support/worker.mjs";
 import { dumpDom, screenshot } from "./support/browser.mjs";
 import { ROOT } from "./support/invoice.mjs";
@@ -13,11 +13,7 @@ const ADMIN = "admin-key-for-e2e-tests-0123456789";
 let fakes, worker;
 
 before(async () => {
-  fakes = {
-    alby: await startFakeProvider("alby"),
-    lnd: await startFakeProvider("lnd"),
-    lnbits: await startFakeProvider("lnbits"),
-  };
+  fakes = await startFakes();
   worker = await startWorker(
     {
       ...providerVars(fakes),
@@ -31,10 +27,7 @@ before(async () => {
   );
 });
 
-after(async () => {
-  await worker?.stop();
-  for (const f of Object.values(fakes ?? {})) await f.stop();
-});
+after(() => stopAll(worker, fakes));
 
 beforeEach(async () => {
   for (const f of Object.values(fakes)) await f.heal();

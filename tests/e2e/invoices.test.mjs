@@ -2,18 +2,14 @@
 // through three fake providers that fail in the ways real ones do.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { startFakeProvider } from "./support/fake-provider.mjs";
+import { startFakes, stopAll } from "./support/fake-provider.mjs";
 import { startWorker, providerVars } from "./support/worker.mjs";
 import { decodeInvoice } from "./support/invoice.mjs";
 
 let fakes, worker;
 
 before(async () => {
-  fakes = {
-    alby: await startFakeProvider("alby"),
-    lnd: await startFakeProvider("lnd"),
-    lnbits: await startFakeProvider("lnbits"),
-  };
+  fakes = await startFakes();
   worker = await startWorker(
     {
       ...providerVars(fakes),
@@ -30,10 +26,7 @@ before(async () => {
   );
 });
 
-after(async () => {
-  await worker?.stop();
-  for (const f of Object.values(fakes ?? {})) await f.stop();
-});
+after(() => stopAll(worker, fakes));
 
 beforeEach(async () => {
   for (const f of Object.values(fakes)) {

@@ -380,18 +380,12 @@ pub async fn advance<R: Runtime, S: PayoutStore>(
                         }
                     }
                     Err(e) => {
-                        cur.last_error =
-                            Some(format!("could not fetch a new invoice: {}", e.message()));
-                        cur.note(now, format!("new invoice failed: {}", e.message()));
-                        cur.state = PayoutState::Queued {
-                            next_at_ms: now
-                                + cfg
-                                    .policy
-                                    .retry
-                                    .delay_ms(cur.send_attempts, rt.random_u64())
-                                    .max(1),
-                            verify_first: false,
-                        };
+                        let why = format!("could not fetch a new invoice: {}", e.message());
+                        if machine::refresh_failed(&mut cur, why, now, &cfg.policy, rt.random_u64())
+                            .is_err()
+                        {
+                            continue;
+                        }
                     }
                 }
                 save(store, &mut cur, cfg)?;

@@ -421,6 +421,34 @@ pub fn replace_invoice(
     }
 }
 
+/// Fetching a new invoice failed (the recipient's server is down or
+/// refuses): stay queued and try again later; max age ends it eventually.
+pub fn refresh_failed(
+    p: &mut Payout,
+    reason: String,
+    now_ms: u64,
+    policy: &PayoutPolicy,
+    random: u64,
+) -> Result<(), WrongState> {
+    match p.state {
+        PayoutState::Queued {
+            verify_first: false,
+            ..
+        } => {
+            p.note(now_ms, reason.clone());
+            p.last_error = Some(reason);
+            p.state = PayoutState::Queued {
+                next_at_ms: later(now_ms, &policy.retry, p.send_attempts, random),
+                verify_first: false,
+            };
+            Ok(())
+        }
+        _ => Err(WrongState(
+            "only a confirmed-unpaid queued payout fetches invoices",
+        )),
+    }
+}
+
 /// Ends a payout whose hash is certainly unpaid (never sent, or confirmed).
 pub fn give_up(p: &mut Payout, reason: String, now_ms: u64) -> Result<(), WrongState> {
     match p.state {

@@ -293,14 +293,7 @@ impl Runtime for Sim {
     }
 
     fn random_bytes(&self, buf: &mut [u8]) {
-        for b in buf.iter_mut() {
-            let mut x = self.seed.get();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.seed.set(x);
-            *b = x as u8;
-        }
+        crate::core::testing::xorshift_fill(&self.seed, buf);
     }
 }
 

@@ -219,3 +219,17 @@ function closeServer(fake) {
   fake.server.closeAllConnections?.();
   return new Promise((resolve) => fake.server.close(() => resolve()));
 }
+
+/** One fake of each kind, in the default chain order. */
+export async function startFakes() {
+  return {
+    alby: await startFakeProvider("alby"),
+    lnd: await startFakeProvider("lnd"),
+    lnbits: await startFakeProvider("lnbits"),
+  };
+}
+
+/** Stops a worker and any fakes or servers (each has `stop()`); tolerates missing ones. */
+export async function stopAll(...things) {
+  for (const t of things.flatMap((x) => (x && !x.stop ? Object.values(x) : [x]))) await t?.stop();
+}
