@@ -289,13 +289,26 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         let existing = store.get(&id)?.ok_or(PayoutError::NotFound)?;
         return replay(existing, &fingerprint);
     }
-    advance(rt, store, cfg, &id).await?;
+    // Webhooks go out from the queue's alarm: the caller does not wait on its own endpoint.
+    advance_state(rt, store, cfg, &id).await?;
     Ok(Created::New(store.get(&id)?.ok_or(PayoutError::NotFound)?))
 }
 
-/// Moves one payout as far as it can go now. Safe to call at any time from
-/// any wake-up: it acts only on what is due, and only through version-checked writes.
+/// Moves one payout as far as it can go now, then delivers its webhook if
+/// one is due. Safe to call at any time from any wake-up: it acts only on
+/// what is due, and only through version-checked writes.
 pub async fn advance<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+) -> Result<(), StoreError> {
+    advance_state(rt, store, cfg, id).await?;
+    deliver_webhook(rt, store, cfg, id).await
+}
+
+/// Moves one payout through the state machine as far as it can go now.
+pub async fn advance_state<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
     cfg: &PayoutConfig,
@@ -307,7 +320,7 @@ pub async fn advance<R: Runtime, S: PayoutStore>(
         };
         let now = rt.now_ms();
         match machine::next_action(&p, now, &cfg.policy) {
-            Action::Nothing => return deliver_webhook(rt, store, cfg, id).await,
+            Action::Nothing => return Ok(()),
             Action::Send => {
                 if machine::begin_send(&mut p, now).is_err() || !save(store, &mut p, cfg)? {
                     continue;
@@ -533,6 +546,6 @@ pub async fn retry<R: Runtime, S: PayoutStore>(
             "the payout changed meanwhile; try again".into(),
         ));
     }
-    advance(rt, store, cfg, id).await?;
+    advance_state(rt, store, cfg, id).await?;
     store.get(id)?.ok_or(PayoutError::NotFound)
 }
