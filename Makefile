@@ -35,3 +35,10 @@ testkit:
 
 e2e:
 	node --test --test-concurrency=1 tests/e2e/
+
+# Figures, not pass/fail: core micro-benchmarks and the size of the Worker bundle.
+bench: build
+	cargo run --release --example bench
+	@echo; echo "Worker bundle (what wrangler uploads):"
+	@ls -l build/index_bg.wasm build/index.js | awk '{print "  " $$9 ": " $$5 " bytes"}'
+	@gzip -9 -c build/index_bg.wasm | wc -c | awk '{print "  index_bg.wasm gzip -9: " $$1 " bytes"}'
