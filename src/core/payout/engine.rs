@@ -378,6 +378,18 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     continue;
                 }
                 let now = rt.now_ms();
+                // A server that hands back an invoice already tried gives nothing new.
+                let result = result.and_then(|r| {
+                    if r.payment_hash == cur.payment_hash
+                        || cur.previous_hashes.contains(&r.payment_hash)
+                    {
+                        Err(ResolveError::Protocol(
+                            "the recipient returned an invoice that was already tried".into(),
+                        ))
+                    } else {
+                        Ok(r)
+                    }
+                });
                 match result {
                     Ok(r) => {
                         if machine::replace_invoice(

@@ -68,6 +68,8 @@ struct Sim {
     lookups: RefCell<Vec<LookupBehaviour>>,
     truth: RefCell<HashMap<String, HashTruth>>,
     violations: RefCell<Vec<String>>,
+    /// The LNURL server hands out the same invoice every time.
+    repeat_invoice: Cell<bool>,
 }
 
 struct YieldOnce(bool);
@@ -508,6 +510,7 @@ proptest! {
             lookups: RefCell::new(lookups),
             truth: RefCell::new(HashMap::new()),
             violations: RefCell::new(Vec::new()),
+            repeat_invoice: Cell::new(false),
         };
         let store = MemStore::default();
         let cfg = config();
@@ -568,6 +571,7 @@ fn pay_then_520_is_not_paid_twice_and_ends_succeeded_after_a_lookup() {
         lookups: RefCell::new(vec![]),
         truth: RefCell::new(HashMap::new()),
         violations: RefCell::new(Vec::new()),
+        repeat_invoice: Cell::new(false),
     };
     let store = MemStore::default();
     let cfg = config();
@@ -591,6 +595,52 @@ fn pay_then_520_is_not_paid_twice_and_ends_succeeded_after_a_lookup() {
         .flatten()
         .unwrap_or_else(|| panic!("stored"));
     assert_eq!(p.status(), "succeeded");
+    assert_eq!(sim.truth.borrow().values().map(|t| t.sends).sum::<u32>(), 1);
+    assert!(sim.violations.borrow().is_empty());
+}
+
+#[test]
+fn an_lnurl_server_repeating_a_tried_invoice_gets_no_second_send() {
+    let sim = Sim {
+        now: Cell::new(1_700_000_000_000),
+        seed: Cell::new(11),
+        sends: RefCell::new(vec![SendBehaviour::FailExplicit]),
+        lookups: RefCell::new(vec![]),
+        truth: RefCell::new(HashMap::new()),
+        violations: RefCell::new(Vec::new()),
+        repeat_invoice: Cell::new(true),
+    };
+    let store = MemStore::default();
+    let cfg = config();
+    let req = PayoutRequest {
+        destination: "carol@lnurl.sim".into(),
+        amount_sat: Some(21),
+        comment: None,
+        webhook_url: None,
+        external_id: None,
+    };
+    let id = match block_on(engine::create(&sim, &store, &cfg, req, "k")) {
+        Ok(Created::New(p)) => p.id,
+        _ => panic!("create"),
+    };
+    for _ in 0..5 {
+        sim.now.set(sim.now.get() + 5_000);
+        let _ = block_on(engine::drain(&sim, &store, &cfg, "cron"));
+    }
+    let p = store
+        .get(&id)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("stored"));
+    assert_eq!(p.status(), "queued");
+    assert!(
+        p.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("already tried"),
+        "{:?}",
+        p.last_error
+    );
     assert_eq!(sim.truth.borrow().values().map(|t| t.sends).sum::<u32>(), 1);
     assert!(sim.violations.borrow().is_empty());
 }
