@@ -238,17 +238,14 @@ impl Sim {
             .find(|(k, _)| k == "amount")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
-        let mut pre = [0u8; 32];
-        self.random_bytes(&mut pre);
-        match sign_invoice(
-            Network::Bitcoin,
-            amount,
-            "sim",
-            None,
-            600,
-            self.now.get() / 1000,
-            pre,
-        ) {
+        // Normally a fresh invoice per call; with `repeat_invoice`, the same one every time.
+        let mut pre = [5u8; 32];
+        let mut ts = 1_700_000_000;
+        if !self.repeat_invoice.get() {
+            self.random_bytes(&mut pre);
+            ts = self.now.get() / 1000;
+        }
+        match sign_invoice(Network::Bitcoin, amount, "sim", None, 600, ts, pre) {
             Ok(i) => HttpResponse::json(200, &json!({"pr": i.payment_request})),
             Err(e) => HttpResponse::json(500, &json!({"e": e})),
         }
