@@ -67,6 +67,16 @@ impl ProviderHealth {
     }
 }
 
+/// When a request's health changes must reach KV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    No,
+    /// Before the response: a breaker or online state changed.
+    Now,
+    /// After the response: only counters changed, and the copy is stale.
+    Background,
+}
+
 /// Where an outcome came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -152,18 +162,25 @@ impl HealthBook {
         }
     }
 
-    /// True when `self` (after a request) differs from `before` in a way other
-    /// isolates must see soon (breaker or online state), or when counters
-    /// changed and the stored copy is older than the flush interval.
-    pub fn needs_flush(&self, before: &HealthBook, now_ms: u64) -> bool {
+    /// Whether and how urgently `self` (after a request) must be written back:
+    /// at once when a breaker or online state changed (other isolates act on
+    /// it), in the background when only counters changed and the stored copy
+    /// is older than the flush interval, otherwise not at all.
+    pub fn flush_needed(&self, before: &HealthBook, now_ms: u64) -> Flush {
         if self == before {
-            return false;
+            return Flush::No;
         }
         let visible_change = self.providers.iter().any(|(name, h)| {
             let old = before.get(name);
             old.breaker.name() != h.breaker.name() || old.online() != h.online()
         });
-        visible_change || now_ms.saturating_sub(before.written_at_ms) >= FLUSH_INTERVAL_MS
+        if visible_change {
+            Flush::Now
+        } else if now_ms.saturating_sub(before.written_at_ms) >= FLUSH_INTERVAL_MS {
+            Flush::Background
+        } else {
+            Flush::No
+        }
     }
 }
 
@@ -210,12 +227,23 @@ mod tests {
         before.written_at_ms = 1_000;
         let mut after = before.clone();
         after.record_success("alby", 2, 2_000, Source::Request);
-        assert!(!after.needs_flush(&before, 2_000), "only counters changed");
-        assert!(after.needs_flush(&before, 1_000 + FLUSH_INTERVAL_MS));
+        assert_eq!(
+            after.flush_needed(&before, 2_000),
+            Flush::No,
+            "only counters changed"
+        );
+        assert_eq!(
+            after.flush_needed(&before, 1_000 + FLUSH_INTERVAL_MS),
+            Flush::Background
+        );
         let mut failed = before.clone();
         failed.record_failure("alby", "boom", 1, 2_000, Source::Request, &P);
-        assert!(failed.needs_flush(&before, 2_000), "went offline");
-        assert!(!before.needs_flush(&before.clone(), u64::MAX));
+        assert_eq!(
+            failed.flush_needed(&before, 2_000),
+            Flush::Now,
+            "went offline"
+        );
+        assert_eq!(before.flush_needed(&before.clone(), u64::MAX), Flush::No);
     }
 
     #[test]

@@ -75,7 +75,7 @@ async fn current(
         None
     };
     let report = health_report::report(cfg, &session.book, rt.now_ms());
-    session.flush(env, ctx, rt.now_ms());
+    session.flush(env, ctx, rt.now_ms()).await;
     Ok((report, deep_reports))
 }
 

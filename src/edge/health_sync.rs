@@ -3,7 +3,7 @@
 
 use worker::{Context, Env};
 
-use crate::core::health::HealthBook;
+use crate::core::health::{Flush, HealthBook};
 use crate::edge::store::Store;
 
 pub struct HealthSession {
@@ -20,14 +20,19 @@ impl HealthSession {
         }
     }
 
-    /// Writes the book back in the background when `needs_flush` says so.
-    pub fn flush(mut self, env: &Env, ctx: &Context, now_ms: u64) {
-        if !self.book.needs_flush(&self.before, now_ms) {
+    /// Writes the book back as `flush_needed` says: before the response when
+    /// a breaker or online state changed, in the background otherwise.
+    pub async fn flush(mut self, env: &Env, ctx: &Context, now_ms: u64) {
+        let how = self.book.flush_needed(&self.before, now_ms);
+        if how == Flush::No {
             return;
         }
         let Ok(store) = Store::open(env) else { return };
         self.book.written_at_ms = now_ms;
         let book = self.book;
-        ctx.wait_until(async move { store.save_health(&book).await });
+        match how {
+            Flush::Now => store.save_health(&book).await,
+            _ => ctx.wait_until(async move { store.save_health(&book).await }),
+        }
     }
 }

@@ -25,7 +25,7 @@ pub async fn create(
     let rt = WorkerRuntime;
     let mut session = HealthSession::load(&store).await;
     let result = chain::create_invoice(&rt, cfg, &mut session.book, &params).await;
-    session.flush(env, ctx, rt.now_ms());
+    session.flush(env, ctx, rt.now_ms()).await;
     match result {
         Ok((issued, attempts)) => {
             // The index must exist before the client can ask about the invoice.
@@ -75,7 +75,7 @@ pub async fn check(
             })?;
     let mut session = HealthSession::load(&store).await;
     let result = chain::check_invoice(&rt, cfg, &mut session.book, provider, &hash).await;
-    session.flush(env, ctx, rt.now_ms());
+    session.flush(env, ctx, rt.now_ms()).await;
     let state = result.map_err(|u| ApiError::ProviderUnavailable {
         provider: provider.name().into(),
         retry_after_secs: u.retry_after_secs,
