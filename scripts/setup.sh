@@ -20,6 +20,8 @@ apt_install() {
 }
 
 export PATH="$HOME/.cargo/bin:$PATH"
+# The first x.y.z in a tool's --version ("0.8.7" or "wasm-bindgen 0.2.130"); empty if absent.
+version_of() { "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1; }
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer" >&2; exit 1; }
 
@@ -37,14 +39,14 @@ if ! command -v clang >/dev/null; then
 fi
 
 # 3. worker-build, pinned.
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
+if [ "$(version_of worker-build)" != "$WORKER_BUILD_VERSION" ]; then
   say "installing worker-build $WORKER_BUILD_VERSION (several minutes, once)"
   cargo install worker-build --version "$WORKER_BUILD_VERSION"
 fi
 
 # 4. wasm-bindgen CLI, at exactly the library version in Cargo.lock.
 wb_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version" ]; then
+if [ "$(version_of wasm-bindgen)" != "$wb_version" ]; then
   say "installing wasm-bindgen-cli $wb_version (several minutes, once)"
   # --locked fails here: the crates index lacks one of its pinned dependencies.
   cargo install wasm-bindgen-cli --version "$wb_version"
@@ -58,8 +60,11 @@ fi
 
 if [ $want_test = 1 ]; then
   # 6. A real LNbits (FakeWallet funding source) for end-to-end tests.
-  if [ ! -x .venv-lnbits/bin/lnbits ] || ! .venv-lnbits/bin/pip show lnbits 2>/dev/null | grep -q "^Version: $LNBITS_VERSION$"; then
+  # awk reads all of pip's output (grep -q would stop early and, under pipefail, fail by SIGPIPE).
+  lnbits_installed=$(.venv-lnbits/bin/pip show lnbits 2>/dev/null | awk '/^Version:/ {print $2}' || true)
+  if [ ! -x .venv-lnbits/bin/lnbits ] || [ "$lnbits_installed" != "$LNBITS_VERSION" ]; then
     say "installing LNbits $LNBITS_VERSION into .venv-lnbits"
+    rm -rf .venv-lnbits
     python3 -m venv .venv-lnbits
     .venv-lnbits/bin/pip install -q --disable-pip-version-check "lnbits==$LNBITS_VERSION" "bitstring<4.3"
   fi
