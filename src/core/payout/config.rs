@@ -160,10 +160,15 @@ impl PayoutConfig {
                 base_delay_ms: lookup_base,
                 ..defaults.lookup
             },
+            // In production, "not found" is trusted only once a send can no longer be on its way.
             not_found_grace_ms: num(
                 "PAYOUT_NOT_FOUND_GRACE_MS",
                 defaults.not_found_grace_ms,
-                0,
+                if base.environment == Environment::Production {
+                    crate::core::payout::backend::PAY_TIMEOUT_MS
+                } else {
+                    0
+                },
                 3_600_000,
             )?,
             ..defaults
@@ -184,5 +189,72 @@ impl PayoutConfig {
             url_policy: UrlPolicy { allow_http_hosts },
             lnurl_timeout_ms: num("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing;
+
+    fn payout(env: &str, extra: &[(&str, &str)]) -> Result<PayoutConfig, ConfigError> {
+        let base_vars = [
+            ("ENVIRONMENT", env),
+            ("LNBITS_URL", "https://lnbits.example.com"),
+            ("LNBITS_INVOICE_KEY", "k"),
+        ];
+        let base = testing::config(&base_vars);
+        let mut all: Vec<(&str, &str)> = base_vars.to_vec();
+        all.extend_from_slice(&[
+            ("PAYOUT_API_KEY", "0123456789abcdef"),
+            ("LNBITS_ADMIN_KEY", "admin"),
+        ]);
+        all.extend_from_slice(extra);
+        PayoutConfig::from_lookup(
+            |k| {
+                all.iter()
+                    .rev()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            &base,
+        )
+    }
+
+    #[test]
+    fn lnbits_with_an_admin_key_is_the_default_payout_provider() {
+        let c = payout("production", &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.provider.kind, ProviderKind::Lnbits);
+        assert_eq!(c.provider.credential, "admin");
+        assert_eq!(c.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_in_production() {
+        let var = |env: &str, extra: &[(&str, &str)]| payout(env, extra).err().map(|e| e.variable);
+        assert_eq!(
+            var("production", &[("PAYOUT_NOT_FOUND_GRACE_MS", "0")]),
+            Some("PAYOUT_NOT_FOUND_GRACE_MS".into())
+        );
+        assert_eq!(
+            var("development", &[("PAYOUT_NOT_FOUND_GRACE_MS", "0")]),
+            None
+        );
+        assert_eq!(
+            var("production", &[("LNURL_ALLOW_HTTP_HOSTS", "127.0.0.1")]),
+            Some("LNURL_ALLOW_HTTP_HOSTS".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_PROVIDER", "mock")]),
+            Some("PAYOUT_PROVIDER".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_API_KEY", "short")]),
+            Some("PAYOUT_API_KEY".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_PROVIDER", "lnd")]),
+            Some("PAYOUT_PROVIDER".into())
+        );
     }
 }
