@@ -16,6 +16,7 @@ mod store;
 use serde_json::json;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
+use crate::core::config::Config;
 use crate::core::cors::AllowedOrigins;
 use crate::core::error::ApiError;
 use crate::core::routes::{self, Route};
@@ -25,9 +26,9 @@ async fn handle(
     req: &mut Request,
     env: &Env,
     ctx: &Context,
+    cfg: &Config,
     route: Route,
 ) -> Result<Reply, ApiError> {
-    let cfg = env::config(env)?;
     match route {
         Route::Preflight => Ok(Reply {
             status: 204,
@@ -49,14 +50,14 @@ async fn handle(
                 ],
             }),
         )),
-        Route::CreateInvoice => invoices::create(req, env, ctx, &cfg).await,
-        Route::CheckInvoice => invoices::check(req, env, ctx, &cfg).await,
-        Route::Health => health::health(req, env, ctx, &cfg).await,
-        Route::StatusPage => health::status_page(env, ctx, &cfg).await,
+        Route::CreateInvoice => invoices::create(req, env, ctx, cfg).await,
+        Route::CheckInvoice => invoices::check(req, env, ctx, cfg).await,
+        Route::Health => health::health(req, env, ctx, cfg).await,
+        Route::StatusPage => health::status_page(env, ctx, cfg).await,
         Route::CreatePayout => payouts::create(req, env).await,
         Route::ListPayouts => payouts::list(req, env).await,
         Route::GetPayout(id) => payouts::get(req, env, &id).await,
-        Route::RetryPayout(id) => payouts::retry(req, env, &cfg, &id).await,
+        Route::RetryPayout(id) => payouts::retry(req, env, cfg, &id).await,
     }
 }
 
@@ -64,14 +65,18 @@ async fn handle(
 async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
     let origin = req.headers().get("origin").ok().flatten();
-    let cors = env::config(&env)
-        .map(|c| c.cors)
+    // Parsed once per request; an invalid configuration still gets CORS headers.
+    let config = env::config(&env).map_err(ApiError::from);
+    let cors = config
+        .as_ref()
+        .map(|c| c.cors.clone())
         .unwrap_or(AllowedOrigins::Any);
     let path = req.path();
     let method = req.method().to_string();
-    let reply = match routes::route(&method, &path) {
-        Ok(route) => handle(&mut req, &env, &ctx, route).await,
-        Err(e) => Err(e),
+    let reply = match (routes::route(&method, &path), &config) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.clone()),
+        (Ok(route), Ok(cfg)) => handle(&mut req, &env, &ctx, cfg, route).await,
     };
     let reply = reply.unwrap_or_else(|e| {
         if e.status() >= 500 {

@@ -212,3 +212,17 @@ test("CORS: listed origins get headers and a preflight, others do not", async ()
   const other = await worker.createInvoice({ amount: 5 }, { headers: { origin: "https://evil.example" } });
   assert.equal(other.headers.get("access-control-allow-origin"), null);
 });
+
+test("an invalid configuration answers with a JSON error naming the variable", async () => {
+  const bad = await startWorker({ LIGHTNING_PROVIDERS: "alby,lnd", ALBY_API_KEY: "k" }, { name: "bad-config" });
+  try {
+    const res = await bad.createInvoice({ amount: 10 });
+    assert.equal(res.status, 500, res.text);
+    assert.equal(res.json.error.code, "configuration_error");
+    assert.equal(res.json.error.variable, "LND_REST_URL");
+    assert.match(res.json.error.message, /LND_REST_URL/);
+    assert.equal((await bad.request("GET", "/nope")).status, 404, "unknown routes are still 404");
+  } finally {
+    await bad.stop();
+  }
+});
