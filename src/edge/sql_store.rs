@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
-use crate::core::payout::engine::{PayoutStore, StoreError};
+use crate::core::payout::engine::{day_of, PayoutStore, StoreError};
 use crate::core::payout::model::Payout;
 
 const SCHEMA: &str = "
@@ -191,10 +191,12 @@ impl PayoutStore for SqlStore {
         let cursor = self
             .sql
             .exec(
-                "UPDATE payouts SET status = ?, payment_hash = ?, wake_at = ?, version = ?, data = ? WHERE id = ? AND version = ?",
+                "UPDATE payouts SET status = ?, payment_hash = ?, day = ?, wake_at = ?, version = ?, data = ? WHERE id = ? AND version = ?",
                 vec![
                     V::from(p.status()),
                     V::from(p.payment_hash.as_str()),
+                    // An admin retry re-reserves the amount on the retry's day.
+                    V::String(day_of(p.age_from_ms)),
                     opt(wake_at_ms),
                     int(p.version),
                     V::String(data),

@@ -38,7 +38,8 @@ pub trait PayoutStore {
     fn by_payment_hash(&self, hash: &str) -> Result<Option<Payout>, StoreError>;
     /// Inserts unless a payout with this id exists; true if inserted.
     fn insert(&self, p: &Payout, wake_at_ms: Option<u64>, day: &str) -> Result<bool, StoreError>;
-    /// Writes `p` only if the stored version is `expected_version`.
+    /// Writes `p` only if the stored version is `expected_version`. The
+    /// payout's budget day follows `p.age_from_ms` (creation, or admin retry).
     fn update(
         &self,
         p: &Payout,

@@ -339,6 +339,7 @@ impl PayoutStore for MemStore {
             Some(r) if r.0.version == expected => {
                 r.0 = p.clone();
                 r.1 = wake;
+                r.2 = engine::day_of(p.age_from_ms);
                 Ok(true)
             }
             _ => Ok(false),
@@ -640,4 +641,60 @@ fn an_lnurl_server_repeating_a_tried_invoice_gets_no_second_send() {
     );
     assert_eq!(sim.truth.borrow().values().map(|t| t.sends).sum::<u32>(), 1);
     assert!(sim.violations.borrow().is_empty());
+}
+
+#[test]
+fn an_admin_retry_reserves_the_amount_on_the_day_of_the_retry() {
+    let sim = Sim {
+        now: Cell::new(1_700_000_000_000),
+        seed: Cell::new(3),
+        sends: RefCell::new(vec![SendBehaviour::FailExplicit; 3]),
+        lookups: RefCell::new(vec![]),
+        truth: RefCell::new(HashMap::new()),
+        violations: RefCell::new(Vec::new()),
+        repeat_invoice: Cell::new(false),
+    };
+    let store = MemStore::default();
+    let cfg = config();
+    let req = PayoutRequest {
+        destination: "dan@lnurl.sim".into(),
+        amount_sat: Some(21),
+        comment: None,
+        webhook_url: None,
+        external_id: None,
+    };
+    let id = match block_on(engine::create(&sim, &store, &cfg, req, "k")) {
+        Ok(Created::New(p)) => p.id,
+        _ => panic!("create"),
+    };
+    for _ in 0..20 {
+        sim.now.set(sim.now.get() + 70_000);
+        let _ = block_on(engine::drain(&sim, &store, &cfg, "cron"));
+    }
+    let p = store
+        .get(&id)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("stored"));
+    assert_eq!(p.status(), "failed", "{:?}", p.log);
+    let first_day = engine::day_of(p.created_at_ms);
+    assert_eq!(
+        store.reserved_on(&first_day).ok(),
+        Some(0),
+        "a failed payout reserves nothing"
+    );
+
+    sim.now.set(sim.now.get() + 2 * 86_400_000);
+    let p = block_on(engine::retry(&sim, &store, &cfg, &id)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+    assert_eq!(
+        store.reserved_on(&engine::day_of(sim.now.get())).ok(),
+        Some(21)
+    );
+    assert_eq!(store.reserved_on(&first_day).ok(), Some(0));
+    assert!(
+        sim.violations.borrow().is_empty(),
+        "{:?}",
+        sim.violations.borrow()
+    );
 }
