@@ -5,7 +5,6 @@ use futures_util::future::join_all;
 use serde_json::Value;
 use worker::{Context, Env, Request};
 
-use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::ApiError;
 use crate::core::health::{HealthBook, Source};
@@ -15,24 +14,13 @@ use crate::core::probe;
 use crate::core::status_page;
 use crate::edge::health_sync::HealthSession;
 use crate::edge::reply::Reply;
+use crate::edge::request::{query, require_bearer};
 use crate::edge::runtime::WorkerRuntime;
 use crate::edge::store::Store;
 
-fn query(req: &Request, name: &str) -> Result<Option<String>, ApiError> {
-    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned()))
-}
-
 pub fn require_admin(req: &Request, cfg: &Config) -> Result<(), ApiError> {
     let key = cfg.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
-    let header = req.headers().get("authorization").ok().flatten();
-    match auth::bearer(header.as_deref()) {
-        Some(token) if auth::matches_any(token, &[key]) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
+    require_bearer(req, &[key])
 }
 
 /// The current report: probes providers with no recent check first, so a

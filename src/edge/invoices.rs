@@ -10,6 +10,7 @@ use crate::core::invoice::{self, InvoiceRecord};
 use crate::edge::body::read_json_body;
 use crate::edge::health_sync::HealthSession;
 use crate::edge::reply::Reply;
+use crate::edge::request::query;
 use crate::edge::runtime::WorkerRuntime;
 use crate::edge::store::Store;
 
@@ -50,12 +51,7 @@ pub async fn check(
     ctx: &Context,
     cfg: &Config,
 ) -> Result<Reply, ApiError> {
-    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let raw = url
-        .query_pairs()
-        .find(|(k, _)| k == "payment_hash")
-        .map(|(_, v)| v.into_owned());
-    let hash = invoice::parse_payment_hash(raw.as_deref())?;
+    let hash = invoice::parse_payment_hash(query(req, "payment_hash")?.as_deref())?;
     let store = Store::open(env)?;
     let rt = WorkerRuntime;
     let now = rt.now_ms() / 1000;

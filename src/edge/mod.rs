@@ -9,6 +9,7 @@ mod invoices;
 mod payouts;
 mod queue;
 mod reply;
+mod request;
 mod runtime;
 mod sql_store;
 mod store;

@@ -3,7 +3,6 @@
 
 use worker::{Env, Headers, Method, Request, RequestInit};
 
-use crate::core::auth;
 use crate::core::config::Config;
 use crate::core::error::ApiError;
 use crate::core::payout::request;
@@ -11,15 +10,12 @@ use crate::edge::body::read_json_body;
 use crate::edge::health::require_admin;
 use crate::edge::queue::{self, payout_config, IDEMPOTENCY_HEADER, REPLAYED_HEADER};
 use crate::edge::reply::Reply;
+use crate::edge::request::require_bearer;
 
 fn require_client(req: &Request, env: &Env) -> Result<(), ApiError> {
     let cfg = payout_config(env)?;
-    let header = req.headers().get("authorization").ok().flatten();
     let keys: Vec<&str> = cfg.api_keys.iter().map(String::as_str).collect();
-    match auth::bearer(header.as_deref()) {
-        Some(token) if auth::matches_any(token, &keys) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
+    require_bearer(req, &keys)
 }
 
 fn internal(e: worker::Error) -> ApiError {

@@ -14,6 +14,7 @@ use crate::core::payout::request;
 use crate::core::time::iso8601_ms;
 use crate::edge::env;
 use crate::edge::reply::Reply;
+use crate::edge::request::query;
 use crate::edge::runtime::WorkerRuntime;
 use crate::edge::sql_store::SqlStore;
 
@@ -53,10 +54,14 @@ impl PayoutQueue {
 
     /// Arms the alarm for the next due payout or webhook (never in the past).
     async fn arm(&self, store: &SqlStore) {
-        let Ok(Some(wake)) = store.next_wake() else {
-            return;
-        };
-        let at = wake.max(WorkerRuntime.now_ms() + 1);
+        if let Ok(Some(wake)) = store.next_wake() {
+            self.set_alarm_at(wake).await;
+        }
+    }
+
+    /// Sets the alarm at `at_ms` (absolute), never in the past.
+    async fn set_alarm_at(&self, at_ms: u64) {
+        let at = at_ms.max(WorkerRuntime.now_ms() + 1);
         let when = ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
             at as f64,
         )));
@@ -74,10 +79,7 @@ impl PayoutQueue {
             .map_err(store_err)?;
         if result == Drain::Busy {
             // The other wake-up re-arms when it ends; check back in case it died.
-            let when = ScheduledTime::from(std::time::Duration::from_secs(5));
-            if let Err(e) = self.state.storage().set_alarm(when).await {
-                worker::console_error!("could not arm the payout alarm: {e}");
-            }
+            self.set_alarm_at(rt.now_ms() + 5_000).await;
         } else {
             self.arm(&store).await;
         }
@@ -125,16 +127,10 @@ impl PayoutQueue {
                 }
             }
             ("GET", "/list") => {
-                let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
-                let q = |k: &str| {
-                    url.query_pairs()
-                        .find(|(n, _)| n == k)
-                        .map(|(_, v)| v.into_owned())
-                };
                 let list = crate::core::payout::listing::ListQuery::parse(
-                    q("status").as_deref(),
-                    q("limit").as_deref(),
-                    q("cursor").as_deref(),
+                    query(req, "status")?.as_deref(),
+                    query(req, "limit")?.as_deref(),
+                    query(req, "cursor")?.as_deref(),
                 )?;
                 let store = self.store()?;
                 let items = store
