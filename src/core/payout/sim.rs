@@ -72,6 +72,21 @@ struct Sim {
     repeat_invoice: Cell<bool>,
 }
 
+impl Sim {
+    /// A backend that answers sends and lookups as scripted (then truthfully), at a fixed start time.
+    fn new(seed: u64, sends: Vec<SendBehaviour>, lookups: Vec<LookupBehaviour>) -> Sim {
+        Sim {
+            now: Cell::new(1_700_000_000_000),
+            seed: Cell::new(seed),
+            sends: RefCell::new(sends),
+            lookups: RefCell::new(lookups),
+            truth: RefCell::new(HashMap::new()),
+            violations: RefCell::new(Vec::new()),
+            repeat_invoice: Cell::new(false),
+        }
+    }
+}
+
 struct YieldOnce(bool);
 impl Future for YieldOnce {
     type Output = ();
@@ -501,15 +516,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..40),
         seed in 1u64..u64::MAX,
     ) {
-        let sim = Sim {
-            now: Cell::new(1_700_000_000_000),
-            seed: Cell::new(seed),
-            sends: RefCell::new(sends),
-            lookups: RefCell::new(lookups),
-            truth: RefCell::new(HashMap::new()),
-            violations: RefCell::new(Vec::new()),
-            repeat_invoice: Cell::new(false),
-        };
+        let sim = Sim::new(seed, sends, lookups);
         let store = MemStore::default();
         let cfg = config();
         let destination = if address {
@@ -562,15 +569,7 @@ proptest! {
 
 #[test]
 fn pay_then_520_is_not_paid_twice_and_ends_succeeded_after_a_lookup() {
-    let sim = Sim {
-        now: Cell::new(1_700_000_000_000),
-        seed: Cell::new(7),
-        sends: RefCell::new(vec![SendBehaviour::Html520AfterPay]),
-        lookups: RefCell::new(vec![]),
-        truth: RefCell::new(HashMap::new()),
-        violations: RefCell::new(Vec::new()),
-        repeat_invoice: Cell::new(false),
-    };
+    let sim = Sim::new(7, vec![SendBehaviour::Html520AfterPay], vec![]);
     let store = MemStore::default();
     let cfg = config();
     let req = PayoutRequest {
@@ -599,15 +598,8 @@ fn pay_then_520_is_not_paid_twice_and_ends_succeeded_after_a_lookup() {
 
 #[test]
 fn an_lnurl_server_repeating_a_tried_invoice_gets_no_second_send() {
-    let sim = Sim {
-        now: Cell::new(1_700_000_000_000),
-        seed: Cell::new(11),
-        sends: RefCell::new(vec![SendBehaviour::FailExplicit]),
-        lookups: RefCell::new(vec![]),
-        truth: RefCell::new(HashMap::new()),
-        violations: RefCell::new(Vec::new()),
-        repeat_invoice: Cell::new(true),
-    };
+    let sim = Sim::new(11, vec![SendBehaviour::FailExplicit], vec![]);
+    sim.repeat_invoice.set(true);
     let store = MemStore::default();
     let cfg = config();
     let req = PayoutRequest {
@@ -645,15 +637,7 @@ fn an_lnurl_server_repeating_a_tried_invoice_gets_no_second_send() {
 
 #[test]
 fn an_admin_retry_reserves_the_amount_on_the_day_of_the_retry() {
-    let sim = Sim {
-        now: Cell::new(1_700_000_000_000),
-        seed: Cell::new(3),
-        sends: RefCell::new(vec![SendBehaviour::FailExplicit; 3]),
-        lookups: RefCell::new(vec![]),
-        truth: RefCell::new(HashMap::new()),
-        violations: RefCell::new(Vec::new()),
-        repeat_invoice: Cell::new(false),
-    };
+    let sim = Sim::new(3, vec![SendBehaviour::FailExplicit; 3], vec![]);
     let store = MemStore::default();
     let cfg = config();
     let req = PayoutRequest {
