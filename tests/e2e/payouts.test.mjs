@@ -5,21 +5,30 @@ import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { startFakeProvider } from "./support/fake-provider.mjs";
-import { startLnurlServer, startWebhookReceiver } from "./support/lnurl-server.mjs";
+import { startLnurlServer } from "./support/lnurl-server.mjs";
+import { startWebhookReceiver } from "./support/webhook-receiver.mjs";
 import { startWorker } from "./support/worker.mjs";
 import { signInvoice } from "./support/invoice.mjs";
 
 const KEY = "payout-key-current-0123456789";
 const OLD_KEY = "payout-key-previous-0123456789";
 const ADMIN = "admin-key-for-e2e-tests-0123456789";
-const SECRET = "whsec-e2e-0123456789";
+// Standard Webhooks secrets, made the way the README says. The Worker is in
+// the middle of a rotation: it signs with both, so a receiver still holding
+// only the previous secret keeps verifying.
+const whsec = () => "whsec_" + crypto.randomBytes(32).toString("base64");
+const SECRET = whsec();
+const PREVIOUS_SECRET = whsec();
 let lnbits, lnurl, hooks, worker;
 let seq = 0;
 
 before(async () => {
   lnbits = await startFakeProvider("lnbits");
   lnurl = await startLnurlServer();
-  hooks = await startWebhookReceiver([500, 200]);
+  hooks = await startWebhookReceiver({
+    secrets: { current: SECRET, previous: PREVIOUS_SECRET, stranger: whsec() },
+    statuses: [500, 200],
+  });
   worker = await startWorker(
     {
       LIGHTNING_PROVIDERS: "lnbits",
@@ -30,6 +39,7 @@ before(async () => {
       PAYOUT_API_KEY_PREVIOUS: OLD_KEY,
       ADMIN_API_KEY: ADMIN,
       WEBHOOK_SECRET: SECRET,
+      WEBHOOK_SECRET_PREVIOUS: PREVIOUS_SECRET,
       LNURL_ALLOW_HTTP_HOSTS: "127.0.0.1",
       PAYOUT_LOOKUP_BASE_MS: "200",
       PAYOUT_RETRY_BASE_MS: "200",
@@ -75,12 +85,6 @@ async function tickUntil(id, status, ticks = 30) {
   return p;
 }
 
-function verifySignature(h) {
-  const ts = h.headers["webhook-timestamp"];
-  const expected = "v1=" + crypto.createHmac("sha256", SECRET).update(`${ts}.${h.body}`).digest("hex");
-  return h.headers["webhook-signature"] === expected;
-}
-
 test("Lightning Address: resolve, pay, 520 after paying, queued, cron, lookup, succeeded, signed webhook", async () => {
   lnbits.payMode = "pay_then_520";
   const res = await payout({ destination: lnurl.address("alice"), amount_sat: 2100, comment: "thanks!", webhook_url: hooks.url, external_id: "order-77" });
@@ -113,15 +117,64 @@ test("Lightning Address: resolve, pay, 520 after paying, queued, cron, lookup, s
   assert.deepEqual(view.webhook.attempts.map((a) => a.status), [500, 200]);
   const calls = hooks.received;
   assert.equal(calls.length, 2);
-  for (const c of calls) assert.ok(verifySignature(c), "signature verifies with the shared secret");
+  // Every delivery is checked by the `standardwebhooks` reference verifier:
+  // a receiver holding either secret of the rotation accepts it, a stranger's does not.
+  for (const c of calls) {
+    assert.equal(c.verified.current, true, `current secret: ${c.verified.current}`);
+    assert.equal(c.verified.previous, true, `previous secret only: ${c.verified.previous}`);
+    assert.notEqual(c.verified.stranger, true, "an unrelated secret does not verify");
+    const sigs = c.headers["webhook-signature"].split(" ");
+    assert.equal(sigs.length, 2, "one signature per secret during a rotation");
+    assert.ok(sigs.every((s) => /^v1,[A-Za-z0-9+/]{43}=$/.test(s)), c.headers["webhook-signature"]);
+  }
   const event = JSON.parse(calls[1].body);
   assert.equal(event.type, "payout.succeeded");
   assert.equal(event.id, calls[0].headers["webhook-id"], "the same event id on redelivery");
+  assert.equal(calls[1].headers["webhook-id"], calls[0].headers["webhook-id"]);
+  assert.equal(event.id, `evt_${p.id}_succeeded`);
+  assert.equal(event.timestamp, done.completed_at, "when it succeeded, not when it was sent");
   assert.equal(event.data.id, p.id);
   assert.equal(event.data.external_id, "order-77");
   assert.ok(Math.abs(Number(calls[1].headers["webhook-timestamp"]) - Date.now() / 1000) < 300);
-  // A tampered body no longer verifies.
-  assert.equal(verifySignature({ headers: calls[1].headers, body: calls[1].body.replace("succeeded", "failed") }), false);
+  // Body, id and timestamp are all signed: changing any one fails verification.
+  const tampered = [
+    { headers: calls[1].headers, body: calls[1].body.replace("succeeded", "failed") },
+    { headers: { ...calls[1].headers, "webhook-id": `evt_${p.id}_failed` }, body: calls[1].body },
+    { headers: { ...calls[1].headers, "webhook-timestamp": String(Number(calls[1].headers["webhook-timestamp"]) - 1) }, body: calls[1].body },
+  ];
+  for (const t of tampered) {
+    assert.match(String(hooks.verify("current", t)), /No matching signature/);
+    assert.match(String(hooks.verify("previous", t)), /No matching signature/);
+  }
+});
+
+test("a WEBHOOK_SECRET not written whsec_<base64> is refused, naming the variable and how to make one", async () => {
+  const legacy = "legacy-webhook-secret-0123456789";
+  const bad = await startWorker(
+    {
+      LIGHTNING_PROVIDERS: "lnbits",
+      LNBITS_URL: lnbits.url,
+      LNBITS_INVOICE_KEY: lnbits.key,
+      LNBITS_ADMIN_KEY: lnbits.adminKey,
+      PAYOUT_API_KEY: KEY,
+      WEBHOOK_SECRET: legacy,
+    },
+    { name: "bad-webhook-secret" },
+  );
+  try {
+    const inv = signInvoice({ amountMsat: 1_000_000 });
+    const res = await bad.request("POST", "/api/payouts", {
+      json: { destination: inv.payment_request },
+      headers: { ...auth(), "idempotency-key": "bad-secret-1" },
+    });
+    assert.equal(res.status, 500, res.text);
+    assert.equal(res.json.error.code, "configuration_error");
+    assert.equal(res.json.error.variable, "WEBHOOK_SECRET");
+    assert.match(res.json.error.message, /whsec_\$\(openssl rand -base64 32\)/);
+    assert.ok(!res.text.includes(legacy), "the value is never echoed");
+  } finally {
+    await bad.stop();
+  }
 });
 
 test("a backend that pays and then answers 520 is never paid twice (BOLT11, many wake-ups)", async () => {

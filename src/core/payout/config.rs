@@ -17,7 +17,9 @@ pub struct PayoutConfig {
     pub max_sat: u64,
     pub daily_limit_sat: u64,
     pub policy: PayoutPolicy,
-    pub webhook_secret: Option<String>,
+    /// Webhook signing keys (`WEBHOOK_SECRET`, then `WEBHOOK_SECRET_PREVIOUS`
+    /// during a rotation); `None` when webhooks are off. Debug redacts them.
+    pub webhook_secret: Option<crate::core::payout::webhook::WebhookSecrets>,
     pub url_policy: UrlPolicy,
     pub lnurl_timeout_ms: u64,
 }
@@ -185,7 +187,10 @@ impl PayoutConfig {
                 2_100_000_000_000_000,
             )?,
             policy,
-            webhook_secret: var("WEBHOOK_SECRET"),
+            webhook_secret: crate::core::payout::webhook::WebhookSecrets::from_vars(
+                var("WEBHOOK_SECRET"),
+                var("WEBHOOK_SECRET_PREVIOUS"),
+            )?,
             url_policy: UrlPolicy { allow_http_hosts },
             lnurl_timeout_ms: num("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
         })

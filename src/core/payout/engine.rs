@@ -473,7 +473,7 @@ async fn deliver_webhook<R: Runtime, S: PayoutStore>(
     let (Some(secret), true) = (cfg.webhook_secret.as_deref(), due) else {
         return Ok(());
     };
-    let Some(req) = webhook::request(&p, secret.as_bytes(), rt.now_ms()) else {
+    let Some(req) = webhook::request(&p, secret, rt.now_ms()) else {
         return Ok(());
     };
     let allowed = cfg.url_policy.check(&req.url);
