@@ -1,17 +1,20 @@
 # The two commands a newcomer needs:
 #   make dev    run the gateway locally in workerd on http://localhost:8787 (mock provider, no keys)
 #   make test   run every check and test (installs what is missing first)
+#   make chaos  the full chaos run (500 payouts against a real LNbits behind a fault proxy; CHAOS_ARGS="--seed N ...")
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 PORT ?= 8787
 
-.PHONY: dev test setup setup-test build lint unit e2e testkit bench
+CHAOS_ARGS ?=
+
+.PHONY: dev test setup setup-test build lint unit e2e testkit bench chaos chaos-short
 
 dev: setup build
 	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
 	npx wrangler dev --port $(PORT) --persist-to .wrangler/state --test-scheduled
 
-test: setup-test lint unit build testkit e2e
+test: setup-test lint unit build testkit e2e chaos-short
 
 setup:
 	@scripts/setup.sh
@@ -35,6 +38,16 @@ testkit:
 
 e2e:
 	node --test --test-concurrency=1 tests/e2e/
+
+# Chaos: payouts through a fault-injecting proxy to a real LNbits, the gateway
+# SIGKILLed and restarted while draining; LNbits' ledgers checked against the
+# gateway's records. Fails on any double pay, false failure or broken idempotency.
+chaos: setup-test build
+	node tests/chaos/run.mjs $(CHAOS_ARGS)
+
+# The short version (about 60 payouts, one restart, a few minutes) that `make test` runs.
+chaos-short: setup-test build
+	node tests/chaos/run.mjs --short $(CHAOS_ARGS)
 
 # Figures, not pass/fail: core micro-benchmarks and the size of the Worker bundle.
 bench: build

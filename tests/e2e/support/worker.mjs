@@ -20,42 +20,50 @@ export async function freePort() {
   });
 }
 
-export async function startWorker(vars, { name = "worker" } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `lnfb-${name}-`));
+export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null } = {}) {
+  // `dir` reuses a persistence folder (its state survives), `port` a fixed port.
+  const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), `lnfb-${name}-`));
+  fs.mkdirSync(dir, { recursive: true });
   const envFile = path.join(dir, "test.env");
   const all = { ENVIRONMENT: "development", ...vars };
   fs.writeFileSync(envFile, Object.entries(all).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
-  const port = await freePort();
-  const args = [
-    "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", path.join(dir, "state"),
-    "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false",
-    "--inspector-port", String(await freePort()), "--log-level", "info",
-  ];
-  const child = spawn(path.join(ROOT, "node_modules/.bin/wrangler"), args, {
-    cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  let log = "";
-  child.stdout.on("data", (d) => (log += d));
-  child.stderr.on("data", (d) => (log += d));
+  const port = fixedPort ?? (await freePort());
   const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler exited early:\n${log}`);
-    if (/Ready on/.test(log)) {
-      try {
-        await fetch(`${base}/`);
-        break;
-      } catch {}
+  let child;
+  let log = "";
+  const previousLogs = [];
+  async function launch() {
+    const args = [
+      "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", path.join(dir, "state"),
+      "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false",
+      "--inspector-port", String(await freePort()), "--log-level", "info",
+    ];
+    child = spawn(path.join(ROOT, "node_modules/.bin/wrangler"), args, {
+      cwd: ROOT,
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    log = "";
+    child.stdout.on("data", (d) => (log += d));
+    child.stderr.on("data", (d) => (log += d));
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`wrangler exited early:\n${log}`);
+      if (/Ready on/.test(log)) {
+        try {
+          await fetch(`${base}/`);
+          break;
+        } catch {}
+      }
+      if (Date.now() > deadline) {
+        kill(child);
+        throw new Error(`wrangler did not start in time:\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
     }
-    if (Date.now() > deadline) {
-      kill(child);
-      throw new Error(`wrangler did not start in time:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
   }
+  await launch();
   const worker = {
     base,
     dir,
@@ -90,8 +98,44 @@ export async function startWorker(vars, { name = "worker" } = {}) {
     },
     async stop() {
       kill(child);
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once("exit", r)));
       fs.rmSync(dir, { recursive: true, force: true });
+    },
+    /** The logs of earlier runs (before each restart) and of the current one. */
+    get allLogs() {
+      return [...previousLogs, log].join("\n----- restart -----\n");
+    },
+    /** The wrangler process id (its process group holds workerd too). */
+    get pid() {
+      return child.pid;
+    },
+    /**
+     * Kills the runtime like a crash: SIGKILL to wrangler's whole process
+     * group (workerd included), no graceful shutdown. The persistence folder stays.
+     */
+    async crash() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {}
+        await exited;
+      }
+      previousLogs.push(log);
+    },
+    /** Crashes (SIGKILL) unless already stopped, then starts again on the same folder and port. */
+    async restart() {
+      await this.crash();
+      // The port can stay busy for a moment after the kill: retry a bounded number of times.
+      for (let i = 0; ; i++) {
+        try {
+          await launch();
+          return;
+        } catch (e) {
+          if (i >= 4 || !/EADDRINUSE|address already in use/i.test(String(e.message))) throw e;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
     },
   };
   return worker;
