@@ -94,8 +94,52 @@ fn row(s: &Service) -> String {
     )
 }
 
+/// The payout queue's figures (the health `queue` object), when payouts are on.
+fn queue_section(q: &serde_json::Value) -> String {
+    let n = |k: &str| q.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let oldest = q
+        .get("oldest_created_at")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("–");
+    let warn = |k: &str, text: &str| {
+        if n(k) > 0 {
+            format!(
+                r#"<p class="error" id="queue-{k}"><strong>{}</strong> {text}</p>"#,
+                n(k)
+            )
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        r#"<h2>Payout queue</h2>
+<table id="queue"><thead><tr><th>Open</th><th>Unknown</th><th>Oldest open</th><th>Dead letters</th><th>Waiting for a backend</th><th>Overpaid</th></tr></thead>
+<tbody><tr><td>{}</td><td>{}</td><td><time>{}</time></td><td>{}</td><td>{}</td><td>{}</td></tr></tbody></table>
+{}{}"#,
+        n("depth"),
+        n("unknown"),
+        escape(oldest),
+        n("dead_letter"),
+        n("waiting_for_backend"),
+        n("overpaid"),
+        warn(
+            "waiting_for_backend",
+            "payouts wait for a payout backend that is no longer configured: configure it again (see the README, \"Switching payout backends safely\")."
+        ),
+        warn(
+            "overpaid",
+            "payouts paid their recipient more than once: see GET /api/payouts and their paid_payment_hashes."
+        ),
+    )
+}
+
 pub fn render(r: &HealthReport) -> String {
+    render_with_queue(r, None)
+}
+
+pub fn render_with_queue(r: &HealthReport, queue: Option<&serde_json::Value>) -> String {
     let rows: String = r.services.iter().map(row).collect();
+    let queue = queue.map(queue_section).unwrap_or_default();
     let active = r.fallback.active_provider.unwrap_or("none");
     format!(
         r#"<!doctype html>
@@ -132,6 +176,7 @@ time {{ white-space: nowrap; }}
 {rows}
 </tbody>
 </table>
+{queue}
 <p class="muted">Refreshes every {REFRESH_SECS} s. Checks run every 5 minutes and after real requests. JSON: <a href="/api/lightning/health">/api/lightning/health</a></p>
 </body>
 </html>

@@ -92,20 +92,8 @@ pub async fn health(
         if let Some(d) = deep_reports {
             obj.insert("deep".into(), d);
         }
-        // Queue depth and oldest item, when payouts are enabled.
-        if crate::edge::queue::payout_config(env).is_ok() {
-            let stats = crate::edge::payouts::call_queue(
-                env,
-                worker::Method::Get,
-                "/stats",
-                worker::Headers::new(),
-                None,
-            )
-            .await;
-            obj.insert(
-                "queue".into(),
-                stats.map(|r| r.into_json()).unwrap_or_else(|e| e.to_json()),
-            );
+        if let Some(q) = queue_stats(env).await {
+            obj.insert("queue".into(), q);
         }
     }
     Ok(Reply::json(report.http_status(), v))
@@ -113,7 +101,26 @@ pub async fn health(
 
 pub async fn status_page(env: &Env, ctx: &Context, cfg: &Config) -> Result<Reply, ApiError> {
     let (report, _) = current(env, ctx, cfg, false).await?;
-    Ok(Reply::html(200, status_page::render(&report)))
+    let queue = queue_stats(env).await;
+    Ok(Reply::html(
+        200,
+        status_page::render_with_queue(&report, queue.as_ref()),
+    ))
+}
+
+/// Queue depth, unknown, oldest, dead letters, payouts waiting for their
+/// backend and overpaid ones, when payouts are enabled.
+async fn queue_stats(env: &Env) -> Option<serde_json::Value> {
+    crate::edge::queue::payout_config(env).ok()?;
+    let stats = crate::edge::payouts::call_queue(
+        env,
+        worker::Method::Get,
+        "/stats",
+        worker::Headers::new(),
+        None,
+    )
+    .await;
+    Some(stats.map(|r| r.into_json()).unwrap_or_else(|e| e.to_json()))
 }
 
 /// The cron tick: one probe per provider, written as one KV update.

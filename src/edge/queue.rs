@@ -19,6 +19,8 @@ use crate::edge::runtime::WorkerRuntime;
 use crate::edge::sql_store::SqlStore;
 
 pub const BINDING: &str = "PAYOUT_QUEUE";
+/// After a wake-up that failed as a whole (configuration, storage).
+const ALARM_ERROR_DELAY_MS: u64 = 30_000;
 pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
@@ -26,6 +28,9 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub struct PayoutQueue {
     state: State,
     env: Env,
+    /// New on every start of this object: leases and `Sending` marks of an
+    /// earlier instance are known to be dead.
+    instance: String,
 }
 
 fn store_err(e: engine::StoreError) -> ApiError {
@@ -43,13 +48,27 @@ pub fn payout_config(env: &Env) -> Result<PayoutConfig, ApiError> {
     })
 }
 
-fn holder(rt: &WorkerRuntime, who: &str) -> String {
-    format!("{who}-{:016x}", rt.random_u64())
+fn holder(instance: &str, rt: &WorkerRuntime, who: &str) -> String {
+    format!("{instance}/{who}-{:016x}", rt.random_u64())
+}
+
+/// 201 when paid at once, 202 while it goes on, 422 when it already ended
+/// failed (the payout is stored; the body says why).
+fn created_reply(p: &crate::core::payout::model::Payout) -> Reply {
+    let mut view = p.view();
+    match &p.state {
+        crate::core::payout::model::PayoutState::Succeeded { .. } => Reply::json(201, view),
+        crate::core::payout::model::PayoutState::Failed { reason, .. } => {
+            view["error"] = json!({"code": "payout_failed", "message": reason});
+            Reply::json(422, view)
+        }
+        _ => Reply::json(202, view),
+    }
 }
 
 impl PayoutQueue {
     fn store(&self) -> Result<SqlStore, ApiError> {
-        SqlStore::open(self.state.storage().sql()).map_err(store_err)
+        SqlStore::open(self.state.storage().sql(), &self.instance).map_err(store_err)
     }
 
     /// Arms the alarm for the next due payout or webhook (never in the past).
@@ -70,11 +89,23 @@ impl PayoutQueue {
         }
     }
 
+    /// Before work that may send: an alarm no later than the moment a send
+    /// must have ended, so that if this instance dies mid-request the next
+    /// one wakes and recovers it (a `Sending` of a dead instance is looked up).
+    async fn ensure_wake_by(&self, cfg: &PayoutConfig) {
+        let by = WorkerRuntime.now_ms() + cfg.policy.pay_timeout_ms + engine::SENDING_RECHECK_MS;
+        let current = self.state.storage().get_alarm().await.ok().flatten();
+        if current.is_none_or(|t| t < 0 || t as u64 > by) {
+            self.set_alarm_at(by).await;
+        }
+    }
+
     async fn drain(&self, who: &str) -> Result<Value, ApiError> {
         let cfg = payout_config(&self.env)?;
         let store = self.store()?;
         let rt = WorkerRuntime;
-        let result = engine::drain(&rt, &store, &cfg, &holder(&rt, who))
+        self.ensure_wake_by(&cfg).await;
+        let result = engine::drain(&rt, &store, &cfg, &holder(&self.instance, &rt, who))
             .await
             .map_err(store_err)?;
         if result == Drain::Busy {
@@ -87,9 +118,10 @@ impl PayoutQueue {
             Drain::Busy => json!({"drained": false, "reason": "another wake-up holds the lease"}),
             Drain::Done {
                 processed,
+                errors,
                 next_wake_ms,
             } => {
-                json!({"drained": true, "processed": processed, "next_wake": next_wake_ms.map(iso8601_ms)})
+                json!({"drained": true, "processed": processed, "errors": errors, "next_wake": next_wake_ms.map(iso8601_ms)})
             }
         })
     }
@@ -114,13 +146,11 @@ impl PayoutQueue {
                     .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 let parsed = request::parse(&body)?;
                 let store = self.store()?;
+                self.ensure_wake_by(&cfg).await;
                 let created = engine::create(&rt, &store, &cfg, parsed, &key).await;
                 self.arm(&store).await;
                 match created? {
-                    Created::New(p) => Ok(Reply::json(
-                        if p.status() == "succeeded" { 201 } else { 202 },
-                        p.view(),
-                    )),
+                    Created::New(p) => Ok(created_reply(&p)),
                     Created::Replayed(p) => {
                         Ok(Reply::json(200, p.view()).header(REPLAYED_HEADER, "true"))
                     }
@@ -144,14 +174,15 @@ impl PayoutQueue {
             ("GET", "/stats") => {
                 let store = self.store()?;
                 let counts = store.counts().map_err(store_err)?;
-                Ok(Reply::json(
-                    200,
-                    crate::core::payout::listing::stats(
-                        counts
-                            .iter()
-                            .map(|c| (c.status.as_str(), c.n as u64, c.oldest.map(|o| o as u64))),
-                    ),
-                ))
+                let (blocked, overpaid) = store.attention().map_err(store_err)?;
+                let mut stats = crate::core::payout::listing::stats(
+                    counts
+                        .iter()
+                        .map(|c| (c.status.as_str(), c.n as u64, c.oldest.map(|o| o as u64))),
+                );
+                stats["waiting_for_backend"] = json!(blocked);
+                stats["overpaid"] = json!(overpaid);
+                Ok(Reply::json(200, stats))
             }
             ("POST", "/drain") => Ok(Reply::json(200, self.drain("cron").await?)),
             _ => {
@@ -166,6 +197,7 @@ impl PayoutQueue {
                 if let Some(id) = path.strip_prefix("/retry/") {
                     let cfg = payout_config(&self.env)?;
                     let store = self.store()?;
+                    self.ensure_wake_by(&cfg).await;
                     let result = engine::retry(&rt, &store, &cfg, id).await;
                     self.arm(&store).await;
                     let p = result?;
@@ -179,7 +211,11 @@ impl PayoutQueue {
 
 impl DurableObject for PayoutQueue {
     fn new(state: State, env: Env) -> Self {
-        PayoutQueue { state, env }
+        PayoutQueue {
+            state,
+            env,
+            instance: format!("i{:016x}", WorkerRuntime.random_u64()),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -195,10 +231,15 @@ impl DurableObject for PayoutQueue {
             Ok(v) => Response::from_json(&v),
             Err(e) => {
                 worker::console_error!("payout alarm: {}", e.message());
-                // Retry later rather than let the runtime retry at once.
-                if let Ok(store) = self.store() {
-                    self.arm(&store).await;
-                }
+                // Retry later, never at a time already past (that fires at
+                // once, again and again), and not let the runtime retry at once.
+                let retry_at = WorkerRuntime.now_ms() + ALARM_ERROR_DELAY_MS;
+                let next = self
+                    .store()
+                    .ok()
+                    .and_then(|s| s.next_wake().ok().flatten())
+                    .map_or(retry_at, |w| w.max(retry_at));
+                self.set_alarm_at(next).await;
                 Response::from_json(&e.to_json())
             }
         }

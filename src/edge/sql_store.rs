@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, u
 
 pub struct SqlStore {
     sql: SqlStorage,
+    /// The Durable Object instance this store was opened by.
+    instance: String,
 }
 
 #[derive(Deserialize)]
@@ -67,9 +69,30 @@ fn opt(v: Option<u64>) -> V {
 }
 
 impl SqlStore {
-    pub fn open(sql: SqlStorage) -> Result<SqlStore, StoreError> {
+    pub fn open(sql: SqlStorage, instance: &str) -> Result<SqlStore, StoreError> {
         sql.exec(SCHEMA, None).map_err(e)?;
-        Ok(SqlStore { sql })
+        Ok(SqlStore {
+            sql,
+            instance: instance.to_string(),
+        })
+    }
+
+    /// Payouts waiting for a backend that is not configured, and payouts
+    /// whose recipient was paid more than once.
+    pub fn attention(&self) -> Result<(u64, u64), StoreError> {
+        let blocked = self
+            .number(
+                "SELECT COUNT(*) AS n FROM payouts WHERE json_extract(data, '$.blocked') IS NOT NULL",
+                vec![],
+            )?
+            .unwrap_or(0);
+        let overpaid = self
+            .number(
+                "SELECT COUNT(*) AS n FROM payouts WHERE json_extract(data, '$.overpaid') = 1",
+                vec![],
+            )?
+            .unwrap_or(0);
+        Ok((blocked, overpaid))
     }
 
     fn payouts(&self, query: &str, args: Vec<V>) -> Result<Vec<Payout>, StoreError> {
@@ -149,7 +172,7 @@ impl PayoutStore for SqlStore {
     fn by_payment_hash(&self, hash: &str) -> Result<Option<Payout>, StoreError> {
         Ok(self
             .payouts(
-                "SELECT data FROM payouts WHERE payment_hash = ? ORDER BY created_at DESC LIMIT 1",
+                "SELECT data FROM payouts WHERE payment_hash = ? ORDER BY (status = 'failed'), created_at DESC LIMIT 1",
                 vec![V::from(hash)],
             )?
             .pop())
@@ -250,7 +273,9 @@ impl PayoutStore for SqlStore {
             .to_array()
             .map_err(e)?;
         if let Some(l) = rows.first() {
-            if l.holder != holder && (l.until as u64) > now_ms {
+            // A holder from another instance died with it: its lease is void.
+            let same_instance = l.holder.starts_with(&format!("{}/", self.instance));
+            if l.holder != holder && same_instance && (l.until as u64) > now_ms {
                 return Ok(false);
             }
         }
@@ -261,6 +286,20 @@ impl PayoutStore for SqlStore {
             )
             .map_err(e)?;
         Ok(true)
+    }
+
+    fn instance(&self) -> String {
+        self.instance.clone()
+    }
+
+    fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError> {
+        self.sql
+            .exec(
+                "UPDATE payouts SET wake_at = ? WHERE id = ?",
+                vec![int(wake_at_ms), V::from(id)],
+            )
+            .map_err(e)?;
+        Ok(())
     }
 
     fn release_lease(&self, holder: &str) -> Result<(), StoreError> {

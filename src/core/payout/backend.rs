@@ -5,14 +5,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::core::http::{HttpRequest, HttpResponse, Runtime, TransportError};
+use crate::core::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
 use crate::core::providers::error::snippet;
 use crate::core::providers::{ProviderConfig, ProviderError, ProviderKind};
 
-/// How long a pay request may take before its outcome counts as unknown.
-/// LNbits answers "pending" after about 5 s; LND streams until the end.
-pub const PAY_TIMEOUT_MS: u64 = 20_000;
 pub const LOOKUP_TIMEOUT_MS: u64 = 10_000;
 
 pub fn fee_limit_sat(amount_sat: u64) -> u64 {
@@ -54,14 +51,15 @@ pub fn lookup_request(cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRe
             HttpRequest::get(cfg.url(&format!("/api/v1/payments/{payment_hash}")))
                 .header("x-api-key", &cfg.credential),
         ),
+        // TrackPaymentV2 streams the payment's current state as its first
+        // line, then one line per change until the payment ends. Without
+        // `no_inflight_updates` (which would send nothing until the end) the
+        // first line answers at once; `lookup_read_limits` reads only that.
         ProviderKind::Lnd => {
             let raw = hex::decode(payment_hash).unwrap_or_default();
             Some(
-                HttpRequest::get(cfg.url(&format!(
-                    "/v2/router/track/{}?no_inflight_updates=true",
-                    B64URL.encode(raw)
-                )))
-                .header("grpc-metadata-macaroon", &cfg.credential),
+                HttpRequest::get(cfg.url(&format!("/v2/router/track/{}", B64URL.encode(raw))))
+                    .header("grpc-metadata-macaroon", &cfg.credential),
             )
         }
         ProviderKind::Alby => Some(
@@ -69,6 +67,16 @@ pub fn lookup_request(cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRe
                 .header("authorization", &format!("Bearer {}", cfg.credential)),
         ),
         ProviderKind::Mock => None,
+    }
+}
+
+/// How much of a lookup answer to read: LND's track stream stays open while
+/// the payment is in flight, so only its first line (the current state) is
+/// read and the rest is cancelled. Other backends answer one JSON body.
+pub fn lookup_read_limits(kind: ProviderKind) -> ReadLimits {
+    match kind {
+        ProviderKind::Lnd => ReadLimits::first_line(),
+        _ => ReadLimits::default(),
     }
 }
 
@@ -156,6 +164,17 @@ const AMBIGUOUS_LND_ERRORS: &[&str] = &[
     "transport",
 ];
 
+/// LND errors that are checks of the request itself, made before any HTLC
+/// leaves (lnrpc/routerrpc validation). Still confirmed by a lookup.
+const LND_REFUSED_BEFORE_SENDING: &[&str] = &[
+    "invoice expired",
+    "invalid payment request",
+    "unable to decode payment request",
+    "self-payments not allowed",
+    "amount must be specified",
+    "invoice is for network",
+];
+
 /// LND streams JSON lines; the last `result` (or `error`) is the answer.
 fn lnd_lines(body: &str) -> (Option<Value>, Option<String>) {
     let mut result = None;
@@ -209,8 +228,17 @@ fn lnd_pay(resp: &HttpResponse) -> PayOutcome {
         (500..=599, Some(e)) if resp.status != 500 => {
             PayOutcome::Unknown(format!("LND HTTP {}: {e}", resp.status))
         }
-        // LND answers request errors (bad invoice, expired, no route before sending) with 500 + message.
-        (_, Some(e)) => PayOutcome::Failed(format!("LND: {e}")),
+        // LND answers request errors (bad invoice, expired) with 500 + message.
+        // Only texts known to mean "refused before sending" are a failure;
+        // any other (a shutdown while HTLCs are in flight...) is unknown.
+        (_, Some(e))
+            if LND_REFUSED_BEFORE_SENDING
+                .iter()
+                .any(|a| e.to_ascii_lowercase().contains(a)) =>
+        {
+            PayOutcome::Failed(format!("LND: {e}"))
+        }
+        (_, Some(e)) => PayOutcome::Unknown(format!("LND: {e}")),
         (200..=299, None) => PayOutcome::Unknown("LND stream ended without a final status".into()),
         (s, None) => PayOutcome::Unknown(format!("LND HTTP {s}")),
     }
@@ -253,6 +281,50 @@ pub fn classify_pay(kind: ProviderKind, r: &Result<HttpResponse, TransportError>
     }
 }
 
+/// LND's answer to `track` (read up to its first line): the payment's
+/// current state, or an error.
+///
+/// - `SUCCEEDED` → paid, `FAILED` → failed, `IN_FLIGHT` / `INITIATED` (or
+///   any other state) → pending: the payment exists and is not over.
+/// - The error `payment isn't initiated` (LND's `ErrPaymentNotInitiated`,
+///   gRPC NotFound, served by the REST proxy as HTTP 404
+///   `{"error":{"code":5,"message":"payment isn't initiated"}}`) → not found.
+/// - Anything else, including a bare 404 from a proxy or a wrong path, is a
+///   lookup error, never "not found": "not found" lets an address payout
+///   move on to a new invoice, so it needs LND's own words.
+fn lnd_lookup(resp: &HttpResponse) -> LookupOutcome {
+    let (result, error) = lnd_lines(&resp.body);
+    if let Some(r) = result.as_ref() {
+        return match str_of(r, &["status"]) {
+            Some("SUCCEEDED") => LookupOutcome::Paid {
+                preimage: str_of(r, &["payment_preimage"]).map(str::to_string),
+                fee_msat: u64_of(r, "fee_msat"),
+            },
+            Some("FAILED") => LookupOutcome::Failed(format!(
+                "LND: {}",
+                str_of(r, &["failure_reason"]).unwrap_or("FAILED")
+            )),
+            Some(_) => LookupOutcome::Pending,
+            None => LookupOutcome::Error("LND track answer has no payment status".into()),
+        };
+    }
+    match error {
+        Some(e)
+            if ["isn't initiated", "not initiated"]
+                .iter()
+                .any(|m| e.to_ascii_lowercase().contains(m)) =>
+        {
+            LookupOutcome::NotFound
+        }
+        Some(e) => LookupOutcome::Error(format!("LND HTTP {}: {e}", resp.status)),
+        None => LookupOutcome::Error(format!(
+            "LND HTTP {}: no payment state in the answer: {}",
+            resp.status,
+            snippet(&resp.body)
+        )),
+    }
+}
+
 pub fn classify_lookup(
     kind: ProviderKind,
     r: &Result<HttpResponse, TransportError>,
@@ -261,31 +333,15 @@ pub fn classify_lookup(
         Err(e) => return LookupOutcome::Error(ProviderError::from(e.clone()).to_string()),
         Ok(resp) => resp,
     };
+    if kind == ProviderKind::Lnd {
+        return lnd_lookup(resp);
+    }
     if resp.status == 404 {
         return LookupOutcome::NotFound;
     }
     let json: Option<Value> = serde_json::from_str(&resp.body).ok();
     match kind {
-        ProviderKind::Lnd => {
-            let (result, error) = lnd_lines(&resp.body);
-            match (result.as_ref().and_then(lnd_result), error) {
-                (Some(PayOutcome::Succeeded { preimage, fee_msat }), _) => {
-                    LookupOutcome::Paid { preimage, fee_msat }
-                }
-                (Some(PayOutcome::Failed(r)), _) => LookupOutcome::Failed(r),
-                (Some(_), _) => LookupOutcome::Pending,
-                (None, Some(e))
-                    if ["not initiated", "isn't initiated", "not found"]
-                        .iter()
-                        .any(|m| e.contains(m)) =>
-                {
-                    LookupOutcome::NotFound
-                }
-                (None, e) => {
-                    LookupOutcome::Error(e.unwrap_or_else(|| format!("HTTP {}", resp.status)))
-                }
-            }
-        }
+        ProviderKind::Lnd => lnd_lookup(resp),
         _ if !resp.is_success() => {
             LookupOutcome::Error(ProviderError::from_status(resp).to_string())
         }
@@ -346,10 +402,11 @@ pub async fn pay<R: Runtime>(
     cfg: &ProviderConfig,
     invoice: &str,
     amount_sat: u64,
+    timeout_ms: u64,
 ) -> PayOutcome {
     match pay_request(cfg, invoice, amount_sat) {
         None => classify_pay(ProviderKind::Mock, &Ok(HttpResponse::json(200, &json!({})))),
-        Some(req) => classify_pay(cfg.kind, &rt.send(req, PAY_TIMEOUT_MS).await),
+        Some(req) => classify_pay(cfg.kind, &rt.send(req, timeout_ms).await),
     }
 }
 
@@ -359,7 +416,11 @@ pub async fn lookup<R: Runtime>(rt: &R, cfg: &ProviderConfig, payment_hash: &str
             preimage: None,
             fee_msat: Some(0),
         },
-        Some(req) => classify_lookup(cfg.kind, &rt.send(req, LOOKUP_TIMEOUT_MS).await),
+        Some(req) => classify_lookup(
+            cfg.kind,
+            &rt.send_limited(req, LOOKUP_TIMEOUT_MS, lookup_read_limits(cfg.kind))
+                .await,
+        ),
     }
 }
 
@@ -579,6 +640,141 @@ mod tests {
             classify_pay(k, &ok(500, json!({}))),
             PayOutcome::Unknown(_)
         ));
+    }
+
+    #[test]
+    fn lnd_lookup_reads_the_first_streamed_state() {
+        let k = ProviderKind::Lnd;
+        let line = |status: &str, extra: &str| {
+            Ok(HttpResponse {
+                status: 200,
+                content_type: Some("application/json".into()),
+                body: format!("{{\"result\":{{\"status\":\"{status}\"{extra}}}}}\n"),
+            })
+        };
+        assert_eq!(
+            classify_lookup(k, &line("IN_FLIGHT", "")),
+            LookupOutcome::Pending
+        );
+        assert_eq!(
+            classify_lookup(k, &line("INITIATED", "")),
+            LookupOutcome::Pending
+        );
+        assert_eq!(
+            classify_lookup(
+                k,
+                &line(
+                    "SUCCEEDED",
+                    ",\"payment_preimage\":\"aa\",\"fee_msat\":\"2000\""
+                )
+            ),
+            LookupOutcome::Paid {
+                preimage: Some("aa".into()),
+                fee_msat: Some(2000)
+            }
+        );
+        assert!(matches!(
+            classify_lookup(
+                k,
+                &line("FAILED", ",\"failure_reason\":\"FAILURE_REASON_NO_ROUTE\"")
+            ),
+            LookupOutcome::Failed(m) if m.contains("NO_ROUTE")
+        ));
+        // What LND's REST proxy sends for an unknown hash (gRPC NotFound).
+        assert_eq!(
+            classify_lookup(
+                k,
+                &ok(
+                    404,
+                    json!({"error": {"code": 5, "message": "payment isn't initiated", "details": []}})
+                )
+            ),
+            LookupOutcome::NotFound
+        );
+    }
+
+    #[test]
+    fn lnd_lookup_not_found_needs_lnds_own_words() {
+        let k = ProviderKind::Lnd;
+        let html_404 = Ok(HttpResponse {
+            status: 404,
+            content_type: Some("text/html".into()),
+            body: "<html>404 page not found</html>".into(),
+        });
+        assert!(matches!(
+            classify_lookup(k, &html_404),
+            LookupOutcome::Error(_)
+        ));
+        assert!(matches!(
+            classify_lookup(
+                k,
+                &ok(
+                    404,
+                    json!({"code": 5, "message": "Not Found", "details": []})
+                )
+            ),
+            LookupOutcome::Error(_)
+        ));
+        assert!(matches!(
+            classify_lookup(k, &ok(200, json!({}))),
+            LookupOutcome::Error(_)
+        ));
+        assert!(matches!(
+            classify_lookup(k, &Err(TransportError::TooLarge)),
+            LookupOutcome::Error(_)
+        ));
+    }
+
+    /// Like real LND: with `no_inflight_updates` an in-flight payment's track
+    /// stream sends nothing until the payment ends; without it the first
+    /// line (the current state) comes at once and the stream stays open.
+    #[test]
+    fn lnd_lookup_of_an_in_flight_payment_answers_pending_at_once() {
+        use crate::core::testing::{FakeRuntime, Reply};
+        use std::rc::Rc;
+        let cfg = ProviderConfig {
+            kind: ProviderKind::Lnd,
+            base_url: "https://lnd.example".into(),
+            credential: "ab".into(),
+        };
+        let rt = FakeRuntime::new(1_700_000_000_000);
+        let track = format!(
+            "https://lnd.example/v2/router/track/{}",
+            B64URL.encode([0xabu8; 32])
+        );
+        // Nothing arrives before the lookup timeout.
+        rt.on(
+            &format!("{track}?no_inflight_updates=true"),
+            vec![Reply::Hang],
+        );
+        rt.on(
+            &track,
+            vec![Reply::Func(
+                Rc::new(|_: &HttpRequest, _| HttpResponse {
+                    status: 200,
+                    content_type: Some("application/json".into()),
+                    // The current state, then more of a stream that a
+                    // first-line read never waits for (here: 2 MB of it).
+                    body: "{\"result\":{\"status\":\"IN_FLIGHT\"}}\n".to_string()
+                        + &"{\"result\":{\"status\":\"IN_FLIGHT\",\"htlcs\":[]}}\n".repeat(50_000),
+                }),
+                20,
+            )],
+        );
+        let r = futures_executor::block_on(lookup(&rt, &cfg, &"ab".repeat(32)));
+        assert_eq!(r, LookupOutcome::Pending);
+        let limits = rt.limits.borrow();
+        assert_eq!(limits.len(), 1);
+        assert!(limits[0].1.first_line_only, "{:?}", limits[0]);
+        assert!(
+            !limits[0].0.contains("no_inflight_updates"),
+            "{}",
+            limits[0].0
+        );
+        assert_eq!(
+            lookup_read_limits(ProviderKind::Lnbits),
+            ReadLimits::default()
+        );
     }
 
     #[test]

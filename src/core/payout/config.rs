@@ -12,7 +12,12 @@ use crate::core::providers::{ProviderConfig, ProviderKind};
 pub struct PayoutConfig {
     /// Accepted client keys: the current one and, during rotation, the previous.
     pub api_keys: Vec<String>,
+    /// Where new payouts go (`PAYOUT_PROVIDER`, or the automatic choice).
     pub provider: ProviderConfig,
+    /// Every configured backend that can pay, `provider` included. A payout
+    /// is acted on only through the one it is pinned to, so keeping the old
+    /// backend configured lets its payouts finish after a switch.
+    pub backends: Vec<ProviderConfig>,
     pub network: Network,
     pub max_sat: u64,
     pub daily_limit_sat: u64,
@@ -79,6 +84,14 @@ impl PayoutConfig {
                 .find(|k| *k != ProviderKind::Lnbits)
                 .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure lnd or alby"))?,
         };
+        let lnbits_payer = match (base.provider("lnbits"), lnbits_admin.as_ref()) {
+            (Some(p), Some(key)) => Some(ProviderConfig {
+                kind: ProviderKind::Lnbits,
+                base_url: p.base_url.clone(),
+                credential: key.clone(),
+            }),
+            _ => None,
+        };
         let provider = match chosen {
             ProviderKind::Lnbits => {
                 let url = base
@@ -114,6 +127,18 @@ impl PayoutConfig {
                 )
             })?,
         };
+        let mut backends = vec![provider.clone()];
+        let others = lnbits_payer.into_iter().chain(
+            base.providers
+                .iter()
+                .filter(|p| !matches!(p.kind, ProviderKind::Lnbits | ProviderKind::Mock))
+                .cloned(),
+        );
+        for b in others {
+            if !backends.contains(&b) {
+                backends.push(b);
+            }
+        }
         let allow_http_hosts: Vec<String> = var("LNURL_ALLOW_HTTP_HOSTS")
             .map(|v| {
                 v.split(',')
@@ -141,7 +166,27 @@ impl PayoutConfig {
             1,
             3_600_000,
         )?;
+        let production = base.environment == Environment::Production;
+        let pay_timeout_ms = num(
+            "PAYOUT_PAY_TIMEOUT_MS",
+            defaults.pay_timeout_ms,
+            1_000,
+            120_000,
+        )?;
         let policy = PayoutPolicy {
+            pay_timeout_ms,
+            expiry_lookup_margin_secs: num(
+                "PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS",
+                defaults.expiry_lookup_margin_secs,
+                if production { 60 } else { 0 },
+                86_400,
+            )?,
+            max_invoices: num(
+                "PAYOUT_MAX_INVOICES",
+                u64::from(defaults.max_invoices),
+                1,
+                50,
+            )? as u32,
             max_attempts: num(
                 "PAYOUT_MAX_ATTEMPTS",
                 u64::from(defaults.max_attempts),
@@ -162,17 +207,15 @@ impl PayoutConfig {
                 base_delay_ms: lookup_base,
                 ..defaults.lookup
             },
-            // In production, "not found" is trusted only once a send can no longer be on its way.
+            // In production, "not found" is trusted (to re-send the same
+            // hash) only well after a send can no longer be on its way.
             not_found_grace_ms: num(
                 "PAYOUT_NOT_FOUND_GRACE_MS",
-                defaults.not_found_grace_ms,
-                if base.environment == Environment::Production {
-                    crate::core::payout::backend::PAY_TIMEOUT_MS
-                } else {
-                    0
-                },
+                defaults.not_found_grace_ms.max(3 * pay_timeout_ms),
+                if production { 3 * pay_timeout_ms } else { 0 },
                 3_600_000,
             )?,
+            sending_timeout_ms: defaults.sending_timeout_ms.max(3 * pay_timeout_ms),
             ..defaults
         };
         Ok(PayoutConfig {
@@ -186,6 +229,7 @@ impl PayoutConfig {
                 1,
                 2_100_000_000_000_000,
             )?,
+            backends,
             policy,
             webhook_secret: crate::core::payout::webhook::WebhookSecrets::from_vars(
                 var("WEBHOOK_SECRET"),

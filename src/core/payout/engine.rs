@@ -14,7 +14,7 @@ use crate::core::payout::config::PayoutConfig;
 use crate::core::payout::destination::{self, Destination};
 use crate::core::payout::lnurl::{self, ResolveError, ResolveParams};
 use crate::core::payout::machine::{self, Action};
-use crate::core::payout::model::{Payout, PayoutState, Webhook};
+use crate::core::payout::model::{BackendId, Payout, PayoutState, Webhook};
 use crate::core::payout::request::{payout_id, PayoutRequest};
 use crate::core::payout::webhook;
 use crate::core::time::iso8601_ms;
@@ -51,8 +51,16 @@ pub trait PayoutStore {
     fn next_wake(&self) -> Result<Option<u64>, StoreError>;
     /// Sats of payouts created on `day` (UTC, YYYY-MM-DD) that did not end failed.
     fn reserved_on(&self, day: &str) -> Result<u64, StoreError>;
+    /// Takes or renews the drain lease. A lease taken by another instance
+    /// of the queue (one that has since died) is void at once.
     fn try_lease(&self, holder: &str, now_ms: u64, ttl_ms: u64) -> Result<bool, StoreError>;
     fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
+    /// Names the running instance of the queue. A `Sending` written by
+    /// another instance was cut off when that instance died.
+    fn instance(&self) -> String;
+    /// Moves a payout's wake time without touching the payout (a payout
+    /// whose processing errored is retried later, not in a hot loop).
+    fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,18 +86,29 @@ impl From<StoreError> for PayoutError {
     }
 }
 
-pub const LEASE_TTL_MS: u64 = 5 * 60_000;
+/// Short, and renewed after each payout: a restart costs seconds.
+pub const LEASE_TTL_MS: u64 = 60_000;
 pub const DRAIN_BATCH: usize = 10;
 
 pub fn day_of(ms: u64) -> String {
     iso8601_ms(ms)[..10].to_string()
 }
 
+/// When the queue must look at `p` again. A `Sending` is looked at soon
+/// after its request must have ended: if the instance that sent it died, the
+/// next one recovers it then (one that is still alive is left alone).
+fn wake_of(p: &Payout, cfg: &PayoutConfig) -> Option<u64> {
+    p.wake_at_ms(cfg.policy.pay_timeout_ms + SENDING_RECHECK_MS)
+}
+
+/// After a send's timeout, how long before its payout is looked at again.
+pub const SENDING_RECHECK_MS: u64 = 2_000;
+
 /// Saves with a version check; on success `p.version` is the new version.
 fn save<S: PayoutStore>(store: &S, p: &mut Payout, cfg: &PayoutConfig) -> Result<bool, StoreError> {
     let expected = p.version;
     p.version += 1;
-    let ok = store.update(p, expected, p.wake_at_ms(cfg.policy.sending_timeout_ms))?;
+    let ok = store.update(p, expected, wake_of(p, cfg))?;
     if !ok {
         p.version = expected;
     }
@@ -211,6 +230,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
                 network: cfg.network,
                 policy: &cfg.url_policy,
                 timeout_ms: cfg.lnurl_timeout_ms,
+                min_lifetime_secs: min_invoice_lifetime_secs(cfg),
             };
             let r = lnurl::resolve(rt, url, &params)
                 .await
@@ -250,16 +270,24 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         comment: req.comment.clone(),
         external_id: req.external_id.clone(),
         provider: cfg.provider.kind,
+        backend: Some(BackendId::of(&cfg.provider)),
+        blocked: None,
         invoice,
         payment_hash,
         invoice_expires_at_secs: expires_at,
         previous_hashes: Vec::new(),
+        watched: Vec::new(),
+        paid_hashes: Vec::new(),
+        overpaid: false,
+        invoice_refreshes: 0,
         state: PayoutState::Queued {
             next_at_ms: now,
             verify_first: false,
         },
         send_attempts: 0,
         hash_spent: false,
+        hash_dead: false,
+        ever_sent: false,
         last_sent_at_ms: None,
         lookups: 0,
         last_error: None,
@@ -282,11 +310,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
             p.payment_hash, p.amount_sat
         ),
     );
-    if !store.insert(
-        &p,
-        p.wake_at_ms(cfg.policy.sending_timeout_ms),
-        &day_of(now),
-    )? {
+    if !store.insert(&p, wake_of(&p, cfg), &day_of(now))? {
         let existing = store.get(&id)?.ok_or(PayoutError::NotFound)?;
         return replay(existing, &fingerprint);
     }
@@ -308,6 +332,58 @@ pub async fn advance<R: Runtime, S: PayoutStore>(
     deliver_webhook(rt, store, cfg, id).await
 }
 
+/// Finds the backend `p` is pinned to. A payout none of whose hashes
+/// ever reached a backend may move to the current one; rows stored before
+/// pinning are pinned to the configured backend of their kind. `Err` names
+/// what is missing.
+fn pinned_backend(
+    p: &mut Payout,
+    cfg: &PayoutConfig,
+    now_ms: u64,
+) -> Result<(crate::core::providers::ProviderConfig, bool), String> {
+    let sending = matches!(p.state, PayoutState::Sending { .. });
+    match p.backend.clone() {
+        Some(id) => {
+            if let Some(b) = cfg.backends.iter().find(|b| id.matches(b)) {
+                return Ok((b.clone(), false));
+            }
+            if !p.ever_sent && !p.hash_spent && !sending {
+                let to = BackendId::of(&cfg.provider);
+                p.note(
+                    now_ms,
+                    format!(
+                        "moved to {} (never sent; {} is no longer configured)",
+                        to.label(),
+                        id.label()
+                    ),
+                );
+                p.backend = Some(to);
+                p.provider = cfg.provider.kind;
+                return Ok((cfg.provider.clone(), true));
+            }
+            Err(format!(
+                "its payout backend {} is no longer configured; configure it again to finish this payout",
+                id.label()
+            ))
+        }
+        None => match cfg.backends.iter().find(|b| b.kind == p.provider) {
+            Some(b) => {
+                let id = BackendId::of(b);
+                p.note(
+                    now_ms,
+                    format!("pinned to {} (stored before pinning)", id.label()),
+                );
+                p.backend = Some(id);
+                Ok((b.clone(), true))
+            }
+            None => Err(format!(
+                "no {} payout backend is configured; configure it again to finish this payout",
+                p.provider.as_str()
+            )),
+        },
+    }
+}
+
 /// Moves one payout through the state machine as far as it can go now.
 pub async fn advance_state<R: Runtime, S: PayoutStore>(
     rt: &R,
@@ -315,19 +391,53 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
     cfg: &PayoutConfig,
     id: &str,
 ) -> Result<(), StoreError> {
+    let instance = store.instance();
     for _ in 0..8 {
         let Some(mut p) = store.get(id)? else {
             return Ok(());
         };
         let now = rt.now_ms();
-        match machine::next_action(&p, now, &cfg.policy) {
+        let action = machine::next_action(&p, now, &cfg.policy, &instance);
+        if matches!(action, Action::Nothing) {
+            return Ok(());
+        }
+        let backend_cfg = if action == Action::RecoverSending {
+            None
+        } else {
+            match pinned_backend(&mut p, cfg, now) {
+                Ok((b, changed)) => {
+                    if changed || p.blocked.is_some() {
+                        machine::unblock(&mut p, now);
+                        save(store, &mut p, cfg)?;
+                        continue;
+                    }
+                    Some(b)
+                }
+                Err(reason) => {
+                    machine::block(&mut p, reason, now, &cfg.policy, rt.random_u64());
+                    save(store, &mut p, cfg)?;
+                    return Ok(());
+                }
+            }
+        };
+        let backend_cfg = backend_cfg.as_ref().unwrap_or(&cfg.provider);
+        match action {
             Action::Nothing => return Ok(()),
             Action::Send => {
-                if machine::begin_send(&mut p, now).is_err() || !save(store, &mut p, cfg)? {
+                if machine::begin_send(&mut p, now, &instance).is_err()
+                    || !save(store, &mut p, cfg)?
+                {
                     continue;
                 }
                 // `Sending` is stored: from here on, this hash is never sent again without a lookup.
-                let outcome = backend::pay(rt, &cfg.provider, &p.invoice, p.amount_sat).await;
+                let outcome = backend::pay(
+                    rt,
+                    backend_cfg,
+                    &p.invoice,
+                    p.amount_sat,
+                    cfg.policy.pay_timeout_ms,
+                )
+                .await;
                 apply_with_retry(store, cfg, id, &p.payment_hash, rt.now_ms(), |cur| {
                     machine::apply_pay(
                         cur,
@@ -339,37 +449,49 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     .is_ok()
                 })?;
             }
-            Action::Lookup => {
+            Action::Lookup | Action::Watch(_) => {
                 let seen = p.version;
-                let outcome = backend::lookup(rt, &cfg.provider, &p.payment_hash).await;
+                let hash = match &action {
+                    Action::Watch(h) => h.clone(),
+                    _ => p.payment_hash.clone(),
+                };
+                let outcome = backend::lookup(rt, backend_cfg, &hash).await;
                 let Some(mut cur) = store.get(id)? else {
                     return Ok(());
                 };
                 if cur.version != seen {
                     continue; // someone else moved it meanwhile
                 }
-                if machine::apply_lookup(
-                    &mut cur,
-                    outcome,
-                    rt.now_ms(),
-                    &cfg.policy,
-                    rt.random_u64(),
-                )
-                .is_ok()
-                {
-                    webhook::arm(&mut cur, rt.now_ms());
+                let (now, random) = (rt.now_ms(), rt.random_u64());
+                let applied = match action {
+                    Action::Watch(_) => {
+                        machine::apply_watch(&mut cur, &hash, outcome, now, &cfg.policy, random)
+                    }
+                    _ => machine::apply_lookup(&mut cur, outcome, now, &cfg.policy, random),
+                };
+                if applied.is_ok() {
+                    webhook::arm(&mut cur, now);
                     save(store, &mut cur, cfg)?;
+                }
+            }
+            Action::AwaitExpiry => {
+                if machine::await_expiry(&mut p, now, &cfg.policy).is_ok() {
+                    save(store, &mut p, cfg)?;
                 }
             }
             Action::NewInvoice => {
                 let seen = p.version;
-                let Some(url) = p.lnurl.clone() else { continue };
+                let Some(url) = p.lnurl.clone() else {
+                    // Not reachable for a stored LNURL payout; end the loop rather than spin.
+                    return Ok(());
+                };
                 let params = ResolveParams {
                     amount_msat: p.amount_sat.saturating_mul(1000),
                     comment: p.comment.as_deref(),
                     network: cfg.network,
                     policy: &cfg.url_policy,
                     timeout_ms: cfg.lnurl_timeout_ms,
+                    min_lifetime_secs: min_invoice_lifetime_secs(cfg),
                 };
                 let result = lnurl::resolve(rt, &url, &params).await;
                 let Some(mut cur) = store.get(id)? else {
@@ -378,7 +500,7 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                 if cur.version != seen {
                     continue;
                 }
-                let now = rt.now_ms();
+                let (now, random) = (rt.now_ms(), rt.random_u64());
                 // A server that hands back an invoice already tried gives nothing new.
                 let result = result.and_then(|r| {
                     if r.payment_hash == cur.payment_hash
@@ -391,28 +513,23 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                         Ok(r)
                     }
                 });
-                match result {
-                    Ok(r) => {
-                        if machine::replace_invoice(
-                            &mut cur,
-                            r.invoice,
-                            r.payment_hash,
-                            r.expires_at_secs,
-                            now,
-                        )
-                        .is_err()
-                        {
-                            continue;
-                        }
-                    }
+                let moved = match result {
+                    Ok(r) => machine::replace_invoice(
+                        &mut cur,
+                        r.invoice,
+                        r.payment_hash,
+                        r.expires_at_secs,
+                        now,
+                        &cfg.policy,
+                        random,
+                    ),
                     Err(e) => {
                         let why = format!("could not fetch a new invoice: {}", e.message());
-                        if machine::refresh_failed(&mut cur, why, now, &cfg.policy, rt.random_u64())
-                            .is_err()
-                        {
-                            continue;
-                        }
+                        machine::refresh_failed(&mut cur, why, now, &cfg.policy, random)
                     }
+                };
+                if moved.is_err() {
+                    return Ok(());
                 }
                 save(store, &mut cur, cfg)?;
             }
@@ -430,6 +547,13 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
         }
     }
     Ok(())
+}
+
+/// An invoice with less life left cannot be sent, verified and retried
+/// safely: refuse it when an LNURL server hands it out.
+pub fn min_invoice_lifetime_secs(cfg: &PayoutConfig) -> u64 {
+    (cfg.policy.expiry_margin_secs + cfg.policy.pay_timeout_ms / 1000)
+        .max(lnurl::MIN_INVOICE_LIFETIME_SECS)
 }
 
 /// Applies a pay outcome to the freshest copy, retrying on version conflicts.
@@ -470,10 +594,22 @@ async fn deliver_webhook<R: Runtime, S: PayoutStore>(
         .as_ref()
         .and_then(|w| w.next_at_ms)
         .is_some_and(|t| t <= rt.now_ms());
-    let (Some(secret), true) = (cfg.webhook_secret.as_deref(), due) else {
+    if !due {
         return Ok(());
-    };
-    let Some(req) = webhook::request(&p, secret, rt.now_ms()) else {
+    }
+    // A due delivery that cannot be made (the secret was removed) is
+    // recorded as a failed attempt, so it backs off instead of staying due.
+    let req = cfg
+        .webhook_secret
+        .as_deref()
+        .and_then(|secret| webhook::request(&p, secret, rt.now_ms()));
+    let Some(req) = req else {
+        let mut cur = p;
+        let why = crate::core::http::TransportError::Network(
+            "not sent: WEBHOOK_SECRET is not set".into(),
+        );
+        webhook::record(&mut cur, &Err(why), rt.now_ms());
+        save(store, &mut cur, cfg)?;
         return Ok(());
     };
     let allowed = cfg.url_policy.check(&req.url);
@@ -500,12 +636,19 @@ pub enum Drain {
     Busy,
     Done {
         processed: usize,
+        /// Payouts whose processing errored; each was put off and the
+        /// drain went on with the others.
+        errors: usize,
         next_wake_ms: Option<u64>,
     },
 }
 
+/// How long a payout that errored, or did not move although due, is put off.
+pub const STUCK_DELAY_MS: u64 = 5_000;
+
 /// One pass over the due payouts, under a lease so overlapping wake-ups
-/// (cron and alarm) do not work the queue at the same time.
+/// (cron and alarm) do not work the queue at the same time. One payout
+/// never stops the others: an error puts that payout off and is counted.
 pub async fn drain<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
@@ -516,24 +659,39 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
         return Ok(Drain::Busy);
     }
     let ids = store.due(rt.now_ms(), DRAIN_BATCH)?;
-    let mut result = Ok(());
+    let mut errors = 0;
     for id in &ids {
-        result = advance(rt, store, cfg, id).await;
-        if result.is_err() {
-            break;
+        let result = advance(rt, store, cfg, id).await;
+        let now = rt.now_ms();
+        let stuck = match &result {
+            Err(_) => true,
+            // Nothing may stay due after its turn: that is an alarm hot loop.
+            Ok(()) => store
+                .get(id)
+                .ok()
+                .flatten()
+                .and_then(|p| wake_of(&p, cfg))
+                .is_some_and(|w| w <= now),
+        };
+        if stuck {
+            errors += usize::from(result.is_err());
+            // Best effort: if even this fails, the next wake-up tries again.
+            let _ = store.defer(id, now + STUCK_DELAY_MS);
         }
+        // Renew: the lease lasts while this instance keeps working.
+        store.try_lease(holder, now, LEASE_TTL_MS)?;
     }
     store.release_lease(holder)?;
-    result?;
     Ok(Drain::Done {
         processed: ids.len(),
+        errors,
         next_wake_ms: store.next_wake()?,
     })
 }
 
-/// Admin retry of a dead-lettered payout. Its hash is confirmed unpaid
-/// (a payout only fails with the backend's word); it is verified once more
-/// before any send.
+/// Admin retry of a dead-lettered payout. A payout fails only when none of
+/// its hashes can pay; a sent hash is still looked up once more before any
+/// send, and an invoice another live payout now pays is refused.
 pub async fn retry<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
@@ -547,6 +705,12 @@ pub async fn retry<R: Runtime, S: PayoutStore>(
             "payout is {}, only failed payouts can be retried",
             p.status()
         )));
+    }
+    // The invoice may have been taken by another payout since this one failed.
+    if let Some(other) = store.by_payment_hash(&p.payment_hash)? {
+        if other.id != p.id && !matches!(other.state, PayoutState::Failed { .. }) {
+            return Err(PayoutError::InvoiceAlreadyUsed(other.id));
+        }
     }
     check_budget(store, cfg, p.amount_sat, now)?;
     machine::reopen(&mut p, now).map_err(|e| PayoutError::RetryNotAllowed(e.0.into()))?;

@@ -7,10 +7,15 @@
 //!   connection, "pending") makes the payout `Unknown`, resolved only by
 //!   looking up that payment hash on the same backend;
 //! - a hash that was sent is sent again only after a lookup confirms it unpaid;
-//! - a terminal state needs the backend's word (paid, or failed/unpaid).
+//! - a hash that was sent is left (new invoice, or failed) only once it is
+//!   proven dead: expired, then found absent or failed by a lookup made
+//!   after expiry plus a margin. Backends execute requests late; nothing
+//!   pays an expired invoice;
+//! - an explicit "failed" from a pay request is always checked by a lookup;
+//! - earlier hashes keep being looked up: a payment is never hidden.
 
 use crate::core::backoff::RetryPolicy;
-use crate::core::payout::model::{Payout, PayoutState};
+use crate::core::payout::model::{Blocked, Payout, PayoutState, WatchedHash};
 
 /// How a pay request ended, as the backend adapter classified it.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,20 +50,33 @@ pub enum LookupOutcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayoutPolicy {
-    /// Send attempts before a confirmed-unpaid payout ends as failed.
+    /// Send attempts before a payout stops sending and ends once its hash is
+    /// proven unpayable.
     pub max_attempts: u32,
-    /// A payout still unsent after this long ends as failed (never while unknown).
+    /// A payout older than this stops sending (never ends while its hash may pay).
     pub max_age_ms: u64,
     pub retry: RetryPolicy,
     /// Backoff of status lookups while unknown.
     pub lookup: RetryPolicy,
     /// A "not found" lookup this soon after a send is not trusted: the
-    /// request may still be on its way.
+    /// request may still be on its way. Re-sending the same hash after it is
+    /// safe (a hash pays once); leaving the hash is not, see below.
     pub not_found_grace_ms: u64,
     /// A `Sending` older than this was cut off (the instance died): unknown.
     pub sending_timeout_ms: u64,
     /// An invoice this close to expiry is not sent.
     pub expiry_margin_secs: u64,
+    /// A sent hash is left (new invoice, or failed) only when a lookup made
+    /// this long after the invoice expired finds it absent or failed: a
+    /// backend may execute a request it was sent long after the caller gave
+    /// up, but nothing pays an expired invoice.
+    pub expiry_lookup_margin_secs: u64,
+    /// Invoices one address payout may go through before it gives up.
+    pub max_invoices: u32,
+    /// How long earlier hashes keep being looked up after they were left.
+    pub watch_window_ms: u64,
+    /// How long a pay request may take before its outcome is unknown.
+    pub pay_timeout_ms: u64,
 }
 
 impl Default for PayoutPolicy {
@@ -83,6 +101,10 @@ impl Default for PayoutPolicy {
             not_found_grace_ms: 120_000,
             sending_timeout_ms: 120_000,
             expiry_margin_secs: 30,
+            expiry_lookup_margin_secs: 300,
+            max_invoices: 10,
+            watch_window_ms: 24 * 3600 * 1000,
+            pay_timeout_ms: 20_000,
         }
     }
 }
@@ -93,9 +115,15 @@ pub enum Action {
     Nothing,
     Send,
     Lookup,
-    /// The invoice expired unpaid: fetch a new one (addresses and LNURLs only).
+    /// Look up an earlier hash of this payout that is still watched.
+    Watch(String),
+    /// The current invoice is unpayable (never sent and expiring, or proven
+    /// dead): fetch a new one (addresses and LNURLs only).
     NewInvoice,
-    /// End as failed (unpaid is certain): expired BOLT11, or too old.
+    /// The current hash may have been sent and cannot be sent again (no
+    /// attempts left, or expiring): wait for its expiry, then look it up.
+    AwaitExpiry,
+    /// End as failed: nothing of this payout can pay any more.
     GiveUp(String),
     /// A `Sending` that never reported back.
     RecoverSending,
@@ -114,31 +142,63 @@ fn next_lookup(now: u64, p: &RetryPolicy, n: u32, random: u64) -> u64 {
     now + p.equal_jitter_ms(n, random).max(1)
 }
 
-pub fn next_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> Action {
+fn out_of_attempts(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
+    p.send_attempts >= policy.max_attempts
+        || now_ms.saturating_sub(p.age_from_ms) >= policy.max_age_ms
+}
+
+fn expiring(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
+    now_ms / 1000 + policy.expiry_margin_secs >= p.invoice_expires_at_secs
+}
+
+/// When a lookup of the current hash can prove it dead.
+fn dead_proof_at_ms(p: &Payout, policy: &PayoutPolicy) -> u64 {
+    p.invoice_expires_at_secs
+        .saturating_add(policy.expiry_lookup_margin_secs)
+        .saturating_mul(1000)
+}
+
+fn main_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy, instance: &str) -> Action {
     match &p.state {
         PayoutState::Queued { next_at_ms, .. } if now_ms < *next_at_ms => Action::Nothing,
         PayoutState::Queued {
             verify_first: true, ..
         } => Action::Lookup,
+        PayoutState::Queued { .. } if p.hash_spent && !p.hash_dead => {
+            // This hash may be paid by a request still queued somewhere: it
+            // may be re-sent (a hash pays once), never left, until proven dead.
+            if out_of_attempts(p, now_ms, policy) || expiring(p, now_ms, policy) {
+                Action::AwaitExpiry
+            } else {
+                Action::Send
+            }
+        }
         PayoutState::Queued { .. } => {
-            if now_ms.saturating_sub(p.age_from_ms) >= policy.max_age_ms {
+            if out_of_attempts(p, now_ms, policy) {
                 return Action::GiveUp(format!(
-                    "not paid within {} s; the backend confirmed it unpaid",
+                    "not paid after {} attempts or within {} s; nothing of it can pay any more",
+                    p.send_attempts,
                     policy.max_age_ms / 1000
                 ));
             }
-            if p.hash_spent && p.lnurl.is_some() {
-                return Action::NewInvoice;
-            }
-            if now_ms / 1000 + policy.expiry_margin_secs >= p.invoice_expires_at_secs {
+            if p.hash_dead || expiring(p, now_ms, policy) {
                 return match p.lnurl {
+                    Some(_) if (p.previous_hashes.len() as u32) + 1 >= policy.max_invoices => {
+                        Action::GiveUp(format!(
+                            "the recipient's invoices expired unpaid {} times",
+                            p.previous_hashes.len() + 1
+                        ))
+                    }
                     Some(_) => Action::NewInvoice,
                     None => Action::GiveUp("the invoice expired before it could be paid".into()),
                 };
             }
             Action::Send
         }
-        PayoutState::Sending { since_ms }
+        PayoutState::Sending {
+            instance: Some(i), ..
+        } if i != instance => Action::RecoverSending,
+        PayoutState::Sending { since_ms, .. }
             if now_ms >= since_ms.saturating_add(policy.sending_timeout_ms) =>
         {
             Action::RecoverSending
@@ -148,24 +208,60 @@ pub fn next_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> Action {
     }
 }
 
+/// What to do now. `instance` names the running queue instance: a `Sending`
+/// written by another one was cut off when that instance died.
+pub fn next_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy, instance: &str) -> Action {
+    match main_action(p, now_ms, policy, instance) {
+        Action::Nothing => p
+            .watched
+            .iter()
+            .find(|w| w.next_check_ms.is_some_and(|t| t <= now_ms))
+            .map(|w| Action::Watch(w.hash.clone()))
+            .unwrap_or(Action::Nothing),
+        a => a,
+    }
+}
+
 /// Queued → Sending. Save the result before the pay request leaves.
-pub fn begin_send(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
+pub fn begin_send(p: &mut Payout, now_ms: u64, instance: &str) -> Result<(), WrongState> {
     match p.state {
         PayoutState::Queued {
             verify_first: false,
             next_at_ms,
-        } if now_ms >= next_at_ms => {
-            p.state = PayoutState::Sending { since_ms: now_ms };
+        } if now_ms >= next_at_ms && !p.hash_dead => {
+            p.state = PayoutState::Sending {
+                since_ms: now_ms,
+                instance: Some(instance.to_string()),
+            };
             p.send_attempts += 1;
-            p.hash_spent = true;
             p.last_sent_at_ms = Some(now_ms);
             let (n, h) = (p.send_attempts, p.payment_hash.clone());
             p.note(now_ms, format!("sending attempt {n} for {h}"));
             Ok(())
         }
-        _ => Err(WrongState(
-            "only a due, unverified-free queued payout may send",
-        )),
+        _ => Err(WrongState("only a due, verified queued payout may send")),
+    }
+}
+
+/// The current hash may have reached the backend.
+fn spend(p: &mut Payout) {
+    p.hash_spent = true;
+    p.ever_sent = true;
+}
+
+/// Records that the backend paid `hash`. A second paid hash is an
+/// overpayment: shown, counted and announced, never hidden.
+fn record_paid(p: &mut Payout, hash: &str, now_ms: u64) {
+    if !p.paid_hashes.iter().any(|h| h == hash) {
+        p.paid_hashes.push(hash.to_string());
+    }
+    if p.paid_hashes.len() > 1 && !p.overpaid {
+        p.overpaid = true;
+        let all = p.paid_hashes.join(", ");
+        p.note(
+            now_ms,
+            format!("OVERPAID: the backend paid more than one invoice of this payout ({all})"),
+        );
     }
 }
 
@@ -176,11 +272,16 @@ fn succeed(
     fee_msat: Option<u64>,
     how: &str,
 ) {
-    p.state = PayoutState::Succeeded { at_ms: now_ms };
-    p.preimage = preimage;
-    p.fee_msat = fee_msat;
-    p.last_error = None;
-    p.note(now_ms, format!("succeeded ({how})"));
+    let hash = p.payment_hash.clone();
+    record_paid(p, &hash, now_ms);
+    if !matches!(p.state, PayoutState::Succeeded { .. }) {
+        p.state = PayoutState::Succeeded { at_ms: now_ms };
+        p.preimage = preimage;
+        p.fee_msat = fee_msat;
+        p.last_error = None;
+        p.blocked = None;
+        p.note(now_ms, format!("succeeded ({how})"));
+    }
 }
 
 fn fail(p: &mut Payout, now_ms: u64, reason: String) {
@@ -201,47 +302,39 @@ pub fn apply_pay(
     policy: &PayoutPolicy,
     random: u64,
 ) -> Result<(), WrongState> {
-    if !matches!(
-        p.state,
-        PayoutState::Sending { .. } | PayoutState::Unknown { .. }
-    ) {
-        return Err(WrongState("a pay outcome needs a sending payout"));
-    }
-    let attempts_left = p.send_attempts < policy.max_attempts;
+    let sending = match p.state {
+        PayoutState::Sending { .. } => true,
+        PayoutState::Unknown { .. } => false,
+        _ => return Err(WrongState("a pay outcome needs a sending payout")),
+    };
     match outcome {
         PayOutcome::Succeeded { preimage, fee_msat } => {
+            spend(p);
             succeed(p, now_ms, preimage, fee_msat, "backend confirmed")
         }
         PayOutcome::Failed(reason) => {
+            // "Failed" is also what LNbits answers a re-send of a hash it
+            // already paid: only a lookup of the hash tells.
+            spend(p);
             p.last_error = Some(reason.clone());
-            if attempts_left {
-                p.note(
-                    now_ms,
-                    format!("backend says failed: {reason}; will confirm unpaid, then retry"),
-                );
-                p.state = PayoutState::Queued {
-                    next_at_ms: later(
-                        now_ms,
-                        &policy.retry,
-                        p.send_attempts.saturating_sub(1),
-                        random,
-                    ),
-                    verify_first: true,
-                };
-            } else {
+            p.note(
+                now_ms,
+                format!("backend says failed: {reason}; confirming with a status lookup"),
+            );
+            p.state = PayoutState::Queued {
+                next_at_ms: next_lookup(now_ms, &policy.lookup, 0, random),
+                verify_first: true,
+            };
+        }
+        PayOutcome::NotSent(reason) if sending => {
+            p.last_error = Some(reason.clone());
+            if out_of_attempts(p, now_ms, policy) && !p.hash_spent {
                 fail(
                     p,
                     now_ms,
-                    format!(
-                        "backend says failed after {} attempts: {reason}",
-                        p.send_attempts
-                    ),
+                    format!("not sent after {} attempts: {reason}", p.send_attempts),
                 );
-            }
-        }
-        PayOutcome::NotSent(reason) => {
-            p.last_error = Some(reason.clone());
-            if attempts_left {
+            } else {
                 p.note(now_ms, format!("not sent: {reason}; will retry"));
                 p.state = PayoutState::Queued {
                     next_at_ms: later(
@@ -252,30 +345,30 @@ pub fn apply_pay(
                     ),
                     verify_first: false,
                 };
-            } else {
-                fail(
-                    p,
-                    now_ms,
-                    format!("not sent after {} attempts: {reason}", p.send_attempts),
-                );
             }
         }
+        // A refusal arriving after the send was presumed lost says nothing
+        // about the earlier requests for this hash: keep looking it up.
+        PayOutcome::NotSent(_) => {}
         PayOutcome::Unknown(reason) => {
+            spend(p);
             p.last_error = Some(reason.clone());
             p.note(
                 now_ms,
                 format!("outcome unknown: {reason}; will look up the payment hash"),
             );
-            p.state = PayoutState::Unknown {
-                since_ms: now_ms,
-                next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
-            };
+            if sending {
+                p.state = PayoutState::Unknown {
+                    since_ms: now_ms,
+                    next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
+                };
+            }
         }
     }
     Ok(())
 }
 
-/// Applies a status lookup, in `Unknown` or `Queued { verify_first }`.
+/// Applies a status lookup of the current hash, in `Unknown` or `Queued`.
 pub fn apply_lookup(
     p: &mut Payout,
     outcome: LookupOutcome,
@@ -283,44 +376,40 @@ pub fn apply_lookup(
     policy: &PayoutPolicy,
     random: u64,
 ) -> Result<(), WrongState> {
-    let from_unknown = match p.state {
-        PayoutState::Unknown { .. } => true,
-        PayoutState::Queued {
-            verify_first: true, ..
-        } => false,
-        _ => return Err(WrongState("a lookup needs an unknown or verifying payout")),
+    let (since, verify_first) = match p.state {
+        PayoutState::Unknown { since_ms, .. } => (since_ms, None),
+        PayoutState::Queued { verify_first, .. } => (now_ms, Some(verify_first)),
+        _ => return Err(WrongState("a lookup needs an unknown or queued payout")),
     };
     p.lookups += 1;
-    let since = match p.state {
-        PayoutState::Unknown { since_ms, .. } => since_ms,
-        _ => now_ms,
-    };
+    let n = p.lookups;
     let keep_checking = |p: &mut Payout, why: String| {
-        let n = p.lookups;
         p.note(now_ms, why);
-        if from_unknown {
-            p.state = PayoutState::Unknown {
+        let next = next_lookup(now_ms, &policy.lookup, n, random);
+        p.state = match verify_first {
+            None => PayoutState::Unknown {
                 since_ms: since,
-                next_check_ms: next_lookup(now_ms, &policy.lookup, n, random),
-            };
-        } else if let PayoutState::Queued { .. } = p.state {
-            p.state = PayoutState::Queued {
-                next_at_ms: next_lookup(now_ms, &policy.lookup, n, random),
+                next_check_ms: next,
+            },
+            Some(_) => PayoutState::Queued {
+                next_at_ms: next,
                 verify_first: true,
-            };
-        }
+            },
+        };
     };
-    let confirmed_unpaid = match outcome {
+    let unpaid_now = match outcome {
         LookupOutcome::Paid { preimage, fee_msat } => {
+            spend(p);
             succeed(p, now_ms, preimage, fee_msat, "status lookup");
             return Ok(());
         }
         LookupOutcome::Pending => {
+            spend(p);
             p.note(now_ms, "status lookup: still in flight");
             // In flight is never a failure to retry: wait for its end, as unknown.
             p.state = PayoutState::Unknown {
                 since_ms: since,
-                next_check_ms: next_lookup(now_ms, &policy.lookup, p.lookups, random),
+                next_check_ms: next_lookup(now_ms, &policy.lookup, n, random),
             };
             return Ok(());
         }
@@ -332,7 +421,7 @@ pub fn apply_lookup(
             let recent = p
                 .last_sent_at_ms
                 .is_some_and(|t| now_ms.saturating_sub(t) < policy.not_found_grace_ms);
-            if from_unknown && recent {
+            if p.hash_spent && recent {
                 keep_checking(
                     p,
                     "status lookup: not found yet; too soon after the send to trust".into(),
@@ -343,42 +432,156 @@ pub fn apply_lookup(
         }
         LookupOutcome::Failed(reason) => reason,
     };
-    p.last_error = Some(confirmed_unpaid.clone());
-    if p.send_attempts >= policy.max_attempts {
-        fail(
-            p,
+    p.last_error = Some(unpaid_now.clone());
+    if !p.hash_spent {
+        p.note(now_ms, format!("status lookup: {unpaid_now}; never sent"));
+        p.state = PayoutState::Queued {
+            next_at_ms: now_ms,
+            verify_first: false,
+        };
+    } else if now_ms >= dead_proof_at_ms(p, policy) {
+        p.hash_dead = true;
+        p.note(
             now_ms,
             format!(
-                "confirmed unpaid after {} attempts: {confirmed_unpaid}",
-                p.send_attempts
+                "the invoice expired and the backend says: {unpaid_now}; it can no longer be paid"
             ),
         );
+        p.state = PayoutState::Queued {
+            next_at_ms: now_ms,
+            verify_first: false,
+        };
+    } else if !out_of_attempts(p, now_ms, policy) {
+        p.note(
+            now_ms,
+            format!("unpaid for now ({unpaid_now}); the same invoice may be sent again"),
+        );
+        p.state = PayoutState::Queued {
+            next_at_ms: later(
+                now_ms,
+                &policy.retry,
+                p.send_attempts.saturating_sub(1),
+                random,
+            ),
+            verify_first: false,
+        };
     } else {
         p.note(
             now_ms,
-            format!("confirmed unpaid ({confirmed_unpaid}); may retry"),
+            format!("unpaid for now ({unpaid_now}); no attempts left: waiting for the invoice to expire before ending"),
         );
         p.state = PayoutState::Queued {
-            next_at_ms: if from_unknown {
-                later(
-                    now_ms,
-                    &policy.retry,
-                    p.send_attempts.saturating_sub(1),
-                    random,
-                )
-            } else {
-                now_ms
-            },
-            verify_first: false,
+            next_at_ms: next_lookup(now_ms, &policy.lookup, n, random)
+                .max(dead_proof_at_ms(p, policy)),
+            verify_first: true,
         };
     }
     Ok(())
 }
 
-/// A `Sending` that outlived the timeout: its outcome is unknown.
+/// The current hash can no longer be sent: look it up once it has expired.
+pub fn await_expiry(p: &mut Payout, now_ms: u64, policy: &PayoutPolicy) -> Result<(), WrongState> {
+    match p.state {
+        PayoutState::Queued {
+            verify_first: false,
+            ..
+        } if p.hash_spent && !p.hash_dead => {
+            let at = dead_proof_at_ms(p, policy).max(now_ms + 1);
+            p.note(
+                now_ms,
+                format!(
+                    "no more sends of {}; it will be looked up after it expires",
+                    p.payment_hash
+                ),
+            );
+            p.state = PayoutState::Queued {
+                next_at_ms: at,
+                verify_first: true,
+            };
+            Ok(())
+        }
+        _ => Err(WrongState("only a sent, queued hash waits for its expiry")),
+    }
+}
+
+/// Applies a lookup of an earlier, watched hash of this payout.
+pub fn apply_watch(
+    p: &mut Payout,
+    hash: &str,
+    outcome: LookupOutcome,
+    now_ms: u64,
+    policy: &PayoutPolicy,
+    random: u64,
+) -> Result<(), WrongState> {
+    let idx = p
+        .watched
+        .iter()
+        .position(|w| w.hash == hash)
+        .ok_or(WrongState("that hash is not watched"))?;
+    p.watched[idx].checks += 1;
+    let checks = p.watched[idx].checks;
+    let since = p.watched[idx].since_ms;
+    match outcome {
+        LookupOutcome::Paid { preimage, fee_msat } => {
+            p.watched[idx].next_check_ms = None;
+            record_paid(p, hash, now_ms);
+            match p.state {
+                PayoutState::Succeeded { .. } => {}
+                _ => {
+                    let was = p.status();
+                    // The current hash may still be paid too: watch it.
+                    if p.hash_spent && !p.hash_dead
+                        || matches!(p.state, PayoutState::Sending { .. })
+                    {
+                        let cur = p.payment_hash.clone();
+                        watch(p, cur, now_ms, policy, random);
+                    }
+                    p.state = PayoutState::Succeeded { at_ms: now_ms };
+                    p.preimage = preimage;
+                    p.fee_msat = fee_msat;
+                    p.last_error = None;
+                    p.note(
+                        now_ms,
+                        format!(
+                            "an earlier invoice ({hash}) was paid after all; succeeded (was {was})"
+                        ),
+                    );
+                }
+            }
+        }
+        LookupOutcome::Pending => {
+            p.watched[idx].next_check_ms =
+                Some(next_lookup(now_ms, &policy.lookup, checks, random));
+        }
+        LookupOutcome::NotFound | LookupOutcome::Failed(_) | LookupOutcome::Error(_) => {
+            p.watched[idx].next_check_ms = if now_ms.saturating_sub(since) >= policy.watch_window_ms
+            {
+                None
+            } else {
+                Some(next_lookup(now_ms, &policy.lookup, checks, random))
+            };
+        }
+    }
+    Ok(())
+}
+
+fn watch(p: &mut Payout, hash: String, now_ms: u64, policy: &PayoutPolicy, random: u64) {
+    if p.watched.iter().any(|w| w.hash == hash) {
+        return;
+    }
+    p.watched.push(WatchedHash {
+        hash,
+        since_ms: now_ms,
+        next_check_ms: Some(next_lookup(now_ms, &policy.lookup, 0, random)),
+        checks: 0,
+    });
+}
+
+/// A `Sending` that outlived the timeout or its instance: its outcome is unknown.
 pub fn recover_sending(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
     match p.state {
         PayoutState::Sending { .. } => {
+            spend(p);
             p.note(now_ms, "send never reported back; outcome unknown");
             p.state = PayoutState::Unknown {
                 since_ms: now_ms,
@@ -390,39 +593,47 @@ pub fn recover_sending(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
     }
 }
 
-/// Swaps in a fresh invoice; the old hash must be confirmed unpaid, which a
-/// `Queued` payout without `verify_first` guarantees.
+/// Swaps in a fresh invoice. Allowed only when the current hash was never
+/// sent or is proven dead; a hash that was sent stays watched.
 pub fn replace_invoice(
     p: &mut Payout,
     invoice: String,
     payment_hash: String,
     expires_at_secs: u64,
     now_ms: u64,
+    policy: &PayoutPolicy,
+    random: u64,
 ) -> Result<(), WrongState> {
     match p.state {
         PayoutState::Queued {
             verify_first: false,
             ..
-        } => {
+        } if !p.hash_spent || p.hash_dead => {
             let old = std::mem::replace(&mut p.payment_hash, payment_hash.clone());
+            if p.hash_spent {
+                watch(p, old.clone(), now_ms, policy, random);
+            }
             p.previous_hashes.push(old);
             p.invoice = invoice;
             p.invoice_expires_at_secs = expires_at_secs;
             p.hash_spent = false;
+            p.hash_dead = false;
+            p.invoice_refreshes += 1;
             p.note(
                 now_ms,
-                format!("new invoice {payment_hash} (the previous one is confirmed unpaid)"),
+                format!("new invoice {payment_hash} (the previous one can no longer be paid)"),
             );
             Ok(())
         }
         _ => Err(WrongState(
-            "a new invoice needs a confirmed-unpaid queued payout",
+            "a new invoice needs an unsent or proven-dead current invoice",
         )),
     }
 }
 
-/// Fetching a new invoice failed (the recipient's server is down or
-/// refuses): stay queued and try again later; max age ends it eventually.
+/// Fetching a new invoice failed (the recipient's server is down, refuses,
+/// or hands out invoices too short-lived to pay): try again later, backing
+/// off; max age ends it eventually.
 pub fn refresh_failed(
     p: &mut Payout,
     reason: String,
@@ -435,10 +646,11 @@ pub fn refresh_failed(
             verify_first: false,
             ..
         } => {
+            p.invoice_refreshes += 1;
             p.note(now_ms, reason.clone());
             p.last_error = Some(reason);
             p.state = PayoutState::Queued {
-                next_at_ms: later(now_ms, &policy.retry, p.send_attempts, random),
+                next_at_ms: next_lookup(now_ms, &policy.retry, p.invoice_refreshes, random),
                 verify_first: false,
             };
             Ok(())
@@ -449,31 +661,65 @@ pub fn refresh_failed(
     }
 }
 
-/// Ends a payout whose hash is certainly unpaid (never sent, or confirmed).
+/// Ends a payout none of whose hashes can pay: the current one was never
+/// sent or is proven dead.
 pub fn give_up(p: &mut Payout, reason: String, now_ms: u64) -> Result<(), WrongState> {
     match p.state {
         PayoutState::Queued {
             verify_first: false,
             ..
-        } => {
+        } if !p.hash_spent || p.hash_dead => {
             fail(p, now_ms, reason);
             Ok(())
         }
-        _ => Err(WrongState("only a confirmed-unpaid payout can be given up")),
+        _ => Err(WrongState("only a payout that cannot pay can be given up")),
     }
 }
 
-/// Re-opens a dead-lettered payout (admin retry). Allowed only when it
-/// failed, which the machine allows only with the backend's word that the
-/// hash is unpaid; it still verifies once more before sending.
+/// The payout's backend is not configured: it waits, visibly, backing off,
+/// and is never sent, looked up or ended through another backend.
+pub fn block(p: &mut Payout, reason: String, now_ms: u64, policy: &PayoutPolicy, random: u64) {
+    let checks = p.blocked.as_ref().map_or(0, |b| b.checks) + 1;
+    let since = p.blocked.as_ref().map_or(now_ms, |b| b.since_ms);
+    if p.blocked.is_none() {
+        p.note(now_ms, format!("waiting: {reason}"));
+    }
+    p.blocked = Some(Blocked {
+        since_ms: since,
+        reason,
+        checks,
+    });
+    let at = next_lookup(now_ms, &policy.lookup, checks, random);
+    match &mut p.state {
+        PayoutState::Queued { next_at_ms, .. } => *next_at_ms = at,
+        PayoutState::Unknown { next_check_ms, .. } => *next_check_ms = at,
+        _ => {}
+    }
+    for w in p.watched.iter_mut() {
+        if let Some(t) = w.next_check_ms.as_mut() {
+            *t = (*t).max(at);
+        }
+    }
+}
+
+pub fn unblock(p: &mut Payout, now_ms: u64) {
+    if p.blocked.take().is_some() {
+        p.note(now_ms, "its backend is configured again");
+    }
+}
+
+/// Re-opens a dead-lettered payout (admin retry). A payout only fails when
+/// none of its hashes can pay; a hash that was sent is still looked up once
+/// more before anything is sent.
 pub fn reopen(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
     match p.state {
         PayoutState::Failed { .. } => {
             p.state = PayoutState::Queued {
                 next_at_ms: now_ms,
-                verify_first: p.send_attempts > 0,
+                verify_first: p.hash_spent && !p.hash_dead,
             };
             p.send_attempts = 0;
+            p.invoice_refreshes = 0;
             p.age_from_ms = now_ms;
             p.note(now_ms, "re-opened by an admin");
             Ok(())
@@ -487,6 +733,8 @@ mod tests {
     use super::*;
     use crate::core::payout::destination::DestinationKind;
     use crate::core::providers::ProviderKind;
+
+    const I: &str = "inst-a";
 
     fn payout(state: PayoutState) -> Payout {
         Payout {
@@ -502,13 +750,21 @@ mod tests {
             comment: None,
             external_id: None,
             provider: ProviderKind::Lnbits,
+            backend: None,
+            blocked: None,
             invoice: "lnbc".into(),
             payment_hash: "h1".into(),
             invoice_expires_at_secs: 10_000,
             previous_hashes: vec![],
+            watched: vec![],
+            paid_hashes: vec![],
+            overpaid: false,
+            invoice_refreshes: 0,
             state,
             send_attempts: 0,
             hash_spent: false,
+            hash_dead: false,
+            ever_sent: false,
             last_sent_at_ms: None,
             lookups: 0,
             last_error: None,
@@ -524,46 +780,58 @@ mod tests {
         PayoutPolicy {
             max_attempts: 2,
             not_found_grace_ms: 1_000,
+            expiry_lookup_margin_secs: 100,
             ..PayoutPolicy::default()
         }
     }
 
+    fn queued(verify_first: bool) -> PayoutState {
+        PayoutState::Queued {
+            next_at_ms: 0,
+            verify_first,
+        }
+    }
+
+    fn sending() -> PayoutState {
+        PayoutState::Sending {
+            since_ms: 0,
+            instance: Some(I.into()),
+        }
+    }
+
+    /// A payout whose current hash was sent once, answered ambiguously.
+    fn sent_once() -> Payout {
+        let mut p = payout(queued(false));
+        assert!(begin_send(&mut p, 0, I).is_ok());
+        assert!(apply_pay(&mut p, PayOutcome::Unknown("520".into()), 0, &policy(), 0).is_ok());
+        p
+    }
+
     #[test]
     fn only_a_ready_queued_payout_sends() {
-        let mut p = payout(PayoutState::Queued {
-            next_at_ms: 0,
-            verify_first: false,
-        });
-        assert_eq!(next_action(&p, 0, &policy()), Action::Send);
-        assert!(begin_send(&mut p, 0).is_ok());
+        let mut p = payout(queued(false));
+        assert_eq!(next_action(&p, 0, &policy(), I), Action::Send);
+        assert!(begin_send(&mut p, 0, I).is_ok());
         assert_eq!(p.status(), "sending");
-        assert!(begin_send(&mut p, 0).is_err(), "sending cannot send again");
-        let mut v = payout(PayoutState::Queued {
-            next_at_ms: 0,
-            verify_first: true,
-        });
-        assert_eq!(next_action(&v, 0, &policy()), Action::Lookup);
-        assert!(begin_send(&mut v, 0).is_err());
+        assert!(
+            begin_send(&mut p, 0, I).is_err(),
+            "sending cannot send again"
+        );
+        let mut v = payout(queued(true));
+        assert_eq!(next_action(&v, 0, &policy(), I), Action::Lookup);
+        assert!(begin_send(&mut v, 0, I).is_err());
         let mut u = payout(PayoutState::Unknown {
             since_ms: 0,
             next_check_ms: 0,
         });
-        assert!(begin_send(&mut u, 0).is_err());
+        assert!(begin_send(&mut u, 0, I).is_err());
     }
 
     #[test]
     fn ambiguous_answers_become_unknown_and_only_a_lookup_resolves_them() {
-        let mut p = payout(PayoutState::Sending { since_ms: 0 });
-        p.send_attempts = 1;
-        p.last_sent_at_ms = Some(0);
-        let _ = apply_pay(
-            &mut p,
-            PayOutcome::Unknown("HTTP 520".into()),
-            10,
-            &policy(),
-            0,
-        );
+        let mut p = sent_once();
         assert_eq!(p.status(), "unknown");
+        assert!(p.hash_spent);
         // "not found" right after the send is not trusted.
         let _ = apply_lookup(&mut p, LookupOutcome::NotFound, 500, &policy(), 0);
         assert_eq!(p.status(), "unknown");
@@ -583,98 +851,226 @@ mod tests {
         );
         assert_eq!(p.status(), "succeeded");
         assert_eq!(p.preimage.as_deref(), Some("aa"));
+        assert_eq!(p.paid_hashes, vec!["h1".to_string()]);
     }
 
     #[test]
-    fn explicit_failure_is_verified_before_retry_and_ends_failed_at_the_limit() {
-        let mut p = payout(PayoutState::Sending { since_ms: 0 });
-        p.send_attempts = 1;
-        let _ = apply_pay(
-            &mut p,
-            PayOutcome::Failed("no route".into()),
-            10,
-            &policy(),
-            0,
-        );
-        assert!(matches!(
-            p.state,
-            PayoutState::Queued {
-                verify_first: true,
-                ..
-            }
-        ));
+    fn an_explicit_failure_is_always_checked_by_a_lookup_even_on_the_last_attempt() {
+        let mut p = payout(queued(false));
+        for attempt in 1..=2u64 {
+            let t = attempt * 10_000;
+            p.state = PayoutState::Queued {
+                next_at_ms: t,
+                verify_first: false,
+            };
+            assert!(begin_send(&mut p, t, I).is_ok());
+            let _ = apply_pay(
+                &mut p,
+                PayOutcome::Failed("no route".into()),
+                t,
+                &policy(),
+                0,
+            );
+            assert!(
+                matches!(
+                    p.state,
+                    PayoutState::Queued {
+                        verify_first: true,
+                        ..
+                    }
+                ),
+                "attempt {attempt}: never failed without a lookup"
+            );
+        }
+        // The lookup finds the payment: "failed" was wrong.
         let _ = apply_lookup(
             &mut p,
-            LookupOutcome::Failed("failed".into()),
-            20,
+            LookupOutcome::Paid {
+                preimage: None,
+                fee_msat: None,
+            },
+            30_000,
             &policy(),
             0,
         );
+        assert_eq!(p.status(), "succeeded");
+    }
+
+    #[test]
+    fn not_found_before_expiry_allows_the_same_hash_again_but_never_a_new_one() {
+        let mut p = sent_once();
+        // After the grace period, "not found": unpaid for now.
+        let _ = apply_lookup(&mut p, LookupOutcome::NotFound, 5_000, &policy(), 0);
         assert!(matches!(
             p.state,
             PayoutState::Queued {
                 verify_first: false,
-                next_at_ms: 20
+                ..
             }
         ));
-        assert!(begin_send(&mut p, 20).is_ok());
-        let _ = apply_pay(
-            &mut p,
-            PayOutcome::Failed("no route".into()),
-            30,
-            &policy(),
-            0,
+        assert!(!p.hash_dead);
+        let t = 5_000 + 3_600_000;
+        assert_eq!(
+            next_action(&p, t, &policy(), I),
+            Action::Send,
+            "the same invoice, not a new one"
         );
-        assert_eq!(p.status(), "failed", "max_attempts is 2");
+        assert!(replace_invoice(&mut p, "x".into(), "h2".into(), 99_999, t, &policy(), 0).is_err());
+        assert!(give_up(&mut p, "x".into(), t).is_err());
     }
 
     #[test]
-    fn expired_invoices_get_a_new_one_for_addresses_and_fail_for_bolt11() {
-        let p = payout(PayoutState::Queued {
-            next_at_ms: 0,
-            verify_first: false,
-        });
-        assert_eq!(next_action(&p, 10_000_000, &policy()), Action::NewInvoice);
-        let mut b = p.clone();
-        b.lnurl = None;
-        assert!(matches!(
-            next_action(&b, 10_000_000, &policy()),
-            Action::GiveUp(_)
-        ));
+    fn a_sent_hash_is_left_only_after_expiry_plus_margin_and_a_lookup() {
+        let mut p = sent_once();
+        p.send_attempts = 2; // no attempts left
+        let _ = apply_lookup(
+            &mut p,
+            LookupOutcome::Failed("failed".into()),
+            5_000,
+            &policy(),
+            0,
+        );
+        // Waits for the invoice to expire (10_000 s) plus the margin (100 s).
+        match p.state {
+            PayoutState::Queued {
+                next_at_ms,
+                verify_first: true,
+            } => assert!(next_at_ms >= 10_100_000, "{next_at_ms}"),
+            ref s => panic!("{s:?}"),
+        }
+        assert_eq!(next_action(&p, 10_000_000, &policy(), I), Action::Nothing);
+        // After expiry but inside the margin, "not found" proves nothing.
+        let mut early = p.clone();
+        let _ = apply_lookup(
+            &mut early,
+            LookupOutcome::NotFound,
+            10_050_000,
+            &policy(),
+            0,
+        );
+        assert!(!early.hash_dead);
+        let _ = apply_lookup(&mut p, LookupOutcome::NotFound, 10_100_000, &policy(), 0);
+        assert!(p.hash_dead);
+        assert_eq!(
+            next_action(&p, 10_100_000, &policy(), I),
+            Action::GiveUp(
+                "not paid after 2 attempts or within 86400 s; nothing of it can pay any more"
+                    .into()
+            )
+        );
         let mut q = p.clone();
-        assert!(replace_invoice(&mut q, "lnbc2".into(), "h2".into(), 20_000, 1).is_ok());
+        q.send_attempts = 1;
+        assert_eq!(
+            next_action(&q, 10_100_000, &policy(), I),
+            Action::NewInvoice
+        );
+        assert!(replace_invoice(
+            &mut q,
+            "x".into(),
+            "h2".into(),
+            20_000,
+            10_100_000,
+            &policy(),
+            0
+        )
+        .is_ok());
         assert_eq!(q.previous_hashes, vec!["h1".to_string()]);
-        let mut u = payout(PayoutState::Unknown {
-            since_ms: 0,
-            next_check_ms: 0,
-        });
-        assert!(
-            replace_invoice(&mut u, "x".into(), "h3".into(), 1, 1).is_err(),
-            "never a new hash while unknown"
+        assert_eq!(q.watched.len(), 1, "the left hash is still watched");
+    }
+
+    #[test]
+    fn a_sent_hash_near_expiry_waits_instead_of_taking_a_new_invoice() {
+        let mut p = sent_once();
+        let _ = apply_lookup(&mut p, LookupOutcome::NotFound, 5_000, &policy(), 0);
+        let t = 9_990_000; // within the expiry margin
+        assert_eq!(
+            next_action(&p, t + 100_000, &policy(), I),
+            Action::AwaitExpiry
         );
-        assert!(
-            give_up(&mut u, "x".into(), 1).is_err(),
-            "never failed while unknown"
+        assert!(await_expiry(&mut p, t, &policy()).is_ok());
+        assert!(matches!(
+            p.state,
+            PayoutState::Queued {
+                verify_first: true,
+                next_at_ms: 10_100_000
+            }
+        ));
+    }
+
+    #[test]
+    fn a_previous_hash_seen_paid_makes_the_payout_succeed_and_a_second_one_overpaid() {
+        let mut p = sent_once();
+        p.hash_dead = true;
+        p.state = queued(false);
+        assert!(replace_invoice(&mut p, "i2".into(), "h2".into(), 20_000, 1, &policy(), 0).is_ok());
+        let due = p.watched[0].next_check_ms.unwrap_or(0);
+        assert_eq!(next_action(&p, due, &policy(), I), Action::Send);
+        assert!(begin_send(&mut p, due, I).is_ok());
+        let _ = apply_pay(&mut p, PayOutcome::Unknown("cut".into()), due, &policy(), 0);
+        assert_eq!(
+            next_action(&p, due, &policy(), I),
+            Action::Watch("h1".into())
         );
+        let paid = LookupOutcome::Paid {
+            preimage: None,
+            fee_msat: None,
+        };
+        assert!(apply_watch(&mut p, "h1", paid.clone(), due, &policy(), 0).is_ok());
+        assert_eq!(p.status(), "succeeded");
+        assert!(!p.overpaid);
+        assert!(
+            p.watched.iter().any(|w| w.hash == "h2"),
+            "the current hash may still pay: watched"
+        );
+        assert!(apply_watch(&mut p, "h2", paid, due + 1, &policy(), 0).is_ok());
+        assert!(p.overpaid, "two paid hashes are never hidden");
+        assert_eq!(p.paid_hashes.len(), 2);
+    }
+
+    #[test]
+    fn a_failed_payout_whose_hash_is_found_paid_becomes_succeeded() {
+        let mut p = sent_once();
+        p.hash_dead = true;
+        p.state = queued(false);
+        assert!(replace_invoice(&mut p, "i2".into(), "h2".into(), 20_000, 1, &policy(), 0).is_ok());
+        assert!(give_up(&mut p, "x".into(), 2).is_ok(), "h2 was never sent");
+        let _ = apply_watch(
+            &mut p,
+            "h1",
+            LookupOutcome::Paid {
+                preimage: None,
+                fee_msat: None,
+            },
+            3,
+            &policy(),
+            0,
+        );
+        assert_eq!(p.status(), "succeeded");
     }
 
     #[test]
     fn a_send_that_never_reported_back_becomes_unknown() {
-        let p = payout(PayoutState::Sending { since_ms: 0 });
-        assert_eq!(next_action(&p, 1, &policy()), Action::Nothing);
+        let p = payout(sending());
+        assert_eq!(next_action(&p, 1, &policy(), I), Action::Nothing);
+        assert_eq!(
+            next_action(&p, 1, &policy(), "inst-b"),
+            Action::RecoverSending,
+            "another instance knows the sender died"
+        );
         let mut p2 = p.clone();
         assert_eq!(
-            next_action(&p2, policy().sending_timeout_ms, &policy()),
+            next_action(&p2, policy().sending_timeout_ms, &policy(), I),
             Action::RecoverSending
         );
         assert!(recover_sending(&mut p2, 5).is_ok());
         assert_eq!(p2.status(), "unknown");
+        assert!(p2.hash_spent);
     }
 
     #[test]
-    fn not_sent_may_retry_without_a_lookup() {
-        let mut p = payout(PayoutState::Sending { since_ms: 0 });
-        p.send_attempts = 1;
+    fn not_sent_may_retry_without_a_lookup_and_ends_only_if_nothing_was_sent() {
+        let mut p = payout(queued(false));
+        assert!(begin_send(&mut p, 0, I).is_ok());
         let _ = apply_pay(
             &mut p,
             PayOutcome::NotSent("HTTP 401".into()),
@@ -689,15 +1085,60 @@ mod tests {
                 ..
             }
         ));
+        p.state = queued(false);
+        assert!(begin_send(&mut p, 20, I).is_ok());
+        let _ = apply_pay(
+            &mut p,
+            PayOutcome::NotSent("HTTP 401".into()),
+            30,
+            &policy(),
+            0,
+        );
+        assert_eq!(p.status(), "failed", "never sent, attempts used up");
+
+        let mut s = sent_once();
+        s.state = queued(false);
+        assert!(begin_send(&mut s, 20, I).is_ok());
+        let _ = apply_pay(
+            &mut s,
+            PayOutcome::NotSent("HTTP 401".into()),
+            30,
+            &policy(),
+            0,
+        );
+        assert_ne!(s.status(), "failed", "an earlier send may still pay");
+        assert_eq!(
+            next_action(&s, 10_000_000, &policy(), I),
+            Action::AwaitExpiry
+        );
     }
 
     #[test]
-    fn admin_reopen_verifies_again_before_sending() {
-        let mut p = payout(PayoutState::Failed {
+    fn a_blocked_payout_backs_off_and_shows_why() {
+        let mut p = sent_once();
+        block(&mut p, "gone".into(), 100, &policy(), 0);
+        let first = match p.state {
+            PayoutState::Unknown { next_check_ms, .. } => next_check_ms,
+            _ => 0,
+        };
+        block(&mut p, "gone".into(), first, &policy(), 0);
+        let second = match p.state {
+            PayoutState::Unknown { next_check_ms, .. } => next_check_ms,
+            _ => 0,
+        };
+        assert!(first > 100 && second - first > first - 100, "backs off");
+        assert_eq!(p.blocked.as_ref().map(|b| b.since_ms), Some(100));
+        unblock(&mut p, second);
+        assert!(p.blocked.is_none());
+    }
+
+    #[test]
+    fn admin_reopen_verifies_a_sent_hash_before_sending() {
+        let mut p = sent_once();
+        p.state = PayoutState::Failed {
             at_ms: 0,
             reason: "x".into(),
-        });
-        p.send_attempts = 2;
+        };
         assert!(reopen(&mut p, 50).is_ok());
         assert!(matches!(
             p.state,
@@ -709,5 +1150,29 @@ mod tests {
         assert_eq!(p.age_from_ms, 50);
         let mut s = payout(PayoutState::Succeeded { at_ms: 0 });
         assert!(reopen(&mut s, 1).is_err());
+    }
+
+    #[test]
+    fn expired_unsent_invoices_get_a_new_one_for_addresses_and_fail_for_bolt11() {
+        let p = payout(queued(false));
+        assert_eq!(
+            next_action(&p, 10_000_000, &policy(), I),
+            Action::NewInvoice
+        );
+        let mut b = p.clone();
+        b.lnurl = None;
+        assert!(matches!(
+            next_action(&b, 10_000_000, &policy(), I),
+            Action::GiveUp(_)
+        ));
+        let mut many = p.clone();
+        many.previous_hashes = vec!["x".into(); 9];
+        assert!(
+            matches!(
+                next_action(&many, 10_000_000, &policy(), I),
+                Action::GiveUp(_)
+            ),
+            "the invoice history is bounded"
+        );
     }
 }

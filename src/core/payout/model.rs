@@ -3,9 +3,78 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use sha2::{Digest, Sha256};
+
 use crate::core::payout::destination::DestinationKind;
-use crate::core::providers::ProviderKind;
+use crate::core::providers::{ProviderConfig, ProviderKind};
 use crate::core::time::iso8601_ms;
+
+/// The exact backend a payout was pinned to. Every send and lookup of its
+/// hashes goes there and nowhere else: "not found" on another node or wallet
+/// says nothing about what this one did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendId {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// A fingerprint of the wallet credential, never the credential itself.
+    pub credential_fp: String,
+}
+
+impl BackendId {
+    pub fn of(cfg: &ProviderConfig) -> BackendId {
+        let digest = Sha256::digest(
+            format!(
+                "lightning-fallback/backend-credential/v1:{}",
+                cfg.credential
+            )
+            .as_bytes(),
+        );
+        BackendId {
+            kind: cfg.kind,
+            base_url: cfg.base_url.trim_end_matches('/').to_ascii_lowercase(),
+            credential_fp: hex::encode(&digest[..8]),
+        }
+    }
+
+    pub fn matches(&self, cfg: &ProviderConfig) -> bool {
+        *self == BackendId::of(cfg)
+    }
+
+    /// What the API and logs show: kind, URL and fingerprint.
+    pub fn label(&self) -> String {
+        if self.base_url.is_empty() {
+            format!("{} (key {})", self.kind.as_str(), self.credential_fp)
+        } else {
+            format!(
+                "{} at {} (key {})",
+                self.kind.as_str(),
+                self.base_url,
+                self.credential_fp
+            )
+        }
+    }
+}
+
+/// Why a payout cannot progress now, shown until it can.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub since_ms: u64,
+    pub reason: String,
+    /// Times the queue found it still blocked (drives the backoff).
+    pub checks: u32,
+}
+
+/// A hash the payout moved away from. It was proven unpayable before the
+/// move; it is still looked up for a while, so a payment that happened
+/// anyway is never hidden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedHash {
+    pub hash: String,
+    pub since_ms: u64,
+    /// `None` once the watch window is over or the hash was seen paid.
+    pub next_check_ms: Option<u64>,
+    pub checks: u32,
+}
 
 /// Where a payout stands. `Sending` is written before a pay request leaves;
 /// `Unknown` means the backend may or may not have paid, and only a status
@@ -21,6 +90,10 @@ pub enum PayoutState {
     },
     Sending {
         since_ms: u64,
+        /// The queue instance that sent. Another instance finding it
+        /// `Sending` knows the sender died with the request in the air.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     Unknown {
         since_ms: u64,
@@ -97,17 +170,45 @@ pub struct Payout {
     pub comment: Option<String>,
     pub external_id: Option<String>,
     pub provider: ProviderKind,
+    /// The backend this payout is pinned to; `None` only on rows stored
+    /// before pinning existed (pinned on first touch, see the engine).
+    #[serde(default)]
+    pub backend: Option<BackendId>,
+    /// Set while the payout cannot progress (its backend is not configured).
+    #[serde(default)]
+    pub blocked: Option<Blocked>,
     pub invoice: String,
     pub payment_hash: String,
     pub invoice_expires_at_secs: u64,
-    /// Hashes of earlier invoices of this payout, each confirmed unpaid.
+    /// Hashes of earlier invoices of this payout, each proven unpayable
+    /// (expired, and then confirmed absent or failed) before it was left.
     pub previous_hashes: Vec<String>,
+    /// Earlier hashes still being looked up, in case one was paid after all.
+    #[serde(default)]
+    pub watched: Vec<WatchedHash>,
+    /// Every hash of this payout the backend reported paid. More than one
+    /// means the recipient was paid twice: `overpaid`, never hidden.
+    #[serde(default)]
+    pub paid_hashes: Vec<String>,
+    #[serde(default)]
+    pub overpaid: bool,
+    /// New invoices fetched for this payout (drives their backoff).
+    #[serde(default)]
+    pub invoice_refreshes: u32,
     pub state: PayoutState,
     pub send_attempts: u32,
-    /// The current hash was sent at least once. An address payout then gets a
-    /// new invoice rather than resending it (LNbits refuses a failed invoice).
+    /// A send of the current hash may have reached the backend: it is left
+    /// only once proven unpayable (`hash_dead`).
     #[serde(default)]
     pub hash_spent: bool,
+    /// The current invoice expired and a lookup after expiry plus a margin
+    /// found it absent or failed: nothing can pay it any more.
+    #[serde(default)]
+    pub hash_dead: bool,
+    /// Some hash of this payout may have reached its backend: the payout can
+    /// no longer move to another backend.
+    #[serde(default)]
+    pub ever_sent: bool,
     pub last_sent_at_ms: Option<u64>,
     pub lookups: u32,
     pub last_error: Option<String>,
@@ -138,18 +239,18 @@ impl Payout {
     }
 
     /// When the queue must next look at this payout (state or webhook).
-    pub fn wake_at_ms(&self, sending_timeout_ms: u64) -> Option<u64> {
+    pub fn wake_at_ms(&self, sending_recheck_ms: u64) -> Option<u64> {
         let state = match &self.state {
             PayoutState::Queued { next_at_ms, .. } => Some(*next_at_ms),
-            PayoutState::Sending { since_ms } => Some(since_ms.saturating_add(sending_timeout_ms)),
+            PayoutState::Sending { since_ms, .. } => {
+                Some(since_ms.saturating_add(sending_recheck_ms))
+            }
             PayoutState::Unknown { next_check_ms, .. } => Some(*next_check_ms),
             PayoutState::Succeeded { .. } | PayoutState::Failed { .. } => None,
         };
         let hook = self.webhook.as_ref().and_then(|w| w.next_at_ms);
-        match (state, hook) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let watch = self.watched.iter().filter_map(|w| w.next_check_ms).min();
+        [state, hook, watch].into_iter().flatten().min()
     }
 
     /// Counts against the daily limit unless it ended unpaid.
@@ -172,6 +273,9 @@ impl Payout {
             "attempts": self.send_attempts,
             "status_checks": self.lookups,
             "previous_payment_hashes": self.previous_hashes,
+            "paid_payment_hashes": self.paid_hashes,
+            "overpaid": self.overpaid,
+            "backend": self.backend.as_ref().map(|b| json!({"kind": b.kind.as_str(), "url": b.base_url, "key_fingerprint": b.credential_fp})),
             "log": self.log.iter().map(|l| json!({"at": iso8601_ms(l.at_ms), "event": l.event})).collect::<Vec<_>>(),
         });
         let o = match v.as_object_mut() {
@@ -189,6 +293,12 @@ impl Payout {
         }
         if let Some(e) = &self.last_error {
             put("last_error", json!(e));
+        }
+        if let Some(b) = &self.blocked {
+            put(
+                "blocked",
+                json!({"reason": b.reason, "since": iso8601_ms(b.since_ms)}),
+            );
         }
         match &self.state {
             PayoutState::Succeeded { at_ms } => {

@@ -184,6 +184,7 @@ pub fn signature_header(
 /// the new one is sent (its `data` is the whole payout, so nothing is lost).
 pub fn event_type(p: &Payout) -> Option<&'static str> {
     match &p.state {
+        PayoutState::Succeeded { .. } if p.overpaid => Some("payout.overpaid"),
         PayoutState::Succeeded { .. } => Some("payout.succeeded"),
         PayoutState::Failed { .. } => Some("payout.failed"),
         PayoutState::Queued { .. } | PayoutState::Sending { .. } | PayoutState::Unknown { .. } => {
