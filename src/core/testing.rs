@@ -8,7 +8,7 @@ use std::rc::Rc;
 use serde_json::json;
 
 use crate::core::bolt11::Network;
-use crate::core::http::{HttpRequest, HttpResponse, Runtime, TransportError};
+use crate::core::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
 use crate::core::providers::mock::sign_invoice;
 
 pub type ReplyFn = Rc<dyn Fn(&HttpRequest, u64) -> HttpResponse>;
@@ -29,6 +29,8 @@ pub struct FakeRuntime {
     seed: Cell<u64>,
     rules: RefCell<Vec<(String, VecDeque<Reply>)>>,
     pub sent: RefCell<Vec<(String, u64)>>,
+    /// The read limits of each request, in order (the default for `send`).
+    pub limits: RefCell<Vec<(String, ReadLimits)>>,
     pub slept: RefCell<Vec<u64>>,
 }
 
@@ -39,6 +41,7 @@ impl FakeRuntime {
             seed: Cell::new(0x9e37_79b9_7f4a_7c15),
             rules: RefCell::new(Vec::new()),
             sent: RefCell::new(Vec::new()),
+            limits: RefCell::new(Vec::new()),
             slept: RefCell::new(Vec::new()),
         }
     }
@@ -82,8 +85,9 @@ impl FakeRuntime {
     }
 }
 
-impl Runtime for FakeRuntime {
-    async fn send(
+impl FakeRuntime {
+    /// The scripted answer, before any read limits.
+    async fn send_unlimited(
         &self,
         request: HttpRequest,
         timeout_ms: u64,
@@ -110,6 +114,29 @@ impl Runtime for FakeRuntime {
             }
             Reply::Fail(e) => Err(e),
         }
+    }
+}
+
+impl Runtime for FakeRuntime {
+    async fn send(
+        &self,
+        request: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
+        self.send_limited(request, timeout_ms, ReadLimits::default())
+            .await
+    }
+
+    /// Scripted bodies are held whole; the limits are applied to them as the
+    /// Worker applies them while streaming (cap, first line), and recorded.
+    async fn send_limited(
+        &self,
+        request: HttpRequest,
+        timeout_ms: u64,
+        limits: ReadLimits,
+    ) -> Result<HttpResponse, TransportError> {
+        self.limits.borrow_mut().push((request.url.clone(), limits));
+        limits.apply(self.send_unlimited(request, timeout_ms).await?)
     }
 
     async fn sleep(&self, ms: u64) {

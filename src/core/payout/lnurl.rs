@@ -1,18 +1,27 @@
 //! LNURL-pay resolution (LUD-06, LUD-16 addresses, LUD-12 comments): from a
 //! payRequest URL to a BOLT11 invoice for exactly the requested amount.
 //! Everything a remote server says is checked: the range, the amount, the
-//! network and the expiry of the invoice it returns (a hostile server can
-//! inflate the amount).
+//! network, the description hash and the remaining lifetime of the invoice
+//! it returns (a hostile server can inflate the amount), and every answer is
+//! read under a 64 KiB cap enforced while the body streams in.
 
 use bitcoin_hashes::{sha256, Hash};
 use serde_json::Value;
 
 use crate::core::bolt11::{self, Expectation, Network};
-use crate::core::http::{HttpRequest, HttpResponse, Runtime, TransportError};
+use crate::core::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
 use crate::core::payout::safe_url::UrlPolicy;
 
-/// LNURL responses are small; anything bigger is refused.
+/// LNURL responses are small; anything bigger is refused, and the runtime
+/// stops reading as soon as a body passes this (chunked bodies included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A recipient's invoice must stay payable at least this long after it is
+/// fetched: a pay attempt, a timeout and the lookups that settle an unknown
+/// outcome all have to fit before it expires. Shorter-lived invoices are
+/// refused (`ResolveError::Protocol`), so a recipient that keeps issuing
+/// them cannot make the queue fetch invoice after invoice.
+pub const MIN_INVOICE_LIFETIME_SECS: u64 = 120;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResolveError {
@@ -49,6 +58,9 @@ pub struct ResolveParams<'a> {
     pub network: Network,
     pub policy: &'a UrlPolicy,
     pub timeout_ms: u64,
+    /// The invoice must not expire sooner than this many seconds from now
+    /// (normally [`MIN_INVOICE_LIFETIME_SECS`]).
+    pub min_lifetime_secs: u64,
 }
 
 async fn get_json<R: Runtime>(
@@ -61,7 +73,11 @@ async fn get_json<R: Runtime>(
         .check(url)
         .map_err(|e| ResolveError::Refused(format!("{url}: {e}")))?;
     let resp: HttpResponse = rt
-        .send(HttpRequest::get(checked.to_string()), p.timeout_ms)
+        .send_limited(
+            HttpRequest::get(checked.to_string()),
+            p.timeout_ms,
+            ReadLimits::capped(MAX_BODY_BYTES),
+        )
         .await
         .map_err(|e| match e {
             TransportError::Timeout => ResolveError::Unreachable(format!(
@@ -116,6 +132,53 @@ fn u64_of(v: &Value, key: &str) -> Option<u64> {
             .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
         Value::String(s) => s.parse().ok(),
         _ => None,
+    }
+}
+
+/// Checks the invoice's description hash (BOLT11 `h` tag) against the
+/// payRequest `metadata` string (LUD-06).
+///
+/// - An `h` tag that is present must equal sha256 of the metadata string's
+///   UTF-8 bytes; anything else is refused (`Protocol`): the invoice commits
+///   to a different description than the one the recipient published (or
+///   the payRequest carried no metadata to check it against).
+/// - An invoice without an `h` tag (only a `d` description) is accepted with
+///   a warning. LUD-06 once told wallets to verify the hash, but
+///   lnurl/luds PR #234 dropped that step (2023) because Lightning Address
+///   servers backed by Cashu mints and other custodians cannot set a
+///   description hash, and the major payers (Alby, Breez, BlueWallet,
+///   BTCPay, LNbits, Stacker News) removed the check. Refusing such
+///   invoices would break real recipients; the amount, network and expiry
+///   checks, which are what protect the payer's money, still apply.
+///
+/// LNbits 1.6.2's own Lightning Addresses hash exactly the metadata string
+/// they serve, so they pass.
+fn check_description_hash(
+    metadata: Option<&str>,
+    invoice_hash: Option<&str>,
+) -> Result<Option<String>, ResolveError> {
+    match (invoice_hash, metadata) {
+        (None, _) => Ok(Some(
+            "the invoice has no description hash (only a description): it does not commit \
+             to the payRequest metadata"
+                .into(),
+        )),
+        (Some(found), Some(meta)) => {
+            let expected = sha256::Hash::hash(meta.as_bytes()).to_string();
+            if found.eq_ignore_ascii_case(&expected) {
+                Ok(None)
+            } else {
+                Err(ResolveError::Protocol(format!(
+                    "the returned invoice's description hash {found} is not the hash of the \
+                     payRequest metadata ({expected})"
+                )))
+            }
+        }
+        (Some(_), None) => Err(ResolveError::Protocol(
+            "the returned invoice has a description hash but the payRequest has no metadata \
+             to check it against"
+                .into(),
+        )),
     }
 }
 
@@ -189,12 +252,19 @@ pub async fn resolve<R: Runtime>(
     let inv = bolt11::verify(pr, &want)
         .map_err(|e| ResolveError::Protocol(format!("the returned invoice is unusable: {e}")))?;
     let mut warnings = Vec::new();
-    if let Some(meta) = pay.get("metadata").and_then(Value::as_str) {
-        let expected = sha256::Hash::hash(meta.as_bytes()).to_string();
-        if inv.description_hash.as_deref() != Some(expected.as_str()) {
-            // LUD-06 asks for it, real servers often skip it: warn, do not refuse.
-            warnings.push("invoice description_hash does not match the payRequest metadata".into());
-        }
+    if let Some(w) = check_description_hash(
+        pay.get("metadata").and_then(Value::as_str),
+        inv.description_hash.as_deref(),
+    )? {
+        warnings.push(w);
+    }
+    let remaining = inv.expires_at_secs().saturating_sub(want.now_secs);
+    if remaining < p.min_lifetime_secs {
+        return Err(ResolveError::Protocol(format!(
+            "the recipient's invoice expires in {remaining} s, too soon to pay safely \
+             (at least {} s are needed)",
+            p.min_lifetime_secs
+        )));
     }
     Ok(ResolvedInvoice {
         invoice: pr.to_ascii_lowercase(),
@@ -210,6 +280,7 @@ mod tests {
     use crate::core::providers::mock::sign_invoice;
     use crate::core::testing::{FakeRuntime, Reply};
     use futures_executor::block_on;
+    use proptest::prelude::*;
     use serde_json::json;
     use std::rc::Rc;
 
@@ -229,8 +300,21 @@ mod tests {
         )
     }
 
+    /// The metadata string `pay_request` serves.
+    const META: &str = "[[\"text/plain\",\"hi\"]]";
+
+    fn meta_hash() -> String {
+        sha256::Hash::hash(META.as_bytes()).to_string()
+    }
+
     /// A callback that returns an invoice for `factor` × the requested amount.
     fn callback(factor: u64, network: Network) -> Reply {
+        callback_with(factor, network, None, 600)
+    }
+
+    /// A callback whose invoice has description hash `h` (else a plain
+    /// description) and expires `expiry` seconds after it is issued.
+    fn callback_with(factor: u64, network: Network, h: Option<String>, expiry: u64) -> Reply {
         Reply::Func(
             Rc::new(move |req: &HttpRequest, now: u64| {
                 let url = url::Url::parse(&req.url).unwrap_or_else(|_| panic!("url"));
@@ -243,8 +327,8 @@ mod tests {
                     network,
                     amount * factor,
                     "x",
-                    None,
-                    600,
+                    h.as_deref(),
+                    expiry,
                     now / 1000,
                     [3; 32],
                 ) {
@@ -269,6 +353,7 @@ mod tests {
             network: Network::Bitcoin,
             policy: p,
             timeout_ms: 1000,
+            min_lifetime_secs: MIN_INVOICE_LIFETIME_SECS,
         }
     }
 
@@ -293,7 +378,7 @@ mod tests {
         assert_eq!(
             r.warnings.len(),
             1,
-            "description_hash mismatch is only a warning"
+            "an invoice without a description hash is accepted with a warning"
         );
         let sent = rt.sent.borrow();
         assert!(
@@ -433,5 +518,229 @@ mod tests {
             0,
             "refused URLs are never fetched"
         );
+    }
+
+    /// A server at example.com whose callback answers with `cb`.
+    fn server(cb: Reply) -> FakeRuntime {
+        let rt = FakeRuntime::new(NOW_MS);
+        rt.on(
+            "https://example.com/.well-known",
+            vec![pay_request(1_000, 1_000_000, "https://example.com/cb")],
+        );
+        rt.on("https://example.com/cb", vec![cb]);
+        rt
+    }
+
+    fn resolve_at(rt: &FakeRuntime, pol: &UrlPolicy) -> Result<ResolvedInvoice, ResolveError> {
+        block_on(resolve(
+            rt,
+            "https://example.com/.well-known/lnurlp/alice",
+            &params(21_000, None, pol),
+        ))
+    }
+
+    #[test]
+    fn a_matching_description_hash_passes_without_warnings() {
+        let pol = policy();
+        let rt = server(callback_with(1, Network::Bitcoin, Some(meta_hash()), 600));
+        let r = resolve_at(&rt, &pol).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn a_mismatched_description_hash_is_refused() {
+        let pol = policy();
+        let other = sha256::Hash::hash(b"[[\"text/plain\",\"something else\"]]").to_string();
+        let rt = server(callback_with(1, Network::Bitcoin, Some(other), 600));
+        let r = resolve_at(&rt, &pol);
+        assert!(
+            matches!(&r, Err(ResolveError::Protocol(m)) if m.contains("description hash")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_description_hash_without_metadata_to_check_is_refused() {
+        let pol = policy();
+        let rt = FakeRuntime::new(NOW_MS);
+        rt.on(
+            "https://example.com/.well-known",
+            vec![Reply::Respond(
+                HttpResponse::json(
+                    200,
+                    &json!({"tag": "payRequest", "callback": "https://example.com/cb", "minSendable": 1000, "maxSendable": 1_000_000}),
+                ),
+                5,
+            )],
+        );
+        rt.on(
+            "https://example.com/cb",
+            vec![callback_with(1, Network::Bitcoin, Some(meta_hash()), 600)],
+        );
+        let r = resolve_at(&rt, &pol);
+        assert!(
+            matches!(&r, Err(ResolveError::Protocol(m)) if m.contains("no metadata")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn invoices_that_expire_too_soon_are_refused() {
+        let pol = policy();
+        for expiry in [5, MIN_INVOICE_LIFETIME_SECS - 1] {
+            let rt = server(callback_with(
+                1,
+                Network::Bitcoin,
+                Some(meta_hash()),
+                expiry,
+            ));
+            let r = resolve_at(&rt, &pol);
+            assert!(
+                matches!(&r, Err(ResolveError::Protocol(m))
+                    if m.contains(&format!("expires in {expiry} s, too soon to pay safely"))),
+                "{expiry}: {r:?}"
+            );
+        }
+        let rt = server(callback_with(
+            1,
+            Network::Bitcoin,
+            Some(meta_hash()),
+            MIN_INVOICE_LIFETIME_SECS,
+        ));
+        assert!(
+            resolve_at(&rt, &pol).is_ok(),
+            "exactly the minimum is enough"
+        );
+    }
+
+    #[test]
+    fn answers_are_read_under_the_64_kib_cap() {
+        let pol = policy();
+        // A valid-looking callback answer padded past the cap.
+        let padded = Reply::Respond(
+            HttpResponse::json(
+                200,
+                &json!({"pr": "lnbc1", "pad": "x".repeat(MAX_BODY_BYTES)}),
+            ),
+            5,
+        );
+        let rt = server(padded);
+        let r = resolve_at(&rt, &pol);
+        assert!(
+            matches!(&r, Err(ResolveError::Protocol(m)) if m.contains("too large")),
+            "{r:?}"
+        );
+        // Both requests asked the runtime to stop reading at 64 KiB, which the
+        // Worker enforces while the body streams in.
+        let limits = rt.limits.borrow();
+        assert_eq!(limits.len(), 2);
+        for (url, l) in limits.iter() {
+            assert_eq!(*l, ReadLimits::capped(MAX_BODY_BYTES), "{url}");
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,40}".prop_map(Value::from),
+            Just(Value::from("payRequest")),
+            Just(Value::from("ERROR")),
+            Just(Value::from("https://example.com/cb")),
+            Just(Value::from("http://127.0.0.1/cb")),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("tag".to_string()),
+                        Just("callback".to_string()),
+                        Just("minSendable".to_string()),
+                        Just("maxSendable".to_string()),
+                        Just("metadata".to_string()),
+                        Just("commentAllowed".to_string()),
+                        Just("status".to_string()),
+                        Just("reason".to_string()),
+                        Just("pr".to_string()),
+                        ".{0,8}",
+                    ],
+                    inner,
+                    0..8,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn raw(status: u16, body: String) -> Reply {
+        Reply::Respond(
+            HttpResponse {
+                status,
+                content_type: Some("application/json".into()),
+                body,
+            },
+            5,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+        /// Whatever the payRequest endpoint answers (any status, any text),
+        /// resolving never panics and, lacking a real invoice, is refused.
+        #[test]
+        fn any_pay_request_text_is_refused_cleanly(
+            status in prop_oneof![Just(200u16), 100u16..600],
+            body in ".{0,300}",
+        ) {
+            let pol = policy();
+            let rt = FakeRuntime::new(NOW_MS);
+            rt.on("https://example.com/", vec![raw(status, body)]);
+            let r = block_on(resolve(&rt, "https://example.com/x", &params(21_000, None, &pol)));
+            prop_assert!(r.is_err(), "{:?}", r);
+        }
+
+        /// Arbitrary JSON at either step never panics and never yields an
+        /// invoice; only https://example.com is ever fetched.
+        #[test]
+        fn any_json_at_either_step_is_refused_cleanly(
+            first in json_value(),
+            second in json_value(),
+            comment in proptest::option::of("[a-z ]{0,20}"),
+        ) {
+            let pol = policy();
+            let rt = FakeRuntime::new(NOW_MS);
+            rt.on("https://example.com/cb", vec![raw(200, second.to_string())]);
+            rt.on("https://example.com/", vec![raw(200, first.to_string())]);
+            let p = ResolveParams {
+                comment: comment.as_deref(),
+                ..params(21_000, None, &pol)
+            };
+            let r = block_on(resolve(&rt, "https://example.com/x", &p));
+            prop_assert!(r.is_err(), "{:?}", r);
+            for (url, _) in rt.sent.borrow().iter() {
+                prop_assert!(url.starts_with("https://example.com/"), "{}", url);
+            }
+        }
+
+        /// A well-formed payRequest whose callback answers with any JSON,
+        /// or with a `pr` that is any string, is refused cleanly.
+        #[test]
+        fn any_callback_answer_is_refused_cleanly(
+            answer in json_value(),
+            pr in ".{0,200}",
+            use_pr in any::<bool>(),
+        ) {
+            let pol = policy();
+            let body = if use_pr { json!({"pr": pr}).to_string() } else { answer.to_string() };
+            let rt = server(raw(200, body));
+            prop_assert!(resolve_at(&rt, &pol).is_err());
+        }
     }
 }

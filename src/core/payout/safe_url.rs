@@ -1,13 +1,18 @@
 //! Outgoing URLs that a customer controls (LNURL endpoints, callbacks,
 //! webhooks) must not reach anything internal: https only, no IP literals,
-//! no loopback, private or link-local names, no credentials. Plain http is
-//! allowed only for hosts on an explicit allow-list (local tests).
+//! no loopback, private or link-local names, no other port than 443, no
+//! credentials. Hosts on an explicit allow-list (local tests) relax only
+//! what being local needs: plain http, the listed name or IP literal itself
+//! and any port. Every other check (scheme http/https, no credentials)
+//! still applies to them.
 
 use url::{Host, Url};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UrlPolicy {
-    /// Hosts (no port) that may use plain http and skip the address checks.
+    /// Hosts (no port) that may use plain http, be an IP literal or a local
+    /// name, and use any port. Credentials are refused for them as for any
+    /// other host.
     pub allow_http_hosts: Vec<String>,
 }
 
@@ -45,23 +50,27 @@ impl UrlPolicy {
     /// Parses `raw` and checks it; the error says why it is refused.
     pub fn check(&self, raw: &str) -> Result<Url, String> {
         let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        // Checks for every URL, allow-listed host or not.
+        match url.scheme() {
+            "http" | "https" => {}
+            s => return Err(format!("scheme `{s}` is not allowed")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("URLs with credentials are not allowed".into());
+        }
         let host_str = url
             .host_str()
             .unwrap_or("")
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        // An allow-listed host is trusted to be local: plain http, its own
+        // address and any port. Nothing else is relaxed.
         if self.allow_listed(&host_str) {
-            return match url.scheme() {
-                "http" | "https" => Ok(url),
-                s => Err(format!("scheme `{s}` is not allowed")),
-            };
+            return Ok(url);
         }
         if url.scheme() != "https" {
             return Err("only https URLs are allowed".into());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("URLs with credentials are not allowed".into());
         }
         match url.host() {
             Some(Host::Domain(d)) => {
@@ -133,6 +142,31 @@ mod tests {
             .check("http://127.0.0.1:8080/.well-known/lnurlp/alice")
             .is_ok());
         assert!(p.check("http://127.0.0.2:8080/x").is_err());
+        assert!(p.check("https://127.0.0.1:9/x").is_ok());
+    }
+
+    /// Only the scheme, address and port are relaxed for allow-listed hosts.
+    #[test]
+    fn allow_list_still_refuses_credentials_and_other_schemes() {
+        let p = UrlPolicy {
+            allow_http_hosts: vec!["127.0.0.1".into(), "lnurl.test".into()],
+        };
+        for bad in [
+            "http://user:pw@127.0.0.1:8080/cb",
+            "http://user@127.0.0.1:8080/cb",
+            "http://:pw@127.0.0.1/cb",
+            "https://alice:secret@lnurl.test/.well-known/lnurlp/alice",
+            "ftp://127.0.0.1/x",
+            "ws://lnurl.test/x",
+        ] {
+            let r = p.check(bad);
+            assert!(r.is_err(), "{bad} must be refused: {r:?}");
+        }
+        assert!(matches!(
+            p.check("http://user:pw@127.0.0.1:8080/cb"),
+            Err(m) if m.contains("credentials")
+        ));
+        assert!(p.check("http://lnurl.test:8080/cb?amount=1").is_ok());
         assert_eq!(
             p.local_scheme("https://127.0.0.1:9/a"),
             "http://127.0.0.1:9/a"

@@ -3,6 +3,7 @@
 // HTML or JSON 520, hang, or send garbage. Faults can target one method, so
 // "reads work but writes fail" can be staged.
 import http from "node:http";
+import crypto from "node:crypto";
 import { signInvoice, decodeInvoice } from "./invoice.mjs";
 
 const SHAPES = {
@@ -58,6 +59,20 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
     adminKey: `${kind}-admin-key`,
     payMode: "ok",
     payments: new Map(),
+    // LND outgoing payments: hash -> {status: IN_FLIGHT|SUCCEEDED|FAILED, sends, preimage}.
+    // `lndPayMode`: "ok" settles at once; "in_flight" keeps the payment (and the
+    // send stream) open until `lndFinish(hash, status)`.
+    lndPayMode: "ok",
+    lndPayments: new Map(),
+    lndWaiters: new Map(), // hash -> Set of callbacks run when the payment ends
+    /** Ends an LND payment: "SUCCEEDED" or "FAILED"; open streams get the final line. */
+    lndFinish(hash, status = "SUCCEEDED") {
+      const p = this.lndPayments.get(hash);
+      if (!p) throw new Error(`fake lnd never sent ${hash}`);
+      p.status = status;
+      for (const cb of this.lndWaiters.get(hash) ?? []) cb();
+      this.lndWaiters.delete(hash);
+    },
     paidCount() {
       return [...this.payments.values()].filter((p) => p.status === "success").length;
     },
@@ -125,6 +140,12 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
     }
     if (!shape.auth(req, fake.key, fake)) return send(401, { detail: "Invalid key", message: "invalid credentials" });
     const path = req.url.split("?")[0];
+    if (kind === "lnd" && req.method === "POST" && path === "/v2/router/send") return lndSend(body, res);
+    const track = /^\/v2\/router\/track\/([A-Za-z0-9_-]+={0,2})$/.exec(path);
+    if (kind === "lnd" && req.method === "GET" && track) {
+      const q = new URL(req.url, "http://fake").searchParams;
+      return lndTrack(track[1], q.get("no_inflight_updates") === "true", res);
+    }
     if (req.method === shape.create.method && shape.create.path.test(path)) {
       let parsed;
       try {
@@ -191,6 +212,83 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
         p.status = "success";
         return send(201, { payment_hash: hash, status: "success", preimage: p.preimage, fee: 0 });
     }
+  }
+
+  // LND REST streams newline-delimited JSON: {"result": <lnrpc.Payment>} per
+  // state change, or {"error": {...}}. Errors before the first message come as
+  // the gRPC code's HTTP status (NotFound -> 404), like grpc-gateway does.
+  const lndLine = (hash, p) =>
+    JSON.stringify({
+      result: {
+        payment_hash: hash,
+        status: p.status,
+        payment_preimage: p.status === "SUCCEEDED" ? p.preimage : "",
+        fee_msat: "0",
+        fee_sat: "0",
+        failure_reason: p.status === "FAILED" ? "FAILURE_REASON_NO_ROUTE" : "FAILURE_REASON_NONE",
+        htlcs: [],
+      },
+    }) + "\n";
+  const lndError = (res, status, code, message) => {
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(JSON.stringify({ error: { code, message, details: [] } }) + "\n");
+  };
+
+  /** Streams the payment's state: the current line at once (unless
+   * `noInflight` and still in flight), then the final line when it ends. */
+  function lndStream(hash, noInflight, res) {
+    const p = fake.lndPayments.get(hash);
+    const final = () => p.status !== "IN_FLIGHT";
+    if (final()) {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(lndLine(hash, p));
+    }
+    // Still in flight: like LND, keep the stream open until the payment ends.
+    fake.hanging.add(res);
+    let headersSent = false;
+    if (!noInflight) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write(lndLine(hash, p));
+      headersSent = true;
+    }
+    const done = () => {
+      if (res.destroyed) return;
+      if (!headersSent) res.writeHead(200, { "content-type": "application/json" });
+      res.end(lndLine(hash, p));
+    };
+    if (!fake.lndWaiters.has(hash)) fake.lndWaiters.set(hash, new Set());
+    fake.lndWaiters.get(hash).add(done);
+    res.on("close", () => {
+      fake.hanging.delete(res);
+      fake.lndWaiters.get(hash)?.delete(done);
+    });
+  }
+
+  function lndSend(body, res) {
+    let parsed, hash;
+    try {
+      parsed = JSON.parse(body);
+      hash = decodeInvoice(parsed.payment_request).payment_hash;
+    } catch {
+      return lndError(res, 500, 2, "unable to decode payment request");
+    }
+    const prev = fake.lndPayments.get(hash);
+    if (prev) {
+      prev.sends += 1;
+      if (prev.status === "SUCCEEDED") return lndError(res, 500, 6, "invoice is already paid");
+      if (prev.status === "IN_FLIGHT") return lndError(res, 500, 6, "payment is in transition");
+    }
+    const p = prev ?? { status: "IN_FLIGHT", sends: 1, preimage: crypto.randomBytes(32).toString("hex") };
+    p.status = "IN_FLIGHT";
+    fake.lndPayments.set(hash, p);
+    if (fake.lndPayMode === "ok") p.status = "SUCCEEDED";
+    return lndStream(hash, parsed.no_inflight_updates === true, res);
+  }
+
+  function lndTrack(b64, noInflight, res) {
+    const hash = Buffer.from(b64, "base64url").toString("hex");
+    if (!fake.lndPayments.has(hash)) return lndError(res, 404, 5, "payment isn't initiated");
+    return lndStream(hash, noInflight, res);
   }
 
   fake.server = http.createServer((req, res) => {

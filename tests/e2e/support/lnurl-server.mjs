@@ -3,10 +3,20 @@
 import http from "node:http";
 import { signInvoice } from "./invoice.mjs";
 
+// Modes:
+//   ok            a correct server (invoices carry a `d` description, which is accepted)
+//   inflate       the invoice asks for twice the amount
+//   error         {"status":"ERROR"} at the first step
+//   redirect      a 302 towards a private address
+//   short_expiry  the invoice expires 5 s after it is issued
+//   huge          the callback streams a 10 MB chunked body with no Content-Length
+//   creds         the callback URL carries user:password@ credentials
 export async function startLnurlServer() {
   const srv = {
-    mode: "ok", // ok | inflate | error | redirect
+    mode: "ok",
     resolutions: [], // {name, amount, comment}
+    hugeBytesSent: 0, // bytes the last `huge` answer wrote before the client went away
+    hugeClosed: null, // a promise that settles when the last `huge` answer ended
     port: 0,
     get host() {
       return `127.0.0.1:${this.port}`;
@@ -25,9 +35,10 @@ export async function startLnurlServer() {
     if (m) {
       if (srv.mode === "error") return send(200, { status: "ERROR", reason: "no such user" });
       if (srv.mode === "redirect") return send(302, {}, { location: "http://10.0.0.1/steal" });
+      const creds = srv.mode === "creds" ? "user:secret@" : "";
       return send(200, {
         tag: "payRequest",
-        callback: `http://${srv.host}/lnurl/cb/${m[1]}`,
+        callback: `http://${creds}${srv.host}/lnurl/cb/${m[1]}`,
         minSendable: 1000,
         maxSendable: 1_000_000_000,
         metadata: JSON.stringify([["text/plain", `pay ${m[1]}`]]),
@@ -38,7 +49,11 @@ export async function startLnurlServer() {
     if (m) {
       const amount = Number(url.searchParams.get("amount"));
       srv.resolutions.push({ name: m[1], amount, comment: url.searchParams.get("comment") });
-      const inv = signInvoice({ amountMsat: srv.mode === "inflate" ? amount * 2 : amount, expiry: 600 });
+      if (srv.mode === "huge") return streamHuge(srv, res);
+      const inv = signInvoice({
+        amountMsat: srv.mode === "inflate" ? amount * 2 : amount,
+        expiry: srv.mode === "short_expiry" ? 5 : 600,
+      });
       return send(200, { pr: inv.payment_request, routes: [] });
     }
     send(404, { status: "ERROR", reason: "not found" });
@@ -47,6 +62,27 @@ export async function startLnurlServer() {
   srv.port = srv.server.address().port;
   srv.stop = () => new Promise((r) => srv.server.close(r));
   return srv;
+}
+
+/** Writes a 10 MB JSON-looking body in 64 KiB chunks (chunked encoding, no
+ * Content-Length), honouring backpressure, until done or the client leaves. */
+function streamHuge(srv, res) {
+  const total = 10 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, "x");
+  srv.hugeBytesSent = 0;
+  let gone = false;
+  srv.hugeClosed = new Promise((resolve) => res.on("close", resolve));
+  res.on("close", () => (gone = true));
+  res.writeHead(200, { "content-type": "application/json" });
+  res.write('{"pr":"');
+  const pump = () => {
+    while (!gone && srv.hugeBytesSent < total) {
+      srv.hugeBytesSent += chunk.length;
+      if (!res.write(chunk)) return res.once("drain", pump);
+    }
+    if (!gone) res.end('"}');
+  };
+  pump();
 }
 
 /** Receives webhooks; answers with `statuses` in turn (the last repeats). */
