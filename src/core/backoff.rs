@@ -1,5 +1,7 @@
 //! Retry timing: exponential backoff with full jitter
-//! (`sleep = random(0, min(cap, base * 2^n))`), bounded by a total deadline.
+//! (`sleep = random(0, min(cap, base * 2^n))`), bounded by a total deadline;
+//! and the hedge timing that keeps one slow provider from holding up the
+//! rest of the chain.
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -51,6 +53,51 @@ impl RetryPolicy {
     pub fn attempt_timeout(&self, remaining_ms: u64) -> u64 {
         self.attempt_timeout_ms.min(remaining_ms)
     }
+
+    /// The seed's schedule, kept for the sequential baseline: retry number
+    /// `retry` (0-based) waits `base * (retry + 1)`, without jitter or cap.
+    pub fn linear_delay_ms(&self, retry: u32) -> u64 {
+        self.base_delay_ms
+            .saturating_mul(u64::from(retry).saturating_add(1))
+    }
+}
+
+/// How long a provider may keep the chain waiting. A provider that has not
+/// produced an invoice within its hedge delay gets the next provider started
+/// alongside it; the first valid invoice wins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgePolicy {
+    /// Lower bound of the hedge delay: ordinary jitter on a fast provider
+    /// must not double the load on the next one.
+    pub min_delay_ms: u64,
+    /// Upper bound, and the delay while a provider has too few latency
+    /// samples: the most a hanging provider can cost before the next starts.
+    pub max_delay_ms: u64,
+    /// How long one provider may keep trying, retries included, counted
+    /// from its first attempt (and never past the request's deadline).
+    pub provider_budget_ms: u64,
+}
+
+impl Default for HedgePolicy {
+    fn default() -> Self {
+        HedgePolicy {
+            min_delay_ms: 250,
+            max_delay_ms: 2_000,
+            provider_budget_ms: 5_000,
+        }
+    }
+}
+
+impl HedgePolicy {
+    /// The hedge delay for a provider whose recent p95 latency is `p95_ms`
+    /// (`None`: not enough samples, so the cap), never beyond the attempt
+    /// timeout: by then the attempt has failed anyway.
+    pub fn delay_ms(&self, p95_ms: Option<u64>, attempt_timeout_ms: u64) -> u64 {
+        let floor = self.min_delay_ms.min(self.max_delay_ms);
+        p95_ms
+            .map_or(self.max_delay_ms, |p| p.clamp(floor, self.max_delay_ms))
+            .min(attempt_timeout_ms)
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +143,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn linear_delay_grows_by_the_base() {
+        let p = RetryPolicy {
+            base_delay_ms: 2_000,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.linear_delay_ms(0), 2_000);
+        assert_eq!(p.linear_delay_ms(1), 4_000);
+        assert_eq!(
+            p.linear_delay_ms(u32::MAX),
+            2_000 * (u64::from(u32::MAX) + 1)
+        );
+    }
+
+    #[test]
+    fn hedge_delay_follows_p95_within_floor_and_cap() {
+        let h = HedgePolicy::default();
+        assert_eq!(h.delay_ms(None, 5_000), 2_000, "unknown latency: the cap");
+        assert_eq!(h.delay_ms(Some(10), 5_000), 250, "fast provider: the floor");
+        assert_eq!(h.delay_ms(Some(700), 5_000), 700);
+        assert_eq!(h.delay_ms(Some(60_000), 5_000), 2_000);
+        assert_eq!(
+            h.delay_ms(Some(700), 500),
+            500,
+            "never past the attempt timeout"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! function so the rules are tested on the host. Every error names the
 //! variable to fix.
 
-use crate::core::backoff::RetryPolicy;
+use crate::core::backoff::{HedgePolicy, RetryPolicy};
 use crate::core::bolt11::Network;
 use crate::core::breaker::BreakerPolicy;
 use crate::core::cors::AllowedOrigins;
@@ -31,6 +31,27 @@ pub enum Environment {
     Development,
 }
 
+/// How invoice creation moves through the providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Default: a time budget per provider, and the next provider started
+    /// alongside one that is slower than its hedge delay.
+    Hedged,
+    /// The seed's behaviour, kept as a baseline to measure against: each
+    /// provider in turn, up to `1 + max_retries` attempts with a linearly
+    /// growing delay, no breaker, no hedging.
+    Sequential,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Hedged => "hedged",
+            Strategy::Sequential => "sequential",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvoiceLimits {
     pub max_sat: u64,
@@ -45,6 +66,9 @@ pub struct Config {
     /// In fallback order.
     pub providers: Vec<ProviderConfig>,
     pub retry: RetryPolicy,
+    /// Invoice creation only; lookups always ask the issuer alone.
+    pub strategy: Strategy,
+    pub hedge: HedgePolicy,
     pub breaker: BreakerPolicy,
     pub limits: InvoiceLimits,
     pub cors: AllowedOrigins,
@@ -278,9 +302,28 @@ impl Config {
             })?,
         };
         let providers = providers(&v, environment)?;
+        let strategy = match v
+            .get("LIGHTNING_FALLBACK_STRATEGY")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("hedged") => Strategy::Hedged,
+            Some("sequential") => Strategy::Sequential,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LIGHTNING_FALLBACK_STRATEGY",
+                    format!("`{other}` is not one of hedged, sequential"),
+                ))
+            }
+        };
+        // The seed waited 2 s (then 4 s) between tries; the baseline keeps that.
+        let default_delay = match strategy {
+            Strategy::Hedged => 250,
+            Strategy::Sequential => 2_000,
+        };
         let retry = RetryPolicy {
             max_retries: v.number("LIGHTNING_FALLBACK_MAX_RETRIES", 2, 0, 10)? as u32,
-            base_delay_ms: v.number("LIGHTNING_FALLBACK_RETRY_DELAY", 250, 0, 60_000)?,
+            base_delay_ms: v.number("LIGHTNING_FALLBACK_RETRY_DELAY", default_delay, 0, 60_000)?,
             max_delay_ms: v.number("LIGHTNING_FALLBACK_MAX_RETRY_DELAY", 2_000, 0, 60_000)?,
             attempt_timeout_ms: v.number(
                 "LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS",
@@ -291,6 +334,22 @@ impl Config {
             total_timeout_ms: v.number(
                 "LIGHTNING_FALLBACK_TOTAL_TIMEOUT_MS",
                 15_000,
+                100,
+                120_000,
+            )?,
+        };
+        let min_delay_ms = v.number("LIGHTNING_FALLBACK_HEDGE_MIN_MS", 250, 0, 60_000)?;
+        let hedge = HedgePolicy {
+            min_delay_ms,
+            max_delay_ms: v.number(
+                "LIGHTNING_FALLBACK_HEDGE_MAX_MS",
+                2_000.max(min_delay_ms),
+                min_delay_ms.max(1),
+                60_000,
+            )?,
+            provider_budget_ms: v.number(
+                "LIGHTNING_FALLBACK_PROVIDER_BUDGET_MS",
+                retry.attempt_timeout_ms,
                 100,
                 120_000,
             )?,
@@ -329,6 +388,8 @@ impl Config {
             network,
             providers,
             retry,
+            strategy,
+            hedge,
             breaker,
             limits,
             cors,
@@ -456,6 +517,65 @@ mod tests {
                 ("LIGHTNING_FALLBACK_ENABLE_MOCK", "maybe")
             ]),
             Some("LIGHTNING_FALLBACK_ENABLE_MOCK".into())
+        );
+    }
+
+    #[test]
+    fn strategy_and_hedge_settings() {
+        let c = cfg(&[("ALBY_API_KEY", "t")]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.strategy, Strategy::Hedged);
+        assert_eq!(c.retry.base_delay_ms, 250);
+        assert_eq!(
+            c.hedge,
+            HedgePolicy {
+                min_delay_ms: 250,
+                max_delay_ms: 2_000,
+                provider_budget_ms: 5_000
+            }
+        );
+        let c = cfg(&[
+            ("ALBY_API_KEY", "t"),
+            ("LIGHTNING_FALLBACK_STRATEGY", "Sequential"),
+            ("LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS", "3000"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.strategy, Strategy::Sequential);
+        assert_eq!(c.retry.base_delay_ms, 2_000, "the seed's 2 s delay");
+        assert_eq!(
+            c.hedge.provider_budget_ms, 3_000,
+            "budget follows the attempt timeout"
+        );
+        let c = cfg(&[
+            ("ALBY_API_KEY", "t"),
+            ("LIGHTNING_FALLBACK_HEDGE_MIN_MS", "100"),
+            ("LIGHTNING_FALLBACK_HEDGE_MAX_MS", "800"),
+            ("LIGHTNING_FALLBACK_PROVIDER_BUDGET_MS", "4000"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            (
+                c.hedge.min_delay_ms,
+                c.hedge.max_delay_ms,
+                c.hedge.provider_budget_ms
+            ),
+            (100, 800, 4_000)
+        );
+        let var = |pairs: &[(&str, &str)]| cfg(pairs).err().map(|e| e.variable);
+        assert_eq!(
+            var(&[
+                ("ALBY_API_KEY", "t"),
+                ("LIGHTNING_FALLBACK_STRATEGY", "fast")
+            ]),
+            Some("LIGHTNING_FALLBACK_STRATEGY".into())
+        );
+        assert_eq!(
+            var(&[
+                ("ALBY_API_KEY", "t"),
+                ("LIGHTNING_FALLBACK_HEDGE_MIN_MS", "900"),
+                ("LIGHTNING_FALLBACK_HEDGE_MAX_MS", "800")
+            ]),
+            Some("LIGHTNING_FALLBACK_HEDGE_MAX_MS".into()),
+            "the cap may not be below the floor"
         );
     }
 

@@ -16,6 +16,9 @@ pub const WINDOW: usize = 20;
 pub const HISTORY: usize = 48;
 /// Unchanged counters are flushed at most this often.
 pub const FLUSH_INTERVAL_MS: u64 = 30_000;
+/// Fewer successful samples than this give no latency estimate: a single
+/// lucky answer must not set a tight hedge delay.
+pub const LATENCY_MIN_SAMPLES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
@@ -64,6 +67,25 @@ impl ProviderHealth {
         }
         let ok = self.window.iter().filter(|s| s.ok).count();
         Some(ok as f64 / self.window.len() as f64)
+    }
+
+    /// The 95th percentile (nearest rank) of the latencies of recent
+    /// successful calls, requests and probes alike, or `None` with fewer than
+    /// [`LATENCY_MIN_SAMPLES`]. Failures are left out: how long a refusal or a
+    /// timeout took says nothing about when a good answer is due.
+    pub fn latency_p95_ms(&self) -> Option<u64> {
+        let mut ok: Vec<u64> = self
+            .window
+            .iter()
+            .filter(|s| s.ok)
+            .map(|s| s.latency_ms)
+            .collect();
+        if ok.len() < LATENCY_MIN_SAMPLES {
+            return None;
+        }
+        ok.sort_unstable();
+        let rank = (ok.len() * 95).div_ceil(100);
+        ok.get(rank.saturating_sub(1)).copied()
     }
 }
 
@@ -244,6 +266,28 @@ mod tests {
             "went offline"
         );
         assert_eq!(before.flush_needed(&before.clone(), u64::MAX), Flush::No);
+    }
+
+    #[test]
+    fn p95_uses_recent_successes_only_and_needs_a_few() {
+        let mut b = HealthBook::default();
+        b.record_success("lnd", 40, 1, Source::Request);
+        b.record_success("lnd", 50, 2, Source::Probe);
+        assert_eq!(
+            b.get("lnd").latency_p95_ms(),
+            None,
+            "two samples are too few"
+        );
+        b.record_failure("lnd", "timeout", 5_000, 3, Source::Request, &P);
+        assert_eq!(b.get("lnd").latency_p95_ms(), None, "failures do not count");
+        b.record_success("lnd", 30, 4, Source::Request);
+        assert_eq!(b.get("lnd").latency_p95_ms(), Some(50));
+        for i in 0..19 {
+            b.record_success("lnd", 10 + i, 10 + i, Source::Request);
+        }
+        b.record_success("lnd", 900, 100, Source::Request);
+        // 20 samples: 10..=28 and 900; the 19th smallest is 28.
+        assert_eq!(b.get("lnd").latency_p95_ms(), Some(28));
     }
 
     #[test]

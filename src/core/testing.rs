@@ -217,3 +217,176 @@ pub fn invoice_reply(kind: &'static str, network: Network, latency_ms: u64) -> R
         latency_ms,
     )
 }
+
+/// A [`Runtime`] whose clock only moves when every task waits: concurrent
+/// sleeps and in-flight sends overlap in virtual time, as they would on the
+/// real runtime. Replies come from the wrapped [`FakeRuntime`]'s script
+/// (`rt.on(...)`, `rt.calls_to(...)` work through `Deref`). Drive futures
+/// with [`VirtualRuntime::run`], not `block_on`.
+pub struct VirtualRuntime {
+    pub fake: FakeRuntime,
+    timers: RefCell<Vec<VirtualTimer>>,
+    next_timer: Cell<u64>,
+}
+
+struct VirtualTimer {
+    id: u64,
+    at_ms: u64,
+    waker: Option<std::task::Waker>,
+}
+
+impl std::ops::Deref for VirtualRuntime {
+    type Target = FakeRuntime;
+    fn deref(&self) -> &FakeRuntime {
+        &self.fake
+    }
+}
+
+/// A root waker that only notes that it was woken.
+struct WokenFlag(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for WokenFlag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl VirtualRuntime {
+    pub fn new(now_ms: u64) -> Self {
+        VirtualRuntime {
+            fake: FakeRuntime::new(now_ms),
+            timers: RefCell::new(Vec::new()),
+            next_timer: Cell::new(0),
+        }
+    }
+
+    /// Runs `fut` to completion: polls it, and whenever nothing can move,
+    /// jumps the clock to the earliest pending timer. Panics if the future
+    /// waits on nothing (it would hang on a real runtime too).
+    pub fn run<F: std::future::Future>(&self, fut: F) -> F::Output {
+        use std::sync::atomic::Ordering;
+        use std::task::{Context, Poll};
+        let flag = std::sync::Arc::new(WokenFlag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            flag.0.store(false, Ordering::SeqCst);
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+            if flag.0.load(Ordering::SeqCst) {
+                continue; // woken during the poll: progress at the same instant
+            }
+            let next = self
+                .timers
+                .borrow()
+                .iter()
+                .filter(|t| t.waker.is_some())
+                .map(|t| t.at_ms)
+                .min();
+            let Some(at) = next else {
+                panic!("virtual runtime stalled: the future waits on no timer");
+            };
+            let now = self.fake.now_ms();
+            if at > now {
+                self.fake.advance(at - now);
+            }
+            let due: Vec<std::task::Waker> = self
+                .timers
+                .borrow_mut()
+                .iter_mut()
+                .filter(|t| t.at_ms <= at)
+                .filter_map(|t| t.waker.take())
+                .collect();
+            for w in due {
+                w.wake();
+            }
+        }
+    }
+
+    fn sleep_until(&self, at_ms: u64) -> VirtualSleep<'_> {
+        let id = self.next_timer.get();
+        self.next_timer.set(id + 1);
+        VirtualSleep {
+            rt: self,
+            id,
+            at_ms,
+        }
+    }
+}
+
+struct VirtualSleep<'a> {
+    rt: &'a VirtualRuntime,
+    id: u64,
+    at_ms: u64,
+}
+
+impl std::future::Future for VirtualSleep<'_> {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let mut timers = self.rt.timers.borrow_mut();
+        if self.rt.fake.now_ms() >= self.at_ms {
+            timers.retain(|t| t.id != self.id);
+            return std::task::Poll::Ready(());
+        }
+        match timers.iter_mut().find(|t| t.id == self.id) {
+            Some(t) => t.waker = Some(cx.waker().clone()),
+            None => timers.push(VirtualTimer {
+                id: self.id,
+                at_ms: self.at_ms,
+                waker: Some(cx.waker().clone()),
+            }),
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for VirtualSleep<'_> {
+    fn drop(&mut self) {
+        // A dropped wait must not pull the clock forward.
+        self.rt.timers.borrow_mut().retain(|t| t.id != self.id);
+    }
+}
+
+impl Runtime for VirtualRuntime {
+    async fn send(
+        &self,
+        request: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
+        let start = self.fake.now_ms();
+        self.fake
+            .sent
+            .borrow_mut()
+            .push((request.url.clone(), timeout_ms));
+        let reply = self.fake.next_reply(&request.url);
+        let latency = match &reply {
+            Reply::Fail(e) => return Err(e.clone()),
+            Reply::Hang => timeout_ms,
+            Reply::Respond(_, l) | Reply::Func(_, l) => (*l).min(timeout_ms),
+        };
+        self.sleep_until(start + latency).await;
+        match reply {
+            Reply::Respond(resp, l) if l < timeout_ms => Ok(resp),
+            Reply::Func(f, l) if l < timeout_ms => Ok(f(&request, self.fake.now_ms())),
+            _ => Err(TransportError::Timeout),
+        }
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.fake.slept.borrow_mut().push(ms);
+        self.sleep_until(self.fake.now_ms() + ms).await;
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.fake.now_ms()
+    }
+
+    fn random_bytes(&self, buf: &mut [u8]) {
+        self.fake.random_bytes(buf);
+    }
+}

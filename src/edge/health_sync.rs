@@ -4,11 +4,17 @@
 use worker::{Context, Env};
 
 use crate::core::health::{Flush, HealthBook};
+use crate::core::http::Runtime;
 use crate::edge::store::Store;
+
+/// KV refuses a second write to one key within a second.
+const KV_WRITE_SPACING_MS: u64 = 1_000;
 
 pub struct HealthSession {
     before: HealthBook,
     pub book: HealthBook,
+    /// When this request last wrote the book, if it did.
+    wrote_at_ms: Option<u64>,
 }
 
 impl HealthSession {
@@ -17,6 +23,7 @@ impl HealthSession {
         HealthSession {
             book: before.clone(),
             before,
+            wrote_at_ms: None,
         }
     }
 
@@ -34,5 +41,35 @@ impl HealthSession {
             Flush::Now => store.save_health(&book).await,
             _ => ctx.wait_until(async move { store.save_health(&book).await }),
         }
+    }
+
+    /// Before the answer, for a request whose work goes on after it: writes
+    /// the book only when a breaker or online state changed (other isolates
+    /// act on that at once). Counters wait for [`HealthSession::flush_rest`].
+    pub async fn flush_urgent(&mut self, store: &Store, now_ms: u64) {
+        if self.book.flush_needed(&self.before, now_ms) != Flush::Now {
+            return;
+        }
+        self.book.written_at_ms = now_ms;
+        store.save_health(&self.book).await;
+        self.before = self.book.clone();
+        self.wrote_at_ms = Some(now_ms);
+    }
+
+    /// After the answer (inside `wait_until`): writes what is still due,
+    /// spaced at least a second after this request's urgent write so KV
+    /// does not refuse it.
+    pub async fn flush_rest<R: Runtime>(mut self, store: &Store, rt: &R) {
+        if self.book.flush_needed(&self.before, rt.now_ms()) == Flush::No {
+            return;
+        }
+        if let Some(at) = self.wrote_at_ms {
+            let wait = at
+                .saturating_add(KV_WRITE_SPACING_MS)
+                .saturating_sub(rt.now_ms());
+            rt.sleep(wait).await;
+        }
+        self.book.written_at_ms = rt.now_ms();
+        store.save_health(&self.book).await;
     }
 }

@@ -1,5 +1,7 @@
 //! `POST /api/create-invoice` and `GET /api/check-invoice`.
 
+use std::rc::Rc;
+
 use worker::{Context, Env, Request};
 
 use crate::core::chain;
@@ -23,10 +25,19 @@ pub async fn create(
     let body = read_json_body(req).await?;
     let params = invoice::parse_create_request(&body, &cfg.limits)?;
     let store = Store::open(env)?;
-    let rt = WorkerRuntime;
+    let rt = Rc::new(WorkerRuntime);
     let mut session = HealthSession::load(&store).await;
-    let result = chain::create_invoice(&rt, cfg, &mut session.book, &params).await;
-    session.flush(env, ctx, rt.now_ms()).await;
+    let mut run = chain::CreateRun::new(rt.clone(), Rc::new(cfg.clone()), params);
+    let result = run.outcome(&mut session.book).await;
+    session.flush_urgent(&store, rt.now_ms()).await;
+    // Providers hedged away are still running: let them finish after the
+    // answer so their real outcome (a timeout, or a late success) reaches
+    // the breaker and the latency history.
+    let (tail_store, tail_rt) = (Store::open(env)?, rt.clone());
+    ctx.wait_until(async move {
+        run.settle(&mut session.book).await;
+        session.flush_rest(&tail_store, &*tail_rt).await;
+    });
     match result {
         Ok((issued, attempts)) => {
             // The index must exist before the client can ask about the invoice.
