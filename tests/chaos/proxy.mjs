@@ -46,6 +46,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *   delayMs       [min, max] of a "delay" (keep max below the pay timeout)
  *   passDelayMs   [min, max] delay of every other request
  *   logFile       path of the JSON-lines decision log
+ *   t0            origin of the log's `t` (ms), to line it up with other logs
  */
 export async function startFaultProxy({
   upstream,
@@ -56,6 +57,7 @@ export async function startFaultProxy({
   delayMs = [200, 1500],
   passDelayMs = [0, 30],
   logFile,
+  t0 = Date.now(),
 }) {
   const up = new URL(upstream);
   const rand = rng(seed);
@@ -75,7 +77,6 @@ export async function startFaultProxy({
   const pending = new Set(); // promises of pay requests still being handled
   let seq = 0;
   let other = 0;
-  const t0 = Date.now();
   const write = (o) => log?.write(JSON.stringify({ t: Date.now() - t0, ...o }) + "\n");
 
   /** Sends the request to LNbits; resolves {status, headers, body} (or {error}). */

@@ -24,6 +24,7 @@
 //   --var K=V           extra/overriding gateway variable (repeatable)
 //   --out DIR           where logs and the report go (a new temp dir; printed)
 //   --keep              keep the gateway's persistence folder
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -173,6 +174,9 @@ const keys = new Map(); // key -> {key, body, payee, kind, amount, answers: [], 
 let createAttempts = 0;
 let createNetworkErrors = 0;
 let create5xx = 0;
+// wrangler dev's own proxy answers 503 "Your worker restarted mid-request" when its
+// fetch to the Worker fails (seen at the start of bursts, a stale pooled connection): not the gateway's answer.
+let createDev503 = 0;
 
 /**
  * A client's create: the same key and body until an answer comes (network
@@ -184,9 +188,13 @@ async function createUntilAnswered(k, body, tag) {
     createAttempts++;
     try {
       const r = await api("POST", "/api/payouts", { json: body, headers: { "idempotency-key": k.key } });
-      logClient({ key: k.key, tag, attempt, status: r.status, replayed: r.replayed, id: r.json?.id, payout_status: r.json?.status, error: r.json?.error?.code });
+      logClient({
+        key: k.key, tag, attempt, status: r.status, replayed: r.replayed, id: r.json?.id, payout_status: r.json?.status,
+        error: r.json?.error ?? (r.status >= 300 ? r.text.slice(0, 300) : undefined),
+      });
       if (r.status >= 500 || r.status === 429) {
-        create5xx++;
+        if (r.status === 503 && /restarted mid-request/.test(r.text)) createDev503++;
+        else create5xx++;
         if (Date.now() > deadline) return r;
         await sleep(300 + rand() * 700);
         continue;
@@ -280,6 +288,22 @@ async function inBatches(items, n, fn) {
 }
 
 // ---------------------------------------------------------------- the run
+function buildInfo() {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+  const wasm = path.join(root, "build/index_bg.wasm");
+  let info = "build/ missing";
+  try {
+    const st = fs.statSync(wasm);
+    info = `index_bg.wasm ${st.size} bytes built ${st.mtime.toISOString()}`;
+  } catch {}
+  try {
+    const git = (args) => execFileSync("git", ["-C", root, ...args], { encoding: "utf8" }).trim();
+    const dirty = git(["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]) ? " + uncommitted changes in src/" : "";
+    info += `, git ${git(["rev-parse", "--short", "HEAD"])}${dirty}`;
+  } catch {}
+  return info;
+}
+
 let restarts = 0;
 async function restartGateway(why) {
   say(`SIGKILL gateway (${why})`);
@@ -317,6 +341,7 @@ async function main() {
     lateMs: cfg.lateMs,
     delayMs: [100, Math.max(200, Math.floor(cfg.payTimeoutMs * 0.6))],
     logFile: path.join(outDir, "proxy.jsonl"),
+    t0,
   });
   const proxyHost = new URL(proxy.url).host;
   const vars = {
@@ -336,7 +361,9 @@ async function main() {
     ...cfg.vars,
   };
   fs.writeFileSync(path.join(outDir, "gateway-vars.json"), JSON.stringify({ ...vars, LNBITS_ADMIN_KEY: "(payer admin key)" }, null, 2));
-  worker = await startWorker(vars, { name: "chaos" });
+  // A private copy of build/: edits under src/ during the run neither rebuild nor reload the gateway.
+  worker = await startWorker(vars, { name: "chaos", snapshot: true, logLevel: process.env.CHAOS_WRANGLER_LOG_LEVEL ?? "info" });
+  say(`gateway build under test: ${buildInfo()}`);
   say(`LNbits ${lnbits.url}, proxy ${proxy.url}, gateway ${worker.base} (state ${worker.dir})`);
   startCron();
 
@@ -591,10 +618,10 @@ try {
   const pc = proxy.counts;
   const workerLog = fs.existsSync(path.join(outDir, "worker.log")) ? fs.readFileSync(path.join(outDir, "worker.log"), "utf8") : worker.allLogs;
   const panics = (workerLog.match(/panicked at|RuntimeError: unreachable/g) ?? []).length;
-  const http5xx = (workerLog.match(/ 5\d\d [A-Za-z ]+\(\d+ms\)/g) ?? []).length;
+  const http5xx = (workerLog.match(/ 5\d\d [A-Za-z ]+\(\d+ms\)/g) ?? []).length - createDev503;
   console.log(
     `chaos proxy: pay_requests=${proxy.payRequests} ${DECISIONS.map((d) => `${d}=${pc[d]}`).join(" ")} other_requests=${proxy.otherRequests}; ` +
-      `client: create_attempts=${createAttempts} network_errors=${createNetworkErrors} 5xx=${create5xx}; cron=${cronCalls} cron_errors=${cronErrors}; ` +
+      `client: create_attempts=${createAttempts} network_errors=${createNetworkErrors} 5xx=${create5xx} wrangler_dev_503=${createDev503}; cron=${cronCalls} cron_errors=${cronErrors}; ` +
       `lnbits payer outgoing paid=${payerOutgoing}; gateway panics=${panics} 5xx_answers=${http5xx}; seed=${cfg.seed}; logs ${outDir}`,
   );
   console.log(

@@ -20,10 +20,26 @@ export async function freePort() {
   });
 }
 
-export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null } = {}) {
-  // `dir` reuses a persistence folder (its state survives), `port` a fixed port.
+/**
+ * Options: `dir` reuses a persistence folder (its state survives), `port` a
+ * fixed port, and `snapshot` runs a private copy of build/ with wrangler.toml's
+ * [build] section left out. Without it, `wrangler dev` watches src/ and, on
+ * any edit there, runs scripts/build.sh and reloads the Worker mid-test.
+ */
+export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null, snapshot = false, logLevel = "info" } = {}) {
   const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), `lnfb-${name}-`));
   fs.mkdirSync(dir, { recursive: true });
+  const configArgs = [];
+  if (snapshot) {
+    const config = path.join(dir, "wrangler.toml");
+    if (!fs.existsSync(config)) {
+      fs.cpSync(path.join(ROOT, "build"), path.join(dir, "build"), { recursive: true });
+      const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+      // Drop the [build] table (up to the next table header): no build command, no watcher.
+      fs.writeFileSync(config, toml.replace(/^\[build\]\n(?:(?!\[)[^\n]*\n)*/m, ""));
+    }
+    configArgs.push("--config", config);
+  }
   const envFile = path.join(dir, "test.env");
   const all = { ENVIRONMENT: "development", ...vars };
   fs.writeFileSync(envFile, Object.entries(all).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
@@ -36,7 +52,7 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
     const args = [
       "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", path.join(dir, "state"),
       "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false",
-      "--inspector-port", String(await freePort()), "--log-level", "info",
+      "--inspector-port", String(await freePort()), "--log-level", logLevel, ...configArgs,
     ];
     child = spawn(path.join(ROOT, "node_modules/.bin/wrangler"), args, {
       cwd: ROOT,
