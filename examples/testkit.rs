@@ -1,7 +1,8 @@
 //! Test helper for the end-to-end fakes: prints a signed BOLT11 invoice as
 //! JSON, so fake providers written in JavaScript hand out real invoices.
 //!
-//! `cargo run --example testkit -- invoice <network> <amount_msat> <expiry_secs> [description]`
+//! `cargo run --example testkit -- invoice <network> <amount_msat> <expiry_secs> [description] [description_hash]`
+//! (with a description hash, 64 hex digits, the invoice commits to it instead of the description)
 //! `cargo run --example testkit -- decode <bolt11>`
 
 use lightning_fallback::core::bolt11::{self, Network};
@@ -9,7 +10,7 @@ use lightning_fallback::core::providers::mock::sign_invoice;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: testkit invoice <network> <amount_msat> <expiry_secs> [description] | testkit decode <bolt11>";
+    let usage = "usage: testkit invoice <network> <amount_msat> <expiry_secs> [description] [description_hash] | testkit decode <bolt11>";
     if args.len() == 2 && args[0] == "decode" {
         match bolt11::parse(&args[1]) {
             Ok(i) => println!(
@@ -52,7 +53,16 @@ fn main() {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let description = args.get(4).map(String::as_str).unwrap_or("e2e");
-    match sign_invoice(network, amount, description, None, expiry, now, preimage) {
+    let description_hash = args.get(5).map(String::as_str).filter(|h| !h.is_empty());
+    match sign_invoice(
+        network,
+        amount,
+        description,
+        description_hash,
+        expiry,
+        now,
+        preimage,
+    ) {
         Ok(inv) => println!(
             "{}",
             serde_json::json!({

@@ -39,3 +39,31 @@ mod tests {
         assert!(!matches_any("", &[]));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Only `Bearer <the key>` (any case, spaces around) matches.
+        #[test]
+        fn only_the_exact_key_matches(
+            key in "[!-~]{16,40}",
+            header in prop_oneof![
+                "\\PC{0,60}",
+                "[Bb][Ee][Aa][Rr][Ee][Rr] [!-~ ]{0,40}",
+            ],
+        ) {
+            let ok = bearer(Some(&header)).is_some_and(|t| matches_any(t, &[&key]));
+            let h = header.trim();
+            let expected = h.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+                && h.get(7..).is_some_and(|t| t.trim() == key);
+            prop_assert_eq!(ok, expected, "{:?}", header);
+            let exact = format!(" Bearer {key} ");
+            prop_assert!(bearer(Some(&exact)).is_some_and(|t| matches_any(t, &[&key])));
+        }
+    }
+}

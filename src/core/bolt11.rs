@@ -310,3 +310,150 @@ mod tests {
         assert!(!is_payment_hash(&"zz".repeat(32)));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::core::providers::mock::sign_invoice;
+    use bech32::{Bech32, Hrp};
+    use proptest::prelude::*;
+
+    const CHARSET: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    const NOW: u64 = 1_700_000_000;
+
+    fn network() -> impl Strategy<Value = Network> {
+        prop::sample::select(vec![
+            Network::Bitcoin,
+            Network::Testnet,
+            Network::Signet,
+            Network::Regtest,
+        ])
+    }
+
+    /// A valid invoice and what it was made with.
+    fn invoice() -> impl Strategy<Value = (String, Network, u64, u64)> {
+        (
+            network(),
+            1u64..=2_100_000_000_000,
+            60u64..=604_800,
+            "[ -~]{0,80}",
+            any::<[u8; 32]>(),
+        )
+            .prop_map(|(net, msat, expiry, desc, preimage)| {
+                let inv = sign_invoice(net, msat, &desc, None, expiry, NOW, preimage)
+                    .unwrap_or_else(|e| panic!("signing: {e}"));
+                (inv.payment_request, net, msat, expiry)
+            })
+    }
+
+    fn want(net: Network, msat: u64) -> Expectation<'static> {
+        Expectation {
+            network: net,
+            amount_msat: msat,
+            payment_hash: None,
+            now_secs: NOW + 1,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn parse_and_verify_never_panic(s in any::<String>(), net in network(), msat in any::<u64>(), now in any::<u64>()) {
+            let _ = parse(&s);
+            let w = Expectation { network: net, amount_msat: msat, payment_hash: Some(&s), now_secs: now };
+            let _ = verify(&s, &w);
+        }
+
+        /// Shaped like an invoice (a BOLT11 prefix, amount, separator and
+        /// bech32 letters), so parsing gets past the first checks.
+        #[test]
+        fn never_panics_on_invoice_shaped_strings(
+            hrp in "(lightning:)?ln(bc|tb|tbs|bcrt|sb)[0-9]{0,25}[munpx]?",
+            data in "[qpzry9x8gf2tvdw0s3jn54khce6mua7l1]{0,800}",
+        ) {
+            let _ = parse(&format!("{hrp}1{data}"));
+        }
+
+        /// Random data under a valid checksum reaches the tagged-field parser,
+        /// the amount and the signature recovery.
+        #[test]
+        fn never_panics_on_checksummed_garbage(
+            hrp in "ln(bc|tb|tbs|bcrt|sb)([1-9][0-9]{0,20}[munp]?)?",
+            data in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let Ok(hrp) = Hrp::parse(&hrp) else { return Ok(()) };
+            let Ok(s) = bech32::encode::<Bech32>(hrp, &data) else { return Ok(()) };
+            if let Ok(inv) = parse(&s) {
+                // Whatever it accepts is self-consistent.
+                prop_assert_eq!(inv.payment_hash.len(), 64);
+                prop_assert!(inv.expires_at_secs() >= inv.timestamp_secs);
+            }
+        }
+
+        #[test]
+        fn a_valid_invoice_is_accepted_as_made((pr, net, msat, expiry) in invoice()) {
+            let inv = verify(&pr, &want(net, msat)).unwrap_or_else(|e| panic!("{e}: {pr}"));
+            prop_assert_eq!(inv.amount_msat, Some(msat));
+            prop_assert_eq!(inv.network, Some(net));
+            prop_assert_eq!(inv.expires_at_secs(), NOW + expiry);
+            prop_assert!(parse(&pr.to_uppercase()).is_ok());
+        }
+
+        /// One character changed into any other (case aside) is always refused.
+        #[test]
+        fn one_changed_character_is_refused(
+            (pr, net, msat, _expiry) in invoice(),
+            at in any::<prop::sample::Index>(),
+            with in prop::sample::select(
+                format!("{CHARSET}{}1bio0 é\u{0}⚡", CHARSET.to_uppercase()).chars().collect::<Vec<_>>(),
+            ),
+        ) {
+            let mut chars: Vec<char> = pr.chars().collect();
+            let i = at.index(chars.len());
+            prop_assume!(!chars[i].eq_ignore_ascii_case(&with));
+            chars[i] = with;
+            let bad: String = chars.into_iter().collect();
+            prop_assert!(parse(&bad).is_err(), "accepted {bad} (from {pr})");
+            prop_assert!(verify(&bad, &want(net, msat)).is_err());
+        }
+
+        /// Cut short or extended, it is refused too.
+        #[test]
+        fn a_truncated_or_extended_invoice_is_refused(
+            (pr, _net, _msat, _expiry) in invoice(),
+            cut in any::<prop::sample::Index>(),
+            extra in "[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{1,8}",
+        ) {
+            let keep = cut.index(pr.len());
+            prop_assert!(parse(&pr[..keep]).is_err());
+            let longer = format!("{pr}{extra}");
+            prop_assert!(parse(&longer).is_err());
+        }
+
+        /// What the caller expects is enforced: another network, amount or
+        /// hash, or a later time than the expiry, is refused.
+        #[test]
+        fn verify_enforces_the_expectation(
+            (pr, net, msat, expiry) in invoice(),
+            other_net in network(),
+            other_msat in 1u64..=2_100_000_000_000,
+            late in 0u64..1_000_000,
+        ) {
+            if other_net != net {
+                let wrong_network = matches!(verify(&pr, &want(other_net, msat)), Err(Bolt11Error::WrongNetwork { .. }));
+                prop_assert!(wrong_network);
+            }
+            if other_msat != msat {
+                let mismatch = matches!(verify(&pr, &want(net, other_msat)), Err(Bolt11Error::AmountMismatch { .. }));
+                prop_assert!(mismatch);
+            }
+            let other_hash = "00".repeat(32);
+            let w = Expectation { payment_hash: Some(&other_hash), ..want(net, msat) };
+            let hash_mismatch = matches!(verify(&pr, &w), Err(Bolt11Error::HashMismatch { .. }));
+            prop_assert!(hash_mismatch);
+            let w = Expectation { now_secs: NOW + expiry + late, ..want(net, msat) };
+            prop_assert_eq!(verify(&pr, &w), Err(Bolt11Error::Expired));
+        }
+    }
+}

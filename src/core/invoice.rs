@@ -18,12 +18,7 @@ pub const MIN_EXPIRY_SECS: u64 = 60;
 pub const RECORD_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    match v {
-        Value::Object(m) => Ok(m),
-        _ => Err(ApiError::InvalidJson("expected a JSON object".into())),
-    }
+    crate::core::body::parse_object(body)
 }
 
 fn whole_number(
@@ -73,6 +68,12 @@ pub fn parse_create_request(
             return Err(ApiError::invalid_field(
                 "description",
                 format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
+            ))
+        }
+        Some(Value::String(s)) if crate::core::body::has_control_chars(s, true) => {
+            return Err(ApiError::invalid_field(
+                "description",
+                "must not contain control characters (other than tab and line breaks)",
             ))
         }
         Some(Value::String(s)) => Some(s.clone()),
@@ -267,6 +268,18 @@ mod tests {
         assert_eq!(
             code(r#"{"amount":1,"description_hash":"abc"}"#),
             "invalid_description_hash"
+        );
+        assert_eq!(code(r#"{"amount":1,"amount":1000}"#), "invalid_json");
+        for bad in [r"a\u0000b", r"\u001b[31m", r"a\u007fb", r"a\u0085b"] {
+            assert_eq!(
+                code(&format!(r#"{{"amount":1,"description":"{bad}"}}"#)),
+                "invalid_description",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            code(r#"{"amount":1,"description":"two\nlines \u202e ⚡"}"#),
+            "ok"
         );
         assert_eq!(code(r#"{"amount":1,"expiry":5}"#), "invalid_expiry");
         assert_eq!(code(r#"{"amount":1,"expiry":999999999}"#), "invalid_expiry");

@@ -3,10 +3,13 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod body;
 pub mod bolt11;
 pub mod breaker;
 pub mod chain;
 pub mod config;
+#[cfg(test)]
+mod config_props;
 pub mod cors;
 pub mod error;
 pub mod health;
@@ -19,6 +22,8 @@ pub mod providers;
 pub mod routes;
 pub mod status_page;
 pub mod time;
+#[cfg(test)]
+mod webhook_props;
 
 #[cfg(test)]
 pub mod testing;

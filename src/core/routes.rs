@@ -145,3 +145,36 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Any method and path: a route, or a 404/405 JSON error; never a panic.
+        #[test]
+        fn any_request_is_routed_or_refused(
+            method in prop_oneof![
+                prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get", ""]).prop_map(String::from),
+                "\\PC{0,10}",
+            ],
+            path in prop_oneof![
+                "/api/payouts/\\PC{0,80}",
+                "/[a-z/_.%0-9-]{0,80}",
+                "\\PC{0,80}",
+            ],
+        ) {
+            match route(&method, &path) {
+                Ok(Route::GetPayout(id)) | Ok(Route::RetryPayout(id)) => {
+                    prop_assert!(!id.is_empty() && id.len() <= 64);
+                    prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{id}");
+                }
+                Ok(_) => {}
+                Err(e) => prop_assert!(matches!(e.status(), 404 | 405), "{e:?}"),
+            }
+        }
+    }
+}

@@ -17,7 +17,10 @@ pub async fn read_json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
             .to_ascii_lowercase();
         // text/plain is what browsers send to skip a preflight; the body must still be JSON.
         if essence != "application/json" && !essence.ends_with("+json") && essence != "text/plain" {
-            return Err(ApiError::UnsupportedMediaType(ct));
+            // Echoed in the error message: a hostile header is cut short there.
+            return Err(ApiError::UnsupportedMediaType(
+                ct.chars().take(100).collect(),
+            ));
         }
     }
     let declared = headers

@@ -7,13 +7,32 @@ import path from "node:path";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const TESTKIT = path.join(ROOT, "target/debug/examples/testkit");
 
-export function signInvoice({ network = "bitcoin", amountMsat, expiry = 3600, description = "e2e" }) {
-  const out = execFileSync(TESTKIT, ["invoice", network, String(amountMsat), String(expiry), description], {
-    encoding: "utf8",
-  });
+/** `descriptionHash` (64 hex digits) makes the invoice commit to it instead of `description`. */
+export function signInvoice({ network = "bitcoin", amountMsat, expiry = 3600, description = "e2e", descriptionHash = "" }) {
+  const args = ["invoice", network, String(amountMsat), String(expiry), description];
+  if (descriptionHash) args.push(descriptionHash);
+  const out = execFileSync(TESTKIT, args, { encoding: "utf8" });
   return JSON.parse(out);
 }
 
 export function decodeInvoice(bolt11) {
   return JSON.parse(execFileSync(TESTKIT, ["decode", bolt11], { encoding: "utf8" }));
+}
+
+const BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+
+/**
+ * `s` with the character at `pos` (negative counts from the end) replaced by
+ * another one of the bech32 alphabet, so the result always differs from `s`
+ * (a fixed replacement such as "q" is a no-op when the character already is "q").
+ */
+export function corruptAt(s, pos = -1) {
+  const i = pos < 0 ? s.length + pos : pos;
+  if (i < 0 || i >= s.length) throw new Error(`corruptAt: position ${pos} is outside a string of ${s.length}`);
+  const c = s[i].toLowerCase();
+  const k = BECH32.indexOf(c);
+  const next = k < 0 ? "q" : BECH32[(k + 1) % BECH32.length];
+  const out = s.slice(0, i) + next + s.slice(i + 1);
+  if (out.toLowerCase() === s.toLowerCase()) throw new Error("corruptAt left the string unchanged");
+  return out;
 }
