@@ -21,9 +21,14 @@
 //   --late-ms A-B       how long a "late" pay request is held before LNbits gets it (grace+2000 .. grace+6000)
 //   --wait-secs N       bound on waiting for every payout to end (600; short 150)
 //   --invoice-expiry-secs N  expiry of the BOLT11 invoices created on payee wallets (3600)
+//   --lnbits-invoice-expiry-secs N  LNbits' default invoice expiry, which its Lightning
+//                       Address invoices get (LNbits' own default: 3600)
 //   --var K=V           extra/overriding gateway variable (repeatable)
 //   --out DIR           where logs and the report go (a new temp dir; printed)
 //   --keep              keep the gateway's persistence folder
+// Output folder: proxy.jsonl (every pay request's fault), client.jsonl (every
+// create attempt and answer), worker.log (all gateway runs), lnbits.log, and
+// report.json (settings, final payouts, violations). Exit 0 clean, 1 violations, 2 harness error.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -55,6 +60,7 @@ function parseArgs(argv) {
       case "--late-ms": o.lateMs = next(); break;
       case "--wait-secs": o.waitSecs = Number(next()); break;
       case "--invoice-expiry-secs": o.invoiceExpirySecs = Number(next()); break;
+      case "--lnbits-invoice-expiry-secs": o.lnbitsInvoiceExpirySecs = Number(next()); break;
       case "--out": o.out = next(); break;
       case "--var": {
         const [k, ...v] = next().split("=");
@@ -82,6 +88,7 @@ function parseArgs(argv) {
     graceMs: o.graceMs ?? 6000,
     waitSecs: o.waitSecs ?? (short ? 150 : 600),
     invoiceExpirySecs: o.invoiceExpirySecs ?? 3600,
+    lnbitsInvoiceExpirySecs: o.lnbitsInvoiceExpirySecs ?? null,
     keep: !!o.keep,
     vars: o.vars,
     out: o.out,
@@ -102,7 +109,13 @@ function parseArgs(argv) {
   return cfg;
 }
 
-const cfg = parseArgs(process.argv.slice(2));
+let cfg;
+try {
+  cfg = parseArgs(process.argv.slice(2));
+} catch (e) {
+  console.error(`chaos: ${e.message}`);
+  process.exit(2);
+}
 const KEY = "chaos-payout-key-0123456789abcdef";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
@@ -300,6 +313,12 @@ function buildInfo() {
     const git = (args) => execFileSync("git", ["-C", root, ...args], { encoding: "utf8" }).trim();
     const dirty = git(["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]) ? " + uncommitted changes in src/" : "";
     info += `, git ${git(["rev-parse", "--short", "HEAD"])}${dirty}`;
+    const built = fs.statSync(wasm).mtimeMs;
+    const newer = (dir) =>
+      fs.readdirSync(dir, { withFileTypes: true }).some((e) =>
+        e.isDirectory() ? newer(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs > built,
+      );
+    if (newer(path.join(root, "src"))) info += " (src/ has changed since this build)";
   } catch {}
   return info;
 }
@@ -316,6 +335,7 @@ async function main() {
   say(`seed=${cfg.seed} payouts=${cfg.payouts} payees=${cfg.payees} burst=${cfg.burst} restarts=${cfg.restarts} out=${outDir}`);
   // LNbits limits requests per IP (200/minute by default): every request here comes from 127.0.0.1.
   process.env.LNBITS_RATE_LIMIT_NO = "10000000";
+  if (cfg.lnbitsInvoiceExpirySecs) process.env.LIGHTNING_INVOICE_EXPIRY = String(cfg.lnbitsInvoiceExpirySecs);
   lnbits = await startLnbits({ funding: true });
   const payer = await lnbits.createWallet("chaos-shop");
   const payees = [];
