@@ -112,15 +112,11 @@ pub async fn status_page(env: &Env, ctx: &Context, cfg: &Config) -> Result<Reply
 /// backend and overpaid ones, when payouts are enabled.
 async fn queue_stats(env: &Env) -> Option<serde_json::Value> {
     crate::edge::queue::payout_config(env).ok()?;
-    let stats = crate::edge::payouts::call_queue(
-        env,
-        worker::Method::Get,
-        "/stats",
-        worker::Headers::new(),
-        None,
+    Some(
+        crate::edge::payouts::stats(env)
+            .await
+            .unwrap_or_else(|e| e.to_json()),
     )
-    .await;
-    Some(stats.map(|r| r.into_json()).unwrap_or_else(|e| e.to_json()))
 }
 
 /// The cron tick: one probe per provider, written as one KV update.

@@ -106,17 +106,9 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     };
     // The queue holds the truth; cron only wakes it (alarms do the rest).
     if queue::payout_config(&env).is_ok() {
-        match payouts::call_queue(
-            &env,
-            worker::Method::Post,
-            "/drain",
-            worker::Headers::new(),
-            None,
-        )
-        .await
-        {
+        match payouts::drain_all(&env).await {
             Ok(r) => {
-                worker::console_log!("cron {}: payout queue woken ({})", event.cron(), r.status)
+                worker::console_log!("cron {}: payout queue woken ({:?})", event.cron(), r)
             }
             Err(e) => {
                 worker::console_error!("cron {}: payout queue: {}", event.cron(), e.message())

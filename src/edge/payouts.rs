@@ -3,9 +3,12 @@
 
 use worker::{Env, Headers, Method, Request, RequestInit};
 
+use crate::core::bolt11;
 use crate::core::config::Config;
 use crate::core::error::ApiError;
-use crate::core::payout::request;
+use crate::core::payout::destination::{self, Destination};
+use crate::core::payout::listing::ListQuery;
+use crate::core::payout::{request, shard};
 use crate::edge::body::read_json_body;
 use crate::edge::health::require_admin;
 use crate::edge::queue::{self, payout_config, IDEMPOTENCY_HEADER, REPLAYED_HEADER};
@@ -22,9 +25,21 @@ fn internal(e: worker::Error) -> ApiError {
     ApiError::StorageUnavailable(format!("payout queue: {e}"))
 }
 
-/// Calls the queue object; its answer is already in the API's shape.
+/// Calls the queue object (shard 0); its answer is already in the API's shape.
 pub async fn call_queue(
     env: &Env,
+    method: Method,
+    path: &str,
+    headers: Headers,
+    body: Option<Vec<u8>>,
+) -> Result<Reply, ApiError> {
+    call_object(env, &shard::object_name(0), method, path, headers, body).await
+}
+
+/// Calls one queue object by name.
+pub async fn call_object(
+    env: &Env,
+    name: &str,
     method: Method,
     path: &str,
     headers: Headers,
@@ -37,7 +52,7 @@ pub async fn call_queue(
             message: "the Durable Object binding is missing from wrangler.toml".into(),
         })?;
     let stub = ns
-        .id_from_name("payouts")
+        .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(internal)?;
     let mut init = RequestInit::new();
@@ -61,8 +76,58 @@ pub async fn call_queue(
     Ok(reply)
 }
 
+/// Headers that tell a shard which one it is (for its share of the daily limit).
+fn shard_headers(shard: u32, shards: u32) -> Result<Headers, ApiError> {
+    let h = Headers::new();
+    h.set(queue::SHARD_HEADER, &format!("{shard}/{shards}"))
+        .map_err(internal)?;
+    Ok(h)
+}
+
+/// Across shards, one BOLT11 invoice belongs to one live payout: claim it in
+/// the registry before the payout is created (or re-opened). A claim held by
+/// a payout that failed, or that was never stored, is taken over.
+async fn claim_invoice(env: &Env, shards: u32, hash: &str, id: &str) -> Result<(), ApiError> {
+    let mut replace: Option<String> = None;
+    for _ in 0..3 {
+        let body = serde_json::json!({"hash": hash, "id": id, "replace": replace});
+        let r = call_object(
+            env,
+            shard::REGISTRY_OBJECT,
+            Method::Post,
+            "/claim",
+            Headers::new(),
+            Some(body.to_string().into_bytes()),
+        )
+        .await?
+        .into_json();
+        let Some(owner) = r.get("owner").and_then(|o| o.as_str()).map(str::to_string) else {
+            return Ok(());
+        };
+        let other = call_object(
+            env,
+            &shard::object_name(shard::shard_of(&owner, shards)),
+            Method::Get,
+            &format!("/payout/{owner}"),
+            Headers::new(),
+            None,
+        )
+        .await?;
+        let found = other.status == 200;
+        let live = found && other.into_json()["status"].as_str() != Some("failed");
+        if live {
+            return Err(ApiError::InvoiceAlreadyUsed { payout_id: owner });
+        }
+        replace = Some(owner);
+    }
+    Err(ApiError::StorageUnavailable(
+        "the invoice registry kept changing; try again".into(),
+    ))
+}
+
 pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     require_client(req, env)?;
+    let cfg = payout_config(env)?;
     let key = request::parse_idempotency_key(
         req.headers()
             .get("idempotency-key")
@@ -71,19 +136,38 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
             .as_deref(),
     )?;
     let body = read_json_body(req).await?;
-    request::parse(&body)?; // bad input is answered here, before the queue
-    let headers = Headers::new();
+    let parsed = request::parse(&body)?; // bad input is answered here, before the queue
+    let id = request::payout_id(&key);
+    let shard = shard::shard_of(&id, cfg.shards);
+    if cfg.shards > 1 {
+        if let Ok(Destination::Bolt11(inv)) = destination::parse(&parsed.destination) {
+            if let Ok(parsed_invoice) = bolt11::parse(&inv) {
+                claim_invoice(env, cfg.shards, &parsed_invoice.payment_hash, &id).await?;
+            }
+        }
+    }
+    let headers = shard_headers(shard, cfg.shards)?;
     headers.set(IDEMPOTENCY_HEADER, &key).map_err(internal)?;
     headers
         .set("content-type", "application/json")
         .map_err(internal)?;
-    call_queue(env, Method::Post, "/create", headers, Some(body)).await
+    call_object(
+        env,
+        &shard::object_name(shard),
+        Method::Post,
+        "/create",
+        headers,
+        Some(body),
+    )
+    .await
 }
 
 pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Reply, ApiError> {
     require_client(req, env)?;
-    call_queue(
+    let cfg = payout_config(env)?;
+    call_object(
         env,
+        &shard::object_name(shard::shard_of(id, cfg.shards)),
         Method::Get,
         &format!("/payout/{id}"),
         Headers::new(),
@@ -94,25 +178,127 @@ pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Reply, ApiError> 
 
 pub async fn list(req: &Request, env: &Env) -> Result<Reply, ApiError> {
     require_client(req, env)?;
+    let cfg = payout_config(env)?;
     let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
     let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
-    call_queue(
-        env,
-        Method::Get,
-        &format!("/list{query}"),
-        Headers::new(),
-        None,
-    )
-    .await
+    if cfg.shards <= 1 {
+        return call_queue(
+            env,
+            Method::Get,
+            &format!("/list{query}"),
+            Headers::new(),
+            None,
+        )
+        .await;
+    }
+    // Validate once here, then merge every shard's newest items.
+    let q = ListQuery::parse(
+        crate::edge::request::query(req, "status")?.as_deref(),
+        crate::edge::request::query(req, "limit")?.as_deref(),
+        crate::edge::request::query(req, "cursor")?.as_deref(),
+    )?;
+    let calls = (0..cfg.shards).map(|s| {
+        let path = format!("/list-shard{query}");
+        async move {
+            call_object(
+                env,
+                &shard::object_name(s),
+                Method::Get,
+                &path,
+                Headers::new(),
+                None,
+            )
+            .await
+        }
+    });
+    let mut pages = Vec::new();
+    for r in futures_util::future::join_all(calls).await {
+        let r = r?;
+        if r.status != 200 {
+            return Ok(r);
+        }
+        pages.push(r.into_json());
+    }
+    Ok(Reply::json(200, shard::merge_pages(&pages, q.limit)))
+}
+
+/// Queue figures of every shard, added up.
+pub async fn stats(env: &Env) -> Result<serde_json::Value, ApiError> {
+    let cfg = payout_config(env)?;
+    let calls = (0..cfg.shards).map(|s| async move {
+        call_object(
+            env,
+            &shard::object_name(s),
+            Method::Get,
+            "/stats",
+            Headers::new(),
+            None,
+        )
+        .await
+    });
+    let mut all = Vec::new();
+    for r in futures_util::future::join_all(calls).await {
+        all.push(r?.into_json());
+    }
+    Ok(if all.len() == 1 {
+        all.remove(0)
+    } else {
+        shard::merge_stats(&all)
+    })
+}
+
+/// Wakes every shard (the cron trigger).
+pub async fn drain_all(env: &Env) -> Result<Vec<u16>, ApiError> {
+    let cfg = payout_config(env)?;
+    let calls = (0..cfg.shards).map(|s| async move {
+        call_object(
+            env,
+            &shard::object_name(s),
+            Method::Post,
+            "/drain",
+            Headers::new(),
+            None,
+        )
+        .await
+    });
+    let mut statuses = Vec::new();
+    for r in futures_util::future::join_all(calls).await {
+        statuses.push(r?.status);
+    }
+    Ok(statuses)
 }
 
 pub async fn retry(req: &Request, env: &Env, cfg: &Config, id: &str) -> Result<Reply, ApiError> {
     require_admin(req, cfg)?;
-    call_queue(
+    let pcfg = payout_config(env)?;
+    let shard = shard::shard_of(id, pcfg.shards);
+    let name = shard::object_name(shard);
+    if pcfg.shards > 1 {
+        let current = call_object(
+            env,
+            &name,
+            Method::Get,
+            &format!("/payout/{id}"),
+            Headers::new(),
+            None,
+        )
+        .await?;
+        if current.status != 200 {
+            return Ok(current);
+        }
+        let view = current.into_json();
+        if view["destination_type"].as_str() == Some("bolt11") {
+            if let Some(hash) = view["payment_hash"].as_str() {
+                claim_invoice(env, pcfg.shards, hash, id).await?;
+            }
+        }
+    }
+    call_object(
         env,
+        &name,
         Method::Post,
         &format!("/retry/{id}"),
-        Headers::new(),
+        shard_headers(shard, pcfg.shards)?,
         None,
     )
     .await

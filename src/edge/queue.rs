@@ -10,7 +10,7 @@ use crate::core::error::ApiError;
 use crate::core::http::Runtime;
 use crate::core::payout::config::PayoutConfig;
 use crate::core::payout::engine::{self, Created, Drain, PayoutStore};
-use crate::core::payout::request;
+use crate::core::payout::{request, shard};
 use crate::core::time::iso8601_ms;
 use crate::edge::env;
 use crate::edge::reply::Reply;
@@ -23,6 +23,9 @@ pub const BINDING: &str = "PAYOUT_QUEUE";
 const ALARM_ERROR_DELAY_MS: u64 = 30_000;
 pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// `<shard>/<shards>`, set by the Worker on calls that need the shard's
+/// share of the daily limit.
+pub const SHARD_HEADER: &str = "x-queue-shard";
 
 #[durable_object]
 pub struct PayoutQueue {
@@ -126,13 +129,28 @@ impl PayoutQueue {
         })
     }
 
+    /// The configuration as this shard applies it: its share of the daily limit.
+    fn shard_config(&self, req: &Request) -> Result<PayoutConfig, ApiError> {
+        let mut cfg = payout_config(&self.env)?;
+        let header = req.headers().get(SHARD_HEADER).ok().flatten();
+        let (shard, shards) = header
+            .as_deref()
+            .and_then(|h| h.split_once('/'))
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+            .unwrap_or((0, 1));
+        if shards > 1 {
+            cfg.daily_limit_sat = shard::daily_share(cfg.daily_limit_sat, shards, shard);
+        }
+        Ok(cfg)
+    }
+
     async fn handle(&self, req: &mut Request) -> Result<Reply, ApiError> {
         let path = req.path();
         let method = req.method().to_string();
         let rt = WorkerRuntime;
         match (method.as_str(), path.as_str()) {
             ("POST", "/create") => {
-                let cfg = payout_config(&self.env)?;
+                let cfg = self.shard_config(req)?;
                 let key = request::parse_idempotency_key(
                     req.headers()
                         .get(IDEMPOTENCY_HEADER)
@@ -171,6 +189,40 @@ impl PayoutQueue {
                     crate::core::payout::listing::page(items, list.limit),
                 ))
             }
+            ("GET", "/list-shard") => {
+                let list = crate::core::payout::listing::ListQuery::parse(
+                    query(req, "status")?.as_deref(),
+                    query(req, "limit")?.as_deref(),
+                    query(req, "cursor")?.as_deref(),
+                )?;
+                let store = self.store()?;
+                let items = store
+                    .list(list.status, list.limit + 1, list.after.clone())
+                    .map_err(store_err)?;
+                Ok(Reply::json(
+                    200,
+                    crate::core::payout::listing::shard_page(&items),
+                ))
+            }
+            ("POST", "/claim") => {
+                let body = req
+                    .json::<Value>()
+                    .await
+                    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+                let (Some(hash), Some(id)) = (body["hash"].as_str(), body["id"].as_str()) else {
+                    return Err(ApiError::InvalidJson("hash and id are required".into()));
+                };
+                let store = self.store()?;
+                Ok(
+                    match store
+                        .claim(hash, id, body["replace"].as_str())
+                        .map_err(store_err)?
+                    {
+                        Ok(()) => Reply::json(200, json!({"granted": true})),
+                        Err(owner) => Reply::json(200, json!({"owner": owner})),
+                    },
+                )
+            }
             ("GET", "/stats") => {
                 let store = self.store()?;
                 let counts = store.counts().map_err(store_err)?;
@@ -195,7 +247,7 @@ impl PayoutQueue {
                     return Ok(Reply::json(200, p.view()));
                 }
                 if let Some(id) = path.strip_prefix("/retry/") {
-                    let cfg = payout_config(&self.env)?;
+                    let cfg = self.shard_config(req)?;
                     let store = self.store()?;
                     self.ensure_wake_by(&cfg).await;
                     let result = engine::retry(&rt, &store, &cfg, id).await;

@@ -25,6 +25,7 @@ CREATE INDEX IF NOT EXISTS payouts_hash ON payouts(payment_hash);
 CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL);
 ";
 
 pub struct SqlStore {
@@ -75,6 +76,44 @@ impl SqlStore {
             sql,
             instance: instance.to_string(),
         })
+    }
+
+    /// Registry role (sharded queues): gives `hash` to `id` unless another
+    /// payout holds it; `replace` names a holder known to be failed or
+    /// absent, taken over only if it still holds it. `Err(owner)` otherwise.
+    pub fn claim(
+        &self,
+        hash: &str,
+        id: &str,
+        replace: Option<&str>,
+    ) -> Result<Result<(), String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Owner {
+            payout_id: String,
+        }
+        let rows: Vec<Owner> = self
+            .sql
+            .exec(
+                "SELECT payout_id FROM claims WHERE hash = ?",
+                vec![V::from(hash)],
+            )
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        match rows.first() {
+            Some(o) if o.payout_id != id && Some(o.payout_id.as_str()) != replace => {
+                Ok(Err(o.payout_id.clone()))
+            }
+            _ => {
+                self.sql
+                    .exec(
+                        "INSERT OR REPLACE INTO claims (hash, payout_id) VALUES (?, ?)",
+                        vec![V::from(hash), V::from(id)],
+                    )
+                    .map_err(e)?;
+                Ok(Ok(()))
+            }
+        }
     }
 
     /// Payouts waiting for a backend that is not configured, and payouts

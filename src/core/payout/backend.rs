@@ -336,10 +336,23 @@ pub fn classify_lookup(
     if kind == ProviderKind::Lnd {
         return lnd_lookup(resp);
     }
-    if resp.status == 404 {
-        return LookupOutcome::NotFound;
-    }
     let json: Option<Value> = serde_json::from_str(&resp.body).ok();
+    if resp.status == 404 {
+        // Only the backend's own words prove absence: a proxy's or a wrong
+        // path's 404 would let a paid hash be left.
+        let detail = json
+            .as_ref()
+            .and_then(|v| str_of(v, &["detail"]))
+            .unwrap_or("");
+        return if kind == ProviderKind::Lnbits && detail.contains("does not exist") {
+            LookupOutcome::NotFound
+        } else {
+            LookupOutcome::Error(format!(
+                "HTTP 404 without the backend's own word: {}",
+                snippet(&resp.body)
+            ))
+        };
+    }
     match kind {
         ProviderKind::Lnd => lnd_lookup(resp),
         _ if !resp.is_success() => {
@@ -349,8 +362,15 @@ pub fn classify_lookup(
             let Some(v) = json else {
                 return LookupOutcome::Error("lookup answer is not JSON".into());
             };
+            // With a key it recognises, LNbits answers with the wallet's own
+            // record (`details`); without, any wallet's row for this hash.
+            let Some(details) = v.get("details").filter(|d| d.is_object()).cloned() else {
+                return LookupOutcome::Error(
+                    "lookup answer without the wallet's record (is the admin key still valid?)"
+                        .into(),
+                );
+            };
             let paid = v.get("paid").and_then(Value::as_bool) == Some(true);
-            let details = v.get("details").cloned().unwrap_or(Value::Null);
             match (
                 paid,
                 str_of(&v, &["status"]).or_else(|| str_of(&details, &["status"])),
@@ -531,15 +551,30 @@ mod tests {
     fn lnbits_lookup() {
         let k = ProviderKind::Lnbits;
         assert!(matches!(
-            classify_lookup(k, &ok(200, json!({"paid": true, "preimage": "p"}))),
+            classify_lookup(
+                k,
+                &ok(200, json!({"paid": true, "preimage": "p", "details": {}}))
+            ),
             LookupOutcome::Paid { .. }
         ));
         assert!(matches!(
-            classify_lookup(k, &ok(200, json!({"paid": false, "status": "failed"}))),
+            classify_lookup(
+                k,
+                &ok(
+                    200,
+                    json!({"paid": false, "status": "failed", "details": {}})
+                )
+            ),
             LookupOutcome::Failed(_)
         ));
         assert_eq!(
-            classify_lookup(k, &ok(200, json!({"paid": false, "status": "pending"}))),
+            classify_lookup(
+                k,
+                &ok(
+                    200,
+                    json!({"paid": false, "status": "pending", "details": {}})
+                )
+            ),
             LookupOutcome::Pending
         );
         assert_eq!(
@@ -548,6 +583,16 @@ mod tests {
         );
         assert!(matches!(
             classify_lookup(k, &Ok(html_520())),
+            LookupOutcome::Error(_)
+        ));
+        // A 404 that is not LNbits' own word, and an answer without the
+        // wallet's record, prove nothing.
+        assert!(matches!(
+            classify_lookup(k, &ok(404, json!({"detail": "Not Found"}))),
+            LookupOutcome::Error(_)
+        ));
+        assert!(matches!(
+            classify_lookup(k, &ok(200, json!({"paid": false, "status": "failed"}))),
             LookupOutcome::Error(_)
         ));
         assert!(matches!(

@@ -27,6 +27,10 @@ pub struct PayoutConfig {
     pub webhook_secret: Option<crate::core::payout::webhook::WebhookSecrets>,
     pub url_policy: UrlPolicy,
     pub lnurl_timeout_ms: u64,
+    /// Payouts in progress at once per backend within one queue shard.
+    pub max_in_flight_per_backend: usize,
+    /// Queue Durable Objects; a payout lives on the one its id names.
+    pub shards: u32,
 }
 
 fn err(var: &str, msg: impl Into<String>) -> ConfigError {
@@ -175,6 +179,12 @@ impl PayoutConfig {
         )?;
         let policy = PayoutPolicy {
             pay_timeout_ms,
+            late_execution_bound_ms: num(
+                "PAYOUT_LATE_EXECUTION_BOUND_SECS",
+                defaults.late_execution_bound_ms / 1000,
+                if production { 600 } else { 0 },
+                7 * 86_400,
+            )? * 1000,
             expiry_lookup_margin_secs: num(
                 "PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS",
                 defaults.expiry_lookup_margin_secs,
@@ -218,6 +228,11 @@ impl PayoutConfig {
             sending_timeout_ms: defaults.sending_timeout_ms.max(3 * pay_timeout_ms),
             ..defaults
         };
+        let in_flight_default = if provider.kind == ProviderKind::Lnbits {
+            1
+        } else {
+            8
+        };
         Ok(PayoutConfig {
             api_keys,
             provider,
@@ -237,6 +252,15 @@ impl PayoutConfig {
             )?,
             url_policy: UrlPolicy { allow_http_hosts },
             lnurl_timeout_ms: num("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
+            // LNbits runs one wallet's payments one at a time: more in flight
+            // only queue there and run late.
+            max_in_flight_per_backend: num(
+                "PAYOUT_MAX_IN_FLIGHT_PER_BACKEND",
+                in_flight_default,
+                1,
+                64,
+            )? as usize,
+            shards: num("PAYOUT_QUEUE_SHARDS", 1, 1, 64)? as u32,
         })
     }
 }

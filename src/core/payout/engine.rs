@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use futures_util::StreamExt;
+
 use crate::core::bolt11::{self, Expectation};
 use crate::core::http::Runtime;
 use crate::core::payout::backend;
@@ -88,7 +90,8 @@ impl From<StoreError> for PayoutError {
 
 /// Short, and renewed after each payout: a restart costs seconds.
 pub const LEASE_TTL_MS: u64 = 60_000;
-pub const DRAIN_BATCH: usize = 10;
+/// Payouts taken per wake-up; more due ones re-arm the alarm at once.
+pub const DRAIN_BATCH: usize = 100;
 
 pub fn day_of(ms: u64) -> String {
     iso8601_ms(ms)[..10].to_string()
@@ -246,6 +249,18 @@ pub async fn create<R: Runtime, S: PayoutStore>(
     };
 
     let now = rt.now_ms();
+    // A payout waits for its invoice to expire before it may end; an invoice
+    // that lives longer than a payout may would hold it open for that long.
+    if expires_at.saturating_mul(1000) > now.saturating_add(cfg.policy.max_age_ms) {
+        let why = format!(
+            "the invoice expires in more than {} s (PAYOUT_MAX_AGE_SECS)",
+            cfg.policy.max_age_ms / 1000
+        );
+        return Err(match lnurl_url {
+            Some(_) => PayoutError::Lnurl(ResolveError::Protocol(why)),
+            None => PayoutError::InvalidInvoice(why),
+        });
+    }
     // The resolution awaited: another request with this key may have won meanwhile.
     if let Some(existing) = store.by_idempotency_key(idempotency_key)? {
         return replay(existing, &fingerprint);
@@ -299,6 +314,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
             next_at_ms: None,
             delivered_at_ms: None,
             attempts: Vec::new(),
+            event_attempts: 0,
         }),
         log: Vec::new(),
         version: 1,
@@ -368,10 +384,26 @@ fn pinned_backend(
         }
         None => match cfg.backends.iter().find(|b| b.kind == p.provider) {
             Some(b) => {
+                // Stored before pinning: an earlier rule left hashes after a
+                // "not found". Treat every earlier hash as possibly paid.
                 let id = BackendId::of(b);
+                p.ever_sent |= p.hash_spent || p.send_attempts > 0 || !p.previous_hashes.is_empty();
+                for h in p.previous_hashes.clone() {
+                    if !p.watched.iter().any(|w| w.hash == h) {
+                        p.watched.push(crate::core::payout::model::WatchedHash {
+                            hash: h,
+                            since_ms: now_ms,
+                            next_check_ms: Some(now_ms),
+                            checks: 0,
+                        });
+                    }
+                }
                 p.note(
                     now_ms,
-                    format!("pinned to {} (stored before pinning)", id.label()),
+                    format!(
+                        "pinned to {} (stored before pinning; assumed to be the backend it was sent through)",
+                        id.label()
+                    ),
                 );
                 p.backend = Some(id);
                 Ok((b.clone(), true))
@@ -501,13 +533,27 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     continue;
                 }
                 let (now, random) = (rt.now_ms(), rt.random_u64());
-                // A server that hands back an invoice already tried gives nothing new.
+                // A server that hands back an invoice already tried gives
+                // nothing new; one another payout pays is not ours to pay.
+                let taken = |h: &str| {
+                    store.by_payment_hash(h).ok().flatten().is_some_and(|o| {
+                        o.id != cur.id && !matches!(o.state, PayoutState::Failed { .. })
+                    })
+                };
                 let result = result.and_then(|r| {
                     if r.payment_hash == cur.payment_hash
                         || cur.previous_hashes.contains(&r.payment_hash)
                     {
                         Err(ResolveError::Protocol(
                             "the recipient returned an invoice that was already tried".into(),
+                        ))
+                    } else if taken(&r.payment_hash) {
+                        Err(ResolveError::Protocol(
+                            "the recipient returned an invoice another payout pays".into(),
+                        ))
+                    } else if r.expires_at_secs.saturating_mul(1000) > now + cfg.policy.max_age_ms {
+                        Err(ResolveError::Protocol(
+                            "the recipient's invoice lives longer than PAYOUT_MAX_AGE_SECS".into(),
                         ))
                     } else {
                         Ok(r)
@@ -647,8 +693,12 @@ pub enum Drain {
 pub const STUCK_DELAY_MS: u64 = 5_000;
 
 /// One pass over the due payouts, under a lease so overlapping wake-ups
-/// (cron and alarm) do not work the queue at the same time. One payout
-/// never stops the others: an error puts that payout off and is counted.
+/// (cron and alarm) do not work the queue at the same time. Payouts progress
+/// concurrently, at most `cfg.max_in_flight_per_backend` at once on each
+/// backend; each one is worked by one task only, and every write is a
+/// version compare-and-swap, so one payout is never acted on twice at once.
+/// One payout never stops the others: an error puts that payout off and is
+/// counted.
 pub async fn drain<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
@@ -659,32 +709,57 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
         return Ok(Drain::Busy);
     }
     let ids = store.due(rt.now_ms(), DRAIN_BATCH)?;
-    let mut errors = 0;
+    // Group by backend: the bound is per backend, so a slow one does not
+    // hold up payouts on another.
+    let mut groups: Vec<(Option<BackendId>, Vec<String>)> = Vec::new();
     for id in &ids {
-        let result = advance(rt, store, cfg, id).await;
-        let now = rt.now_ms();
-        let stuck = match &result {
-            Err(_) => true,
-            // Nothing may stay due after its turn: that is an alarm hot loop.
-            Ok(()) => store
-                .get(id)
-                .ok()
-                .flatten()
-                .and_then(|p| wake_of(&p, cfg))
-                .is_some_and(|w| w <= now),
-        };
-        if stuck {
-            errors += usize::from(result.is_err());
-            // Best effort: if even this fails, the next wake-up tries again.
-            let _ = store.defer(id, now + STUCK_DELAY_MS);
+        let key = store.get(id).ok().flatten().and_then(|p| p.backend);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(id.clone()),
+            None => groups.push((key, vec![id.clone()])),
         }
-        // Renew: the lease lasts while this instance keeps working.
-        store.try_lease(holder, now, LEASE_TTL_MS)?;
     }
+    let errors = std::cell::Cell::new(0usize);
+    let lease_lost = std::cell::Cell::new(false);
+    let one = |id: String| {
+        let errors = &errors;
+        let lease_lost = &lease_lost;
+        async move {
+            if lease_lost.get() {
+                return;
+            }
+            let result = advance(rt, store, cfg, &id).await;
+            let now = rt.now_ms();
+            let stuck = match &result {
+                Err(_) => true,
+                // Nothing may stay due after its turn: that is an alarm hot loop.
+                Ok(()) => store
+                    .get(&id)
+                    .ok()
+                    .flatten()
+                    .and_then(|p| wake_of(&p, cfg))
+                    .is_some_and(|w| w <= now),
+            };
+            if stuck {
+                errors.set(errors.get() + usize::from(result.is_err()));
+                // Best effort: if even this fails, the next wake-up tries again.
+                let _ = store.defer(&id, now + STUCK_DELAY_MS);
+            }
+            // Renew: the lease lasts while this instance keeps working.
+            if !matches!(store.try_lease(holder, now, LEASE_TTL_MS), Ok(true)) {
+                lease_lost.set(true);
+            }
+        }
+    };
+    let limit = cfg.max_in_flight_per_backend.max(1);
+    let runs = groups
+        .into_iter()
+        .map(|(_, group)| futures_util::stream::iter(group).for_each_concurrent(limit, &one));
+    futures_util::future::join_all(runs).await;
     store.release_lease(holder)?;
     Ok(Drain::Done {
         processed: ids.len(),
-        errors,
+        errors: errors.get(),
         next_wake_ms: store.next_wake()?,
     })
 }

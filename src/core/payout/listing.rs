@@ -79,6 +79,15 @@ impl ListQuery {
     }
 }
 
+/// One shard's items for a merged listing: up to `limit + 1` payouts and
+/// the cursor of each, so the merge can cut anywhere.
+pub fn shard_page(items: &[Payout]) -> Value {
+    json!({
+        "payouts": items.iter().map(Payout::view).collect::<Vec<_>>(),
+        "cursors": items.iter().map(cursor_of).collect::<Vec<_>>(),
+    })
+}
+
 /// `items` holds up to `limit + 1` payouts; the extra one only says there is a next page.
 pub fn page(mut items: Vec<Payout>, limit: u32) -> Value {
     let more = items.len() > limit as usize;

@@ -77,6 +77,10 @@ pub struct PayoutPolicy {
     pub watch_window_ms: u64,
     /// How long a pay request may take before its outcome is unknown.
     pub pay_timeout_ms: u64,
+    /// The longest a backend may hold a pay request before running it. An
+    /// LNbits wallet pays its own users' invoices even after they expired,
+    /// so expiry alone proves nothing until this long after the last send.
+    pub late_execution_bound_ms: u64,
 }
 
 impl Default for PayoutPolicy {
@@ -105,6 +109,7 @@ impl Default for PayoutPolicy {
             max_invoices: 10,
             watch_window_ms: 24 * 3600 * 1000,
             pay_timeout_ms: 20_000,
+            late_execution_bound_ms: 3600 * 1000,
         }
     }
 }
@@ -151,11 +156,16 @@ fn expiring(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
     now_ms / 1000 + policy.expiry_margin_secs >= p.invoice_expires_at_secs
 }
 
-/// When a lookup of the current hash can prove it dead.
+/// When a lookup of the current hash can prove it dead: after the invoice
+/// expired and after any send of it can no longer be run late, plus a margin.
 fn dead_proof_at_ms(p: &Payout, policy: &PayoutPolicy) -> u64 {
-    p.invoice_expires_at_secs
-        .saturating_add(policy.expiry_lookup_margin_secs)
-        .saturating_mul(1000)
+    let expired = p.invoice_expires_at_secs.saturating_mul(1000);
+    let late = p
+        .last_sent_at_ms
+        .map_or(0, |t| t.saturating_add(policy.late_execution_bound_ms));
+    expired
+        .max(late)
+        .saturating_add(policy.expiry_lookup_margin_secs.saturating_mul(1000))
 }
 
 fn main_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy, instance: &str) -> Action {
@@ -680,6 +690,23 @@ pub fn give_up(p: &mut Payout, reason: String, now_ms: u64) -> Result<(), WrongS
 /// and is never sent, looked up or ended through another backend.
 pub fn block(p: &mut Payout, reason: String, now_ms: u64, policy: &PayoutPolicy, random: u64) {
     let checks = p.blocked.as_ref().map_or(0, |b| b.checks) + 1;
+    let at = next_lookup(now_ms, &policy.lookup, checks, random);
+    // Watches whose window is over end here, looked up or not.
+    for w in p.watched.iter_mut() {
+        if now_ms.saturating_sub(w.since_ms) >= policy.watch_window_ms {
+            w.next_check_ms = None;
+        }
+    }
+    if p.state.is_terminal() {
+        // Nothing is owed: only the watches wait, and the payout is not
+        // counted as waiting for its backend.
+        for w in p.watched.iter_mut() {
+            if let Some(t) = w.next_check_ms.as_mut() {
+                *t = (*t).max(at);
+            }
+        }
+        return;
+    }
     let since = p.blocked.as_ref().map_or(now_ms, |b| b.since_ms);
     if p.blocked.is_none() {
         p.note(now_ms, format!("waiting: {reason}"));
@@ -689,7 +716,6 @@ pub fn block(p: &mut Payout, reason: String, now_ms: u64, policy: &PayoutPolicy,
         reason,
         checks,
     });
-    let at = next_lookup(now_ms, &policy.lookup, checks, random);
     match &mut p.state {
         PayoutState::Queued { next_at_ms, .. } => *next_at_ms = at,
         PayoutState::Unknown { next_check_ms, .. } => *next_check_ms = at,

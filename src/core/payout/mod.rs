@@ -12,6 +12,7 @@ pub mod machine;
 pub mod model;
 pub mod request;
 pub mod safe_url;
+pub mod shard;
 pub mod webhook;
 
 #[cfg(test)]

@@ -151,6 +151,9 @@ pub struct Webhook {
     pub next_at_ms: Option<u64>,
     pub delivered_at_ms: Option<u64>,
     pub attempts: Vec<Delivery>,
+    /// Attempts for the current event: each event gets the whole schedule.
+    #[serde(default)]
+    pub event_attempts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -251,6 +251,7 @@ pub fn arm(p: &mut Payout, now_ms: u64) {
             w.event_id = Some(id);
             w.next_at_ms = Some(now_ms);
             w.delivered_at_ms = None;
+            w.event_attempts = 0;
         }
     }
 }
@@ -279,8 +280,14 @@ pub fn record(p: &mut Payout, result: &Result<HttpResponse, TransportError>, now
         w.delivered_at_ms = Some(now_ms);
         w.next_at_ms = None;
     } else {
-        let n = w.attempts.len() - 1;
-        w.next_at_ms = SCHEDULE_MS.get(n).map(|d| now_ms + d);
+        w.next_at_ms = SCHEDULE_MS
+            .get(w.event_attempts as usize)
+            .map(|d| now_ms + d);
+    }
+    w.event_attempts += 1;
+    // The history shown is bounded; the schedule counts per event.
+    if w.attempts.len() > 3 * SCHEDULE_MS.len() {
+        w.attempts.remove(0);
     }
 }
 

@@ -1,0 +1,89 @@
+// A sharded payout queue in workerd: payouts spread over four Durable
+// Objects by id; idempotency, one-invoice-one-payout and listing stay exact
+// across shards, and the cron drain clears every shard.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startFakeProvider } from "./support/fake-provider.mjs";
+import { signInvoice } from "./support/invoice.mjs";
+import { startWorker } from "./support/worker.mjs";
+
+const KEY = "payout-key-shards-0123456789";
+let lnbits, worker;
+
+before(async () => {
+  lnbits = await startFakeProvider("lnbits");
+  worker = await startWorker(
+    {
+      LIGHTNING_PROVIDERS: "lnbits",
+      LNBITS_URL: lnbits.url,
+      LNBITS_INVOICE_KEY: lnbits.key,
+      LNBITS_ADMIN_KEY: lnbits.adminKey,
+      PAYOUT_API_KEY: KEY,
+      PAYOUT_QUEUE_SHARDS: "4",
+      PAYOUT_LOOKUP_BASE_MS: "200",
+      PAYOUT_RETRY_BASE_MS: "200",
+      PAYOUT_NOT_FOUND_GRACE_MS: "0",
+      PAYOUT_DAILY_LIMIT_SATS: "400000",
+    },
+    { name: "payouts-shards" },
+  );
+});
+
+after(async () => {
+  await worker?.stop();
+  await lnbits?.stop();
+});
+
+const auth = { authorization: `Bearer ${KEY}` };
+const pay = (body, idem) => worker.request("POST", "/api/payouts", { json: body, headers: { ...auth, "idempotency-key": idem } });
+
+test("payouts spread over shards, drain on every shard, list and count as one queue", async () => {
+  lnbits.payMode = "pay_then_520"; // every payout ends unknown until a lookup
+  const invoices = Array.from({ length: 16 }, (_, i) => signInvoice({ amountMsat: (1000 + i) * 1000, expiry: 900 }));
+  const created = await Promise.all(invoices.map((inv, i) => pay({ destination: inv.payment_request }, `shard-${i}`)));
+  for (const r of created) assert.equal(r.status, 202, r.text);
+  const ids = new Set(created.map((r) => r.json.id));
+  assert.equal(ids.size, 16);
+
+  // A replay lands on the same shard; the same invoice under another key is refused on any shard.
+  const replay = await pay({ destination: invoices[3].payment_request }, "shard-3");
+  assert.equal(replay.status, 200);
+  assert.equal(replay.json.id, created[3].json.id);
+  const again = await pay({ destination: invoices[3].payment_request }, "shard-other-key");
+  assert.equal(again.status, 409, again.text);
+  assert.equal(again.json.error.code, "invoice_already_used");
+  assert.equal(again.json.error.payout_id, created[3].json.id);
+
+  const health = await worker.request("GET", "/api/lightning/health");
+  assert.equal(health.json.queue.shards, 4, health.text);
+  assert.equal(health.json.queue.unknown, 16, health.text);
+
+  // One cron wakes every shard; alarms do the rest.
+  let open = 16;
+  for (let i = 0; i < 30 && open > 0; i++) {
+    await worker.cron();
+    await new Promise((r) => setTimeout(r, 300));
+    open = (await worker.request("GET", "/api/lightning/health")).json.queue.depth;
+  }
+  assert.equal(open, 0, "every shard drained");
+  for (const inv of invoices) assert.equal(lnbits.sendsOf(inv.payment_hash), 1, "paid once each");
+
+  // The listing merges shards newest first, page by page, without overlap.
+  const seen = [];
+  let cursor = "";
+  for (let i = 0; i < 10; i++) {
+    const page = await worker.request("GET", `/api/payouts?status=succeeded&limit=5${cursor}`, { headers: auth });
+    assert.equal(page.status, 200, page.text);
+    seen.push(...page.json.payouts);
+    if (!page.json.next_cursor) break;
+    cursor = `&cursor=${page.json.next_cursor}`;
+  }
+  assert.equal(seen.length, 16, JSON.stringify(seen.map((p) => [p.id, p.created_at])));
+  assert.equal(new Set(seen.map((p) => p.id)).size, 16);
+  const times = seen.map((p) => p.created_at);
+  assert.deepEqual(times, [...times].sort().reverse(), "newest first across shards");
+  for (const p of created) {
+    const one = await worker.request("GET", `/api/payouts/${p.json.id}`, { headers: auth });
+    assert.equal(one.json.status, "succeeded");
+  }
+});
