@@ -139,6 +139,21 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     let parsed = request::parse(&body)?; // bad input is answered here, before the queue
     let id = request::payout_id(&key);
     let shard = shard::shard_of(&id, cfg.shards);
+    if cfg.shards > 1 && shard != 0 {
+        // Shard 0 holds the count payouts were placed with: refuse a change.
+        let check = call_object(
+            env,
+            &shard::object_name(0),
+            Method::Post,
+            "/shards",
+            shard_headers(0, cfg.shards)?,
+            None,
+        )
+        .await?;
+        if check.status != 200 {
+            return Ok(check);
+        }
+    }
     if cfg.shards > 1 {
         if let Ok(Destination::Bolt11(inv)) = destination::parse(&parsed.destination) {
             if let Ok(parsed_invoice) = bolt11::parse(&inv) {

@@ -141,7 +141,22 @@ impl PayoutQueue {
         if shards > 1 {
             cfg.daily_limit_sat = shard::daily_share(cfg.daily_limit_sat, shards, shard);
         }
+        if shard == 0 {
+            self.check_shards(shards)?;
+        }
         Ok(cfg)
+    }
+
+    fn check_shards(&self, shards: u32) -> Result<(), ApiError> {
+        match self.store()?.check_shards(shards).map_err(store_err)? {
+            Ok(()) => Ok(()),
+            Err(was) => Err(ApiError::Configuration {
+                variable: "PAYOUT_QUEUE_SHARDS".into(),
+                message: format!(
+                    "is {shards}, but payouts were placed with {was}: a changed count would send retries of existing idempotency keys to another shard; set it back to {was}"
+                ),
+            }),
+        }
     }
 
     async fn handle(&self, req: &mut Request) -> Result<Reply, ApiError> {
@@ -203,6 +218,10 @@ impl PayoutQueue {
                     200,
                     crate::core::payout::listing::shard_page(&items),
                 ))
+            }
+            ("POST", "/shards") => {
+                self.shard_config(req)?;
+                Ok(Reply::json(200, json!({"ok": true})))
             }
             ("POST", "/claim") => {
                 let body = req

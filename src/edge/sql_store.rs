@@ -26,6 +26,7 @@ CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
 pub struct SqlStore {
@@ -76,6 +77,35 @@ impl SqlStore {
             sql,
             instance: instance.to_string(),
         })
+    }
+
+    /// Shard 0 keeps the shard count payouts were placed with: a changed
+    /// count would send retries of existing keys to another shard. `Err`
+    /// holds the recorded count. A queue with payouts and no record was one
+    /// shard.
+    pub fn check_shards(&self, shards: u32) -> Result<Result<(), u32>, StoreError> {
+        let recorded = self.number("SELECT value AS n FROM meta WHERE name = 'shards'", vec![])?;
+        let recorded = match recorded {
+            Some(v) => Some(v as u32),
+            None => {
+                let any = self
+                    .number("SELECT COUNT(*) AS n FROM payouts", vec![])?
+                    .unwrap_or(0);
+                (any > 0).then_some(1)
+            }
+        };
+        match recorded {
+            Some(v) if v != shards => Ok(Err(v)),
+            _ => {
+                self.sql
+                    .exec(
+                        "INSERT OR REPLACE INTO meta (name, value) VALUES ('shards', ?)",
+                        vec![int(u64::from(shards))],
+                    )
+                    .map_err(e)?;
+                Ok(Ok(()))
+            }
+        }
     }
 
     /// Registry role (sharded queues): gives `hash` to `id` unless another
