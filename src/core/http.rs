@@ -86,6 +86,9 @@ pub enum TransportError {
     Network(String),
     /// The response was larger than the cap.
     TooLarge,
+    /// The answer's status and headers came, its body not within the
+    /// timeout: the server acted on the request and then trickled.
+    SlowBody,
 }
 
 /// Provider responses larger than this are refused unless a request asks

@@ -272,7 +272,7 @@ impl PayoutQueue {
                     let result = engine::retry(&rt, &store, &cfg, id).await;
                     self.arm(&store).await;
                     let p = result?;
-                    return Ok(Reply::json(202, p.view()));
+                    return Ok(created_reply(&p));
                 }
                 Err(ApiError::RouteNotFound)
             }

@@ -2,6 +2,7 @@
 //! a body read chunk by chunk under a size cap, `Delay` for sleeps,
 //! `Date.now()` and `crypto.getRandomValues`.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -46,12 +47,14 @@ async fn fetch(
     request: Request,
     signal: &worker::AbortSignal,
     limits: ReadLimits,
+    headers_seen: &Cell<bool>,
 ) -> (Result<HttpResponse, TransportError>, bool) {
     let net = |e: worker::Error| TransportError::Network(e.to_string());
     let mut resp = match Fetch::Request(request).send_with_signal(signal).await {
         Ok(r) => r,
         Err(e) => return (Err(net(e)), false),
     };
+    headers_seen.set(true);
     let status = resp.status_code();
     let content_type = resp.headers().get("content-type").ok().flatten();
     // A declared length over the cap is refused before reading anything
@@ -129,7 +132,8 @@ impl Runtime for WorkerRuntime {
             .map_err(|e| TransportError::Network(format!("could not build request: {e}")))?;
         let controller = AbortController::default();
         let signal = controller.signal();
-        let call = fetch(request, &signal, limits);
+        let headers_seen = Cell::new(false);
+        let call = fetch(request, &signal, limits, &headers_seen);
         let timer = Delay::from(Duration::from_millis(timeout_ms.max(1)));
         pin_mut!(call);
         pin_mut!(timer);
@@ -144,7 +148,11 @@ impl Runtime for WorkerRuntime {
             }
             Either::Right(_) => {
                 controller.abort();
-                Err(TransportError::Timeout)
+                Err(if headers_seen.get() {
+                    TransportError::SlowBody
+                } else {
+                    TransportError::Timeout
+                })
             }
         }
     }

@@ -104,6 +104,9 @@ fn common(r: &Result<HttpResponse, TransportError>) -> Result<&HttpResponse, Pay
             "connection failed or was cut: {m}"
         ))),
         Err(TransportError::TooLarge) => Err(PayOutcome::Unknown("oversized answer".into())),
+        Err(TransportError::SlowBody) => Err(PayOutcome::Unknown(
+            "the answer's body did not arrive in time".into(),
+        )),
         Ok(resp) => match resp.status {
             401 | 403 => Err(PayOutcome::NotSent(format!(
                 "credentials refused (HTTP {})",

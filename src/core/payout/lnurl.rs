@@ -88,6 +88,9 @@ async fn get_json<R: Runtime>(
                 ResolveError::Unreachable(format!("{}: {m}", checked.host_str().unwrap_or("")))
             }
             TransportError::TooLarge => ResolveError::Protocol("response too large".into()),
+            TransportError::SlowBody => {
+                ResolveError::Protocol("the server sent its answer too slowly".into())
+            }
         })?;
     if resp.body.len() > MAX_BODY_BYTES {
         return Err(ResolveError::Protocol("response too large".into()));

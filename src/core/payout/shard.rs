@@ -6,6 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::core::payout::listing::ListQuery;
+
 /// The shard that holds payout `id` (`po_<hex>`).
 pub fn shard_of(id: &str, shards: u32) -> u32 {
     if shards <= 1 {
@@ -49,19 +51,14 @@ pub fn merge_pages(pages: &[Value], limit: u32) -> Value {
         })
         .flatten()
         .collect();
-    let key = |v: &Value| {
-        (
-            v.get("created_at")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            v.get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        )
+    // Order by the cursor's own (created_at_ms, id), as each shard does.
+    let key = |c: &Value| {
+        c.as_str()
+            .and_then(|c| ListQuery::parse(None, None, Some(c)).ok())
+            .and_then(|q| q.after)
+            .unwrap_or((0, String::new()))
     };
-    all.sort_by_key(|(v, _)| std::cmp::Reverse(key(v)));
+    all.sort_by_key(|(_, c)| std::cmp::Reverse(key(c)));
     let more = all.len() > limit as usize;
     all.truncate(limit as usize);
     let next = if more {
@@ -149,5 +146,65 @@ mod tests {
         assert_eq!(m["waiting_for_backend"], 1);
         assert_eq!(m["by_status"]["queued"], 2);
         assert_eq!(m["oldest_created_at"], "2026-01-01T00:00:00Z");
+    }
+}
+
+#[cfg(test)]
+mod paging {
+    use super::*;
+    use crate::core::payout::listing::ListQuery;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+
+    /// Four shards of four payouts each, some created in the same millisecond,
+    /// paged five at a time: every payout once, newest first.
+    #[test]
+    fn merged_pages_cover_every_shard_once() {
+        let items: Vec<(u64, String, u32)> = (0..16u64)
+            .map(|i| {
+                (
+                    1000 + i / 3,
+                    format!("po_{:02}", (i * 7) % 16),
+                    (i % 4) as u32,
+                )
+            })
+            .collect();
+        let shard_page = |shard: u32, after: Option<(u64, String)>, limit: usize| {
+            let mut mine: Vec<&(u64, String, u32)> = items
+                .iter()
+                .filter(|(t, id, s)| {
+                    *s == shard
+                        && after
+                            .as_ref()
+                            .is_none_or(|(at, aid)| t < at || (t == at && id < aid))
+                })
+                .collect();
+            mine.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+            mine.truncate(limit + 1);
+            json!({
+                "payouts": mine.iter().map(|(t, id, _)| json!({"id": id, "created_at": t.to_string()})).collect::<Vec<_>>(),
+                "cursors": mine.iter().map(|(t, id, _)| B64.encode(format!("{t}:{id}"))).collect::<Vec<_>>(),
+            })
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        for _ in 0..10 {
+            let pages: Vec<Value> = (0..4).map(|s| shard_page(s, after.clone(), 5)).collect();
+            let page = merge_pages(&pages, 5);
+            for p in page["payouts"].as_array().into_iter().flatten() {
+                seen.push(p["id"].as_str().unwrap_or("").to_string());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => {
+                    after = ListQuery::parse(None, None, Some(c))
+                        .ok()
+                        .and_then(|q| q.after)
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 16, "{seen:?}");
+        let unique: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), 16);
     }
 }

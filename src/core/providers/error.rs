@@ -108,6 +108,7 @@ impl From<TransportError> for ProviderError {
             TransportError::Timeout => ProviderError::Timeout,
             TransportError::Network(m) => ProviderError::Network(m),
             TransportError::TooLarge => ProviderError::InvalidResponse("response too large".into()),
+            TransportError::SlowBody => ProviderError::Timeout,
         }
     }
 }
