@@ -212,23 +212,8 @@ pub async fn list(req: &Request, env: &Env) -> Result<Reply, ApiError> {
         crate::edge::request::query(req, "limit")?.as_deref(),
         crate::edge::request::query(req, "cursor")?.as_deref(),
     )?;
-    let calls = (0..cfg.shards).map(|s| {
-        let path = format!("/list-shard{query}");
-        async move {
-            call_object(
-                env,
-                &shard::object_name(s),
-                Method::Get,
-                &path,
-                Headers::new(),
-                None,
-            )
-            .await
-        }
-    });
     let mut pages = Vec::new();
-    for r in futures_util::future::join_all(calls).await {
-        let r = r?;
+    for r in every_shard(env, cfg.shards, Method::Get, &format!("/list-shard{query}")).await? {
         if r.status != 200 {
             return Ok(r);
         }
@@ -237,24 +222,41 @@ pub async fn list(req: &Request, env: &Env) -> Result<Reply, ApiError> {
     Ok(Reply::json(200, shard::merge_pages(&pages, q.limit)))
 }
 
+/// Calls `path` on every shard at once; the answers in shard order.
+async fn every_shard(
+    env: &Env,
+    shards: u32,
+    method: Method,
+    path: &str,
+) -> Result<Vec<Reply>, ApiError> {
+    let calls = (0..shards).map(|s| {
+        let method = method.clone();
+        async move {
+            call_object(
+                env,
+                &shard::object_name(s),
+                method,
+                path,
+                Headers::new(),
+                None,
+            )
+            .await
+        }
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Queue figures of every shard, added up.
 pub async fn stats(env: &Env) -> Result<serde_json::Value, ApiError> {
     let cfg = payout_config(env)?;
-    let calls = (0..cfg.shards).map(|s| async move {
-        call_object(
-            env,
-            &shard::object_name(s),
-            Method::Get,
-            "/stats",
-            Headers::new(),
-            None,
-        )
-        .await
-    });
-    let mut all = Vec::new();
-    for r in futures_util::future::join_all(calls).await {
-        all.push(r?.into_json());
-    }
+    let mut all: Vec<serde_json::Value> = every_shard(env, cfg.shards, Method::Get, "/stats")
+        .await?
+        .into_iter()
+        .map(Reply::into_json)
+        .collect();
     Ok(if all.len() == 1 {
         all.remove(0)
     } else {
@@ -265,22 +267,11 @@ pub async fn stats(env: &Env) -> Result<serde_json::Value, ApiError> {
 /// Wakes every shard (the cron trigger).
 pub async fn drain_all(env: &Env) -> Result<Vec<u16>, ApiError> {
     let cfg = payout_config(env)?;
-    let calls = (0..cfg.shards).map(|s| async move {
-        call_object(
-            env,
-            &shard::object_name(s),
-            Method::Post,
-            "/drain",
-            Headers::new(),
-            None,
-        )
-        .await
-    });
-    let mut statuses = Vec::new();
-    for r in futures_util::future::join_all(calls).await {
-        statuses.push(r?.status);
-    }
-    Ok(statuses)
+    Ok(every_shard(env, cfg.shards, Method::Post, "/drain")
+        .await?
+        .iter()
+        .map(|r| r.status)
+        .collect())
 }
 
 pub async fn retry(req: &Request, env: &Env, cfg: &Config, id: &str) -> Result<Reply, ApiError> {
