@@ -8,7 +8,7 @@ PORT ?= 8787
 
 CHAOS_ARGS ?=
 
-.PHONY: dev test setup setup-test build lint unit e2e testkit bench chaos chaos-short
+.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short
 
 dev: setup build
 	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
@@ -49,9 +49,13 @@ chaos: setup-test build
 chaos-short: setup-test build
 	node tests/chaos/run.mjs --short $(CHAOS_ARGS)
 
-# Figures, not pass/fail: core micro-benchmarks and the size of the Worker bundle.
-bench: build
+# Figures, not pass/fail: core micro-benchmarks, then the built Worker in
+# workerd under wrk against fake providers and a trivial Worker (bench/run.mjs;
+# BENCH_ARGS="--quick", "--payouts 1000", "--only drain", ...). See bench/RESULTS.md.
+BENCH_ARGS ?=
+bench: setup-bench build testkit
 	cargo run --release --example bench
-	@echo; echo "Worker bundle (what wrangler uploads):"
-	@ls -l build/index_bg.wasm build/index.js | awk '{print "  " $$9 ": " $$5 " bytes"}'
-	@gzip -9 -c build/index_bg.wasm | wc -c | awk '{print "  index_bg.wasm gzip -9: " $$1 " bytes"}'
+	node bench/run.mjs $(BENCH_ARGS)
+
+setup-bench:
+	@scripts/setup.sh --bench

@@ -3,13 +3,16 @@
 # each step is skipped when its tool is already there at the pinned version.
 #   scripts/setup.sh          build tools (wasm target, clang, worker-build, wasm-bindgen, npm deps)
 #   scripts/setup.sh --test   also the test-only tools (LNbits in a venv, Chromium)
+#   scripts/setup.sh --bench  also the load generator for `make bench` (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORKER_BUILD_VERSION=0.8.7
 LNBITS_VERSION=1.6.2
 want_test=0
+want_bench=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--bench" ] && want_bench=1
 
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else echo "need root for: $*" >&2; exit 1; fi; }
@@ -73,5 +76,10 @@ if [ $want_test = 1 ]; then
     say "installing chromium"
     apt_install chromium
   fi
+fi
+if [ $want_bench = 1 ] && ! command -v wrk >/dev/null; then
+  # 8. The HTTP load generator for make bench.
+  say "installing wrk"
+  apt_install wrk
 fi
 say "ready"

@@ -42,7 +42,14 @@ const SHAPES = {
 
 const HTML_520 = `<!DOCTYPE html><html><head><title>fake.example | 520: Web server is returning an unknown error</title></head><body><h1>Error 520</h1>Cloudflare</body></html>`;
 
-export async function startFakeProvider(kind, { key, network = "bitcoin" } = {}) {
+/**
+ * Options for benchmarks (both off by default): `latencyMs` delays every
+ * answer by that many milliseconds (also settable later as `fake.latencyMs`);
+ * `reuseInvoices` signs one invoice per amount and expiry and hands it out
+ * again, so signing (a subprocess) does not limit the fake's throughput.
+ * `fake.knownInvoices` (bolt11 -> payment hash) spares decoding known invoices.
+ */
+export async function startFakeProvider(kind, { key, network = "bitcoin", latencyMs = 0, reuseInvoices = false } = {}) {
   const shape = SHAPES[kind];
   // LND macaroons are hex.
   key ??= kind === "lnd" ? "0201036c6e6402f801" : `${kind}-test-key`;
@@ -80,6 +87,10 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
       return this.payments.get(hash)?.sends ?? 0;
     },
     hanging: new Set(),
+    latencyMs,
+    reuseInvoices,
+    signedCache: new Map(), // "sat:expiry" -> invoice, when reuseInvoices
+    knownInvoices: new Map(), // bolt11 -> payment hash
     server: null,
     port: 0,
     get url() {
@@ -116,6 +127,7 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
     for await (const c of req) chunks.push(c);
     const body = Buffer.concat(chunks).toString("utf8");
     fake.calls.push({ method: req.method, path: req.url });
+    if (fake.latencyMs > 0) await new Promise((r) => setTimeout(r, fake.latencyMs));
     const send = (status, obj, type = "application/json") => {
       res.writeHead(status, { "content-type": type });
       res.end(typeof obj === "string" ? obj : JSON.stringify(obj));
@@ -156,7 +168,10 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
       if (kind === "lnbits" && parsed.out === true) return pay(parsed.bolt11, req, send, res);
       if (kind === "lnbits" && parsed.out !== false) return send(400, { detail: "send out: false to create an invoice" });
       const sat = shape.amountSat(parsed);
-      const inv = signInvoice({ network: fake.network, amountMsat: sat * 1000, expiry: Number(parsed.expiry ?? 3600) });
+      const expiry = Number(parsed.expiry ?? 3600);
+      const cacheKey = `${sat}:${expiry}`;
+      const inv = (fake.reuseInvoices && fake.signedCache.get(cacheKey)) || signInvoice({ network: fake.network, amountMsat: sat * 1000, expiry });
+      if (fake.reuseInvoices) fake.signedCache.set(cacheKey, inv);
       fake.invoices.set(inv.payment_hash, { paid: false, paidAt: 0 });
       return send(...shape.created(inv));
     }
@@ -181,7 +196,7 @@ export async function startFakeProvider(kind, { key, network = "bitcoin" } = {})
     if (req.headers["x-api-key"] !== fake.adminKey) return send(401, { detail: "Invalid admin key" });
     let hash;
     try {
-      hash = decodeInvoice(bolt11).payment_hash;
+      hash = fake.knownInvoices.get(bolt11) ?? decodeInvoice(bolt11).payment_hash;
     } catch {
       return send(400, { detail: "Invalid bolt11 invoice." });
     }
