@@ -305,6 +305,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         ever_sent: false,
         last_sent_at_ms: None,
         lookups: 0,
+        lookups_since_send: 0,
         last_error: None,
         fee_msat: None,
         preimage: None,

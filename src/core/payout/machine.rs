@@ -244,6 +244,7 @@ pub fn begin_send(p: &mut Payout, now_ms: u64, instance: &str) -> Result<(), Wro
                 instance: Some(instance.to_string()),
             };
             p.send_attempts += 1;
+            p.lookups_since_send = 0;
             p.last_sent_at_ms = Some(now_ms);
             let (n, h) = (p.send_attempts, p.payment_hash.clone());
             p.note(now_ms, format!("sending attempt {n} for {h}"));
@@ -392,7 +393,8 @@ pub fn apply_lookup(
         _ => return Err(WrongState("a lookup needs an unknown or queued payout")),
     };
     p.lookups += 1;
-    let n = p.lookups;
+    p.lookups_since_send += 1;
+    let n = p.lookups_since_send;
     let keep_checking = |p: &mut Payout, why: String| {
         p.note(now_ms, why);
         let next = next_lookup(now_ms, &policy.lookup, n, random);
@@ -793,6 +795,7 @@ mod tests {
             ever_sent: false,
             last_sent_at_ms: None,
             lookups: 0,
+            lookups_since_send: 0,
             last_error: None,
             fee_msat: None,
             preimage: None,
@@ -1137,6 +1140,20 @@ mod tests {
             next_action(&s, 10_000_000, &policy(), I),
             Action::AwaitExpiry
         );
+    }
+
+    #[test]
+    fn the_lookup_backoff_starts_over_with_every_send() {
+        let mut p = sent_once();
+        p.lookups = 40; // a long history before this send
+        let _ = apply_lookup(&mut p, LookupOutcome::Pending, 1_000, &policy(), 0);
+        match p.state {
+            PayoutState::Unknown { next_check_ms, .. } => assert!(
+                next_check_ms - 1_000 <= 2 * policy().lookup.base_delay_ms,
+                "checked soon after a fresh send, not at the capped delay: {next_check_ms}"
+            ),
+            ref s => panic!("{s:?}"),
+        }
     }
 
     #[test]

@@ -214,6 +214,10 @@ pub struct Payout {
     pub ever_sent: bool,
     pub last_sent_at_ms: Option<u64>,
     pub lookups: u32,
+    /// Lookups since the last send: the lookup backoff starts over with
+    /// every send, so a fresh send is checked soon.
+    #[serde(default)]
+    pub lookups_since_send: u32,
     pub last_error: Option<String>,
     pub fee_msat: Option<u64>,
     pub preimage: Option<String>,
