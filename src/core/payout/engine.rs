@@ -729,17 +729,17 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
             if lease_lost.get() {
                 return;
             }
+            let before = store.get(&id).ok().flatten().map(|p| p.version);
             let result = advance(rt, store, cfg, &id).await;
             let now = rt.now_ms();
             let stuck = match &result {
                 Err(_) => true,
-                // Nothing may stay due after its turn: that is an alarm hot loop.
-                Ok(()) => store
-                    .get(&id)
-                    .ok()
-                    .flatten()
-                    .and_then(|p| wake_of(&p, cfg))
-                    .is_some_and(|w| w <= now),
+                // A payout that did not move in its turn and is still due
+                // would wake the alarm again at once: a hot loop. (One that
+                // moved may be due again soon, by its own backoff.)
+                Ok(()) => store.get(&id).ok().flatten().is_some_and(|p| {
+                    Some(p.version) == before && wake_of(&p, cfg).is_some_and(|w| w <= now)
+                }),
             };
             if stuck {
                 errors.set(errors.get() + usize::from(result.is_err()));
