@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever the build and tests need and is missing. Idempotent:
 # each step is skipped when its tool is already there at the pinned version.
-#   scripts/setup.sh          build tools (wasm target, clang, worker-build, wasm-bindgen, npm deps)
+#   scripts/setup.sh          build tools (wasm target, clang, worker-build, wasm-bindgen, npm deps incl. wasm-opt)
 #   scripts/setup.sh --test   also the test-only tools (LNbits in a venv, Chromium)
 #   scripts/setup.sh --bench  also the load generator for `make bench` (wrk)
 set -euo pipefail
@@ -55,9 +55,11 @@ if [ "$(version_of wasm-bindgen)" != "$wb_version" ]; then
   cargo install wasm-bindgen-cli --version "$wb_version"
 fi
 
-# 5. wrangler + workerd, pinned by package-lock.json.
-if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing wrangler (npm ci)"
+# 5. wrangler + workerd, and binaryen's wasm-opt (runs under Node; scripts/build.sh uses
+#    it), pinned by package-lock.json.
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -f node_modules/binaryen/bin/wasm-opt ] ||
+  [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing wrangler and binaryen (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
