@@ -84,21 +84,3 @@ function streamHuge(srv, res) {
   };
   pump();
 }
-
-/** Receives webhooks; answers with `statuses` in turn (the last repeats). */
-export async function startWebhookReceiver(statuses = [200]) {
-  const rx = { received: [], statuses: [...statuses], port: 0 };
-  rx.server = http.createServer(async (req, res) => {
-    const chunks = [];
-    for await (const c of req) chunks.push(c);
-    rx.received.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
-    const status = rx.statuses.length > 1 ? rx.statuses.shift() : rx.statuses[0];
-    res.writeHead(status);
-    res.end();
-  });
-  await new Promise((r) => rx.server.listen(0, "127.0.0.1", r));
-  rx.port = rx.server.address().port;
-  rx.url = `http://127.0.0.1:${rx.port}/hooks/payouts`;
-  rx.stop = () => new Promise((r) => rx.server.close(r));
-  return rx;
-}
