@@ -113,9 +113,20 @@ async fn claim_invoice(env: &Env, shards: u32, hash: &str, id: &str) -> Result<(
             None,
         )
         .await?;
-        let found = other.status == 200;
-        let live = found && other.into_json()["status"].as_str() != Some("failed");
-        if live {
+        // Only a definite answer frees the claim: the holder failed, or its
+        // shard says it does not exist. Anything else (a 5xx) is no proof.
+        let status = other.status;
+        let body = other.into_json();
+        let free = match status {
+            200 => body["status"].as_str() == Some("failed"),
+            404 => body["error"]["code"].as_str() == Some("payout_not_found"),
+            _ => {
+                return Err(ApiError::StorageUnavailable(format!(
+                    "could not check the payout holding this invoice (HTTP {status}); try again"
+                )))
+            }
+        };
+        if !free {
             return Err(ApiError::InvoiceAlreadyUsed { payout_id: owner });
         }
         replace = Some(owner);
