@@ -8,6 +8,7 @@ mod health_sync;
 mod invoices;
 mod payouts;
 mod queue;
+mod registry;
 mod reply;
 mod request;
 mod runtime;

@@ -3,10 +3,8 @@
 
 use worker::{Env, Headers, Method, Request, RequestInit};
 
-use crate::core::bolt11;
 use crate::core::config::Config;
 use crate::core::error::ApiError;
-use crate::core::payout::destination::{self, Destination};
 use crate::core::payout::listing::ListQuery;
 use crate::core::payout::{request, shard};
 use crate::edge::body::read_json_body;
@@ -84,58 +82,6 @@ fn shard_headers(shard: u32, shards: u32) -> Result<Headers, ApiError> {
     Ok(h)
 }
 
-/// Across shards, one BOLT11 invoice belongs to one live payout: claim it in
-/// the registry before the payout is created (or re-opened). A claim held by
-/// a payout that failed, or that was never stored, is taken over.
-async fn claim_invoice(env: &Env, shards: u32, hash: &str, id: &str) -> Result<(), ApiError> {
-    let mut replace: Option<String> = None;
-    for _ in 0..3 {
-        let body = serde_json::json!({"hash": hash, "id": id, "replace": replace});
-        let r = call_object(
-            env,
-            shard::REGISTRY_OBJECT,
-            Method::Post,
-            "/claim",
-            Headers::new(),
-            Some(body.to_string().into_bytes()),
-        )
-        .await?
-        .into_json();
-        let Some(owner) = r.get("owner").and_then(|o| o.as_str()).map(str::to_string) else {
-            return Ok(());
-        };
-        let other = call_object(
-            env,
-            &shard::object_name(shard::shard_of(&owner, shards)),
-            Method::Get,
-            &format!("/payout/{owner}"),
-            Headers::new(),
-            None,
-        )
-        .await?;
-        // Only a definite answer frees the claim: the holder failed, or its
-        // shard says it does not exist. Anything else (a 5xx) is no proof.
-        let status = other.status;
-        let body = other.into_json();
-        let free = match status {
-            200 => body["status"].as_str() == Some("failed"),
-            404 => body["error"]["code"].as_str() == Some("payout_not_found"),
-            _ => {
-                return Err(ApiError::StorageUnavailable(format!(
-                    "could not check the payout holding this invoice (HTTP {status}); try again"
-                )))
-            }
-        };
-        if !free {
-            return Err(ApiError::InvoiceAlreadyUsed { payout_id: owner });
-        }
-        replace = Some(owner);
-    }
-    Err(ApiError::StorageUnavailable(
-        "the invoice registry kept changing; try again".into(),
-    ))
-}
-
 pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     require_client(req, env)?;
     let cfg = payout_config(env)?;
@@ -147,7 +93,7 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
             .as_deref(),
     )?;
     let body = read_json_body(req).await?;
-    let parsed = request::parse(&body)?; // bad input is answered here, before the queue
+    request::parse(&body)?; // bad input is answered here, before the queue
     let id = request::payout_id(&key);
     let shard = shard::shard_of(&id, cfg.shards);
     if cfg.shards > 1 && shard != 0 {
@@ -163,13 +109,6 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
         .await?;
         if check.status != 200 {
             return Ok(check);
-        }
-    }
-    if cfg.shards > 1 {
-        if let Ok(Destination::Bolt11(inv)) = destination::parse(&parsed.destination) {
-            if let Ok(parsed_invoice) = bolt11::parse(&inv) {
-                claim_invoice(env, cfg.shards, &parsed_invoice.payment_hash, &id).await?;
-            }
         }
     }
     let headers = shard_headers(shard, cfg.shards)?;
@@ -290,26 +229,6 @@ pub async fn retry(req: &Request, env: &Env, cfg: &Config, id: &str) -> Result<R
     let pcfg = payout_config(env)?;
     let shard = shard::shard_of(id, pcfg.shards);
     let name = shard::object_name(shard);
-    if pcfg.shards > 1 {
-        let current = call_object(
-            env,
-            &name,
-            Method::Get,
-            &format!("/payout/{id}"),
-            Headers::new(),
-            None,
-        )
-        .await?;
-        if current.status != 200 {
-            return Ok(current);
-        }
-        let view = current.into_json();
-        if view["destination_type"].as_str() == Some("bolt11") {
-            if let Some(hash) = view["payment_hash"].as_str() {
-                claim_invoice(env, pcfg.shards, hash, id).await?;
-            }
-        }
-    }
     call_object(
         env,
         &name,

@@ -9,10 +9,11 @@ use crate::core::cors::AllowedOrigins;
 use crate::core::error::ApiError;
 use crate::core::http::Runtime;
 use crate::core::payout::config::PayoutConfig;
-use crate::core::payout::engine::{self, Created, Drain, PayoutStore};
+use crate::core::payout::engine::{self, Claim, Created, Drain, PayoutStore};
 use crate::core::payout::{request, shard};
 use crate::core::time::iso8601_ms;
 use crate::edge::env;
+use crate::edge::registry::Registry;
 use crate::edge::reply::Reply;
 use crate::edge::request::query;
 use crate::edge::runtime::WorkerRuntime;
@@ -71,7 +72,14 @@ fn created_reply(p: &crate::core::payout::model::Payout) -> Reply {
 
 impl PayoutQueue {
     fn store(&self) -> Result<SqlStore, ApiError> {
-        SqlStore::open(self.state.storage().sql(), &self.instance).map_err(store_err)
+        let store =
+            SqlStore::open(self.state.storage().sql(), &self.instance).map_err(store_err)?;
+        // The registry object itself never claims; queue shards do when there are several.
+        let shards = payout_config(&self.env).map_or(1, |c| c.shards);
+        Ok(store.with_registry((shards > 1).then(|| Registry {
+            env: self.env.clone(),
+            shards,
+        })))
     }
 
     /// Arms the alarm for the next due payout or webhook (never in the past).
@@ -234,11 +242,11 @@ impl PayoutQueue {
                 let store = self.store()?;
                 Ok(
                     match store
-                        .claim(hash, id, body["replace"].as_str())
+                        .claim(hash, id, body["replace"].as_str(), rt.now_ms())
                         .map_err(store_err)?
                     {
-                        Ok(()) => Reply::json(200, json!({"granted": true})),
-                        Err(owner) => Reply::json(200, json!({"owner": owner})),
+                        Claim::Granted => Reply::json(200, json!({"granted": true})),
+                        Claim::HeldBy(owner) => Reply::json(200, json!({"owner": owner})),
                     },
                 )
             }

@@ -4,8 +4,10 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
-use crate::core::payout::engine::{day_of, PayoutStore, StoreError};
+use crate::core::payout::engine::{day_of, Claim, PayoutStore, StoreError};
 use crate::core::payout::model::Payout;
+use crate::core::payout::registry;
+use crate::edge::registry::{Link, Registry};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS payouts (
@@ -26,6 +28,7 @@ CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS invoice_claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL, claimed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
@@ -33,6 +36,8 @@ pub struct SqlStore {
     sql: SqlStorage,
     /// The Durable Object instance this store was opened by.
     instance: String,
+    /// With several queue shards: where hashes are claimed across them.
+    registry: Option<Registry>,
 }
 
 #[derive(Deserialize)]
@@ -76,7 +81,14 @@ impl SqlStore {
         Ok(SqlStore {
             sql,
             instance: instance.to_string(),
+            registry: None,
         })
+    }
+
+    /// Claims hashes in the cross-shard registry before sending them.
+    pub fn with_registry(mut self, registry: Option<Registry>) -> SqlStore {
+        self.registry = registry;
+        self
     }
 
     /// Shard 0 keeps the shard count payouts were placed with: a changed
@@ -108,42 +120,49 @@ impl SqlStore {
         }
     }
 
-    /// Registry role (sharded queues): gives `hash` to `id` unless another
-    /// payout holds it; `replace` names a holder known to be failed or
-    /// absent, taken over only if it still holds it. `Err(owner)` otherwise.
+    /// Registry role (sharded queues): the claim on `hash` after
+    /// [`registry::decide`]; a grant is written with `now_ms`, so a holder's
+    /// own re-claim refreshes it. Rows from before claims were timestamped
+    /// count as settled.
     pub fn claim(
         &self,
         hash: &str,
         id: &str,
         replace: Option<&str>,
-    ) -> Result<Result<(), String>, StoreError> {
+        now_ms: u64,
+    ) -> Result<Claim, StoreError> {
         #[derive(Deserialize)]
-        struct Owner {
+        struct Row {
             payout_id: String,
+            claimed_at: f64,
         }
-        let rows: Vec<Owner> = self
+        let rows: Vec<Row> = self
             .sql
             .exec(
-                "SELECT payout_id FROM claims WHERE hash = ?",
-                vec![V::from(hash)],
+                "SELECT payout_id, claimed_at FROM invoice_claims WHERE hash = ?
+                 UNION ALL SELECT payout_id, 0 AS claimed_at FROM claims WHERE hash = ?",
+                vec![V::from(hash), V::from(hash)],
             )
             .map_err(e)?
             .to_array()
             .map_err(e)?;
-        match rows.first() {
-            Some(o) if o.payout_id != id && Some(o.payout_id.as_str()) != replace => {
-                Ok(Err(o.payout_id.clone()))
-            }
-            _ => {
-                self.sql
-                    .exec(
-                        "INSERT OR REPLACE INTO claims (hash, payout_id) VALUES (?, ?)",
-                        vec![V::from(hash), V::from(id)],
-                    )
-                    .map_err(e)?;
-                Ok(Ok(()))
-            }
+        let row = rows.first().map(|r| registry::ClaimRow {
+            payout_id: r.payout_id.clone(),
+            claimed_at_ms: r.claimed_at as u64,
+        });
+        let claim = registry::decide(row.as_ref(), id, replace, now_ms);
+        if claim == Claim::Granted {
+            self.sql
+                .exec(
+                    "INSERT OR REPLACE INTO invoice_claims (hash, payout_id, claimed_at) VALUES (?, ?, ?)",
+                    vec![V::from(hash), V::from(id), int(now_ms)],
+                )
+                .map_err(e)?;
+            self.sql
+                .exec("DELETE FROM claims WHERE hash = ?", vec![V::from(hash)])
+                .map_err(e)?;
         }
+        Ok(claim)
     }
 
     /// Payouts waiting for a backend that is not configured, and payouts
@@ -223,6 +242,19 @@ impl SqlStore {
 }
 
 impl PayoutStore for SqlStore {
+    async fn claim_across_shards(&self, hash: &str, payout_id: &str) -> Result<Claim, StoreError> {
+        match &self.registry {
+            Some(registry) => {
+                let link = Link {
+                    registry,
+                    local: self,
+                };
+                registry::claim(&link, hash, payout_id).await
+            }
+            None => Ok(Claim::Granted),
+        }
+    }
+
     fn get(&self, id: &str) -> Result<Option<Payout>, StoreError> {
         Ok(self
             .payouts("SELECT data FROM payouts WHERE id = ?", vec![V::from(id)])?

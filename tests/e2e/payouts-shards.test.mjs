@@ -6,12 +6,15 @@ import assert from "node:assert/strict";
 import { startFakeProvider } from "./support/fake-provider.mjs";
 import { signInvoice } from "./support/invoice.mjs";
 import { startWorker } from "./support/worker.mjs";
+import { startLnurlServer } from "./support/lnurl-server.mjs";
+import { createHash } from "node:crypto";
 
 const KEY = "payout-key-shards-0123456789";
-let lnbits, worker;
+let lnbits, lnurl, worker;
 
 before(async () => {
   lnbits = await startFakeProvider("lnbits");
+  lnurl = await startLnurlServer();
   worker = await startWorker(
     {
       LIGHTNING_PROVIDERS: "lnbits",
@@ -24,6 +27,7 @@ before(async () => {
       PAYOUT_RETRY_BASE_MS: "200",
       PAYOUT_NOT_FOUND_GRACE_MS: "0",
       PAYOUT_DAILY_LIMIT_SATS: "400000",
+      LNURL_ALLOW_HTTP_HOSTS: "127.0.0.1",
     },
     { name: "payouts-shards" },
   );
@@ -32,7 +36,14 @@ before(async () => {
 after(async () => {
   await worker?.stop();
   await lnbits?.stop();
+  await lnurl?.stop();
 });
+
+// The shard of a key, as src/core/payout/{request,shard}.rs place it.
+const shardOf = (key, shards = 4) => {
+  const id = createHash("sha256").update(`payout:${key}`).digest("hex").slice(0, 24);
+  return Number(BigInt(`0x${id.slice(0, 12)}`) % BigInt(shards));
+};
 
 const auth = { authorization: `Bearer ${KEY}` };
 const pay = (body, idem) => worker.request("POST", "/api/payouts", { json: body, headers: { ...auth, "idempotency-key": idem } });
@@ -87,4 +98,31 @@ test("payouts spread over shards, drain on every shard, list and count as one qu
     const one = await worker.request("GET", `/api/payouts/${p.json.id}`, { headers: auth });
     assert.equal(one.json.status, "succeeded");
   }
+});
+
+test("an address invoice handed to two payouts on two shards is paid by one", async () => {
+  lnbits.payMode = "pay_then_520";
+  lnurl.mode = "repeat";
+  const keys = [];
+  for (let i = 0; keys.length < 2; i++) {
+    const k = `addr-${i}`;
+    if (!keys.some((o) => shardOf(o) === shardOf(k))) keys.push(k);
+  }
+  const dest = { destination: lnurl.address("gus"), amount_sat: 777 };
+  const first = await pay(dest, keys[0]);
+  assert.equal(first.status, 202, first.text);
+  const second = await pay(dest, keys[1]);
+  assert.equal(second.status, 409, second.text);
+  assert.equal(second.json.error.code, "invoice_already_used");
+  assert.equal(second.json.error.payout_id, first.json.id);
+  for (let i = 0; i < 20; i++) {
+    await worker.cron();
+    const p = await worker.request("GET", `/api/payouts/${first.json.id}`, { headers: auth });
+    if (p.json.status === "succeeded") break;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.equal(lnbits.sendsOf(first.json.payment_hash), 1, "paid once");
+  const refusedId = `po_${createHash("sha256").update(`payout:${keys[1]}`).digest("hex").slice(0, 24)}`;
+  const gone = await worker.request("GET", `/api/payouts/${refusedId}`, { headers: auth });
+  assert.equal(gone.status, 404, "nothing was stored for the refused payout");
 });

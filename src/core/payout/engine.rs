@@ -30,10 +30,40 @@ impl fmt::Display for StoreError {
     }
 }
 
+/// What the cross-shard invoice registry says about a payment hash.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    Granted,
+    /// Another live payout (its id) holds the hash.
+    HeldBy(String),
+}
+
+/// A claim is committed (the payout stored or switched to the hash) within
+/// this long of the claim's request, or given up. The registry never hands a
+/// claim younger than [`CLAIM_SETTLE_MS`] to another payout, so a claim whose
+/// payout is still on its way cannot be taken over.
+pub const CLAIM_COMMIT_MS: u64 = 60_000;
+/// See [`CLAIM_COMMIT_MS`]. Both are durations, each on one clock (the
+/// shard's, the registry's), so clock offsets between objects do not matter.
+pub const CLAIM_SETTLE_MS: u64 = 2 * CLAIM_COMMIT_MS;
+
 /// Durable payout storage. Calls are synchronous: in a Durable Object, code
 /// between two `await`s runs without interleaving, so a read followed by a
 /// write here is atomic.
+#[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` bound is wanted.
 pub trait PayoutStore {
+    /// Across queue shards, one invoice belongs to one live payout: claims
+    /// `hash` for `payout_id` in the shared registry before any payout of
+    /// this store may send it. One shard has no registry (its own table is
+    /// the whole truth), hence the default.
+    async fn claim_across_shards(
+        &self,
+        _hash: &str,
+        _payout_id: &str,
+    ) -> Result<Claim, StoreError> {
+        Ok(Claim::Granted)
+    }
+
     fn get(&self, id: &str) -> Result<Option<Payout>, StoreError>;
     fn by_idempotency_key(&self, key: &str) -> Result<Option<Payout>, StoreError>;
     /// The payout (if any) whose current invoice has this payment hash.
@@ -116,6 +146,26 @@ fn save<S: PayoutStore>(store: &S, p: &mut Payout, cfg: &PayoutConfig) -> Result
         p.version = expected;
     }
     Ok(ok)
+}
+
+/// Claims `hash` for `id` across shards. The caller commits with no
+/// `await` in between, and re-checks what may have changed during this one.
+async fn claim_hash<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    hash: &str,
+    id: &str,
+) -> Result<(), PayoutError> {
+    let start = rt.now_ms();
+    match store.claim_across_shards(hash, id).await? {
+        Claim::HeldBy(owner) => Err(PayoutError::InvoiceAlreadyUsed(owner)),
+        Claim::Granted if rt.now_ms().saturating_sub(start) > CLAIM_COMMIT_MS => {
+            Err(PayoutError::Store(StoreError(
+                "the invoice registry answered too late; try again".into(),
+            )))
+        }
+        Claim::Granted => Ok(()),
+    }
 }
 
 pub enum Created {
@@ -266,12 +316,24 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         return replay(existing, &fingerprint);
     }
     check_budget(store, cfg, amount_sat, now)?;
-    if let Some(other) = store.by_payment_hash(&payment_hash)? {
-        if !matches!(other.state, PayoutState::Failed { .. }) {
-            return Err(PayoutError::InvoiceAlreadyUsed(other.id));
+    let live_holder = |hash: &str| -> Result<(), PayoutError> {
+        match store.by_payment_hash(hash)? {
+            Some(other) if !matches!(other.state, PayoutState::Failed { .. }) => {
+                Err(PayoutError::InvoiceAlreadyUsed(other.id))
+            }
+            _ => Ok(()),
         }
-    }
+    };
+    live_holder(&payment_hash)?;
     let id = payout_id(idempotency_key);
+    claim_hash(rt, store, &payment_hash, &id).await?;
+    // The claim awaited: check again what another request may have changed.
+    if let Some(existing) = store.by_idempotency_key(idempotency_key)? {
+        return replay(existing, &fingerprint);
+    }
+    let now = rt.now_ms();
+    check_budget(store, cfg, amount_sat, now)?;
+    live_holder(&payment_hash)?;
     let mut p = Payout {
         id: id.clone(),
         idempotency_key: idempotency_key.to_string(),
@@ -527,13 +589,13 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     min_lifetime_secs: min_invoice_lifetime_secs(cfg),
                 };
                 let result = lnurl::resolve(rt, &url, &params).await;
-                let Some(mut cur) = store.get(id)? else {
+                let Some(cur) = store.get(id)? else {
                     return Ok(());
                 };
                 if cur.version != seen {
                     continue;
                 }
-                let (now, random) = (rt.now_ms(), rt.random_u64());
+                let now = rt.now_ms();
                 // A server that hands back an invoice already tried gives
                 // nothing new; one another payout pays is not ours to pay.
                 let taken = |h: &str| {
@@ -555,6 +617,42 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     } else if r.expires_at_secs.saturating_mul(1000) > now + cfg.policy.max_age_ms {
                         Err(ResolveError::Protocol(
                             "the recipient's invoice lives longer than PAYOUT_MAX_AGE_SECS".into(),
+                        ))
+                    } else {
+                        Ok(r)
+                    }
+                });
+                // Across shards, the new hash is claimed before it is taken:
+                // re-read after the claim, which awaited.
+                let result = match result {
+                    Ok(r) => match claim_hash(rt, store, &r.payment_hash, &cur.id).await {
+                        Ok(()) => Ok(r),
+                        Err(PayoutError::InvoiceAlreadyUsed(_)) => Err(ResolveError::Protocol(
+                            "the recipient returned an invoice another payout pays".into(),
+                        )),
+                        Err(PayoutError::Store(e)) => return Err(e),
+                        Err(other) => return Err(StoreError(format!("{other:?}"))),
+                    },
+                    Err(e) => Err(e),
+                };
+                let Some(mut cur) = store.get(id)? else {
+                    return Ok(());
+                };
+                if cur.version != seen {
+                    continue;
+                }
+                let (now, random) = (rt.now_ms(), rt.random_u64());
+                let result = result.and_then(|r| {
+                    if store
+                        .by_payment_hash(&r.payment_hash)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|o| {
+                            o.id != cur.id && !matches!(o.state, PayoutState::Failed { .. })
+                        })
+                    {
+                        Err(ResolveError::Protocol(
+                            "the recipient returned an invoice another payout pays".into(),
                         ))
                     } else {
                         Ok(r)
@@ -774,7 +872,7 @@ pub async fn retry<R: Runtime, S: PayoutStore>(
     cfg: &PayoutConfig,
     id: &str,
 ) -> Result<Payout, PayoutError> {
-    let mut p = store.get(id)?.ok_or(PayoutError::NotFound)?;
+    let p = store.get(id)?.ok_or(PayoutError::NotFound)?;
     let now = rt.now_ms();
     if !matches!(p.state, PayoutState::Failed { .. }) {
         return Err(PayoutError::RetryNotAllowed(format!(
@@ -783,11 +881,29 @@ pub async fn retry<R: Runtime, S: PayoutStore>(
         )));
     }
     // The invoice may have been taken by another payout since this one failed.
-    if let Some(other) = store.by_payment_hash(&p.payment_hash)? {
-        if other.id != p.id && !matches!(other.state, PayoutState::Failed { .. }) {
-            return Err(PayoutError::InvoiceAlreadyUsed(other.id));
+    let taken = |p: &Payout| -> Result<(), PayoutError> {
+        match store.by_payment_hash(&p.payment_hash)? {
+            Some(other)
+                if other.id != p.id && !matches!(other.state, PayoutState::Failed { .. }) =>
+            {
+                Err(PayoutError::InvoiceAlreadyUsed(other.id))
+            }
+            _ => Ok(()),
         }
+    };
+    taken(&p)?;
+    check_budget(store, cfg, p.amount_sat, now)?;
+    // Across shards too; the claim awaited, so read the payout again.
+    let seen = p.version;
+    claim_hash(rt, store, &p.payment_hash, id).await?;
+    let mut p = store.get(id)?.ok_or(PayoutError::NotFound)?;
+    let now = rt.now_ms();
+    if p.version != seen {
+        return Err(PayoutError::RetryNotAllowed(
+            "the payout changed meanwhile; try again".into(),
+        ));
     }
+    taken(&p)?;
     check_budget(store, cfg, p.amount_sat, now)?;
     machine::reopen(&mut p, now).map_err(|e| PayoutError::RetryNotAllowed(e.0.into()))?;
     if let Some(w) = p.webhook.as_mut() {

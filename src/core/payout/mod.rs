@@ -10,6 +10,7 @@ pub mod listing;
 pub mod lnurl;
 pub mod machine;
 pub mod model;
+pub mod registry;
 pub mod request;
 pub mod safe_url;
 pub mod shard;

@@ -28,7 +28,8 @@ pub fn object_name(shard: u32) -> String {
     }
 }
 
-/// The object that records which payout pays which BOLT11 invoice across shards.
+/// The object that records which payout holds which payment hash across
+/// shards (rules in `registry.rs`).
 pub const REGISTRY_OBJECT: &str = "invoice-registry";
 
 /// This shard's share of the daily limit: the shares add up to `limit`.

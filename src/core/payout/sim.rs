@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use futures_executor::block_on;
@@ -26,9 +27,10 @@ use crate::core::backoff::RetryPolicy;
 use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
 use crate::core::payout::config::PayoutConfig;
-use crate::core::payout::engine::{self, Created, PayoutStore, StoreError};
+use crate::core::payout::engine::{self, Claim, Created, PayoutStore, StoreError};
 use crate::core::payout::machine::PayoutPolicy;
 use crate::core::payout::model::{Payout, PayoutState};
+use crate::core::payout::registry;
 use crate::core::payout::request::PayoutRequest;
 use crate::core::payout::safe_url::UrlPolicy;
 use crate::core::providers::mock::sign_invoice;
@@ -98,7 +100,8 @@ const LATE_BOUND_MS: u64 = 900_000;
 pub(crate) const BACKENDS: [&str; 2] = ["http://lnbits.sim", "http://other.sim"];
 
 struct Sim {
-    now: Cell<u64>,
+    /// Shared with the simulated registry object (same clock for every object).
+    now: Rc<Cell<u64>>,
     seed: Cell<u64>,
     sends: RefCell<Vec<SendBehaviour>>,
     lookups: RefCell<Vec<LookupBehaviour>>,
@@ -119,7 +122,7 @@ impl Sim {
     /// A backend that answers sends and lookups as scripted (then truthfully), at a fixed start time.
     fn new(seed: u64, sends: Vec<SendBehaviour>, lookups: Vec<LookupBehaviour>) -> Sim {
         Sim {
-            now: Cell::new(1_700_000_000_000),
+            now: Rc::new(Cell::new(1_700_000_000_000)),
             seed: Cell::new(seed),
             sends: RefCell::new(sends),
             lookups: RefCell::new(lookups),
@@ -456,9 +459,82 @@ struct MemStore {
     lease: RefCell<Option<(String, u64)>>,
     /// The queue instance; a restart changes it.
     instance: RefCell<String>,
+    /// With several shards: the registry they share.
+    registry: Option<Rc<SimRegistry>>,
+}
+
+/// The registry object and the shards it can reach, as in the Worker
+/// (`edge/registry.rs`), with a call that can take a while.
+struct SimRegistry {
+    now: Rc<Cell<u64>>,
+    rows: RefCell<HashMap<String, registry::ClaimRow>>,
+    shards: RefCell<Vec<Weak<MemStore>>>,
+    /// How long each claim call takes.
+    delay_ms: Cell<u64>,
+}
+
+/// `n` shards sharing one registry.
+fn shards(sim: &Sim, n: usize) -> (Rc<SimRegistry>, Vec<Rc<MemStore>>) {
+    let reg = Rc::new(SimRegistry {
+        now: sim.now.clone(),
+        rows: RefCell::new(HashMap::new()),
+        shards: RefCell::new(Vec::new()),
+        delay_ms: Cell::new(0),
+    });
+    let stores: Vec<Rc<MemStore>> = (0..n)
+        .map(|_| {
+            Rc::new(MemStore {
+                registry: Some(reg.clone()),
+                ..MemStore::default()
+            })
+        })
+        .collect();
+    *reg.shards.borrow_mut() = stores.iter().map(Rc::downgrade).collect();
+    (reg, stores)
+}
+
+impl registry::RegistryLink for SimRegistry {
+    async fn claim(
+        &self,
+        hash: &str,
+        id: &str,
+        replace: Option<&str>,
+    ) -> Result<Claim, StoreError> {
+        self.now.set(self.now.get() + self.delay_ms.get());
+        let now = self.now.get();
+        let claim = registry::decide(self.rows.borrow().get(hash), id, replace, now);
+        if claim == Claim::Granted {
+            self.rows.borrow_mut().insert(
+                hash.to_string(),
+                registry::ClaimRow {
+                    payout_id: id.to_string(),
+                    claimed_at_ms: now,
+                },
+            );
+        }
+        Ok(claim)
+    }
+
+    async fn holder(&self, owner: &str) -> Result<registry::Holder, StoreError> {
+        for shard in self.shards.borrow().iter().filter_map(Weak::upgrade) {
+            if let Some(p) = shard.get(owner)? {
+                return Ok(registry::Holder::Found {
+                    failed: matches!(p.state, PayoutState::Failed { .. }),
+                    payment_hash: p.payment_hash,
+                });
+            }
+        }
+        Ok(registry::Holder::Absent)
+    }
 }
 
 impl PayoutStore for MemStore {
+    async fn claim_across_shards(&self, hash: &str, payout_id: &str) -> Result<Claim, StoreError> {
+        match &self.registry {
+            Some(reg) => registry::claim(reg.as_ref(), hash, payout_id).await,
+            None => Ok(Claim::Granted),
+        }
+    }
     fn get(&self, id: &str) -> Result<Option<Payout>, StoreError> {
         Ok(self.rows.borrow().get(id).map(|r| r.0.clone()))
     }
@@ -1252,3 +1328,6 @@ proptest! {
         }
     }
 }
+
+#[path = "sim_shards.rs"]
+mod shards;

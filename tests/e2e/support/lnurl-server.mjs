@@ -11,6 +11,8 @@ import { signInvoice } from "./invoice.mjs";
 //   short_expiry  the invoice expires 5 s after it is issued
 //   huge          the callback streams a 10 MB chunked body with no Content-Length
 //   creds         the callback URL carries user:password@ credentials
+//   repeat        the same invoice for every request of an amount (a broken
+//                 or hostile server handing one invoice to several payers)
 export async function startLnurlServer() {
   const srv = {
     mode: "ok",
@@ -50,6 +52,11 @@ export async function startLnurlServer() {
       const amount = Number(url.searchParams.get("amount"));
       srv.resolutions.push({ name: m[1], amount, comment: url.searchParams.get("comment") });
       if (srv.mode === "huge") return streamHuge(srv, res);
+      if (srv.mode === "repeat") {
+        srv.repeated ??= new Map();
+        if (!srv.repeated.has(amount)) srv.repeated.set(amount, signInvoice({ amountMsat: amount, expiry: 600 }));
+        return send(200, { pr: srv.repeated.get(amount).payment_request, routes: [] });
+      }
       const inv = signInvoice({
         amountMsat: srv.mode === "inflate" ? amount * 2 : amount,
         expiry: srv.mode === "short_expiry" ? 5 : 600,
