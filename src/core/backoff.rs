@@ -70,7 +70,7 @@ pub struct HedgePolicy {
     /// Lower bound of the hedge delay: ordinary jitter on a fast provider
     /// must not double the load on the next one.
     pub min_delay_ms: u64,
-    /// Upper bound, and the delay while a provider has too few latency
+    /// Upper bound, and the delay while a provider has no recent success:
     /// samples: the most a hanging provider can cost before the next starts.
     pub max_delay_ms: u64,
     /// How long one provider may keep trying, retries included, counted
@@ -90,7 +90,7 @@ impl Default for HedgePolicy {
 
 impl HedgePolicy {
     /// The hedge delay for a provider whose recent p95 latency is `p95_ms`
-    /// (`None`: not enough samples, so the cap), never beyond the attempt
+    /// (`None`: no success yet, so the cap), never beyond the attempt
     /// timeout: by then the attempt has failed anyway.
     pub fn delay_ms(&self, p95_ms: Option<u64>, attempt_timeout_ms: u64) -> u64 {
         let floor = self.min_delay_ms.min(self.max_delay_ms);

@@ -208,8 +208,9 @@ enum Event {
 /// request's deadline) for its attempts and retries. With the hedged
 /// strategy, a provider that has produced no valid invoice within its hedge
 /// delay (its recent p95 latency, clamped) gets the next provider started
-/// alongside it; one that fails, is skipped or runs out of budget gets it
-/// started at once. The first valid invoice wins.
+/// alongside it; one whose attempt fails, or that is skipped or runs out of
+/// budget, gets it started at once (its own retries go on alongside). The
+/// first valid invoice wins.
 ///
 /// Two phases, so a caller can answer before slow losers finish:
 /// [`CreateRun::outcome`] resolves with the winner (or the failure), and
@@ -420,7 +421,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
             self.spawn_attempt(i, self.cfg.retry.attempt_timeout(end_ms - now));
             if hedged && i + 1 < self.lanes.len() {
                 let delay = self.cfg.hedge.delay_ms(
-                    health.get(name).latency_p95_ms(),
+                    health.get(name).hedge_basis_ms(),
                     self.cfg.retry.attempt_timeout_ms,
                 );
                 self.spawn_timer(delay, Event::Hedge { lane: i });
@@ -516,6 +517,12 @@ impl<R: Runtime + 'static> CreateRun<R> {
                     Some(delay) => {
                         self.lanes[i].last_error = Some(e);
                         self.spawn_timer(delay, Event::Retry { lane: i });
+                        // A provider that just failed is not waited for: the
+                        // next one starts now, alongside its retries (the
+                        // first valid invoice wins, as with a hedge).
+                        if self.cfg.strategy == Strategy::Hedged && i + 1 == self.next {
+                            self.start_next(health, Start::Failover);
+                        }
                     }
                     None => self.lane_failed(i, e, health),
                 }
@@ -845,7 +852,7 @@ mod tests {
     }
 
     #[test]
-    fn transient_errors_retry_with_backoff_then_fail_over_in_order() {
+    fn a_failing_provider_is_not_waited_for_the_next_starts_at_once() {
         let rt = vrt();
         rt.on(ALBY, vec![err(520)]);
         rt.on(
@@ -855,27 +862,38 @@ mod tests {
         rt.on(LNBITS, vec![invoice_reply("lnbits", Network::Bitcoin, 5)]);
         let mut h = HealthBook::default();
         let cfg = config(&[("BREAKER_FAILURE_THRESHOLD", "10")]);
-        let (issued, attempts) = ok(create(&rt, &cfg, &mut h).0);
+        let (r, took) = create(&rt, &cfg, &mut h);
+        let (issued, attempts) = ok(r);
         assert_eq!(issued.provider, ProviderKind::Lnbits);
-        let order: Vec<(&str, u32)> = attempts
-            .iter()
-            .map(|a| (a.provider.as_str(), a.attempt))
-            .collect();
         assert_eq!(
-            order,
+            steps(&attempts),
             vec![
-                ("alby", 1),
-                ("alby", 2),
-                ("alby", 3),
-                ("lnd", 1),
-                ("lnd", 2),
-                ("lnd", 3),
-                ("lnbits", 1)
+                "alby#1@0:error:upstream_520",
+                "lnd#1@10:error:network_error",
+                "lnbits#1@10:ok:"
             ]
         );
-        assert_eq!(attempts[0].code, Some("upstream_520"));
-        // Besides the hedge timers (1000 ms: the attempt timeout caps the
-        // 2000 ms default), four retries slept within their jitter ceilings.
+        assert_eq!(took, 15, "no backoff was waited before the next provider");
+    }
+
+    #[test]
+    fn the_first_providers_retries_go_on_and_can_still_win() {
+        let rt = vrt();
+        let fine = invoice_reply("alby", Network::Bitcoin, 5);
+        rt.on(ALBY, vec![err(520), err(520), fine]);
+        rt.on(LND, vec![Reply::Hang]);
+        rt.on(LNBITS, vec![err(503)]);
+        let mut h = HealthBook::default();
+        let cfg = config(&[("BREAKER_FAILURE_THRESHOLD", "10")]);
+        let (issued, attempts) = ok(create(&rt, &cfg, &mut h).0);
+        assert_eq!(issued.provider, ProviderKind::Alby);
+        let alby: Vec<u32> = attempts
+            .iter()
+            .filter(|a| a.provider == "alby")
+            .map(|a| a.attempt)
+            .collect();
+        assert_eq!(alby, vec![1, 2, 3], "retried with backoff: {attempts:?}");
+        // Between alby's tries: the retries slept within their jitter ceilings.
         let slept: Vec<u64> = rt
             .slept
             .borrow()
@@ -883,11 +901,7 @@ mod tests {
             .copied()
             .filter(|&d| d != 1000)
             .collect();
-        assert_eq!(slept.len(), 4);
-        assert!(
-            slept[0] <= 100 && slept[1] <= 200 && slept[2] <= 100 && slept[3] <= 200,
-            "{slept:?}"
-        );
+        assert!(slept.iter().all(|&d| d <= 200), "{slept:?}");
     }
 
     #[test]
@@ -1119,18 +1133,19 @@ mod tests {
     }
 
     #[test]
-    fn a_provider_budget_leaves_later_providers_time() {
+    fn a_provider_budget_bounds_its_own_retries() {
         let rt = vrt();
         // Slow failures, retried at once: without a budget alby would spend
-        // 11 × 400 ms before lnd got a turn.
-        rt.on(
-            ALBY,
+        // 11 × 400 ms retrying.
+        let slow_503 = || {
             vec![Reply::Respond(
                 HttpResponse::json(503, &json!({"detail": "busy"})),
                 400,
-            )],
-        );
-        rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
+            )]
+        };
+        rt.on(ALBY, slow_503());
+        rt.on(LND, slow_503());
+        rt.on(LNBITS, vec![invoice_reply("lnbits", Network::Bitcoin, 40)]);
         let cfg = defaults(&[
             ("LIGHTNING_FALLBACK_MAX_RETRIES", "10"),
             ("LIGHTNING_FALLBACK_RETRY_DELAY", "0"),
@@ -1139,20 +1154,20 @@ mod tests {
         ]);
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
-        let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnd);
-        assert_eq!(
-            steps(&attempts),
-            vec![
-                "alby#1@0:error:upstream_error",
-                "alby#2@400:error:upstream_error",
-                "alby#3@800:error:timeout",
-                "lnd#1@1000:ok:"
-            ]
-        );
-        assert_eq!(took, 1_040);
-        // The third attempt's timeout was cut to what was left of the budget.
-        assert_eq!(rt.sent.borrow()[2].1, 200);
+        let (issued, _) = ok(r);
+        assert_eq!(issued.provider, ProviderKind::Lnbits);
+        // alby failed at 400, so lnd started then; lnd failed at 800, so lnbits.
+        assert_eq!(took, 840);
+        // alby's tries stayed within its budget: the third attempt's timeout
+        // was cut to what was left of it.
+        let alby: Vec<u64> = rt
+            .sent
+            .borrow()
+            .iter()
+            .filter(|(url, _)| url.starts_with(ALBY))
+            .map(|(_, t)| *t)
+            .collect();
+        assert_eq!(alby, vec![1000, 600, 200]);
     }
 
     #[test]

@@ -87,6 +87,19 @@ impl ProviderHealth {
         let rank = (ok.len() * 95).div_ceil(100);
         ok.get(rank.saturating_sub(1)).copied()
     }
+
+    /// What the hedge delay follows: the p95 once there are enough samples;
+    /// before that, the slowest of the few successes seen (a provider that
+    /// answered fast is expected to again); nothing without any success.
+    pub fn hedge_basis_ms(&self) -> Option<u64> {
+        self.latency_p95_ms().or_else(|| {
+            self.window
+                .iter()
+                .filter(|s| s.ok)
+                .map(|s| s.latency_ms)
+                .max()
+        })
+    }
 }
 
 /// When a request's health changes must reach KV.
@@ -280,6 +293,9 @@ mod tests {
         );
         b.record_failure("lnd", "timeout", 5_000, 3, Source::Request, &P);
         assert_eq!(b.get("lnd").latency_p95_ms(), None, "failures do not count");
+        // Too few for a p95: the hedge follows the slowest success seen.
+        assert_eq!(b.get("lnd").hedge_basis_ms(), Some(50));
+        assert_eq!(b.get("alby").hedge_basis_ms(), None, "no success yet");
         b.record_success("lnd", 30, 4, Source::Request);
         assert_eq!(b.get("lnd").latency_p95_ms(), Some(50));
         for i in 0..19 {

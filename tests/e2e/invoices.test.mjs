@@ -72,15 +72,16 @@ test("failover follows the configured order: HTML 520, refused connection, then 
   assert.equal(res.status, 201, res.text);
   assert.equal(res.json.provider, "lnbits");
   const steps = res.json.attempts.map((a) => `${a.provider}#${a.attempt}:${a.outcome}:${a.code ?? ""}`);
-  assert.deepEqual(steps, [
-    "alby#1:error:upstream_520",
-    "alby#2:error:upstream_520",
-    "lnd#1:error:network_error",
-    "lnd#2:error:network_error",
-    "lnbits#1:ok:",
-  ]);
+  // A failed attempt starts the next provider at once; the failed one's
+  // retries (one each, after a backoff) run alongside and may show up too.
+  assert.equal(steps[0], "alby#1:error:upstream_520", res.text);
+  assert.ok(steps.includes("lnd#1:error:network_error"), res.text);
+  assert.equal(steps.at(-1), "lnbits#1:ok:", res.text);
+  assert.ok(steps.every((s) => /#[12]:/.test(s)), `at most one retry each: ${res.text}`);
+  const lnbits = res.json.attempts.at(-1);
+  assert.ok(lnbits.started_ms < 500, `lnbits started after ${lnbits.started_ms} ms: ${res.text}`);
   assert.match(res.json.attempts[0].message, /HTML error page/);
-  assert.equal(fakes.alby.count("POST"), 2, "one retry on a transient error");
+  assert.ok(fakes.alby.count("POST") <= 2, "at most one retry on a transient error");
   // The invoice is checked with the provider that issued it, and only there.
   const check = await worker.checkInvoice(res.json.payment_hash);
   assert.equal(check.json.provider, "lnbits");
