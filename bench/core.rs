@@ -4,11 +4,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use lightning_fallback::core::backends::mock::sign_invoice;
 use lightning_fallback::core::bolt11::{self, Expectation, Network};
 use lightning_fallback::core::breaker::BreakerPolicy;
 use lightning_fallback::core::health::{HealthBook, Source};
 use lightning_fallback::core::payout::destination;
-use lightning_fallback::core::providers::mock::sign_invoice;
 
 fn bench(name: &str, iterations: u32, mut f: impl FnMut(u32)) {
     // Warm up, then measure.

@@ -5,8 +5,8 @@
 //! (with a description hash, 64 hex digits, the invoice commits to it instead of the description)
 //! `cargo run --example testkit -- decode <bolt11>`
 
+use lightning_fallback::core::backends::mock::sign_invoice;
 use lightning_fallback::core::bolt11::{self, Network};
-use lightning_fallback::core::providers::mock::sign_invoice;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

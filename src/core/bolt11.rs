@@ -216,7 +216,7 @@ pub fn is_payment_hash(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::providers::mock::sign_invoice;
+    use crate::core::backends::mock::sign_invoice;
 
     fn make(net: Network, msat: u64, now: u64) -> (String, String) {
         let inv = sign_invoice(net, msat, "test", None, 3600, now, [7u8; 32]);
@@ -314,7 +314,7 @@ mod tests {
 #[cfg(test)]
 mod props {
     use super::*;
-    use crate::core::providers::mock::sign_invoice;
+    use crate::core::backends::mock::sign_invoice;
     use bech32::{Bech32, Hrp};
     use proptest::prelude::*;
 

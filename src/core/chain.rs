@@ -14,15 +14,15 @@ use futures_util::future::{FutureExt, LocalBoxFuture};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
+use crate::core::backends::{
+    self, mock, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError,
+    ProviderKind,
+};
 use crate::core::bolt11::{self, Expectation};
 use crate::core::breaker::Admission;
 use crate::core::config::{Config, Strategy};
 use crate::core::health::{HealthBook, Source};
 use crate::core::http::Runtime;
-use crate::core::providers::{
-    self, mock, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError,
-    ProviderKind,
-};
 
 /// One try (or skip) of one provider, reported back to the client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,7 +90,7 @@ async fn call_create<R: Runtime>(
     params: &InvoiceParams,
     timeout_ms: u64,
 ) -> Result<CreatedInvoice, ProviderError> {
-    match providers::create_request(p, params) {
+    match backends::create_request(p, params) {
         None => {
             let mut preimage = [0u8; 32];
             rt.random_bytes(&mut preimage);
@@ -111,7 +111,7 @@ async fn call_create<R: Runtime>(
         }
         Some(req) => {
             let resp = rt.send(req, timeout_ms).await?;
-            providers::parse_create(p.kind, &resp)
+            backends::parse_create(p.kind, &resp)
         }
     }
 }
@@ -660,7 +660,7 @@ pub async fn check_invoice<R: Runtime>(
     p: &ProviderConfig,
     payment_hash: &str,
 ) -> Result<InvoiceState, CheckUnavailable> {
-    let Some(req) = providers::check_request(p, payment_hash) else {
+    let Some(req) = backends::check_request(p, payment_hash) else {
         return Ok(InvoiceState::Pending); // the mock never sees a payment
     };
     let name = p.name();
@@ -689,7 +689,7 @@ pub async fn check_invoice<R: Runtime>(
             .send(req.clone(), cfg.retry.attempt_timeout(remaining))
             .await
         {
-            Ok(resp) => providers::parse_check(p.kind, &resp),
+            Ok(resp) => backends::parse_check(p.kind, &resp),
             Err(e) => Err(e.into()),
         };
         let latency = rt.now_ms().saturating_sub(start);

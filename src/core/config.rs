@@ -2,11 +2,11 @@
 //! function so the rules are tested on the host. Every error names the
 //! variable to fix.
 
+use crate::core::backends::{ProviderConfig, ProviderKind};
 use crate::core::backoff::{HedgePolicy, RetryPolicy};
 use crate::core::bolt11::Network;
 use crate::core::breaker::BreakerPolicy;
 use crate::core::cors::AllowedOrigins;
-use crate::core::providers::{ProviderConfig, ProviderKind};
 
 pub const DEFAULT_ALBY_URL: &str = "https://api.getalby.com";
 

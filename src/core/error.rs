@@ -283,33 +283,6 @@ impl ApiError {
     }
 }
 
-impl From<crate::core::payout::engine::PayoutError> for ApiError {
-    fn from(e: crate::core::payout::engine::PayoutError) -> Self {
-        use crate::core::payout::engine::PayoutError as P;
-        use crate::core::payout::lnurl::ResolveError as R;
-        match e {
-            P::IdempotencyConflict => ApiError::IdempotencyConflict,
-            P::InvoiceAlreadyUsed(payout_id) => ApiError::InvoiceAlreadyUsed { payout_id },
-            P::LimitExceeded(m) => ApiError::LimitExceeded(m),
-            P::InvalidDestination(m) => ApiError::invalid_field("destination", m),
-            P::DestinationNotAllowed(m) | P::Lnurl(R::Refused(m)) => {
-                ApiError::DestinationNotAllowed(m)
-            }
-            P::InvalidInvoice(m) => ApiError::InvalidInvoice(m),
-            P::Lnurl(R::Protocol(m)) => ApiError::LnurlError(m),
-            P::Lnurl(R::Unreachable(m)) => ApiError::LnurlUnreachable(m),
-            P::WebhookNotAllowed(m) => ApiError::invalid_field("webhook_url", m),
-            P::WebhookSecretMissing => ApiError::Configuration {
-                variable: "WEBHOOK_SECRET".into(),
-                message: "is required to send webhooks".into(),
-            },
-            P::NotFound => ApiError::PayoutNotFound,
-            P::RetryNotAllowed(m) => ApiError::RetryNotAllowed(m),
-            P::Store(e) => ApiError::StorageUnavailable(e.to_string()),
-        }
-    }
-}
-
 impl From<crate::core::config::ConfigError> for ApiError {
     fn from(e: crate::core::config::ConfigError) -> Self {
         ApiError::Configuration {

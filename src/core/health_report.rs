@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
+use crate::core::backends::ProviderKind;
 use crate::core::breaker::BreakerState;
 use crate::core::config::Config;
 use crate::core::health::{HealthBook, Sample};
-use crate::core::providers::ProviderKind;
 use crate::core::time::iso8601_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::core::backends::{InvoiceParams, InvoiceState, ProviderKind};
 use crate::core::bolt11::is_payment_hash;
 use crate::core::chain::{Attempt, Issued};
 use crate::core::config::InvoiceLimits;
 use crate::core::error::ApiError;
-use crate::core::providers::{InvoiceParams, InvoiceState, ProviderKind};
 use crate::core::time::iso8601_secs;
 
 /// BOLT11 caps the `d` field at 639 bytes.

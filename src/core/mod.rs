@@ -2,6 +2,7 @@
 //! host. The edge layer (`crate::edge`) feeds it requests and a [`http::Runtime`].
 
 pub mod auth;
+pub mod backends;
 pub mod backoff;
 pub mod body;
 pub mod bolt11;
@@ -18,7 +19,6 @@ pub mod http;
 pub mod invoice;
 pub mod payout;
 pub mod probe;
-pub mod providers;
 pub mod routes;
 pub mod status_page;
 pub mod time;

@@ -6,11 +6,11 @@
 use futures_util::future::join_all;
 use serde::Serialize;
 
+use crate::core::backends::{self, InvoiceParams, ProviderConfig, ProviderError};
 use crate::core::chain;
 use crate::core::config::Config;
 use crate::core::health::{HealthBook, Source};
 use crate::core::http::Runtime;
-use crate::core::providers::{self, InvoiceParams, ProviderConfig, ProviderError};
 
 /// A provider not checked for this long is probed live when health is read.
 pub const STALE_AFTER_MS: u64 = 15 * 60 * 1000;
@@ -25,10 +25,10 @@ pub struct ProbeOutcome {
 /// One cheap read of `p`.
 pub async fn probe<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) -> ProbeOutcome {
     let start = rt.now_ms();
-    let result = match providers::probe_request(p) {
+    let result = match backends::probe_request(p) {
         None => Ok(()),
         Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
-            Ok(resp) => providers::parse_probe(p.kind, &resp),
+            Ok(resp) => backends::parse_probe(p.kind, &resp),
             Err(e) => Err(e.into()),
         },
     };
@@ -129,10 +129,10 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) ->
     let lookup_result = match &written {
         Ok(issued) => {
             let start = rt.now_ms();
-            let r = match providers::check_request(p, &issued.payment_hash) {
+            let r = match backends::check_request(p, &issued.payment_hash) {
                 None => Ok(()),
                 Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
-                    Ok(resp) => providers::parse_check(p.kind, &resp).map(|_| ()),
+                    Ok(resp) => backends::parse_check(p.kind, &resp).map(|_| ()),
                     Err(e) => Err(e.into()),
                 },
             };
@@ -163,9 +163,9 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::backends::test_support::html_520;
     use crate::core::bolt11::Network;
     use crate::core::http::HttpResponse;
-    use crate::core::providers::test_support::html_520;
     use crate::core::testing::{invoice_reply, FakeRuntime, Reply};
     use futures_executor::block_on;
     use serde_json::json;

@@ -7,9 +7,9 @@ use std::rc::Rc;
 
 use serde_json::json;
 
+use crate::core::backends::mock::sign_invoice;
 use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
-use crate::core::providers::mock::sign_invoice;
 
 pub type ReplyFn = Rc<dyn Fn(&HttpRequest, u64) -> HttpResponse>;
 

@@ -1,12 +1,12 @@
 //! Payout settings. Parsed separately from the receive settings, so a
 //! deployment that does not use payouts is not broken by their absence.
 
+use crate::core::backends::{ProviderConfig, ProviderKind};
 use crate::core::backoff::RetryPolicy;
 use crate::core::bolt11::Network;
 use crate::core::config::{Config, ConfigError, Environment};
 use crate::core::payout::machine::PayoutPolicy;
 use crate::core::payout::safe_url::UrlPolicy;
-use crate::core::providers::{ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayoutConfig {

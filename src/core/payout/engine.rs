@@ -112,6 +112,36 @@ pub enum PayoutError {
     Store(StoreError),
 }
 
+/// The API's answer to a payout error (the payout domain maps its own
+/// errors, so `core::error` need not know the payout engine).
+impl From<PayoutError> for crate::core::error::ApiError {
+    fn from(e: PayoutError) -> Self {
+        use crate::core::error::ApiError;
+        use crate::core::payout::lnurl::ResolveError as R;
+        use PayoutError as P;
+        match e {
+            P::IdempotencyConflict => ApiError::IdempotencyConflict,
+            P::InvoiceAlreadyUsed(payout_id) => ApiError::InvoiceAlreadyUsed { payout_id },
+            P::LimitExceeded(m) => ApiError::LimitExceeded(m),
+            P::InvalidDestination(m) => ApiError::invalid_field("destination", m),
+            P::DestinationNotAllowed(m) | P::Lnurl(R::Refused(m)) => {
+                ApiError::DestinationNotAllowed(m)
+            }
+            P::InvalidInvoice(m) => ApiError::InvalidInvoice(m),
+            P::Lnurl(R::Protocol(m)) => ApiError::LnurlError(m),
+            P::Lnurl(R::Unreachable(m)) => ApiError::LnurlUnreachable(m),
+            P::WebhookNotAllowed(m) => ApiError::invalid_field("webhook_url", m),
+            P::WebhookSecretMissing => ApiError::Configuration {
+                variable: "WEBHOOK_SECRET".into(),
+                message: "is required to send webhooks".into(),
+            },
+            P::NotFound => ApiError::PayoutNotFound,
+            P::RetryNotAllowed(m) => ApiError::RetryNotAllowed(m),
+            P::Store(e) => ApiError::StorageUnavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<StoreError> for PayoutError {
     fn from(e: StoreError) -> Self {
         PayoutError::Store(e)
@@ -419,7 +449,7 @@ fn pinned_backend(
     p: &mut Payout,
     cfg: &PayoutConfig,
     now_ms: u64,
-) -> Result<(crate::core::providers::ProviderConfig, bool), String> {
+) -> Result<(crate::core::backends::ProviderConfig, bool), String> {
     let sending = matches!(p.state, PayoutState::Sending { .. });
     match p.backend.clone() {
         Some(id) => {

@@ -280,7 +280,7 @@ pub async fn resolve<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::providers::mock::sign_invoice;
+    use crate::core::backends::mock::sign_invoice;
     use crate::core::testing::{FakeRuntime, Reply};
     use futures_executor::block_on;
     use proptest::prelude::*;

@@ -759,8 +759,8 @@ pub fn reopen(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::backends::ProviderKind;
     use crate::core::payout::destination::DestinationKind;
-    use crate::core::providers::ProviderKind;
 
     const I: &str = "inst-a";
 

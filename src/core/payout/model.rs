@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use sha2::{Digest, Sha256};
 
+use crate::core::backends::{ProviderConfig, ProviderKind};
 use crate::core::payout::destination::DestinationKind;
-use crate::core::providers::{ProviderConfig, ProviderKind};
 use crate::core::time::iso8601_ms;
 
 /// The exact backend a payout was pinned to. Every send and lookup of its

@@ -23,6 +23,9 @@ use proptest::prelude::*;
 use serde_json::json;
 use sha2::Digest;
 
+use crate::core::backends::mock::sign_invoice;
+use crate::core::backends::test_support::html_520;
+use crate::core::backends::{ProviderConfig, ProviderKind};
 use crate::core::backoff::RetryPolicy;
 use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
@@ -33,9 +36,6 @@ use crate::core::payout::model::{Payout, PayoutState};
 use crate::core::payout::registry;
 use crate::core::payout::request::PayoutRequest;
 use crate::core::payout::safe_url::UrlPolicy;
-use crate::core::providers::mock::sign_invoice;
-use crate::core::providers::test_support::html_520;
-use crate::core::providers::{ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum SendBehaviour {

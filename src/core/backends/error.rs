@@ -180,7 +180,7 @@ pub(crate) fn snippet(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::providers::test_support::html_520;
+    use crate::core::backends::test_support::html_520;
     use serde_json::json;
 
     #[test]

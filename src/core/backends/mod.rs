@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ProviderError;
 
-use crate::core::http::{HttpRequest, HttpResponse};
+use crate::core::http::{HttpRequest, HttpResponse, ReadLimits};
+use crate::core::payout::machine::{LookupOutcome, PayOutcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -102,60 +103,76 @@ pub enum InvoiceState {
     Cancelled,
 }
 
+/// One Lightning backend's whole protocol: receiving, the health probe,
+/// paying and looking up payments, and the classification of every answer
+/// into the typed outcomes. Pure mapping: requests are built and answers
+/// read here; the runtime sends them. A request builder answering `None`
+/// means the backend answers without HTTP (the mock) or cannot do that
+/// (no payouts).
+pub trait Backend: Sync {
+    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest>;
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError>;
+    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest>;
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError>;
+    /// The cheap read used as a health probe.
+    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest>;
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError>;
+
+    /// `None`: the backend pays without HTTP (the mock).
+    fn pay_request(
+        &self,
+        cfg: &ProviderConfig,
+        invoice: &str,
+        amount_sat: u64,
+    ) -> Option<HttpRequest>;
+    /// A pay answer that got past the transport and the statuses every
+    /// backend shares (`payout::backend::classify_pay`). Anything that could
+    /// mean "paid" must be `Unknown`.
+    fn classify_pay(&self, r: &HttpResponse) -> PayOutcome;
+    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest>;
+    /// A lookup answer that arrived. `NotFound` needs the backend's own
+    /// words: it lets a payout leave a hash.
+    fn classify_lookup(&self, r: &HttpResponse) -> LookupOutcome;
+    /// How much of a lookup answer to read.
+    fn lookup_read_limits(&self) -> ReadLimits {
+        ReadLimits::default()
+    }
+}
+
+/// The registry: every backend kind's module.
+pub fn of(kind: ProviderKind) -> &'static dyn Backend {
+    match kind {
+        ProviderKind::Alby => &alby::Alby,
+        ProviderKind::Lnd => &lnd::Lnd,
+        ProviderKind::Lnbits => &lnbits::Lnbits,
+        ProviderKind::Mock => &mock::Mock,
+    }
+}
+
 /// Builds the request that creates an invoice.
 pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
-    match cfg.kind {
-        ProviderKind::Alby => Some(alby::create_request(cfg, p)),
-        ProviderKind::Lnd => Some(lnd::create_request(cfg, p)),
-        ProviderKind::Lnbits => Some(lnbits::create_request(cfg, p)),
-        ProviderKind::Mock => None,
-    }
+    of(cfg.kind).create_request(cfg, p)
 }
 
 pub fn parse_create(kind: ProviderKind, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
-    match kind {
-        ProviderKind::Alby => alby::parse_create(r),
-        ProviderKind::Lnd => lnd::parse_create(r),
-        ProviderKind::Lnbits => lnbits::parse_create(r),
-        ProviderKind::Mock => Err(ProviderError::InvalidResponse("mock is not HTTP".into())),
-    }
+    of(kind).parse_create(r)
 }
 
 pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
-    match cfg.kind {
-        ProviderKind::Alby => Some(alby::check_request(cfg, payment_hash)),
-        ProviderKind::Lnd => Some(lnd::check_request(cfg, payment_hash)),
-        ProviderKind::Lnbits => Some(lnbits::check_request(cfg, payment_hash)),
-        ProviderKind::Mock => None,
-    }
+    of(cfg.kind).check_request(cfg, payment_hash)
 }
 
 pub fn parse_check(kind: ProviderKind, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
-    match kind {
-        ProviderKind::Alby => alby::parse_check(r),
-        ProviderKind::Lnd => lnd::parse_check(r),
-        ProviderKind::Lnbits => lnbits::parse_check(r),
-        ProviderKind::Mock => Ok(InvoiceState::Pending),
-    }
+    of(kind).parse_check(r)
 }
 
 /// The cheap read used as a health probe.
 pub fn probe_request(cfg: &ProviderConfig) -> Option<HttpRequest> {
-    match cfg.kind {
-        ProviderKind::Alby => Some(alby::probe_request(cfg)),
-        ProviderKind::Lnd => Some(lnd::probe_request(cfg)),
-        ProviderKind::Lnbits => Some(lnbits::probe_request(cfg)),
-        ProviderKind::Mock => None,
-    }
+    of(cfg.kind).probe_request(cfg)
 }
 
 pub fn parse_probe(kind: ProviderKind, r: &HttpResponse) -> Result<(), ProviderError> {
-    match kind {
-        ProviderKind::Alby => alby::parse_probe(r),
-        ProviderKind::Lnd => lnd::parse_probe(r),
-        ProviderKind::Lnbits => lnbits::parse_probe(r),
-        ProviderKind::Mock => Ok(()),
-    }
+    of(kind).parse_probe(r)
 }
 
 /// Parses a successful JSON body, or classifies the failure.
@@ -170,6 +187,22 @@ pub(crate) fn json_body(r: &HttpResponse) -> Result<serde_json::Value, ProviderE
             error::snippet(&r.body)
         ))
     })
+}
+
+/// The first of `keys` holding a non-empty string.
+pub(crate) fn str_of<'a>(v: &'a serde_json::Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+/// A number or numeric string, as an absolute value (LNbits reports fees negative).
+pub(crate) fn u64_of(v: &serde_json::Value, key: &str) -> Option<u64> {
+    match v.get(key)? {
+        serde_json::Value::Number(n) => n.as_i64().map(i64::unsigned_abs).or_else(|| n.as_u64()),
+        serde_json::Value::String(s) => s.parse::<i64>().ok().map(i64::unsigned_abs),
+        _ => None,
+    }
 }
 
 pub(crate) fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {

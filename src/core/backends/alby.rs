@@ -2,11 +2,13 @@
 
 use serde_json::{json, Value};
 
+use super::error::snippet;
 use super::{
-    json_body, str_field, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig,
-    ProviderError,
+    json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
+    ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse};
+use crate::core::payout::machine::{LookupOutcome, PayOutcome};
 
 fn auth(cfg: &ProviderConfig, r: HttpRequest) -> HttpRequest {
     r.header("authorization", &format!("Bearer {}", cfg.credential))
@@ -83,12 +85,104 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
     }
 }
 
+pub struct Alby;
+
+impl Backend for Alby {
+    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+        Some(create_request(cfg, p))
+    }
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+        parse_create(r)
+    }
+    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+        Some(check_request(cfg, payment_hash))
+    }
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+        parse_check(r)
+    }
+    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest> {
+        Some(probe_request(cfg))
+    }
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError> {
+        parse_probe(r)
+    }
+    fn pay_request(
+        &self,
+        cfg: &ProviderConfig,
+        invoice: &str,
+        _amount_sat: u64,
+    ) -> Option<HttpRequest> {
+        Some(auth(
+            cfg,
+            HttpRequest::post_json(cfg.url("/payments/bolt11"), &json!({"invoice": invoice})),
+        ))
+    }
+    fn classify_pay(&self, resp: &HttpResponse) -> PayOutcome {
+        alby_pay(resp)
+    }
+    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+        Some(check_request(cfg, payment_hash))
+    }
+    fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
+        let json: Option<Value> = serde_json::from_str(&resp.body).ok();
+        if resp.status == 404 {
+            return LookupOutcome::Error(format!(
+                "HTTP 404 without the backend's own word: {}",
+                snippet(&resp.body)
+            ));
+        }
+        if !resp.is_success() {
+            return LookupOutcome::Error(ProviderError::from_status(resp).to_string());
+        }
+        let Some(v) = json else {
+            return LookupOutcome::Error("lookup answer is not JSON".into());
+        };
+        let settled = v.get("settled").and_then(Value::as_bool) == Some(true);
+        match (
+            settled,
+            str_of(&v, &["state"])
+                .map(str::to_ascii_uppercase)
+                .as_deref(),
+        ) {
+            (true, _) | (_, Some("SETTLED")) => LookupOutcome::Paid {
+                preimage: str_of(&v, &["preimage", "payment_preimage"]).map(str::to_string),
+                fee_msat: None,
+            },
+            (_, Some("FAILED")) | (_, Some("ERROR")) => {
+                LookupOutcome::Failed("Alby reports the payment failed".into())
+            }
+            _ => LookupOutcome::Pending,
+        }
+    }
+}
+
+fn alby_pay(resp: &HttpResponse) -> PayOutcome {
+    let json: Option<Value> = serde_json::from_str(&resp.body).ok();
+    match resp.status {
+        200..=299 => match json
+            .as_ref()
+            .and_then(|v| str_of(v, &["payment_preimage", "preimage"]))
+        {
+            Some(pre) => PayOutcome::Succeeded {
+                preimage: Some(pre.to_string()),
+                fee_msat: json
+                    .as_ref()
+                    .and_then(|v| u64_of(v, "fee"))
+                    .map(|sat| sat * 1000),
+            },
+            None => PayOutcome::Unknown("Alby accepted the payment without a preimage".into()),
+        },
+        400..=499 => PayOutcome::Failed(ProviderError::from_status(resp).to_string()),
+        _ => PayOutcome::Unknown(ProviderError::from_status(resp).to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::backends::test_support::{cfg, html_520, params};
+    use crate::core::backends::ProviderKind;
     use crate::core::http::Method;
-    use crate::core::providers::test_support::{cfg, html_520, params};
-    use crate::core::providers::ProviderKind;
 
     #[test]
     fn create_request_shape() {
