@@ -7,6 +7,31 @@ use crate::core::health::HealthBook;
 use crate::core::invoice::InvoiceRecord;
 
 pub const KV_BINDING: &str = "LIGHTNING_KV";
+/// How long this isolate reuses the health book it last read or wrote.
+/// KV itself may serve a copy up to a minute old to another location, so
+/// a second here changes nothing others could rely on, and saves a KV read
+/// on every request under load.
+const HEALTH_CACHE_MS: f64 = 1_000.0;
+
+thread_local! {
+    /// The health book as this isolate last read or wrote it, and when.
+    static HEALTH_CACHE: std::cell::RefCell<Option<(f64, HealthBook)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn cached_health() -> Option<HealthBook> {
+    let now = js_sys::Date::now();
+    HEALTH_CACHE.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(at, _)| now - at < HEALTH_CACHE_MS && now >= *at)
+            .map(|(_, b)| b.clone())
+    })
+}
+
+fn remember_health(book: &HealthBook) {
+    HEALTH_CACHE.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), book.clone())));
+}
 const HEALTH_KEY: &str = "health:v1";
 /// The health document is rewritten often; the TTL only clears abandoned ones.
 const HEALTH_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -30,17 +55,23 @@ impl Store {
 
     /// The shared health book; an unreadable one starts afresh (it is advisory).
     pub async fn health(&self) -> HealthBook {
-        match self.kv.get(HEALTH_KEY).text().await {
+        if let Some(book) = cached_health() {
+            return book;
+        }
+        let book = match self.kv.get(HEALTH_KEY).text().await {
             Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_default(),
             Ok(None) => HealthBook::default(),
             Err(e) => {
                 worker::console_warn!("health read failed: {e}");
-                HealthBook::default()
+                return HealthBook::default();
             }
-        }
+        };
+        remember_health(&book);
+        book
     }
 
     pub async fn save_health(&self, book: &HealthBook) {
+        remember_health(book);
         let Ok(text) = serde_json::to_string(book) else {
             return;
         };

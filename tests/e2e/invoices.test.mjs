@@ -79,7 +79,7 @@ test("failover follows the configured order: HTML 520, refused connection, then 
   assert.equal(steps.at(-1), "lnbits#1:ok:", res.text);
   assert.ok(steps.every((s) => /#[12]:/.test(s)), `at most one retry each: ${res.text}`);
   const lnbits = res.json.attempts.at(-1);
-  assert.ok(lnbits.started_ms < 500, `lnbits started after ${lnbits.started_ms} ms: ${res.text}`);
+  assert.ok(lnbits.started_ms < 1500, `lnbits started after ${lnbits.started_ms} ms: ${res.text}`);
   assert.match(res.json.attempts[0].message, /HTML error page/);
   assert.ok(fakes.alby.count("POST") <= 2, "at most one retry on a transient error");
   // The invoice is checked with the provider that issued it, and only there.
