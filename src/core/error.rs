@@ -65,6 +65,12 @@ pub enum ApiError {
     PayoutNotFound,
     PayoutsDisabled(String),
     RetryNotAllowed(String),
+    /// Admin cancel refused: some hash of the payout may still pay, or it ended.
+    CancelNotAllowed(String),
+    /// Webhook redelivery of a payout created without a `webhook_url`.
+    NoWebhook,
+    /// Webhook redelivery of a payout that has not ended (no event yet).
+    NoWebhookEvent(String),
     /// The deployment's configuration is invalid; names the variable to fix.
     Configuration {
         variable: String,
@@ -134,6 +140,9 @@ impl ApiError {
             ApiError::PayoutNotFound => "payout_not_found",
             ApiError::PayoutsDisabled(_) => "payouts_disabled",
             ApiError::RetryNotAllowed(_) => "retry_not_allowed",
+            ApiError::CancelNotAllowed(_) => "cancel_not_allowed",
+            ApiError::NoWebhook => "no_webhook",
+            ApiError::NoWebhookEvent(_) => "no_webhook_event",
             ApiError::Configuration { .. } => "configuration_error",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -154,6 +163,9 @@ impl ApiError {
             ApiError::MissingIdempotencyKey | ApiError::DestinationNotAllowed(_) => 400,
             ApiError::IdempotencyConflict
             | ApiError::RetryNotAllowed(_)
+            | ApiError::CancelNotAllowed(_)
+            | ApiError::NoWebhook
+            | ApiError::NoWebhookEvent(_)
             | ApiError::InvoiceAlreadyUsed { .. } => 409,
             ApiError::LimitExceeded(_) | ApiError::InvalidInvoice(_) | ApiError::LnurlError(_) => {
                 422
@@ -218,6 +230,9 @@ impl ApiError {
             ApiError::PayoutNotFound => "no payout with this id".to_string(),
             ApiError::PayoutsDisabled(m) => format!("payouts are not enabled on this deployment: {m}"),
             ApiError::RetryNotAllowed(m) => m.clone(),
+            ApiError::CancelNotAllowed(m) => format!("this payout cannot be cancelled: {m}"),
+            ApiError::NoWebhook => "this payout has no webhook_url; there is nothing to deliver".to_string(),
+            ApiError::NoWebhookEvent(m) => format!("no webhook event to deliver yet: {m}"),
             ApiError::Configuration { variable, message } => {
                 format!("invalid configuration in `{variable}`: {message}")
             }
@@ -305,6 +320,9 @@ impl From<crate::core::payout::engine::PayoutError> for ApiError {
             },
             P::NotFound => ApiError::PayoutNotFound,
             P::RetryNotAllowed(m) => ApiError::RetryNotAllowed(m),
+            P::CancelNotAllowed(m) => ApiError::CancelNotAllowed(m),
+            P::NoWebhook => ApiError::NoWebhook,
+            P::NoWebhookEvent(m) => ApiError::NoWebhookEvent(m),
             P::Store(e) => ApiError::StorageUnavailable(e.to_string()),
         }
     }
