@@ -120,7 +120,11 @@ mod tests {
         );
         for bad in ["-1", "1.5", "x", "99999999999"] {
             let e = AttentionQuery::parse(Some(bad), None, None).err();
-            assert_eq!(e.map(|e| e.to_json()["error"]["param"].clone()), Some(json!("unknown_older_than_secs")), "{bad}");
+            assert_eq!(
+                e.map(|e| e.to_json()["error"]["param"].clone()),
+                Some(json!("unknown_older_than_secs")),
+                "{bad}"
+            );
         }
         assert!(AttentionQuery::parse(None, Some("0"), None).is_err());
     }
@@ -129,20 +133,33 @@ mod tests {
     fn reasons_cover_failed_old_unknown_blocked_and_overpaid() {
         let failed = payout(json!({"status": "failed", "at_ms": 1, "reason": "x"}));
         assert_eq!(reasons(&failed, 0), vec!["failed"]);
-        let unknown = payout(json!({"status": "unknown", "since_ms": 1_000, "next_check_ms": 2_000}));
+        let unknown =
+            payout(json!({"status": "unknown", "since_ms": 1_000, "next_check_ms": 2_000}));
         assert_eq!(reasons(&unknown, 999), Vec::<&str>::new(), "recent unknown");
         assert_eq!(reasons(&unknown, 1_000), vec!["unknown_too_long"]);
-        let mut queued = payout(json!({"status": "queued", "next_at_ms": 0, "verify_first": false}));
+        let mut queued =
+            payout(json!({"status": "queued", "next_at_ms": 0, "verify_first": false}));
         assert!(reasons(&queued, u64::MAX).is_empty());
-        queued.blocked = Some(Blocked { since_ms: 0, reason: "gone".into(), checks: 1 });
+        queued.blocked = Some(Blocked {
+            since_ms: 0,
+            reason: "gone".into(),
+            checks: 1,
+        });
         assert_eq!(reasons(&queued, 0), vec!["waiting_for_backend"]);
         let mut paid = payout(json!({"status": "succeeded", "at_ms": 1}));
         assert!(reasons(&paid, u64::MAX).is_empty());
         paid.overpaid = true;
         assert_eq!(reasons(&paid, 0), vec!["overpaid"]);
         let page = shard_page(&[failed, paid, queued.clone(), unknown], 0);
-        assert_eq!(page["payouts"].as_array().map(Vec::len), Some(3), "the recent unknown is left out");
+        assert_eq!(
+            page["payouts"].as_array().map(Vec::len),
+            Some(3),
+            "the recent unknown is left out"
+        );
         assert_eq!(page["cursors"].as_array().map(Vec::len), Some(3));
-        assert_eq!(page["payouts"][2]["attention"], json!(["waiting_for_backend"]));
+        assert_eq!(
+            page["payouts"][2]["attention"],
+            json!(["waiting_for_backend"])
+        );
     }
 }

@@ -1284,7 +1284,13 @@ mod tests {
     fn cancel_after_a_refusal_before_acting_is_allowed() {
         let mut p = payout(queued(false));
         assert!(begin_send(&mut p, 0, I).is_ok());
-        let _ = apply_pay(&mut p, PayOutcome::NotSent("HTTP 401".into()), 1, &policy(), 0);
+        let _ = apply_pay(
+            &mut p,
+            PayOutcome::NotSent("HTTP 401".into()),
+            1,
+            &policy(),
+            0,
+        );
         assert_eq!(p.status(), "queued");
         assert!(!p.hash_spent);
         assert!(cancel(&mut p, 2).is_ok());
@@ -1323,7 +1329,13 @@ mod tests {
         // Explicit "failed" from the backend is checked by a lookup first.
         let mut f = payout(queued(false));
         assert!(begin_send(&mut f, 0, I).is_ok());
-        let _ = apply_pay(&mut f, PayOutcome::Failed("no route".into()), 1, &policy(), 0);
+        let _ = apply_pay(
+            &mut f,
+            PayOutcome::Failed("no route".into()),
+            1,
+            &policy(),
+            0,
+        );
         refused(f, "backend said failed, not yet confirmed");
         // Waiting for expiry after the last attempt.
         let mut w = sent_once();
@@ -1342,7 +1354,16 @@ mod tests {
         assert!(cancel(&mut dead, 10_100_001).is_ok());
         // A new, never-sent invoice after a dead one: the old hash is still
         // watched (a payment is never hidden), and the payout may be cancelled.
-        assert!(replace_invoice(&mut p, "i2".into(), "h2".into(), 20_000, 10_100_001, &policy(), 0).is_ok());
+        assert!(replace_invoice(
+            &mut p,
+            "i2".into(),
+            "h2".into(),
+            20_000,
+            10_100_001,
+            &policy(),
+            0
+        )
+        .is_ok());
         assert!(p.ever_sent && !p.hash_spent);
         assert!(cancel(&mut p, 10_100_002).is_ok());
         assert_eq!(p.watched.len(), 1, "the old hash stays watched");

@@ -275,7 +275,10 @@ pub fn rearm_now(p: &mut Payout, now_ms: u64) -> Result<(), Redeliver> {
         w.next_at_ms = Some(now_ms);
         w.event_attempts = 0;
     }
-    p.note(now_ms, format!("webhook {id} redelivery requested by an admin"));
+    p.note(
+        now_ms,
+        format!("webhook {id} redelivery requested by an admin"),
+    );
     Ok(())
 }
 
@@ -602,7 +605,10 @@ mod tests {
             Some("evt_po_0123456789abcdef01234567_failed"),
             "the same id: receivers deduplicate"
         );
-        assert!(p.log.iter().any(|l| l.event.contains("redelivery requested")));
+        assert!(p
+            .log
+            .iter()
+            .any(|l| l.event.contains("redelivery requested")));
         p.webhook = None;
         assert_eq!(rearm_now(&mut p, 1_001), Err(Redeliver::NoWebhook));
     }
