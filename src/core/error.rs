@@ -49,6 +49,12 @@ pub enum ApiError {
         retry_after_secs: u64,
         reason: String,
     },
+    /// The index missed the hash, nobody that answered knows it, and some
+    /// providers could not answer: it may exist, so no 404.
+    InvoiceLookupUnavailable {
+        failures: Vec<ProviderFailure>,
+        retry_after_secs: u64,
+    },
     MissingIdempotencyKey,
     IdempotencyConflict,
     /// The invoice is already being paid (or was paid) by another payout.
@@ -129,6 +135,7 @@ impl ApiError {
             ApiError::InvoiceNotFound => "invoice_not_found",
             ApiError::AllProvidersFailed { .. } => "all_providers_failed",
             ApiError::ProviderUnavailable { .. } => "provider_unavailable",
+            ApiError::InvoiceLookupUnavailable { .. } => "invoice_lookup_unavailable",
             ApiError::MissingIdempotencyKey => "missing_idempotency_key",
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::InvoiceAlreadyUsed { .. } => "invoice_already_used",
@@ -175,6 +182,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::AllProvidersFailed { .. }
             | ApiError::ProviderUnavailable { .. }
+            | ApiError::InvoiceLookupUnavailable { .. }
             | ApiError::StorageUnavailable(_) => 503,
             ApiError::Configuration { .. } | ApiError::Internal(_) => 500,
         }
@@ -213,6 +221,13 @@ impl ApiError {
             ApiError::ProviderUnavailable {
                 provider, reason, ..
             } => format!("provider `{provider}` that issued this invoice is unavailable: {reason}"),
+            ApiError::InvoiceLookupUnavailable { failures, .. } => {
+                let names: Vec<&str> = failures.iter().map(|f| f.provider.as_str()).collect();
+                format!(
+                    "this payment_hash is not in the index yet and {} could not be asked; it may exist, try again",
+                    names.join(", ")
+                )
+            }
             ApiError::MissingIdempotencyKey => {
                 "the Idempotency-Key header is required: reuse it to retry this payout safely".to_string()
             }
@@ -246,6 +261,9 @@ impl ApiError {
         match self {
             ApiError::ProviderUnavailable {
                 retry_after_secs, ..
+            }
+            | ApiError::InvoiceLookupUnavailable {
+                retry_after_secs, ..
             } => Some(*retry_after_secs),
             ApiError::AllProvidersFailed { .. }
             | ApiError::StorageUnavailable(_)
@@ -278,6 +296,9 @@ impl ApiError {
                 ApiError::AllProvidersFailed { failures, attempts } => {
                     obj.insert("providers".into(), json!(failures));
                     obj.insert("attempts".into(), json!(attempts));
+                }
+                ApiError::InvoiceLookupUnavailable { failures, .. } => {
+                    obj.insert("providers".into(), json!(failures));
                 }
                 ApiError::ProviderUnavailable { provider, .. } => {
                     obj.insert("provider".into(), json!(provider));

@@ -70,6 +70,16 @@ fn settled_at(v: &Value) -> Option<u64> {
     u64::try_from(t.unix_timestamp()).ok()
 }
 
+/// `GET /invoices/{hash}` answers incoming and outgoing ones (`type`).
+pub fn lookup_invoice(v: &Value) -> super::LookedUp {
+    if str_field(v, "type") == Some("outgoing") {
+        return super::LookedUp::Outgoing;
+    }
+    str_field(v, "payment_request").map_or(super::LookedUp::NoInvoice, |s| {
+        super::LookedUp::Incoming(s.into())
+    })
+}
+
 pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/balance")))
 }

@@ -61,6 +61,24 @@ pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
     }
 }
 
+/// `GET /api/v1/payments/{hash}` with the wallet's key answers its payments
+/// of either direction; `details.amount` (msat) is negative for outgoing ones.
+pub fn lookup_invoice(v: &Value) -> super::LookedUp {
+    let details = v.get("details").unwrap_or(&Value::Null);
+    if details
+        .get("amount")
+        .and_then(Value::as_i64)
+        .is_some_and(|a| a < 0)
+    {
+        return super::LookedUp::Outgoing;
+    }
+    str_field(details, "bolt11")
+        .or_else(|| str_field(details, "payment_request"))
+        .map_or(super::LookedUp::NoInvoice, |s| {
+            super::LookedUp::Incoming(s.into())
+        })
+}
+
 pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/api/v1/wallet")))
 }

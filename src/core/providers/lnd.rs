@@ -79,6 +79,13 @@ pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
     }
 }
 
+/// `GET /v1/invoice/{hash}` knows only the node's own invoices.
+pub fn lookup_invoice(v: &Value) -> super::LookedUp {
+    str_field(v, "payment_request").map_or(super::LookedUp::NoInvoice, |s| {
+        super::LookedUp::Incoming(s.into())
+    })
+}
+
 pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/v1/getinfo")))
 }

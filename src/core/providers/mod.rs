@@ -139,6 +139,30 @@ pub fn parse_check(kind: ProviderKind, r: &HttpResponse) -> Result<InvoiceState,
     }
 }
 
+/// What a successful lookup says about who holds the hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookedUp {
+    /// An invoice this wallet issued (incoming), with its BOLT11.
+    Incoming(String),
+    /// An outgoing payment of this wallet with that hash: not its invoice.
+    Outgoing,
+    /// The answer does not carry the invoice.
+    NoInvoice,
+}
+
+/// The invoice in a successful lookup answer (`check_request`'s).
+pub fn lookup_invoice(kind: ProviderKind, r: &HttpResponse) -> LookedUp {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
+        return LookedUp::NoInvoice;
+    };
+    match kind {
+        ProviderKind::Alby => alby::lookup_invoice(&v),
+        ProviderKind::Lnd => lnd::lookup_invoice(&v),
+        ProviderKind::Lnbits => lnbits::lookup_invoice(&v),
+        ProviderKind::Mock => LookedUp::NoInvoice,
+    }
+}
+
 /// The cheap read used as a health probe.
 pub fn probe_request(cfg: &ProviderConfig) -> Option<HttpRequest> {
     match cfg.kind {
