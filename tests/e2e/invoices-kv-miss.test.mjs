@@ -5,14 +5,9 @@
 // must ask the providers, find the invoice, and repair the entry.
 import { test, before, after, beforeEach } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { startFakes, stopAll } from "./support/fake-provider.mjs";
-import { startWorker, providerVars } from "./support/worker.mjs";
-import { ROOT } from "./support/invoice.mjs";
+import { startWorker, providerVars, localKv } from "./support/worker.mjs";
 
-const run = promisify(execFile);
 let fakes, worker;
 
 before(async () => {
@@ -39,15 +34,7 @@ beforeEach(async () => {
   }
 });
 
-/** Runs `wrangler kv key <args>` against the Worker's local KV (the same persistence folder). */
-async function kv(...args) {
-  const { stdout } = await run(
-    path.join(ROOT, "node_modules/.bin/wrangler"),
-    ["kv", "key", ...args, "--binding", "LIGHTNING_KV", "--local", "--persist-to", path.join(worker.dir, "state")],
-    { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" } },
-  );
-  return stdout;
-}
+const kv = (...args) => localKv(worker, ...args);
 const indexEntry = async (hash) => {
   try {
     return JSON.parse(await kv("get", `inv:${hash}`));
