@@ -79,7 +79,7 @@ fn counts_against_health(e: &ProviderError) -> bool {
 }
 
 /// On a lookup, a 404 is an answer about the invoice, not about the provider.
-fn lookup_counts_against_health(e: &ProviderError) -> bool {
+pub(crate) fn lookup_counts_against_health(e: &ProviderError) -> bool {
     counts_against_health(e) && !matches!(e, ProviderError::NotFound { .. })
 }
 

@@ -49,6 +49,12 @@ pub enum ApiError {
         retry_after_secs: u64,
         reason: String,
     },
+    /// The index missed the hash, nobody that answered knows it, and some
+    /// providers could not answer: it may exist, so no 404.
+    InvoiceLookupUnavailable {
+        failures: Vec<ProviderFailure>,
+        retry_after_secs: u64,
+    },
     MissingIdempotencyKey,
     IdempotencyConflict,
     /// The invoice is already being paid (or was paid) by another payout.
@@ -65,6 +71,12 @@ pub enum ApiError {
     PayoutNotFound,
     PayoutsDisabled(String),
     RetryNotAllowed(String),
+    /// Admin cancel refused: some hash of the payout may still pay, or it ended.
+    CancelNotAllowed(String),
+    /// Webhook redelivery of a payout created without a `webhook_url`.
+    NoWebhook,
+    /// Webhook redelivery of a payout that has not ended (no event yet).
+    NoWebhookEvent(String),
     /// The deployment's configuration is invalid; names the variable to fix.
     Configuration {
         variable: String,
@@ -123,6 +135,7 @@ impl ApiError {
             ApiError::InvoiceNotFound => "invoice_not_found",
             ApiError::AllProvidersFailed { .. } => "all_providers_failed",
             ApiError::ProviderUnavailable { .. } => "provider_unavailable",
+            ApiError::InvoiceLookupUnavailable { .. } => "invoice_lookup_unavailable",
             ApiError::MissingIdempotencyKey => "missing_idempotency_key",
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::InvoiceAlreadyUsed { .. } => "invoice_already_used",
@@ -134,6 +147,9 @@ impl ApiError {
             ApiError::PayoutNotFound => "payout_not_found",
             ApiError::PayoutsDisabled(_) => "payouts_disabled",
             ApiError::RetryNotAllowed(_) => "retry_not_allowed",
+            ApiError::CancelNotAllowed(_) => "cancel_not_allowed",
+            ApiError::NoWebhook => "no_webhook",
+            ApiError::NoWebhookEvent(_) => "no_webhook_event",
             ApiError::Configuration { .. } => "configuration_error",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -154,6 +170,9 @@ impl ApiError {
             ApiError::MissingIdempotencyKey | ApiError::DestinationNotAllowed(_) => 400,
             ApiError::IdempotencyConflict
             | ApiError::RetryNotAllowed(_)
+            | ApiError::CancelNotAllowed(_)
+            | ApiError::NoWebhook
+            | ApiError::NoWebhookEvent(_)
             | ApiError::InvoiceAlreadyUsed { .. } => 409,
             ApiError::LimitExceeded(_) | ApiError::InvalidInvoice(_) | ApiError::LnurlError(_) => {
                 422
@@ -163,6 +182,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::AllProvidersFailed { .. }
             | ApiError::ProviderUnavailable { .. }
+            | ApiError::InvoiceLookupUnavailable { .. }
             | ApiError::StorageUnavailable(_) => 503,
             ApiError::Configuration { .. } | ApiError::Internal(_) => 500,
         }
@@ -201,6 +221,13 @@ impl ApiError {
             ApiError::ProviderUnavailable {
                 provider, reason, ..
             } => format!("provider `{provider}` that issued this invoice is unavailable: {reason}"),
+            ApiError::InvoiceLookupUnavailable { failures, .. } => {
+                let names: Vec<&str> = failures.iter().map(|f| f.provider.as_str()).collect();
+                format!(
+                    "this payment_hash is not in the index yet and {} could not be asked; it may exist, try again",
+                    names.join(", ")
+                )
+            }
             ApiError::MissingIdempotencyKey => {
                 "the Idempotency-Key header is required: reuse it to retry this payout safely".to_string()
             }
@@ -218,6 +245,9 @@ impl ApiError {
             ApiError::PayoutNotFound => "no payout with this id".to_string(),
             ApiError::PayoutsDisabled(m) => format!("payouts are not enabled on this deployment: {m}"),
             ApiError::RetryNotAllowed(m) => m.clone(),
+            ApiError::CancelNotAllowed(m) => format!("this payout cannot be cancelled: {m}"),
+            ApiError::NoWebhook => "this payout has no webhook_url; there is nothing to deliver".to_string(),
+            ApiError::NoWebhookEvent(m) => format!("no webhook event to deliver yet: {m}"),
             ApiError::Configuration { variable, message } => {
                 format!("invalid configuration in `{variable}`: {message}")
             }
@@ -230,6 +260,9 @@ impl ApiError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::ProviderUnavailable {
+                retry_after_secs, ..
+            }
+            | ApiError::InvoiceLookupUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ApiError::AllProvidersFailed { .. }
@@ -263,6 +296,9 @@ impl ApiError {
                 ApiError::AllProvidersFailed { failures, attempts } => {
                     obj.insert("providers".into(), json!(failures));
                     obj.insert("attempts".into(), json!(attempts));
+                }
+                ApiError::InvoiceLookupUnavailable { failures, .. } => {
+                    obj.insert("providers".into(), json!(failures));
                 }
                 ApiError::ProviderUnavailable { provider, .. } => {
                     obj.insert("provider".into(), json!(provider));

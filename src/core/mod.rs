@@ -17,6 +17,7 @@ pub mod health;
 pub mod health_report;
 pub mod http;
 pub mod invoice;
+pub mod invoice_lookup;
 pub mod payout;
 pub mod probe;
 pub mod routes;

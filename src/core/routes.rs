@@ -14,6 +14,9 @@ pub enum Route {
     ListPayouts,
     GetPayout(String),
     RetryPayout(String),
+    CancelPayout(String),
+    RedeliverWebhook(String),
+    PayoutAttention,
     /// CORS preflight for a known path.
     Preflight,
 }
@@ -26,15 +29,19 @@ const TABLE: &[(&str, &str, Route)] = &[
     ("/status", "GET", Route::StatusPage),
     ("/api/payouts", "POST", Route::CreatePayout),
     ("/api/payouts", "GET", Route::ListPayouts),
+    ("/api/payouts/attention", "GET", Route::PayoutAttention),
 ];
 
 const GET: &[&str] = &["GET", "OPTIONS"];
 const POST: &[&str] = &["POST", "OPTIONS"];
 const BOTH: &[&str] = &["GET", "POST", "OPTIONS"];
 
-/// `/api/payouts/{id}` and `/api/payouts/{id}/retry`.
+/// `/api/payouts/{id}` and its admin actions (`/retry`, `/cancel`,
+/// `/redeliver-webhook`). `attention` is no id (ids are `po_<hex>`): the table has it.
 fn payout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
-    let rest = path.strip_prefix("/api/payouts/")?;
+    let rest = path
+        .strip_prefix("/api/payouts/")
+        .filter(|r| *r != "attention")?;
     let (id, tail) = match rest.split_once('/') {
         Some((id, tail)) => (id, Some(tail)),
         None => (rest, None),
@@ -45,6 +52,8 @@ fn payout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
     let (allowed, route) = match tail {
         None => (GET, Route::GetPayout(id.to_string())),
         Some("retry") => (POST, Route::RetryPayout(id.to_string())),
+        Some("cancel") => (POST, Route::CancelPayout(id.to_string())),
+        Some("redeliver-webhook") => (POST, Route::RedeliverWebhook(id.to_string())),
         Some(_) => return Some(Err(ApiError::RouteNotFound)),
     };
     Some(if !valid_id {
@@ -134,6 +143,24 @@ mod tests {
             Ok(Route::Preflight)
         );
         assert_eq!(status("GET", "/api/payouts/po_abc/retry"), Err(405));
+        assert_eq!(
+            route("POST", "/api/payouts/po_abc/cancel"),
+            Ok(Route::CancelPayout("po_abc".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/payouts/po_abc/redeliver-webhook/"),
+            Ok(Route::RedeliverWebhook("po_abc".into()))
+        );
+        assert_eq!(status("GET", "/api/payouts/po_abc/cancel"), Err(405));
+        assert_eq!(
+            route("GET", "/api/payouts/attention"),
+            Ok(Route::PayoutAttention)
+        );
+        assert_eq!(status("POST", "/api/payouts/attention"), Err(405));
+        assert_eq!(
+            route("OPTIONS", "/api/payouts/attention"),
+            Ok(Route::Preflight)
+        );
         assert_eq!(status("GET", "/api/payouts/po_abc/other"), Err(404));
         assert_eq!(
             route("GET", "/api/payouts/bad$id").err().map(|e| e.code()),
@@ -163,12 +190,13 @@ mod props {
             ],
             path in prop_oneof![
                 "/api/payouts/\\PC{0,80}",
+                "/api/payouts/[a-z_0-9]{1,8}/(cancel|redeliver-webhook|retry|attention)/?",
                 "/[a-z/_.%0-9-]{0,80}",
                 "\\PC{0,80}",
             ],
         ) {
             match route(&method, &path) {
-                Ok(Route::GetPayout(id)) | Ok(Route::RetryPayout(id)) => {
+                Ok(Route::GetPayout(id)) | Ok(Route::RetryPayout(id)) | Ok(Route::CancelPayout(id)) | Ok(Route::RedeliverWebhook(id)) => {
                     prop_assert!(!id.is_empty() && id.len() <= 64);
                     prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{id}");
                 }

@@ -6,6 +6,52 @@ use crate::core::health_report::{HealthReport, Service};
 
 pub const REFRESH_SECS: u32 = 30;
 
+/// The page's only CSS. The Content-Security-Policy allows exactly this
+/// text by its hash, so no other inline style (or any script) can run.
+pub const STYLE: &str = "
+body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; padding: 0 1rem; color: #1d2430; }
+h1 { font-size: 1.4rem; }
+.summary { padding: .8rem 1rem; border-radius: 8px; margin-bottom: 1rem; }
+.summary.healthy { background: #e5f6ea; } .summary.degraded { background: #fff4d6; } .summary.down { background: #fde2e1; }
+table { width: 100%; border-collapse: collapse; }
+th, td { text-align: left; padding: .5rem; border-bottom: 1px solid #e3e6eb; vertical-align: top; }
+.badge { padding: .15rem .5rem; border-radius: 999px; font-weight: 600; }
+.badge.online { background: #1f9d55; color: #fff; } .badge.offline { background: #d64545; color: #fff; }
+.breaker.open { color: #d64545; font-weight: 600; } .breaker.half_open { color: #b7791f; font-weight: 600; }
+time { white-space: nowrap; }
+.muted { color: #6b7585; font-size: .85rem; }
+.error { color: #a12b2b; font-size: .85rem; max-width: 22rem; overflow-wrap: anywhere; }
+.chart rect.ok { fill: #1f9d55; } .chart rect.fail { fill: #d64545; }
+";
+
+/// `'sha256-…'` of [`STYLE`], as CSP source expressions write it.
+fn style_hash() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(STYLE.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// Headers of the HTML page: nothing but its own CSS may load or run, it
+/// cannot be framed, and it sends no referrer along its one link.
+pub fn security_headers() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "content-security-policy",
+            format!(
+                "default-src 'none'; style-src {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                style_hash()
+            ),
+        ),
+        ("x-frame-options", "DENY".into()),
+        ("x-content-type-options", "nosniff".into()),
+        ("referrer-policy", "no-referrer".into()),
+    ]
+}
+
 /// Escapes text for HTML element and attribute content.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -149,21 +195,7 @@ pub fn render_with_queue(r: &HealthReport, queue: Option<&serde_json::Value>) ->
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{REFRESH_SECS}">
 <title>Lightning gateway: {overall}</title>
-<style>
-body {{ font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; padding: 0 1rem; color: #1d2430; }}
-h1 {{ font-size: 1.4rem; }}
-.summary {{ padding: .8rem 1rem; border-radius: 8px; margin-bottom: 1rem; }}
-.summary.healthy {{ background: #e5f6ea; }} .summary.degraded {{ background: #fff4d6; }} .summary.down {{ background: #fde2e1; }}
-table {{ width: 100%; border-collapse: collapse; }}
-th, td {{ text-align: left; padding: .5rem; border-bottom: 1px solid #e3e6eb; vertical-align: top; }}
-.badge {{ padding: .15rem .5rem; border-radius: 999px; font-weight: 600; }}
-.badge.online {{ background: #1f9d55; color: #fff; }} .badge.offline {{ background: #d64545; color: #fff; }}
-.breaker.open {{ color: #d64545; font-weight: 600; }} .breaker.half_open {{ color: #b7791f; font-weight: 600; }}
-time {{ white-space: nowrap; }}
-.muted {{ color: #6b7585; font-size: .85rem; }}
-.error {{ color: #a12b2b; font-size: .85rem; max-width: 22rem; overflow-wrap: anywhere; }}
-.chart rect.ok {{ fill: #1f9d55; }} .chart rect.fail {{ fill: #d64545; }}
-</style>
+<style>{STYLE}</style>
 </head>
 <body>
 <h1>Lightning gateway status</h1>
@@ -245,5 +277,53 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains(r#"<rect class="fail""#));
         assert!(html.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn the_csp_allows_exactly_the_inline_style_by_hash() {
+        let html = render(&HealthReport {
+            status: Overall::Healthy,
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            network: "bitcoin",
+            services: vec![],
+            fallback: Fallback {
+                is_online: true,
+                active_provider: None,
+            },
+        });
+        let css = html
+            .split_once("<style>")
+            .and_then(|(_, rest)| rest.split_once("</style>"))
+            .map(|(css, _)| css)
+            .unwrap_or_else(|| panic!("no style element"));
+        assert_eq!(css, STYLE);
+        assert_eq!(html.matches("<style").count(), 1);
+        assert!(
+            !html.contains("style=\""),
+            "no style attributes: a hash does not cover them"
+        );
+        assert!(!html.contains("<script"));
+        let headers = security_headers();
+        let get = |k: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let csp = get("content-security-policy");
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe"));
+        // The hash of the exact text between the tags, checked independently.
+        use base64::Engine;
+        use sha2::Digest;
+        let h = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css));
+        assert!(csp.contains(&h));
+        assert_eq!(get("x-frame-options"), "DENY");
+        assert_eq!(get("referrer-policy"), "no-referrer");
+        assert_eq!(get("x-content-type-options"), "nosniff");
     }
 }

@@ -9,6 +9,7 @@ use crate::core::config::Config;
 use crate::core::error::ApiError;
 use crate::core::http::Runtime;
 use crate::core::invoice::{self, InvoiceRecord};
+use crate::core::invoice_lookup::{self, Verdict};
 use crate::edge::body::read_json_body;
 use crate::edge::health_sync::HealthSession;
 use crate::edge::reply::Reply;
@@ -69,7 +70,9 @@ pub async fn check(
     // Both reads at once: one KV round trip instead of two.
     let (record, session) =
         futures_util::future::join(store.invoice(&hash), HealthSession::load(&store)).await;
-    let mut record = record?.ok_or(ApiError::InvoiceNotFound)?;
+    let Some(mut record) = record? else {
+        return check_missing(env, ctx, cfg, &store, &hash).await;
+    };
     if record.paid {
         return Ok(Reply::json(200, record.check_response(None, now)));
     }
@@ -95,4 +98,45 @@ pub async fn check(
         }
     }
     Ok(Reply::json(200, record.check_response(Some(state), now)))
+}
+
+/// The index has no entry for `hash`: KV may not have it here yet (another
+/// location wrote it a moment ago). Every provider that can look it up is
+/// asked; one that knows it repairs the entry, so later checks go straight to it.
+async fn check_missing(
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+    store: &Store,
+    hash: &str,
+) -> Result<Reply, ApiError> {
+    let rt = WorkerRuntime;
+    let mut session = HealthSession::load(store).await;
+    let verdict = invoice_lookup::locate(&rt, cfg, &mut session.book, hash).await;
+    session.flush(env, ctx, rt.now_ms()).await;
+    let now = rt.now_ms() / 1000;
+    match verdict {
+        Verdict::Found(state, mut record) => {
+            record.apply(state, now);
+            // Best effort: a lost write only means the next check searches again.
+            match store.put_invoice(&record, now).await {
+                Ok(()) => worker::console_log!(
+                    "check-invoice: index entry for {hash} repaired from {}",
+                    record.provider.as_str()
+                ),
+                Err(e) => {
+                    worker::console_warn!("could not repair the index entry: {}", e.message())
+                }
+            }
+            Ok(Reply::json(200, record.check_response(Some(state), now)))
+        }
+        Verdict::NotFound => Err(ApiError::InvoiceNotFound),
+        Verdict::Unavailable {
+            failures,
+            retry_after_secs,
+        } => Err(ApiError::InvoiceLookupUnavailable {
+            failures,
+            retry_after_secs,
+        }),
+    }
 }

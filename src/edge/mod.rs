@@ -1,6 +1,7 @@
 //! The Workers binding: entry points, routing, KV. Thin by design: every
 //! decision is made in `crate::core`.
 
+mod admin;
 mod body;
 mod env;
 mod health;
@@ -49,6 +50,7 @@ async fn handle(
                 "routes": [
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
+                    "POST /api/payouts/{id}/cancel", "POST /api/payouts/{id}/redeliver-webhook", "GET /api/payouts/attention",
                 ],
             }),
         )),
@@ -60,6 +62,9 @@ async fn handle(
         Route::ListPayouts => payouts::list(req, env).await,
         Route::GetPayout(id) => payouts::get(req, env, &id).await,
         Route::RetryPayout(id) => payouts::retry(req, env, cfg, &id).await,
+        Route::CancelPayout(id) => admin::act(req, env, cfg, &id, "cancel").await,
+        Route::RedeliverWebhook(id) => admin::act(req, env, cfg, &id, "redeliver-webhook").await,
+        Route::PayoutAttention => admin::attention(req, env, cfg).await,
     }
 }
 

@@ -173,7 +173,7 @@ pub async fn list(req: &Request, env: &Env) -> Result<Reply, ApiError> {
 }
 
 /// Calls `path` on every shard at once; the answers in shard order.
-async fn every_shard(
+pub(crate) async fn every_shard(
     env: &Env,
     shards: u32,
     method: Method,

@@ -264,6 +264,22 @@ impl PayoutQueue {
                 Ok(Reply::json(200, stats))
             }
             ("POST", "/drain") => Ok(Reply::json(200, self.drain("cron").await?)),
+            ("GET", "/attention") => {
+                let q = crate::core::payout::attention::AttentionQuery::parse(
+                    query(req, "unknown_older_than_secs")?.as_deref(),
+                    query(req, "limit")?.as_deref(),
+                    query(req, "cursor")?.as_deref(),
+                )?;
+                let cutoff = q.unknown_since_cutoff_ms(rt.now_ms());
+                let items = self
+                    .store()?
+                    .attention_list(cutoff, q.page.limit + 1, q.page.after.clone())
+                    .map_err(store_err)?;
+                Ok(Reply::json(
+                    200,
+                    crate::core::payout::attention::shard_page(&items, cutoff),
+                ))
+            }
             _ => {
                 if let Some(id) = path.strip_prefix("/payout/") {
                     let store = self.store()?;
@@ -272,6 +288,20 @@ impl PayoutQueue {
                         .map_err(store_err)?
                         .ok_or(ApiError::PayoutNotFound)?;
                     return Ok(Reply::json(200, p.view()));
+                }
+                if let Some(id) = path.strip_prefix("/cancel/") {
+                    let cfg = payout_config(&self.env)?;
+                    let store = self.store()?;
+                    let result = engine::cancel(&rt, &store, &cfg, id).await;
+                    self.arm(&store).await;
+                    return Ok(Reply::json(200, result?.view()));
+                }
+                if let Some(id) = path.strip_prefix("/redeliver-webhook/") {
+                    let cfg = payout_config(&self.env)?;
+                    let store = self.store()?;
+                    let result = engine::redeliver_webhook(&rt, &store, &cfg, id).await;
+                    self.arm(&store).await;
+                    return Ok(Reply::json(200, result?.view()));
                 }
                 if let Some(id) = path.strip_prefix("/retry/") {
                     let cfg = self.shard_config(req)?;

@@ -32,10 +32,7 @@ impl Reply {
         Reply {
             status,
             body: Body::Html(page),
-            headers: vec![(
-                "content-security-policy",
-                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'".into(),
-            )],
+            headers: crate::core::status_page::security_headers(),
         }
     }
 

@@ -232,6 +232,33 @@ impl SqlStore {
         self.payouts(&q, args)
     }
 
+    /// Payouts that need attention (`core::payout::attention::reasons`):
+    /// failed, unknown since `unknown_cutoff_ms` or earlier, waiting for a
+    /// backend, or overpaid. Newest first, after the cursor if given.
+    pub fn attention_list(
+        &self,
+        unknown_cutoff_ms: u64,
+        limit: u32,
+        after: Option<(u64, String)>,
+    ) -> Result<Vec<Payout>, StoreError> {
+        let mut q = String::from(
+            "SELECT data FROM payouts WHERE (status = 'failed'
+               OR (status = 'unknown' AND json_extract(data, '$.state.since_ms') <= ?)
+               OR json_extract(data, '$.blocked') IS NOT NULL
+               OR json_extract(data, '$.overpaid') = 1)",
+        );
+        let mut args = vec![int(unknown_cutoff_ms)];
+        if let Some((t, id)) = after {
+            q.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+            args.push(int(t));
+            args.push(int(t));
+            args.push(V::String(id));
+        }
+        q.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+        args.push(V::Integer(i64::from(limit)));
+        self.payouts(&q, args)
+    }
+
     pub fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         self.sql
             .exec("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM payouts GROUP BY status", None)

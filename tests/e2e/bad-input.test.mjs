@@ -279,6 +279,9 @@ const routes = [
   ["/api/payouts", ["GET", "POST"]],
   ["/api/payouts/po_000000000000000000000000", ["GET"]],
   ["/api/payouts/po_000000000000000000000000/retry", ["POST"]],
+  ["/api/payouts/po_000000000000000000000000/cancel", ["POST"]],
+  ["/api/payouts/po_000000000000000000000000/redeliver-webhook", ["POST"]],
+  ["/api/payouts/attention", ["GET"]],
 ];
 for (const [path, allowed] of routes) {
   for (const m of ["GET", "POST", "PUT", "DELETE", "PATCH"].filter((m) => !allowed.includes(m))) {
@@ -295,7 +298,7 @@ const unknownPaths = [
   "/%00",
   "/%F0%9F%98%80",
   "/api/payouts/po_1/retry/again",
-  "/api/payouts/po_1/cancel",
+  "/api/payouts/po_1/refund",
   "/" + "a".repeat(4000),
   "/status.json",
   "/.well-known/lnurlp/alice",
@@ -314,7 +317,9 @@ for (const id of badIds) {
   // `..` is resolved by URL parsing before the request leaves: it ends up on another (unknown) path.
   const code = id === "%2e%2e" ? ["payout_not_found", "not_found"] : "payout_not_found";
   add(`GET /api/payouts/${id.slice(0, 30)}`, () => call("GET", `/api/payouts/${id}`, { headers: [auth()] }), { status: 404, code });
-  add(`POST /api/payouts/${id.slice(0, 30)}/retry`, () => call("POST", `/api/payouts/${id}/retry`, { headers: [auth(ADMIN)] }), { status: 404, code });
+  for (const action of ["retry", "cancel", "redeliver-webhook"]) {
+    add(`POST /api/payouts/${id.slice(0, 30)}/${action}`, () => call("POST", `/api/payouts/${id}/${action}`, { headers: [auth(ADMIN)] }), { status: 404, code });
+  }
 }
 add("GET an unknown payout", () => call("GET", "/api/payouts/po_000000000000000000000000", { headers: [auth()] }), { status: 404, code: "payout_not_found" });
 add("GET a payout without a key", () => call("GET", "/api/payouts/po_000000000000000000000000"), { status: 401, code: "unauthorized" });
@@ -326,6 +331,26 @@ add("retry a succeeded payout, with a junk body", () => call("POST", `/api/payou
   status: 409,
   code: "retry_not_allowed",
 });
+add("cancel an unknown payout", () => call("POST", "/api/payouts/po_000000000000000000000000/cancel", { headers: [auth(ADMIN)] }), { status: 404, code: "payout_not_found" });
+add("cancel with the client key", () => call("POST", `/api/payouts/${existing[0].id}/cancel`, { headers: [auth()] }), { status: 401, code: "unauthorized" });
+add("cancel a succeeded payout, with a junk body", () => call("POST", `/api/payouts/${existing[0].id}/cancel`, { headers: [auth(ADMIN), ["content-type", "text/html"]], body: "<x>" }), {
+  status: 409,
+  code: "cancel_not_allowed",
+});
+add("redeliver the webhook of a payout without one", () => call("POST", `/api/payouts/${existing[0].id}/redeliver-webhook`, { headers: [auth(ADMIN)] }), { status: 409, code: "no_webhook" });
+add("redeliver without a key", () => call("POST", `/api/payouts/${existing[0].id}/redeliver-webhook`), { status: 401, code: "unauthorized" });
+for (const [q, code] of [
+  ["?unknown_older_than_secs=-5", "invalid_query"],
+  ["?unknown_older_than_secs=1e3", "invalid_query"],
+  ["?unknown_older_than_secs=99999999999999999999999", "invalid_query"],
+  ["?unknown_older_than_secs=%00", "invalid_query"],
+  ["?limit=abc", "invalid_limit"],
+  ["?limit=101", "invalid_limit"],
+  ["?cursor=%F0%9F%98%80", "invalid_cursor"],
+]) {
+  add(`attention ${q.slice(0, 40)}`, () => call("GET", `/api/payouts/attention${q}`, { headers: [auth(ADMIN)] }), { status: 400, code });
+}
+add("attention with the client key", () => call("GET", "/api/payouts/attention", { headers: [auth()] }), { status: 401, code: "unauthorized" });
 
 // Listing queries.
 const listQueries = [

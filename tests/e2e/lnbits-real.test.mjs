@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startLnbits } from "./support/lnbits.mjs";
 import { startFakeProvider } from "./support/fake-provider.mjs";
-import { startWorker } from "./support/worker.mjs";
+import { startWorker, localKv } from "./support/worker.mjs";
 import { decodeInvoice } from "./support/invoice.mjs";
 
 let lnbits, alby, worker, wallet;
@@ -51,6 +51,15 @@ test("a real LNbits serves the invoice when the first provider is down, and chec
   const check = await worker.checkInvoice(res.json.payment_hash);
   assert.equal(check.status, 200, check.text);
   assert.deepEqual([check.json.status, check.json.provider], ["pending", "lnbits"]);
+
+  // The index entry lost (another location has not seen it yet): LNbits'
+  // own lookup answer rebuilds it, although the first provider is down.
+  await localKv(worker, "delete", `inv:${res.json.payment_hash}`);
+  const again = await worker.checkInvoice(res.json.payment_hash);
+  assert.equal(again.status, 200, again.text);
+  assert.deepEqual([again.json.status, again.json.provider, again.json.amount, again.json.expires_at], ["pending", "lnbits", 1234, res.json.expires_at]);
+  const entry = JSON.parse(await localKv(worker, "get", `inv:${res.json.payment_hash}`));
+  assert.equal(entry.provider, "lnbits");
 });
 
 test("a wrong LNbits key is reported with LNbits' own words, and not retried", async () => {

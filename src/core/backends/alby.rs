@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    ProviderConfig, ProviderError,
+    LookedUp, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
@@ -72,6 +72,14 @@ fn settled_at(v: &Value) -> Option<u64> {
     u64::try_from(t.unix_timestamp()).ok()
 }
 
+/// `GET /invoices/{hash}` answers incoming and outgoing ones (`type`).
+fn lookup_invoice(v: &Value) -> LookedUp {
+    if str_field(v, "type") == Some("outgoing") {
+        return LookedUp::Outgoing;
+    }
+    str_field(v, "payment_request").map_or(LookedUp::NoInvoice, |s| LookedUp::Incoming(s.into()))
+}
+
 pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/balance")))
 }
@@ -88,6 +96,9 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
 pub struct Alby;
 
 impl Backend for Alby {
+    fn lookup_invoice(&self, v: &Value) -> LookedUp {
+        lookup_invoice(v)
+    }
     fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         Some(create_request(cfg, p))
     }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    ProviderConfig, ProviderError,
+    LookedUp, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
@@ -79,6 +79,21 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
 pub struct Lnbits;
 
 impl Backend for Lnbits {
+    /// `GET /api/v1/payments/{hash}` with the wallet's key answers its payments
+    /// of either direction; `details.amount` (msat) is negative for outgoing ones.
+    fn lookup_invoice(&self, v: &Value) -> LookedUp {
+        let details = v.get("details").unwrap_or(&Value::Null);
+        if details
+            .get("amount")
+            .and_then(Value::as_i64)
+            .is_some_and(|a| a < 0)
+        {
+            return LookedUp::Outgoing;
+        }
+        str_field(details, "bolt11")
+            .or_else(|| str_field(details, "payment_request"))
+            .map_or(LookedUp::NoInvoice, |s| LookedUp::Incoming(s.into()))
+    }
     fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         Some(create_request(cfg, p))
     }

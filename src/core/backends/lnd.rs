@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    ProviderConfig, ProviderError,
+    LookedUp, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse, ReadLimits};
 use crate::core::payout::backend::fee_limit_sat;
@@ -103,6 +103,11 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
 pub struct Lnd;
 
 impl Backend for Lnd {
+    /// `GET /v1/invoice/{hash}` knows only the node's own invoices.
+    fn lookup_invoice(&self, v: &Value) -> LookedUp {
+        str_field(v, "payment_request")
+            .map_or(LookedUp::NoInvoice, |s| LookedUp::Incoming(s.into()))
+    }
     fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         Some(create_request(cfg, p))
     }

@@ -137,6 +137,11 @@ pub trait Backend: Sync {
     fn lookup_read_limits(&self) -> ReadLimits {
         ReadLimits::default()
     }
+    /// Who holds the hash, from a successful answer to `check_request`
+    /// (check-invoice's fallback when the index misses a hash).
+    fn lookup_invoice(&self, _v: &serde_json::Value) -> LookedUp {
+        LookedUp::NoInvoice
+    }
 }
 
 /// The registry: every backend kind's module.
@@ -164,6 +169,25 @@ pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpReq
 
 pub fn parse_check(kind: ProviderKind, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
     of(kind).parse_check(r)
+}
+
+/// What a successful lookup says about who holds the hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookedUp {
+    /// An invoice this wallet issued (incoming), with its BOLT11.
+    Incoming(String),
+    /// An outgoing payment of this wallet with that hash: not its invoice.
+    Outgoing,
+    /// The answer does not carry the invoice.
+    NoInvoice,
+}
+
+/// The invoice in a successful lookup answer (`check_request`'s).
+pub fn lookup_invoice(kind: ProviderKind, r: &HttpResponse) -> LookedUp {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
+        return LookedUp::NoInvoice;
+    };
+    of(kind).lookup_invoice(&v)
 }
 
 /// The cheap read used as a health probe.

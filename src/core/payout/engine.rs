@@ -109,6 +109,11 @@ pub enum PayoutError {
     WebhookSecretMissing,
     NotFound,
     RetryNotAllowed(String),
+    CancelNotAllowed(String),
+    /// The payout was created without a `webhook_url`.
+    NoWebhook,
+    /// The payout has no event to announce yet (it has not ended).
+    NoWebhookEvent(String),
     Store(StoreError),
 }
 
@@ -137,6 +142,9 @@ impl From<PayoutError> for crate::core::error::ApiError {
             },
             P::NotFound => ApiError::PayoutNotFound,
             P::RetryNotAllowed(m) => ApiError::RetryNotAllowed(m),
+            P::CancelNotAllowed(m) => ApiError::CancelNotAllowed(m),
+            P::NoWebhook => ApiError::NoWebhook,
+            P::NoWebhookEvent(m) => ApiError::NoWebhookEvent(m),
             P::Store(e) => ApiError::StorageUnavailable(e.to_string()),
         }
     }
@@ -946,5 +954,57 @@ pub async fn retry<R: Runtime, S: PayoutStore>(
         ));
     }
     advance_state(rt, store, cfg, id).await?;
+    store.get(id)?.ok_or(PayoutError::NotFound)
+}
+
+/// Admin cancel: ends a queued payout none of whose hashes can still pay
+/// (see [`machine::cancel`]), announces it and frees its share of the daily
+/// limit. The save is a version compare-and-swap, so a send that started
+/// meanwhile wins and the cancel is refused.
+pub async fn cancel<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+) -> Result<Payout, PayoutError> {
+    let mut p = store.get(id)?.ok_or(PayoutError::NotFound)?;
+    let now = rt.now_ms();
+    let status = p.status();
+    machine::cancel(&mut p, now)
+        .map_err(|e| PayoutError::CancelNotAllowed(format!("payout is {status}: {}", e.0)))?;
+    webhook::arm(&mut p, now);
+    if !save(store, &mut p, cfg)? {
+        return Err(PayoutError::CancelNotAllowed(
+            "the payout changed meanwhile; look at it again".into(),
+        ));
+    }
+    deliver_webhook(rt, store, cfg, id).await?;
+    store.get(id)?.ok_or(PayoutError::NotFound)
+}
+
+/// Admin redelivery: sends the payout's current webhook event now, under
+/// its usual id (receivers deduplicate on it), and gives it the whole
+/// retry schedule again should this attempt fail.
+pub async fn redeliver_webhook<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+) -> Result<Payout, PayoutError> {
+    let mut p = store.get(id)?.ok_or(PayoutError::NotFound)?;
+    let now = rt.now_ms();
+    webhook::rearm_now(&mut p, now).map_err(|e| match e {
+        webhook::Redeliver::NoWebhook => PayoutError::NoWebhook,
+        webhook::Redeliver::NoEvent => PayoutError::NoWebhookEvent(format!(
+            "payout is {}: a webhook is sent once it succeeds or fails",
+            p.status()
+        )),
+    })?;
+    if !save(store, &mut p, cfg)? {
+        return Err(PayoutError::NoWebhookEvent(
+            "the payout changed meanwhile; look at it again".into(),
+        ));
+    }
+    deliver_webhook(rt, store, cfg, id).await?;
     store.get(id)?.ok_or(PayoutError::NotFound)
 }

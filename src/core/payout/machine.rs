@@ -756,6 +756,40 @@ pub fn reopen(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
     }
 }
 
+/// The failure reason of a payout an admin cancelled.
+pub const CANCEL_REASON: &str = "cancelled by admin";
+
+/// Ends a queued payout on an admin's word, only when nothing of it can
+/// still pay: the current hash was never sent (a refusal before acting is not
+/// a send) or is proven dead, and every earlier hash was proven dead before
+/// it was left. The same condition as [`give_up`]; refused while sending,
+/// unknown, or while a sent hash still waits for its lookup. It ends
+/// `Failed`, so listing, webhooks, the daily limit and admin retry treat it
+/// like any other failed payout.
+pub fn cancel(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
+    match p.state {
+        PayoutState::Queued {
+            verify_first: false,
+            ..
+        } if !p.hash_spent || p.hash_dead => {
+            p.blocked = None;
+            fail(p, now_ms, CANCEL_REASON.to_string());
+            Ok(())
+        }
+        PayoutState::Queued { .. } => Err(WrongState(
+            "a sent invoice of this payout may still be paid; it can be cancelled only once a lookup after its expiry proves it unpaid",
+        )),
+        PayoutState::Sending { .. } => Err(WrongState(
+            "a pay request is in flight; its outcome is not known yet",
+        )),
+        PayoutState::Unknown { .. } => Err(WrongState(
+            "the backend may have paid it; only a status lookup can tell",
+        )),
+        PayoutState::Succeeded { .. } => Err(WrongState("it has already been paid")),
+        PayoutState::Failed { .. } => Err(WrongState("it has already ended failed")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1217,5 +1251,128 @@ mod tests {
             ),
             "the invoice history is bounded"
         );
+    }
+
+    #[test]
+    fn cancel_ends_a_never_sent_queued_payout_failed() {
+        let mut p = payout(queued(false));
+        p.blocked = Some(Blocked {
+            since_ms: 0,
+            reason: "x".into(),
+            checks: 1,
+        });
+        assert!(cancel(&mut p, 7).is_ok());
+        assert_eq!(
+            p.state,
+            PayoutState::Failed {
+                at_ms: 7,
+                reason: CANCEL_REASON.into()
+            }
+        );
+        assert!(!p.reserves_budget(), "releases its daily-limit reservation");
+        assert!(p.blocked.is_none());
+        assert!(p.log.iter().any(|l| l.event.contains(CANCEL_REASON)));
+        // Not due yet makes no difference: nothing was sent.
+        let mut later = payout(PayoutState::Queued {
+            next_at_ms: 1_000_000,
+            verify_first: false,
+        });
+        assert!(cancel(&mut later, 1).is_ok());
+    }
+
+    #[test]
+    fn cancel_after_a_refusal_before_acting_is_allowed() {
+        let mut p = payout(queued(false));
+        assert!(begin_send(&mut p, 0, I).is_ok());
+        let _ = apply_pay(
+            &mut p,
+            PayOutcome::NotSent("HTTP 401".into()),
+            1,
+            &policy(),
+            0,
+        );
+        assert_eq!(p.status(), "queued");
+        assert!(!p.hash_spent);
+        assert!(cancel(&mut p, 2).is_ok());
+    }
+
+    #[test]
+    fn cancel_is_refused_while_any_hash_may_still_pay() {
+        let refused = |mut p: Payout, why: &str| {
+            let before = p.clone();
+            assert!(cancel(&mut p, 99).is_err(), "{why}");
+            assert_eq!(p, before, "{why}: a refusal changes nothing");
+        };
+        refused(payout(sending()), "sending");
+        refused(
+            payout(PayoutState::Unknown {
+                since_ms: 0,
+                next_check_ms: 0,
+            }),
+            "unknown",
+        );
+        refused(payout(PayoutState::Succeeded { at_ms: 0 }), "succeeded");
+        refused(
+            payout(PayoutState::Failed {
+                at_ms: 0,
+                reason: "x".into(),
+            }),
+            "already failed",
+        );
+        refused(payout(queued(true)), "waiting for a lookup");
+        // Sent once, then found unpaid for now: queued, but the hash may
+        // still be paid by a request held somewhere.
+        let mut p = sent_once();
+        let _ = apply_lookup(&mut p, LookupOutcome::NotFound, 5_000, &policy(), 0);
+        assert_eq!(p.status(), "queued");
+        refused(p.clone(), "sent, not proven dead");
+        // Explicit "failed" from the backend is checked by a lookup first.
+        let mut f = payout(queued(false));
+        assert!(begin_send(&mut f, 0, I).is_ok());
+        let _ = apply_pay(
+            &mut f,
+            PayOutcome::Failed("no route".into()),
+            1,
+            &policy(),
+            0,
+        );
+        refused(f, "backend said failed, not yet confirmed");
+        // Waiting for expiry after the last attempt.
+        let mut w = sent_once();
+        w.send_attempts = 2;
+        let _ = apply_lookup(&mut w, LookupOutcome::NotFound, 5_000, &policy(), 0);
+        refused(w, "awaiting expiry");
+    }
+
+    #[test]
+    fn cancel_is_allowed_once_every_sent_hash_is_proven_dead() {
+        let mut p = sent_once();
+        let _ = apply_lookup(&mut p, LookupOutcome::NotFound, 10_100_000, &policy(), 0);
+        assert!(p.hash_dead);
+        assert_eq!(p.status(), "queued");
+        let mut dead = p.clone();
+        assert!(cancel(&mut dead, 10_100_001).is_ok());
+        // A new, never-sent invoice after a dead one: the old hash is still
+        // watched (a payment is never hidden), and the payout may be cancelled.
+        assert!(replace_invoice(
+            &mut p,
+            "i2".into(),
+            "h2".into(),
+            20_000,
+            10_100_001,
+            &policy(),
+            0
+        )
+        .is_ok());
+        assert!(p.ever_sent && !p.hash_spent);
+        assert!(cancel(&mut p, 10_100_002).is_ok());
+        assert_eq!(p.watched.len(), 1, "the old hash stays watched");
+        // If it was paid after all, the payout succeeds: nothing is hidden.
+        let paid = LookupOutcome::Paid {
+            preimage: None,
+            fee_msat: None,
+        };
+        assert!(apply_watch(&mut p, "h1", paid, 10_100_003, &policy(), 0).is_ok());
+        assert_eq!(p.status(), "succeeded");
     }
 }

@@ -2,6 +2,7 @@
 //! BOLT11 invoice, with a durable queue for the ones a backend could not
 //! settle at once.
 
+pub mod attention;
 pub mod backend;
 pub mod config;
 pub mod destination;

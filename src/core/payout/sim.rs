@@ -695,6 +695,8 @@ enum Op {
     Switch(u8),
     /// The LNURL server starts handing out invoices that expire in 5 s.
     ShortInvoices,
+    /// An admin cancels the payout (refused unless nothing of it can pay).
+    Cancel,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -710,6 +712,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4).prop_map(Op::Crash),
         1 => (0u8..4).prop_map(Op::Switch),
         1 => Just(Op::ShortInvoices),
+        1 => Just(Op::Cancel),
     ]
 }
 
@@ -866,6 +869,14 @@ proptest! {
                 Op::Crash(n) => crash_during_drain(&sim, &store, &cfg, n),
                 Op::Switch(mode) => cfg = switched(mode),
                 Op::ShortInvoices => sim.invoice_expiry_secs.set(5),
+                Op::Cancel => {
+                    let sends_before: u32 = sim.truth.borrow().values().map(|t| t.sends).sum();
+                    if let Ok(p) = block_on(engine::cancel(&sim, &store, &cfg, &id)) {
+                        prop_assert_eq!(p.status(), "failed");
+                    }
+                    let sends_after: u32 = sim.truth.borrow().values().map(|t| t.sends).sum();
+                    prop_assert_eq!(sends_before, sends_after, "a cancel sent a payment");
+                }
             }
             check(&sim, &store)?;
         }
@@ -1306,6 +1317,12 @@ proptest! {
                 Op::Crash(k) => crash_during_drain(&sim, &store, &cfg, k),
                 Op::Switch(mode) => cfg = switched(mode),
                 Op::ShortInvoices => sim.invoice_expiry_secs.set(5),
+                Op::Cancel => {
+                    let ids: Vec<String> = store.rows.borrow().keys().cloned().collect();
+                    for id in ids {
+                        let _ = block_on(engine::cancel(&sim, &store, &cfg, &id));
+                    }
+                }
             }
             let v = sim.violations.borrow();
             // With many payouts, another payout's live hash is no violation.

@@ -256,6 +256,32 @@ pub fn arm(p: &mut Payout, now_ms: u64) {
     }
 }
 
+/// Why a webhook cannot be redelivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeliver {
+    NoWebhook,
+    NoEvent,
+}
+
+/// Makes the current event due now (admin redelivery), with a fresh
+/// schedule, and notes it in the payout's log. The event id stays the same.
+pub fn rearm_now(p: &mut Payout, now_ms: u64) -> Result<(), Redeliver> {
+    if p.webhook.is_none() {
+        return Err(Redeliver::NoWebhook);
+    }
+    let id = event_id(p).ok_or(Redeliver::NoEvent)?;
+    arm(p, now_ms);
+    if let Some(w) = p.webhook.as_mut() {
+        w.next_at_ms = Some(now_ms);
+        w.event_attempts = 0;
+    }
+    p.note(
+        now_ms,
+        format!("webhook {id} redelivery requested by an admin"),
+    );
+    Ok(())
+}
+
 /// Records a delivery attempt and schedules the next one.
 pub fn record(p: &mut Payout, result: &Result<HttpResponse, TransportError>, now_ms: u64) {
     let Some(w) = p.webhook.as_mut() else { return };
@@ -554,6 +580,37 @@ mod tests {
             (Some(21), None),
             "not re-armed"
         );
+    }
+
+    #[test]
+    fn redelivery_rearms_the_same_event_now_with_a_fresh_schedule() {
+        let mut p = payout(json!({"status": "queued", "next_at_ms": 0, "verify_first": false}));
+        assert_eq!(rearm_now(&mut p, 5), Err(Redeliver::NoEvent));
+        p.state = PayoutState::Failed {
+            at_ms: 10,
+            reason: "x".into(),
+        };
+        arm(&mut p, 10);
+        for t in 0..SCHEDULE_MS.len() as u64 + 1 {
+            record(&mut p, &Err(TransportError::Timeout), 11 + t);
+        }
+        let w = p.webhook.clone().unwrap_or_else(|| panic!("webhook"));
+        assert_eq!(w.next_at_ms, None, "the schedule gave up");
+        assert_eq!(rearm_now(&mut p, 1_000), Ok(()));
+        let w = p.webhook.clone().unwrap_or_else(|| panic!("webhook"));
+        assert_eq!(w.next_at_ms, Some(1_000));
+        assert_eq!(w.event_attempts, 0);
+        assert_eq!(
+            w.event_id.as_deref(),
+            Some("evt_po_0123456789abcdef01234567_failed"),
+            "the same id: receivers deduplicate"
+        );
+        assert!(p
+            .log
+            .iter()
+            .any(|l| l.event.contains("redelivery requested")));
+        p.webhook = None;
+        assert_eq!(rearm_now(&mut p, 1_001), Err(Redeliver::NoWebhook));
     }
 
     #[test]

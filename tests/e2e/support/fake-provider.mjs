@@ -14,7 +14,7 @@ const SHAPES = {
     probe: { method: "GET", path: /^\/balance$/ },
     amountSat: (b) => b.amount,
     created: (inv) => [201, { payment_hash: inv.payment_hash, payment_request: inv.payment_request, expires_at: "2099-01-01T00:00:00Z" }],
-    status: (st) => [200, { state: st.paid ? "SETTLED" : "CREATED", settled: st.paid, settled_at: st.paid ? new Date(st.paidAt).toISOString() : null }],
+    status: (st) => [200, { type: "incoming", payment_request: st.pr, state: st.paid ? "SETTLED" : "CREATED", settled: st.paid, settled_at: st.paid ? new Date(st.paidAt).toISOString() : null }],
     probeBody: () => [200, { balance: 21000, currency: "BTC", unit: "sat" }],
   },
   lnd: {
@@ -24,7 +24,7 @@ const SHAPES = {
     probe: { method: "GET", path: /^\/v1\/getinfo$/ },
     amountSat: (b) => Number(b.value),
     created: (inv) => [200, { r_hash: Buffer.from(inv.payment_hash, "hex").toString("base64"), payment_request: inv.payment_request, add_index: "1" }],
-    status: (st) => [200, { state: st.paid ? "SETTLED" : "OPEN", settled: st.paid, settle_date: st.paid ? String(Math.floor(st.paidAt / 1000)) : "0" }],
+    status: (st) => [200, { payment_request: st.pr, state: st.paid ? "SETTLED" : "OPEN", settled: st.paid, settle_date: st.paid ? String(Math.floor(st.paidAt / 1000)) : "0" }],
     probeBody: (fake) => [200, { synced_to_chain: fake.synced, num_active_channels: 3, block_height: 900000 }],
   },
   lnbits: {
@@ -35,7 +35,7 @@ const SHAPES = {
     probe: { method: "GET", path: /^\/api\/v1\/wallet$/ },
     amountSat: (b) => b.amount,
     created: (inv) => [201, { payment_hash: inv.payment_hash, bolt11: inv.payment_request, checking_id: inv.payment_hash, amount: 0, status: "pending" }],
-    status: (st) => [200, { paid: st.paid, status: st.paid ? "success" : "pending" }],
+    status: (st) => [200, { paid: st.paid, status: st.paid ? "success" : "pending", details: { bolt11: st.pr, amount: st.msat, status: st.paid ? "success" : "pending" } }],
     probeBody: () => [200, { name: "fake", balance: 21000000 }],
   },
 };
@@ -172,14 +172,14 @@ export async function startFakeProvider(kind, { key, network = "bitcoin", latenc
       const cacheKey = `${sat}:${expiry}`;
       const inv = (fake.reuseInvoices && fake.signedCache.get(cacheKey)) || signInvoice({ network: fake.network, amountMsat: sat * 1000, expiry });
       if (fake.reuseInvoices) fake.signedCache.set(cacheKey, inv);
-      fake.invoices.set(inv.payment_hash, { paid: false, paidAt: 0 });
+      fake.invoices.set(inv.payment_hash, { paid: false, paidAt: 0, pr: inv.payment_request, msat: sat * 1000 });
       return send(...shape.created(inv));
     }
     const m = shape.check.path.exec(path);
     if (kind === "lnbits" && req.method === "GET" && m && fake.payments.has(m[1])) {
       const p = fake.payments.get(m[1]);
       if (p.status === "lost") return send(404, { detail: "Payment does not exist." });
-      return send(200, { paid: p.status === "success", status: null, preimage: p.preimage, details: { status: p.status, fee: 0 } });
+      return send(200, { paid: p.status === "success", status: null, preimage: p.preimage, details: { status: p.status, fee: 0, amount: -1000 } });
     }
     if (req.method === shape.check.method && m) {
       const st = fake.invoices.get(m[1]);

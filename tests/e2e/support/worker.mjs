@@ -175,3 +175,18 @@ export function providerVars({ alby, lnd, lnbits }, order = "alby,lnd,lnbits") {
     LNBITS_INVOICE_KEY: lnbits.key,
   };
 }
+
+/**
+ * Runs `wrangler kv key <args>` on the Worker's local KV (its persistence
+ * folder), behind the Worker's back: `localKv(worker, "delete", "inv:<hash>")`.
+ */
+export async function localKv(worker, ...args) {
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  const { stdout } = await promisify(execFile)(
+    path.join(ROOT, "node_modules/.bin/wrangler"),
+    ["kv", "key", ...args, "--binding", "LIGHTNING_KV", "--local", "--persist-to", path.join(worker.dir, "state")],
+    { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" } },
+  );
+  return stdout;
+}

@@ -1,0 +1,128 @@
+// End-to-end: check-invoice when the KV index has no entry for a hash, as
+// happens in another Cloudflare location for up to a minute after the
+// invoice was created. The entry is deleted from the Worker's local KV
+// behind its back (with wrangler's own `kv key delete --local`); the gateway
+// must ask the providers, find the invoice, and repair the entry.
+import { test, before, after, beforeEach } from "node:test";
+import assert from "node:assert/strict";
+import { startFakes, stopAll } from "./support/fake-provider.mjs";
+import { startWorker, providerVars, localKv } from "./support/worker.mjs";
+
+let fakes, worker;
+
+before(async () => {
+  fakes = await startFakes();
+  worker = await startWorker(
+    {
+      ...providerVars(fakes),
+      LIGHTNING_FALLBACK_MAX_RETRIES: "1",
+      LIGHTNING_FALLBACK_RETRY_DELAY: "50",
+      LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS: "1500",
+      LIGHTNING_FALLBACK_TOTAL_TIMEOUT_MS: "4000",
+      BREAKER_FAILURE_THRESHOLD: "100",
+    },
+    { name: "kv-miss", snapshot: true },
+  );
+});
+
+after(() => stopAll(worker, fakes));
+
+beforeEach(async () => {
+  for (const f of Object.values(fakes)) {
+    await f.heal();
+    f.calls.length = 0;
+  }
+});
+
+const kv = (...args) => localKv(worker, ...args);
+const indexEntry = async (hash) => {
+  try {
+    return JSON.parse(await kv("get", `inv:${hash}`));
+  } catch {
+    return null;
+  }
+};
+const lookups = (f, hash) => f.count("GET", new RegExp(hash));
+
+test("an index entry missing behind the gateway's back is found at its provider and repaired", async () => {
+  await fakes.alby.fail("refuse"); // the invoice comes from lnd, the second provider
+  const created = await worker.createInvoice({ amount: 1234, description: "kv miss" });
+  assert.equal(created.status, 201, created.text);
+  assert.equal(created.json.provider, "lnd");
+  await fakes.alby.heal();
+  const hash = created.json.payment_hash;
+  const entry = await indexEntry(hash);
+  assert.equal(entry?.provider, "lnd", "the entry is in local KV");
+
+  await kv("delete", `inv:${hash}`);
+  assert.equal(await indexEntry(hash), null, "deleted behind the gateway's back");
+
+  fakes.lnd.settle(hash);
+  const check = await worker.checkInvoice(hash);
+  assert.equal(check.status, 200, check.text);
+  assert.equal(check.json.status, "paid");
+  assert.equal(check.json.provider, "lnd");
+  assert.equal(check.json.amount, 1234);
+  assert.equal(check.json.expires_at, created.json.expires_at);
+  assert.ok(Date.parse(check.json.settled_at) > 0, check.text);
+  // Every provider that can look it up was asked once.
+  for (const f of Object.values(fakes)) assert.equal(lookups(f, hash), 1, `${f.kind} asked once`);
+
+  const repaired = await indexEntry(hash);
+  assert.equal(repaired?.provider, "lnd", "the entry is back");
+  assert.equal(repaired.amount_sat, 1234);
+  assert.equal(repaired.paid, true);
+
+  // Later checks go straight to the entry (paid: no provider call at all).
+  await worker.checkInvoice(hash);
+  for (const f of Object.values(fakes)) assert.equal(lookups(f, hash), 1, `${f.kind} not asked again`);
+});
+
+test("a repaired pending invoice is checked at its issuer only, afterwards", async () => {
+  const created = await worker.createInvoice({ amount: 99 });
+  assert.equal(created.json.provider, "alby", created.text);
+  const hash = created.json.payment_hash;
+  await kv("delete", `inv:${hash}`);
+  const first = await worker.checkInvoice(hash);
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.json.status, "pending");
+  assert.equal(first.json.provider, "alby");
+  const second = await worker.checkInvoice(hash);
+  assert.equal(second.status, 200);
+  assert.equal(lookups(fakes.alby, hash), 2);
+  assert.equal(lookups(fakes.lnd, hash) + lookups(fakes.lnbits, hash), 2, "lnd and lnbits only on the miss");
+});
+
+test("a provider that errors is not a 'not found': a miss it could have answered is 503, never a false 404", async () => {
+  const created = await worker.createInvoice({ amount: 500 });
+  const hash = created.json.payment_hash;
+  await kv("delete", `inv:${hash}`);
+  await fakes.alby.fail("html520"); // the issuer is down; the others do not know the hash
+  const res = await worker.checkInvoice(hash);
+  assert.equal(res.status, 503, res.text);
+  assert.equal(res.json.error.code, "invoice_lookup_unavailable");
+  assert.deepEqual(res.json.error.providers.map((p) => [p.provider, p.code]), [["alby", "upstream_520"]]);
+  assert.ok(Number(res.headers.get("retry-after")) >= 1);
+  assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+
+  await fakes.alby.heal();
+  const ok = await worker.checkInvoice(hash);
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.json.provider, "alby");
+});
+
+test("a hash no provider knows is 404 after asking each once, in parallel within the deadline", async () => {
+  await fakes.lnbits.fail("hang"); // answers nothing: the deadline bounds the wait
+  const hash = "cd".repeat(32);
+  const t0 = Date.now();
+  const res = await worker.checkInvoice(hash);
+  const took = Date.now() - t0;
+  assert.equal(res.status, 503, res.text);
+  assert.equal(res.json.error.providers[0].code, "timeout");
+  assert.ok(took < 6000, `bounded by the 4 s deadline (${took} ms)`);
+  await fakes.lnbits.heal();
+  const missing = await worker.checkInvoice(hash);
+  assert.equal(missing.status, 404, missing.text);
+  assert.equal(missing.json.error.code, "invoice_not_found");
+  assert.equal(lookups(fakes.alby, hash) + lookups(fakes.lnd, hash), 2 * 2, "asked once per check");
+});
