@@ -16,6 +16,7 @@ pub mod health;
 pub mod health_report;
 pub mod http;
 pub mod invoice;
+pub mod openapi;
 pub mod payout;
 pub mod probe;
 pub mod providers;

@@ -45,12 +45,20 @@ async fn handle(
                 "version": env!("CARGO_PKG_VERSION"),
                 "providers": cfg.providers.iter().map(|p| p.name()).collect::<Vec<_>>(),
                 "network": cfg.network.as_str(),
+                "openapi": "/openapi.json",
                 "routes": [
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
+                    "GET /openapi.json",
                 ],
             }),
-        )),
+        )
+        .header("link", "</openapi.json>; rel=\"service-desc\"")),
+        Route::OpenApi => Ok(Reply {
+            status: 200,
+            body: Body::JsonText(crate::core::openapi::DOCUMENT),
+            headers: Vec::new(),
+        }),
         Route::CreateInvoice => invoices::create(req, env, ctx, cfg).await,
         Route::CheckInvoice => invoices::check(req, env, ctx, cfg).await,
         Route::Health => health::health(req, env, ctx, cfg).await,
