@@ -81,7 +81,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         .map(|c| c.cors.clone())
         .unwrap_or(AllowedOrigins::Any);
     let path = req.path();
-    let method = req.method().to_string();
+    // The method as sent: `worker::Method` turns any method it does not know
+    // (QUERY, FOO) into GET, which would serve GET routes to them.
+    let method = req.inner().method();
     let reply = match (routes::route(&method, &path), &config) {
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e.clone()),
