@@ -24,7 +24,7 @@ const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 && (dashdash < 0 || i < dashdash) ? args[i + 1] : dflt;
 };
-const EXAMPLES = opt("--examples", process.env.CONTRACT_EXAMPLES ?? "30");
+const EXAMPLES = opt("--examples", process.env.CONTRACT_EXAMPLES ?? "100");
 const SEED = opt("--seed", process.env.CONTRACT_SEED ?? "1042");
 const VENV = path.join(ROOT, ".venv-schemathesis");
 const BIN = path.join(VENV, "bin/schemathesis");
