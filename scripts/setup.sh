@@ -56,6 +56,11 @@ if ! command -v clang >/dev/null; then
   say "installing clang"
   apt_install clang
 fi
+# Apple's clang has no wasm32 backend: say so here, not deep inside cargo.
+if ! echo 'int x;' | clang --target=wasm32-unknown-unknown -c -x c - -o /dev/null 2>/dev/null; then
+  echo "[setup] $(command -v clang) cannot compile for wasm32: install LLVM's clang (macOS: brew install llvm) and put its bin/ first in PATH" >&2
+  exit 1
+fi
 
 # 3. worker-build, pinned.
 if [ "$(version_of worker-build)" != "$WORKER_BUILD_VERSION" ]; then
