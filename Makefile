@@ -8,13 +8,13 @@ PORT ?= 8787
 
 CHAOS_ARGS ?=
 
-.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short
+.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short contract deploy-check
 
 dev: setup build
 	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
 	npx wrangler dev --port $(PORT) --persist-to .wrangler/state --test-scheduled
 
-test: setup-test lint unit build testkit e2e chaos-short
+test: setup-test lint unit build testkit e2e contract deploy-check chaos-short
 
 setup:
 	@scripts/setup.sh
@@ -38,6 +38,16 @@ testkit:
 
 e2e:
 	node --test --test-concurrency=1 tests/e2e/
+
+# The API contract: schemathesis against the Worker's GET /openapi.json, a bounded
+# number of examples per operation (CONTRACT_ARGS="--examples 200 --seed 7").
+CONTRACT_ARGS ?=
+contract: setup-test build testkit
+	node tests/contract/run.mjs $(CONTRACT_ARGS)
+
+# What a deploy would refuse, without an account: `wrangler deploy --dry-run` and the size limit.
+deploy-check: setup build
+	scripts/deploy-check.sh
 
 # Chaos: payouts through a fault-injecting proxy to a real LNbits, the gateway
 # SIGKILLed and restarted while draining; LNbits' ledgers checked against the

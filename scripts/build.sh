@@ -20,9 +20,18 @@ if [ "${WASM_OPT:-1}" != 0 ] && [ ! -f "$wasm_opt" ]; then
   echo "[build] $wasm_opt missing: run scripts/setup.sh (npm ci)" >&2
   exit 1
 fi
-WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" \
-ESBUILD_BIN="$PWD/node_modules/@esbuild/linux-x64/bin/esbuild" \
-  worker-build --release
+# esbuild's native binary for the machine running the build: npm installs only the
+# @esbuild/<platform>-<arch> package that matches it (an optional dependency of esbuild).
+esbuild_bin=$(node -e '
+  const { platform, arch } = process;
+  const pkg = `@esbuild/${platform}-${arch}`;
+  const file = `${pkg}/${platform === "win32" ? "esbuild.exe" : "bin/esbuild"}`;
+  const from = [process.cwd()];
+  try { from.push(require("path").dirname(require.resolve("esbuild/package.json", { paths: [require.resolve("wrangler/package.json")] }))); } catch {}
+  try { console.log(require.resolve(file, { paths: from })); }
+  catch { console.error(`[build] ${pkg} is not in node_modules: run npm ci on this machine (it installs the esbuild binary for ${platform}-${arch})`); process.exit(1); }
+') || exit 1
+WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" ESBUILD_BIN="$esbuild_bin" worker-build --release
 ls -l "$out" | awk '{print "[build] wasm size before wasm-opt: " $5 " bytes"}'
 
 # wasm-opt from npm `binaryen` (pinned in package.json, runs under Node). worker-build's

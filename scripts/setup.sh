@@ -2,13 +2,14 @@
 # Installs whatever the build and tests need and is missing. Idempotent:
 # each step is skipped when its tool is already there at the pinned version.
 #   scripts/setup.sh          build tools (wasm target, clang, worker-build, wasm-bindgen, npm deps incl. wasm-opt)
-#   scripts/setup.sh --test   also the test-only tools (LNbits in a venv, Chromium)
+#   scripts/setup.sh --test   also the test-only tools (LNbits and schemathesis in venvs, Chromium)
 #   scripts/setup.sh --bench  also the load generator for `make bench` (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORKER_BUILD_VERSION=0.8.7
 LNBITS_VERSION=1.6.2
+SCHEMATHESIS_VERSION=4.32.5
 want_test=0
 want_bench=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -28,6 +29,21 @@ version_of() { "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer" >&2; exit 1; }
 
+# System packages come from apt (Debian, Ubuntu). Elsewhere, name them all in
+# one line and stop here rather than fail halfway through.
+system_missing=()
+command -v clang >/dev/null || system_missing+=(clang)
+if [ $want_test = 1 ]; then
+  python3 -c 'import venv, ensurepip' 2>/dev/null || system_missing+=("python3 (with venv and pip)")
+  command -v chromium >/dev/null || system_missing+=(chromium)
+fi
+[ $want_bench = 1 ] && { command -v wrk >/dev/null || system_missing+=(wrk); }
+if [ ${#system_missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null; then
+  missing_list=$(IFS=,; echo "${system_missing[*]}" | sed 's/,/, /g')
+  echo "[setup] no apt-get on this system: install ${missing_list} with its package manager, then run this again" >&2
+  exit 1
+fi
+
 # 1. The wasm32 target.
 if [ ! -d "$(rustc --print target-libdir --target wasm32-unknown-unknown 2>/dev/null || echo /nonexistent)" ]; then
   say "adding the wasm32-unknown-unknown target"
@@ -39,6 +55,11 @@ fi
 if ! command -v clang >/dev/null; then
   say "installing clang"
   apt_install clang
+fi
+# Apple's clang has no wasm32 backend: say so here, not deep inside cargo.
+if ! echo 'int x;' | clang --target=wasm32-unknown-unknown -c -x c - -o /dev/null 2>/dev/null; then
+  echo "[setup] $(command -v clang) cannot compile for wasm32: install LLVM's clang (macOS: brew install llvm) and put its bin/ first in PATH" >&2
+  exit 1
 fi
 
 # 3. worker-build, pinned.
@@ -64,6 +85,8 @@ if [ ! -x node_modules/.bin/wrangler ] || [ ! -f node_modules/binaryen/bin/wasm-
 fi
 
 if [ $want_test = 1 ]; then
+  # Debian's python3 needs python3-venv for `python3 -m venv`.
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
   # 6. A real LNbits (FakeWallet funding source) for end-to-end tests.
   # awk reads all of pip's output (grep -q would stop early and, under pipefail, fail by SIGPIPE).
   lnbits_installed=$(.venv-lnbits/bin/pip show lnbits 2>/dev/null | awk '/^Version:/ {print $2}' || true)
@@ -73,14 +96,22 @@ if [ $want_test = 1 ]; then
     python3 -m venv .venv-lnbits
     .venv-lnbits/bin/pip install -q --disable-pip-version-check "lnbits==$LNBITS_VERSION" "bitstring<4.3"
   fi
-  # 7. Headless Chromium for the status page test.
+  # 7. schemathesis, for the contract run against /openapi.json (make contract).
+  st_installed=$(.venv-schemathesis/bin/pip show schemathesis 2>/dev/null | awk '/^Version:/ {print $2}' || true)
+  if [ ! -x .venv-schemathesis/bin/schemathesis ] || [ "$st_installed" != "$SCHEMATHESIS_VERSION" ]; then
+    say "installing schemathesis $SCHEMATHESIS_VERSION into .venv-schemathesis"
+    rm -rf .venv-schemathesis
+    python3 -m venv .venv-schemathesis
+    .venv-schemathesis/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  # 8. Headless Chromium for the status page test.
   if ! command -v chromium >/dev/null; then
     say "installing chromium"
     apt_install chromium
   fi
 fi
 if [ $want_bench = 1 ] && ! command -v wrk >/dev/null; then
-  # 8. The HTTP load generator for make bench.
+  # 9. The HTTP load generator for make bench.
   say "installing wrk"
   apt_install wrk
 fi

@@ -18,6 +18,7 @@ pub mod health_report;
 pub mod http;
 pub mod invoice;
 pub mod invoice_lookup;
+pub mod openapi;
 pub mod payout;
 pub mod probe;
 pub mod routes;

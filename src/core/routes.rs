@@ -6,6 +6,8 @@ use crate::core::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Index,
+    /// `GET /openapi.json`: the API contract.
+    OpenApi,
     CreateInvoice,
     CheckInvoice,
     Health,
@@ -21,8 +23,10 @@ pub enum Route {
     Preflight,
 }
 
-const TABLE: &[(&str, &str, Route)] = &[
+/// Paths without parameters; `/api/payouts/{id}...` is matched by `payout_route`.
+pub(crate) const TABLE: &[(&str, &str, Route)] = &[
     ("/", "GET", Route::Index),
+    ("/openapi.json", "GET", Route::OpenApi),
     ("/api/create-invoice", "POST", Route::CreateInvoice),
     ("/api/check-invoice", "GET", Route::CheckInvoice),
     ("/api/lightning/health", "GET", Route::Health),
@@ -114,6 +118,7 @@ mod tests {
             Ok(Route::CreateInvoice)
         );
         assert_eq!(route("GET", "/api/check-invoice"), Ok(Route::CheckInvoice));
+        assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
         assert_eq!(
             route("OPTIONS", "/api/create-invoice"),
             Ok(Route::Preflight)

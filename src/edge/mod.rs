@@ -47,13 +47,21 @@ async fn handle(
                 "version": env!("CARGO_PKG_VERSION"),
                 "providers": cfg.providers.iter().map(|p| p.name()).collect::<Vec<_>>(),
                 "network": cfg.network.as_str(),
+                "openapi": "/openapi.json",
                 "routes": [
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
                     "POST /api/payouts/{id}/cancel", "POST /api/payouts/{id}/redeliver-webhook", "GET /api/payouts/attention",
+                    "GET /openapi.json",
                 ],
             }),
-        )),
+        )
+        .header("link", "</openapi.json>; rel=\"service-desc\"")),
+        Route::OpenApi => Ok(Reply {
+            status: 200,
+            body: Body::JsonText(crate::core::openapi::DOCUMENT),
+            headers: Vec::new(),
+        }),
         Route::CreateInvoice => invoices::create(req, env, ctx, cfg).await,
         Route::CheckInvoice => invoices::check(req, env, ctx, cfg).await,
         Route::Health => health::health(req, env, ctx, cfg).await,
@@ -79,7 +87,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         .map(|c| c.cors.clone())
         .unwrap_or(AllowedOrigins::Any);
     let path = req.path();
-    let method = req.method().to_string();
+    // The method as sent: `worker::Method` turns any method it does not know
+    // (QUERY, FOO) into GET, which would serve GET routes to them.
+    let method = req.inner().method();
     let reply = match (routes::route(&method, &path), &config) {
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e.clone()),

@@ -10,6 +10,8 @@ use crate::core::error::ApiError;
 pub enum Body {
     Json(Value),
     Html(String),
+    /// JSON that is already text (the OpenAPI document).
+    JsonText(&'static str),
     Empty,
 }
 
@@ -76,6 +78,7 @@ impl Reply {
                 v.to_string().into_bytes(),
             ),
             Body::Html(s) => ("text/html; charset=utf-8", s.into_bytes()),
+            Body::JsonText(s) => ("application/json; charset=utf-8", s.as_bytes().to_vec()),
             Body::Empty => ("text/plain", Vec::new()),
         };
         headers.set("content-type", content_type)?;
