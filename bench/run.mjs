@@ -117,14 +117,14 @@ async function timed(fn) {
 
 // ---------- 1. overhead ----------
 async function overhead() {
-  log("overhead: starting the floor Worker, a fake Alby at", PROVIDER_MS, "ms and the gateway");
-  const alby = await startFakeProvider("alby", { latencyMs: PROVIDER_MS, reuseInvoices: true });
+  log("overhead: starting the floor Worker, a fake phoenixd at", PROVIDER_MS, "ms and the gateway");
+  const phoenixd = await startFakeProvider("phoenixd", { latencyMs: PROVIDER_MS, reuseInvoices: true });
   const floor = await startFloor();
   const gw = await gateway(
     {
-      LIGHTNING_PROVIDERS: "alby",
-      ALBY_API_URL: alby.url,
-      ALBY_API_KEY: alby.key,
+      LIGHTNING_PROVIDERS: "phoenixd",
+      PHOENIXD_URL: phoenixd.url,
+      PHOENIXD_PASSWORD: phoenixd.key,
     },
     "bench-overhead",
   );
@@ -135,21 +135,22 @@ async function overhead() {
     const hash = created.json.payment_hash;
     await gw.request("GET", "/api/lightning/health"); // first read probes; later ones read the record
     const warm = (url, o) => wrk(url, { ...o, duration: Math.min(2, DURATION) });
-    const auth = { authorization: `Bearer ${alby.key}` };
+    const auth = { authorization: `Basic ${Buffer.from(`:${phoenixd.key}`).toString("base64")}` };
+    const form = { "content-type": "application/x-www-form-urlencoded" };
     const json = { "content-type": "application/json" };
     const cases = [
       { name: "GET /", gw: [gw.base + "/"], direct: null },
       {
         name: `create-invoice (provider ${PROVIDER_MS} ms)`,
         gw: [gw.base + "/api/create-invoice", { method: "POST", body: '{"amount":1000}', headers: json }],
-        direct: [alby.url + "/invoices", { method: "POST", body: '{"amount":1000}', headers: { ...json, ...auth } }],
+        direct: [phoenixd.url + "/createinvoice", { method: "POST", body: "amountSat=1000&description=&expirySeconds=3600", headers: { ...form, ...auth } }],
       },
       {
         name: `check-invoice (provider ${PROVIDER_MS} ms)`,
         gw: [`${gw.base}/api/check-invoice?payment_hash=${hash}`],
-        direct: [`${alby.url}/invoices/${hash}`, { headers: auth }],
+        direct: [`${phoenixd.url}/payments/incoming/${hash}`, { headers: auth }],
       },
-      { name: "health", gw: [gw.base + "/api/lightning/health"], direct: [alby.url + "/balance", { headers: auth }] },
+      { name: "health", gw: [gw.base + "/api/lightning/health"], direct: [phoenixd.url + "/getinfo", { headers: auth }] },
     ];
     const floorRes = await (async () => {
       await warm(floor.base + "/");
@@ -192,7 +193,7 @@ async function overhead() {
   } finally {
     await gw.stop();
     await floor.stop();
-    await alby.stop();
+    await phoenixd.stop();
   }
 }
 
@@ -205,14 +206,14 @@ async function failover() {
   ];
   const results = {}; // `${engine}|${breaker}|${fault}` -> {times, ok, n, note}
   async function withWorker(vars, name, fn) {
-    const alby = await startFakeProvider("alby", { reuseInvoices: true });
+    const phoenixd = await startFakeProvider("phoenixd", { reuseInvoices: true });
     const lnd = await startFakeProvider("lnd", { latencyMs: PROVIDER_MS, reuseInvoices: true });
     const lnbits = await startFakeProvider("lnbits", { latencyMs: PROVIDER_MS, reuseInvoices: true });
     const gw = await gateway(
       {
-        LIGHTNING_PROVIDERS: "alby,lnd,lnbits",
-        ALBY_API_URL: alby.url,
-        ALBY_API_KEY: alby.key,
+        LIGHTNING_PROVIDERS: "phoenixd,lnd,lnbits",
+        PHOENIXD_URL: phoenixd.url,
+        PHOENIXD_PASSWORD: phoenixd.key,
         LND_REST_URL: lnd.url,
         LND_ADMIN_MACAROON: lnd.key,
         LNBITS_URL: lnbits.url,
@@ -222,13 +223,13 @@ async function failover() {
       name,
     );
     try {
-      // Warm the runtime with a healthy chain (alby answers) so the first
+      // Warm the runtime with a healthy chain (phoenixd answers) so the first
       // measured request does not pay for compiling the module.
       await gw.createInvoice({ amount: 1000 });
-      await fn(gw, alby);
+      await fn(gw, phoenixd);
     } finally {
       await gw.stop();
-      await alby.stop();
+      await phoenixd.stop();
       await lnd.stop();
       await lnbits.stop();
     }
@@ -239,42 +240,42 @@ async function failover() {
     for (let i = 0; i < n && Date.now() < until && timeLeft() > 30_000; i++) {
       const { ms, r: res } = await timed(() => gw.createInvoice({ amount: 1000 + i }));
       r.n++;
-      if (res.status === 201 && res.json?.provider && res.json.provider !== "alby") {
+      if (res.status === 201 && res.json?.provider && res.json.provider !== "phoenixd") {
         r.ok++;
         r.times.push(ms);
       } else r.fails.push(`${res.status} ${res.json?.error?.code ?? res.json?.provider ?? ""} after ${Math.round(ms)} ms`);
     }
   }
-  const albyBreaker = async (gw) => {
+  const primaryBreaker = async (gw) => {
     const h = await gw.request("GET", "/api/lightning/health");
-    return h.json?.services?.find((s) => s.provider === "alby")?.breaker;
+    return h.json?.services?.find((s) => s.provider === "phoenixd")?.breaker;
   };
 
   // Default engine, breaker closed: a threshold it cannot reach within the samples.
   log("failover: default engine, breaker closed");
   // A fresh worker per fault, so the first sample is the first request that meets it.
   for (const [label, mode] of faults) {
-    await withWorker({ BREAKER_FAILURE_THRESHOLD: "100" }, "bench-fo-closed", async (gw, alby) => {
-      await alby.fail(mode);
+    await withWorker({ BREAKER_FAILURE_THRESHOLD: "100" }, "bench-fo-closed", async (gw, phoenixd) => {
+      await phoenixd.fail(mode);
       await sample(gw, `default|closed|${label}`, FAILOVER_SAMPLES, 60_000);
     });
   }
-  // Default engine, breaker open: fail until alby's breaker opens, then sample within its cooldown.
+  // Default engine, breaker open: fail until phoenixd's breaker opens, then sample within its cooldown.
   log("failover: default engine, breaker open");
-  await withWorker({}, "bench-fo-open", async (gw, alby) => {
+  await withWorker({}, "bench-fo-open", async (gw, phoenixd) => {
     for (const [label, mode] of faults) {
-      await alby.fail(mode);
-      for (let i = 0; i < 10 && (await albyBreaker(gw)) !== "open"; i++) await gw.createInvoice({ amount: 999 });
-      const state = await albyBreaker(gw);
-      if (state !== "open") notes.push(`failover (${label}): alby's breaker did not open after 10 requests (${state})`);
+      await phoenixd.fail(mode);
+      for (let i = 0; i < 10 && (await primaryBreaker(gw)) !== "open"; i++) await gw.createInvoice({ amount: 999 });
+      const state = await primaryBreaker(gw);
+      if (state !== "open") notes.push(`failover (${label}): phoenixd's breaker did not open after 10 requests (${state})`);
       await sample(gw, `default|open|${label}`, FAILOVER_SAMPLES, 20_000);
     }
   });
   // Sequential baseline (no breaker: one measurement serves both rows).
   log("failover: sequential baseline (slow by design: 2 s and 4 s between attempts)");
-  await withWorker({ LIGHTNING_FALLBACK_STRATEGY: "sequential" }, "bench-fo-seq", async (gw, alby) => {
+  await withWorker({ LIGHTNING_FALLBACK_STRATEGY: "sequential" }, "bench-fo-seq", async (gw, phoenixd) => {
     for (const [label, mode] of faults) {
-      await alby.fail(mode);
+      await phoenixd.fail(mode);
       await sample(gw, `sequential|closed|${label}`, mode === "hang" ? 1 : SEQ_SAMPLES, 40_000);
     }
   });
@@ -300,7 +301,7 @@ async function failover() {
     }
   }
   out.push(
-    `\nFAILOVER  (alby primary faulty, lnd then lnbits healthy at ${PROVIDER_MS} ms; time to a valid invoice from another provider, ms; client-side)`,
+    `\nFAILOVER  (phoenixd primary faulty, lnd then lnbits healthy at ${PROVIDER_MS} ms; time to a valid invoice from another provider, ms; client-side)`,
     table(["case", "breaker", "default p50 / p99(max)", "default 1st", "ok", "sequential p50", "ok", "speed-up"], rows),
     "  sequential has no breaker: its one measurement per fault serves both rows.",
   );

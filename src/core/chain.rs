@@ -22,7 +22,7 @@ use crate::core::bolt11::{self, Expectation};
 use crate::core::breaker::Admission;
 use crate::core::config::{Config, Strategy};
 use crate::core::health::{HealthBook, Source};
-use crate::core::http::Runtime;
+use crate::core::http::{HttpResponse, Runtime};
 
 /// One try (or skip) of one provider, reported back to the client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,9 +73,13 @@ pub struct ChainFailure {
 }
 
 /// Counts against the provider's health: everything except a refusal of
-/// this particular request (a 4xx that is not about our credentials or URL).
+/// this particular request (a 4xx that is not about our credentials or URL,
+/// or a feature the backend lacks).
 fn counts_against_health(e: &ProviderError) -> bool {
-    !matches!(e, ProviderError::Rejected { .. })
+    !matches!(
+        e,
+        ProviderError::Rejected { .. } | ProviderError::Unsupported(_)
+    )
 }
 
 /// On a lookup, a 404 is an answer about the invoice, not about the provider.
@@ -90,7 +94,10 @@ async fn call_create<R: Runtime>(
     params: &InvoiceParams,
     timeout_ms: u64,
 ) -> Result<CreatedInvoice, ProviderError> {
-    match backends::create_request(p, params) {
+    if let Some(why) = backends::unsupported(p.kind, params) {
+        return Err(ProviderError::Unsupported(why));
+    }
+    match backends::create_request_unique(p, params, rt.random_u64()) {
         None => {
             let mut preimage = [0u8; 32];
             rt.random_bytes(&mut preimage);
@@ -661,7 +668,12 @@ pub async fn check_invoice<R: Runtime>(
     payment_hash: &str,
 ) -> Result<InvoiceState, CheckUnavailable> {
     let Some(req) = backends::check_request(p, payment_hash) else {
-        return Ok(InvoiceState::Pending); // the mock never sees a payment
+        // No HTTP (the mock, which never sees a payment): its own answer.
+        let r = backends::parse_check(p.kind, &HttpResponse::json(200, &serde_json::json!({})));
+        return r.map_err(|e| CheckUnavailable {
+            retry_after_secs: 60,
+            reason: e.to_string(),
+        });
     };
     let name = p.name();
     let max_tries = match health.admit(name, rt.now_ms(), &cfg.breaker) {
@@ -746,15 +758,15 @@ mod tests {
     use futures_executor::block_on;
     use serde_json::json;
 
-    const ALBY: &str = "http://alby.test";
+    const PHOENIXD: &str = "http://phoenixd.test";
     const LND: &str = "http://lnd.test";
     const LNBITS: &str = "http://lnbits.test";
 
     fn config(extra: &[(&str, &str)]) -> Config {
         let base = [
-            ("LIGHTNING_PROVIDERS", "alby,lnd,lnbits"),
-            ("ALBY_API_URL", ALBY),
-            ("ALBY_API_KEY", "k"),
+            ("LIGHTNING_PROVIDERS", "phoenixd,lnd,lnbits"),
+            ("PHOENIXD_URL", PHOENIXD),
+            ("PHOENIXD_PASSWORD", "k"),
             ("LND_REST_URL", LND),
             ("LND_ADMIN_MACAROON", "abcd"),
             ("LNBITS_URL", LNBITS),
@@ -840,21 +852,24 @@ mod tests {
     #[test]
     fn first_healthy_provider_wins() {
         let rt = vrt();
-        rt.on(ALBY, vec![invoice_reply("alby", Network::Bitcoin, 20)]);
+        rt.on(
+            PHOENIXD,
+            vec![invoice_reply("phoenixd", Network::Bitcoin, 20)],
+        );
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &config(&[]), &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Alby);
-        assert_eq!(steps(&attempts), vec!["alby#1@0:ok:"]);
+        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        assert_eq!(steps(&attempts), vec!["phoenixd#1@0:ok:"]);
         assert_eq!(took, 20);
         assert_eq!(rt.calls_to(LND), 0, "no hedge before the hedge delay");
-        assert!(h.get("alby").online());
+        assert!(h.get("phoenixd").online());
     }
 
     #[test]
     fn a_failing_provider_is_not_waited_for_the_next_starts_at_once() {
         let rt = vrt();
-        rt.on(ALBY, vec![err(520)]);
+        rt.on(PHOENIXD, vec![err(520)]);
         rt.on(
             LND,
             vec![Reply::Fail(TransportError::Network("refused".into()))],
@@ -868,7 +883,7 @@ mod tests {
         assert_eq!(
             steps(&attempts),
             vec![
-                "alby#1@0:error:upstream_520",
+                "phoenixd#1@0:error:upstream_520",
                 "lnd#1@10:error:network_error",
                 "lnbits#1@10:ok:"
             ]
@@ -879,21 +894,25 @@ mod tests {
     #[test]
     fn the_first_providers_retries_go_on_and_can_still_win() {
         let rt = vrt();
-        let fine = invoice_reply("alby", Network::Bitcoin, 5);
-        rt.on(ALBY, vec![err(520), err(520), fine]);
+        let fine = invoice_reply("phoenixd", Network::Bitcoin, 5);
+        rt.on(PHOENIXD, vec![err(520), err(520), fine]);
         rt.on(LND, vec![Reply::Hang]);
         rt.on(LNBITS, vec![err(503)]);
         let mut h = HealthBook::default();
         let cfg = config(&[("BREAKER_FAILURE_THRESHOLD", "10")]);
         let (issued, attempts) = ok(create(&rt, &cfg, &mut h).0);
-        assert_eq!(issued.provider, ProviderKind::Alby);
-        let alby: Vec<u32> = attempts
+        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        let phoenixd: Vec<u32> = attempts
             .iter()
-            .filter(|a| a.provider == "alby")
+            .filter(|a| a.provider == "phoenixd")
             .map(|a| a.attempt)
             .collect();
-        assert_eq!(alby, vec![1, 2, 3], "retried with backoff: {attempts:?}");
-        // Between alby's tries: the retries slept within their jitter ceilings.
+        assert_eq!(
+            phoenixd,
+            vec![1, 2, 3],
+            "retried with backoff: {attempts:?}"
+        );
+        // Between phoenixd's tries: the retries slept within their jitter ceilings.
         let slept: Vec<u64> = rt
             .slept
             .borrow()
@@ -907,18 +926,18 @@ mod tests {
     #[test]
     fn client_errors_fail_over_without_retry() {
         let rt = vrt();
-        rt.on(ALBY, vec![err(401)]);
+        rt.on(PHOENIXD, vec![err(401)]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 5)]);
         let mut h = HealthBook::default();
         let (issued, _) = ok(create(&rt, &config(&[]), &mut h).0);
         assert_eq!(issued.provider, ProviderKind::Lnd);
-        assert_eq!(rt.calls_to(ALBY), 1);
+        assert_eq!(rt.calls_to(PHOENIXD), 1);
     }
 
     #[test]
     fn hanging_provider_is_cut_by_the_attempt_timeout() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 5)]);
         let mut h = HealthBook::default();
         let cfg = config(&[("LIGHTNING_FALLBACK_MAX_RETRIES", "0")]);
@@ -934,7 +953,10 @@ mod tests {
     fn invalid_invoices_are_rejected_and_fail_over() {
         let rt = vrt();
         // Wrong network, then garbage JSON.
-        rt.on(ALBY, vec![invoice_reply("alby", Network::Testnet, 5)]);
+        rt.on(
+            PHOENIXD,
+            vec![invoice_reply("phoenixd", Network::Testnet, 5)],
+        );
         rt.on(
             LND,
             vec![Reply::Respond(
@@ -962,21 +984,21 @@ mod tests {
     #[test]
     fn all_failing_reports_each_provider() {
         let rt = vrt();
-        rt.on(ALBY, vec![err(503)]);
+        rt.on(PHOENIXD, vec![err(503)]);
         rt.on(LND, vec![err(500)]);
         rt.on(LNBITS, vec![Reply::Hang]);
         let mut h = HealthBook::default();
         let f = create(&rt, &config(&[]), &mut h).0.err();
         let f = f.unwrap_or_else(|| panic!("expected failure"));
         let names: Vec<&str> = f.failures.iter().map(|x| x.provider.as_str()).collect();
-        assert_eq!(names, vec!["alby", "lnd", "lnbits"]);
+        assert_eq!(names, vec!["phoenixd", "lnd", "lnbits"]);
         assert_eq!(f.failures[2].code, "timeout");
     }
 
     #[test]
     fn total_deadline_bounds_the_whole_request() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![Reply::Hang]);
         rt.on(LNBITS, vec![Reply::Hang]);
         let mut h = HealthBook::default();
@@ -996,7 +1018,7 @@ mod tests {
     #[test]
     fn a_hanging_primary_costs_the_hedge_delay_on_every_request_until_its_breaker_opens() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
         let cfg = defaults(&[]);
         let mut h = HealthBook::default();
@@ -1009,45 +1031,48 @@ mod tests {
             assert_eq!(took, 2_040, "request {request}");
             assert_eq!(
                 steps(&attempts),
-                vec!["alby#1@0:superseded:hedged", "lnd#1@2000:ok::hedge"]
+                vec!["phoenixd#1@0:superseded:hedged", "lnd#1@2000:ok::hedge"]
             );
             // The hedged-away attempt ran to its timeout after the answer
             // and counted as a failure.
-            assert_eq!(h.get("alby").consecutive_failures, request);
+            assert_eq!(h.get("phoenixd").consecutive_failures, request);
         }
         assert_eq!(
-            rt.calls_to(ALBY),
+            rt.calls_to(PHOENIXD),
             3,
             "one attempt per request: its budget is one timeout"
         );
-        assert!(matches!(h.get("alby").breaker, BreakerState::Open { .. }));
+        assert!(matches!(
+            h.get("phoenixd").breaker,
+            BreakerState::Open { .. }
+        ));
         // Known down: skipped at once.
-        let calls = rt.calls_to(ALBY);
+        let calls = rt.calls_to(PHOENIXD);
         let (r, took) = create(&rt, &cfg, &mut h);
         let (_, attempts) = ok(r);
         assert_eq!(took, 40);
-        assert_eq!(rt.calls_to(ALBY), calls);
+        assert_eq!(rt.calls_to(PHOENIXD), calls);
         assert_eq!(
             steps(&attempts),
-            vec!["alby#0@0:skipped:circuit_open", "lnd#1@0:ok:"]
+            vec!["phoenixd#0@0:skipped:circuit_open", "lnd#1@0:ok:"]
         );
     }
 
     #[test]
     fn the_hedge_delay_follows_the_providers_p95() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
         let cfg = defaults(&[]);
         let mut h = HealthBook::default();
-        seasoned(&mut h, "alby", 600, 10);
+        seasoned(&mut h, "phoenixd", 600, 10);
         let (r, took) = create(&rt, &cfg, &mut h);
         let (_, attempts) = ok(r);
         assert_eq!(took, 640);
         assert_eq!(steps(&attempts)[1], "lnd#1@600:ok::hedge");
         // A fast provider is hedged at the floor, not at its 30 ms p95.
         let mut h = HealthBook::default();
-        seasoned(&mut h, "alby", 30, 10);
+        seasoned(&mut h, "phoenixd", 30, 10);
         let (_, took) = create(&rt, &cfg, &mut h);
         assert_eq!(took, 290);
         // The floor and cap are settings.
@@ -1056,7 +1081,7 @@ mod tests {
             ("LIGHTNING_FALLBACK_HEDGE_MAX_MS", "150"),
         ]);
         let mut h = HealthBook::default();
-        seasoned(&mut h, "alby", 600, 10);
+        seasoned(&mut h, "phoenixd", 600, 10);
         let (_, took) = create(&rt, &tight, &mut h);
         assert_eq!(took, 190);
     }
@@ -1064,11 +1089,11 @@ mod tests {
     #[test]
     fn hedges_chain_through_several_slow_providers() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![Reply::Hang]);
         rt.on(LNBITS, vec![invoice_reply("lnbits", Network::Bitcoin, 40)]);
         let mut h = HealthBook::default();
-        seasoned(&mut h, "alby", 300, 5);
+        seasoned(&mut h, "phoenixd", 300, 5);
         seasoned(&mut h, "lnd", 500, 5);
         let (r, took) = create(&rt, &defaults(&[]), &mut h);
         let (issued, attempts) = ok(r);
@@ -1077,7 +1102,7 @@ mod tests {
         assert_eq!(
             steps(&attempts),
             vec![
-                "alby#1@0:superseded:hedged",
+                "phoenixd#1@0:superseded:hedged",
                 "lnd#1@300:superseded:hedged:hedge",
                 "lnbits#1@800:ok::hedge"
             ]
@@ -1087,18 +1112,21 @@ mod tests {
     #[test]
     fn the_first_valid_invoice_wins_and_a_late_success_still_counts() {
         let rt = vrt();
-        // alby answers at 2.5 s: after its hedge (2 s) but before lnd (2 s + 1 s).
-        rt.on(ALBY, vec![invoice_reply("alby", Network::Bitcoin, 2_500)]);
+        // phoenixd answers at 2.5 s: after its hedge (2 s) but before lnd (2 s + 1 s).
+        rt.on(
+            PHOENIXD,
+            vec![invoice_reply("phoenixd", Network::Bitcoin, 2_500)],
+        );
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 1_000)]);
         let cfg = defaults(&[("BREAKER_FAILURE_THRESHOLD", "5")]);
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Alby);
+        assert_eq!(issued.provider, ProviderKind::Phoenixd);
         assert_eq!(took, 2_500);
         assert_eq!(
             steps(&attempts),
-            vec!["alby#1@0:ok:", "lnd#1@2000:superseded:hedged:hedge"]
+            vec!["phoenixd#1@0:ok:", "lnd#1@2000:superseded:hedged:hedge"]
         );
         assert_eq!(
             h.get("lnd").last_latency_ms,
@@ -1107,15 +1135,18 @@ mod tests {
         );
         assert!(h.get("lnd").online());
 
-        // Now lnd wins while alby is still working; alby's late invoice is
+        // Now lnd wins while phoenixd is still working; phoenixd's late invoice is
         // dropped but its success resets its failure streak.
         let rt = vrt();
-        rt.on(ALBY, vec![invoice_reply("alby", Network::Bitcoin, 3_000)]);
+        rt.on(
+            PHOENIXD,
+            vec![invoice_reply("phoenixd", Network::Bitcoin, 3_000)],
+        );
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
         let mut h = HealthBook::default();
         for _ in 0..2 {
             h.record_failure(
-                "alby",
+                "phoenixd",
                 "HTTP 500",
                 10,
                 T0 - 1,
@@ -1126,16 +1157,16 @@ mod tests {
         let (r, took) = create(&rt, &cfg, &mut h);
         assert_eq!(ok(r).0.provider, ProviderKind::Lnd);
         assert_eq!(took, 2_040);
-        let alby = h.get("alby");
-        assert_eq!(alby.consecutive_failures, 0);
-        assert_eq!(alby.last_latency_ms, Some(3_000));
-        assert!(alby.online());
+        let phoenixd = h.get("phoenixd");
+        assert_eq!(phoenixd.consecutive_failures, 0);
+        assert_eq!(phoenixd.last_latency_ms, Some(3_000));
+        assert!(phoenixd.online());
     }
 
     #[test]
     fn a_provider_budget_bounds_its_own_retries() {
         let rt = vrt();
-        // Slow failures, retried at once: without a budget alby would spend
+        // Slow failures, retried at once: without a budget phoenixd would spend
         // 11 × 400 ms retrying.
         let slow_503 = || {
             vec![Reply::Respond(
@@ -1143,7 +1174,7 @@ mod tests {
                 400,
             )]
         };
-        rt.on(ALBY, slow_503());
+        rt.on(PHOENIXD, slow_503());
         rt.on(LND, slow_503());
         rt.on(LNBITS, vec![invoice_reply("lnbits", Network::Bitcoin, 40)]);
         let cfg = defaults(&[
@@ -1156,24 +1187,24 @@ mod tests {
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, _) = ok(r);
         assert_eq!(issued.provider, ProviderKind::Lnbits);
-        // alby failed at 400, so lnd started then; lnd failed at 800, so lnbits.
+        // phoenixd failed at 400, so lnd started then; lnd failed at 800, so lnbits.
         assert_eq!(took, 840);
-        // alby's tries stayed within its budget: the third attempt's timeout
+        // phoenixd's tries stayed within its budget: the third attempt's timeout
         // was cut to what was left of it.
-        let alby: Vec<u64> = rt
+        let phoenixd: Vec<u64> = rt
             .sent
             .borrow()
             .iter()
-            .filter(|(url, _)| url.starts_with(ALBY))
+            .filter(|(url, _)| url.starts_with(PHOENIXD))
             .map(|(_, t)| *t)
             .collect();
-        assert_eq!(alby, vec![1000, 600, 200]);
+        assert_eq!(phoenixd, vec![1000, 600, 200]);
     }
 
     #[test]
     fn open_breaker_skips_the_provider_without_calling_it() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 5)]);
         let cfg = config(&[
             ("BREAKER_FAILURE_THRESHOLD", "3"),
@@ -1183,13 +1214,16 @@ mod tests {
         for _ in 0..3 {
             let _ = create(&rt, &cfg, &mut h);
         }
-        assert!(matches!(h.get("alby").breaker, BreakerState::Open { .. }));
-        let calls = rt.calls_to(ALBY);
+        assert!(matches!(
+            h.get("phoenixd").breaker,
+            BreakerState::Open { .. }
+        ));
+        let calls = rt.calls_to(PHOENIXD);
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
         assert_eq!(issued.provider, ProviderKind::Lnd);
         assert_eq!(
-            rt.calls_to(ALBY),
+            rt.calls_to(PHOENIXD),
             calls,
             "open breaker must not call the provider"
         );
@@ -1202,12 +1236,12 @@ mod tests {
     fn half_open_probe_closes_the_breaker() {
         let rt = vrt();
         rt.on(
-            ALBY,
+            PHOENIXD,
             vec![
                 Reply::Hang,
                 Reply::Hang,
                 Reply::Hang,
-                invoice_reply("alby", Network::Bitcoin, 5),
+                invoice_reply("phoenixd", Network::Bitcoin, 5),
             ],
         );
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 5)]);
@@ -1216,24 +1250,27 @@ mod tests {
         for _ in 0..3 {
             let _ = create(&rt, &cfg, &mut h);
         }
-        assert!(matches!(h.get("alby").breaker, BreakerState::Open { .. }));
+        assert!(matches!(
+            h.get("phoenixd").breaker,
+            BreakerState::Open { .. }
+        ));
         rt.advance(10_000);
         let (issued, _) = ok(create(&rt, &cfg, &mut h).0);
-        assert_eq!(issued.provider, ProviderKind::Alby);
-        assert_eq!(h.get("alby").breaker, BreakerState::Closed);
+        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        assert_eq!(h.get("phoenixd").breaker, BreakerState::Closed);
     }
 
     #[test]
     fn a_hanging_half_open_probe_costs_only_the_hedge_delay() {
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
         let cfg = defaults(&[]);
         let mut h = HealthBook::default();
-        seasoned(&mut h, "alby", 100, 10);
+        seasoned(&mut h, "phoenixd", 100, 10);
         for _ in 0..3 {
             h.record_failure(
-                "alby",
+                "phoenixd",
                 "timeout",
                 5_000,
                 T0 - 60_000,
@@ -1241,7 +1278,10 @@ mod tests {
                 &cfg.breaker,
             );
         }
-        assert!(matches!(h.get("alby").breaker, BreakerState::Open { .. }));
+        assert!(matches!(
+            h.get("phoenixd").breaker,
+            BreakerState::Open { .. }
+        ));
         // The cooldown (30 s) has passed: this request carries the probe.
         let mut run = CreateRun::new(rt.clone(), Rc::new(cfg.clone()), params());
         let (issued, attempts) = ok(rt.run(run.outcome(&mut h)));
@@ -1253,12 +1293,12 @@ mod tests {
         );
         assert_eq!(attempts[0].outcome, "superseded");
         assert!(matches!(
-            h.get("alby").breaker,
+            h.get("phoenixd").breaker,
             BreakerState::HalfOpen { .. }
         ));
         rt.run(run.settle(&mut h));
         assert!(
-            matches!(h.get("alby").breaker, BreakerState::Open { .. }),
+            matches!(h.get("phoenixd").breaker, BreakerState::Open { .. }),
             "the probe's own timeout reopened it"
         );
     }
@@ -1272,7 +1312,7 @@ mod tests {
         ]);
         // A 520 primary: three attempts, waiting 2 s then 4 s, then lnd.
         let rt = vrt();
-        rt.on(ALBY, vec![err(520)]);
+        rt.on(PHOENIXD, vec![err(520)]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
@@ -1281,9 +1321,9 @@ mod tests {
         assert_eq!(
             steps(&attempts),
             vec![
-                "alby#1@0:error:upstream_520",
-                "alby#2@2010:error:upstream_520",
-                "alby#3@6020:error:upstream_520",
+                "phoenixd#1@0:error:upstream_520",
+                "phoenixd#2@2010:error:upstream_520",
+                "phoenixd#3@6020:error:upstream_520",
                 "lnd#1@6030:ok:"
             ]
         );
@@ -1293,15 +1333,18 @@ mod tests {
             vec![2_000, 4_000],
             "no jitter, no hedge timers"
         );
-        // No breaker: alby's is open now (threshold 1), yet it is called again.
-        assert!(matches!(h.get("alby").breaker, BreakerState::Open { .. }));
-        let calls = rt.calls_to(ALBY);
+        // No breaker: phoenixd's is open now (threshold 1), yet it is called again.
+        assert!(matches!(
+            h.get("phoenixd").breaker,
+            BreakerState::Open { .. }
+        ));
+        let calls = rt.calls_to(PHOENIXD);
         let _ = create(&rt, &cfg, &mut h);
-        assert_eq!(rt.calls_to(ALBY), calls + 3);
+        assert_eq!(rt.calls_to(PHOENIXD), calls + 3);
 
         // A hanging primary: 5 s timeouts and no hedge, as measured in issue 9.
         let rt = vrt();
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 40)]);
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
@@ -1309,8 +1352,8 @@ mod tests {
         assert_eq!(
             steps(&attempts),
             vec![
-                "alby#1@0:error:timeout",
-                "alby#2@7000:error:timeout",
+                "phoenixd#1@0:error:timeout",
+                "phoenixd#2@7000:error:timeout",
                 "lnd#1@12000:ok:"
             ]
         );
@@ -1322,9 +1365,9 @@ mod tests {
         let rt = FakeRuntime::new(T0);
         rt.on(LND, vec![err(502)]);
         rt.on(
-            ALBY,
+            PHOENIXD,
             vec![Reply::Respond(
-                HttpResponse::json(200, &json!({"state": "SETTLED"})),
+                HttpResponse::json(200, &json!({"isPaid": true, "isExpired": false})),
                 5,
             )],
         );
@@ -1336,13 +1379,19 @@ mod tests {
             .unwrap_or_else(|| panic!("lnd"));
         let r = block_on(check_invoice(&rt, &cfg, &mut h, &lnd, &"ab".repeat(32)));
         assert!(matches!(r, Err(CheckUnavailable { .. })), "{r:?}");
-        assert_eq!(rt.calls_to(ALBY), 0, "never ask another provider");
+        assert_eq!(rt.calls_to(PHOENIXD), 0, "never ask another provider");
         assert_eq!(rt.calls_to(LND), 3);
-        let alby = cfg
-            .provider("alby")
+        let phoenixd = cfg
+            .provider("phoenixd")
             .cloned()
-            .unwrap_or_else(|| panic!("alby"));
-        let r = block_on(check_invoice(&rt, &cfg, &mut h, &alby, &"ab".repeat(32)));
+            .unwrap_or_else(|| panic!("phoenixd"));
+        let r = block_on(check_invoice(
+            &rt,
+            &cfg,
+            &mut h,
+            &phoenixd,
+            &"ab".repeat(32),
+        ));
         assert_eq!(
             r,
             Ok(InvoiceState::Paid {

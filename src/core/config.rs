@@ -8,7 +8,17 @@ use crate::core::bolt11::Network;
 use crate::core::breaker::BreakerPolicy;
 use crate::core::cors::AllowedOrigins;
 
-pub const DEFAULT_ALBY_URL: &str = "https://api.getalby.com";
+/// What an operator with an old Alby setup must do (the Alby wallet API
+/// closed in January 2026; Alby Hub speaks Nostr Wallet Connect).
+pub const ALBY_MIGRATION: &str = "the Alby wallet API closed in January 2026 and this gateway no longer speaks it: connect Alby Hub (or another wallet) through Nostr Wallet Connect by setting NWC_URL to its connection URI (nostr+walletconnect://...), list `nwc` in LIGHTNING_PROVIDERS (and PAYOUT_PROVIDER), and remove ALBY_API_KEY, ALBY_API_URL, DAZNODE_API_KEY and DAZNODE_API_URL";
+
+/// The settings of each backend kind, for messages: `(kind, variables)`.
+pub const BACKEND_SETTINGS: &[(&str, &str)] = &[
+    ("lnd", "LND_REST_URL and LND_ADMIN_MACAROON"),
+    ("cln", "CLN_REST_URL and CLN_RUNE"),
+    ("phoenixd", "PHOENIXD_URL and PHOENIXD_PASSWORD"),
+    ("lnbits", "LNBITS_URL and LNBITS_INVOICE_KEY"),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -166,17 +176,7 @@ fn provider<F: Fn(&str) -> Option<String>>(
         })
     };
     match kind {
-        ProviderKind::Alby => {
-            let (_, key) = need(&["ALBY_API_KEY", "DAZNODE_API_KEY"])?;
-            let (url_var, url) = v
-                .first(&["ALBY_API_URL", "DAZNODE_API_URL"])
-                .unwrap_or(("ALBY_API_URL", DEFAULT_ALBY_URL.to_string()));
-            Ok(ProviderConfig {
-                kind,
-                base_url: base_url(url_var, &url, env)?,
-                credential: key,
-            })
-        }
+        ProviderKind::Alby => Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION)),
         ProviderKind::Lnd => {
             let (url_var, url) = need(&["LND_REST_URL"])?;
             let (mac_var, mac) = need(&["LND_ADMIN_MACAROON", "LND_MACAROON"])?;
@@ -187,6 +187,24 @@ fn provider<F: Fn(&str) -> Option<String>>(
                 kind,
                 base_url: base_url(url_var, &url, env)?,
                 credential: mac,
+            })
+        }
+        ProviderKind::Cln => {
+            let (url_var, url) = need(&["CLN_REST_URL"])?;
+            let (_, rune) = need(&["CLN_RUNE"])?;
+            Ok(ProviderConfig {
+                kind,
+                base_url: base_url(url_var, &url, env)?,
+                credential: rune,
+            })
+        }
+        ProviderKind::Phoenixd => {
+            let (url_var, url) = need(&["PHOENIXD_URL"])?;
+            let (_, password) = need(&["PHOENIXD_PASSWORD"])?;
+            Ok(ProviderConfig {
+                kind,
+                base_url: base_url(url_var, &url, env)?,
+                credential: password,
             })
         }
         ProviderKind::Lnbits => {
@@ -206,22 +224,70 @@ fn provider<F: Fn(&str) -> Option<String>>(
     }
 }
 
+/// Refuses the settings of the retired Alby wallet API, saying what to do.
+///
+/// `DAZNODE_API_URL`/`DAZNODE_API_KEY` (the seed's names) always configured
+/// the Alby wallet API: its URL defaulted to `https://api.getalby.com` and
+/// the key was an Alby access token. When the URL is Alby's (or unset),
+/// they get the Alby migration message. Any other URL cannot be matched to a
+/// backend kind from the URL alone (LNbits, LND, CLN and phoenixd are all
+/// plain HTTPS base URLs), and guessing the protocol of a wallet that holds
+/// money is not safe: the error names the variables to set instead.
+fn refuse_retired<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<(), ConfigError> {
+    for name in ["ALBY_API_KEY", "ALBY_API_URL"] {
+        if v.get(name).is_some() {
+            return Err(ConfigError::new(name, ALBY_MIGRATION));
+        }
+    }
+    let Some((name, _)) = v.first(&["DAZNODE_API_URL", "DAZNODE_API_KEY"]) else {
+        return Ok(());
+    };
+    let host = v
+        .get("DAZNODE_API_URL")
+        .and_then(|u| url::Url::parse(&u).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match host {
+        None => Err(ConfigError::new(name, ALBY_MIGRATION)),
+        Some(h) if h == "getalby.com" || h.ends_with(".getalby.com") => {
+            Err(ConfigError::new(name, ALBY_MIGRATION))
+        }
+        Some(h) => {
+            let kinds: Vec<String> = BACKEND_SETTINGS
+                .iter()
+                .map(|(k, vars)| format!("{k}: {vars}"))
+                .collect();
+            Err(ConfigError::new(
+                "DAZNODE_API_URL",
+                format!(
+                    "DAZNODE_API_URL/DAZNODE_API_KEY configured the Alby wallet API, which closed in January 2026; `{h}` is not Alby's, and the gateway will not guess which protocol it speaks: set that backend's own variables instead ({}; Alby Hub and other wallets: NWC_URL) and remove DAZNODE_API_URL and DAZNODE_API_KEY",
+                    kinds.join("; ")
+                ),
+            ))
+        }
+    }
+}
+
 /// The provider order: explicit in `LIGHTNING_PROVIDERS`, or every provider
-/// whose settings are present, in the order alby, lnd, lnbits, mock.
+/// whose settings are present, in the order lnd, cln, phoenixd, lnbits, mock.
 fn providers<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     env: Environment,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
+    refuse_retired(v)?;
     let enable_mock = v.bool("LIGHTNING_FALLBACK_ENABLE_MOCK")?;
     let enable_lnd = v.bool("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND")?;
     let kinds: Vec<ProviderKind> = match v.get("LIGHTNING_PROVIDERS") {
         Some(list) => {
             let mut kinds = Vec::new();
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if name.eq_ignore_ascii_case("alby") {
+                    return Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION));
+                }
                 let k = ProviderKind::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
                     ConfigError::new(
                         "LIGHTNING_PROVIDERS",
-                        format!("unknown provider `{name}` (known: alby, lnd, lnbits, mock)"),
+                        format!("unknown provider `{name}` (known: {})", known.join(", ")),
                     )
                 })?;
                 if kinds.contains(&k) {
@@ -242,12 +308,15 @@ fn providers<F: Fn(&str) -> Option<String>>(
         }
         None => {
             let mut kinds = Vec::new();
-            if v.first(&["ALBY_API_KEY", "DAZNODE_API_KEY"]).is_some() {
-                kinds.push(ProviderKind::Alby);
-            }
             if enable_lnd == Some(true) || (enable_lnd.is_none() && v.get("LND_REST_URL").is_some())
             {
                 kinds.push(ProviderKind::Lnd);
+            }
+            if v.get("CLN_REST_URL").is_some() {
+                kinds.push(ProviderKind::Cln);
+            }
+            if v.get("PHOENIXD_URL").is_some() {
+                kinds.push(ProviderKind::Phoenixd);
             }
             if v.get("LNBITS_URL").is_some() {
                 kinds.push(ProviderKind::Lnbits);
@@ -416,35 +485,118 @@ mod tests {
     }
 
     #[test]
-    fn legacy_variable_names_configure_the_chain() {
+    fn seed_era_names_still_configure_the_chain() {
         let c = cfg(&[
-            ("DAZNODE_API_URL", "https://api.getalby.com/"),
-            ("DAZNODE_API_KEY", "tok"),
             ("LND_REST_URL", "https://node.example.com:8080"),
-            ("LND_ADMIN_MACAROON", "0201abcd"),
+            ("LND_MACAROON", "0201abcd"),
             ("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND", "true"),
+            ("LNBITS_URL", "https://lnbits.example.com/"),
+            ("LNBITS_API_KEY", "k"),
             ("LIGHTNING_FALLBACK_MAX_RETRIES", "4"),
             ("LIGHTNING_FALLBACK_RETRY_DELAY", "1000"),
         ])
         .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(names(&c), vec!["alby", "lnd"]);
-        assert_eq!(c.providers[0].base_url, "https://api.getalby.com");
+        assert_eq!(names(&c), vec!["lnd", "lnbits"]);
+        assert_eq!(c.providers[1].base_url, "https://lnbits.example.com");
         assert_eq!(c.retry.max_retries, 4);
         assert_eq!(c.retry.base_delay_ms, 1000);
         assert_eq!(c.environment, Environment::Production);
+    }
+
+    /// The Alby wallet API closed: every old way of configuring it is a
+    /// configuration error that says to move to NWC, even next to a
+    /// working provider (its silent loss would hide a dead primary).
+    #[test]
+    fn alby_settings_say_how_to_move_to_nwc() {
+        let lnd = [
+            ("LND_REST_URL", "https://node.example.com"),
+            ("LND_ADMIN_MACAROON", "ab"),
+        ];
+        let refused = |extra: &[(&str, &str)]| {
+            let e = cfg(&[&lnd[..], extra].concat())
+                .err()
+                .unwrap_or_else(|| panic!("accepted {extra:?}"));
+            assert!(e.message.contains("NWC_URL"), "{e:?}");
+            e.variable
+        };
+        assert_eq!(refused(&[("ALBY_API_KEY", "t")]), "ALBY_API_KEY");
+        assert_eq!(
+            refused(&[("ALBY_API_URL", "https://api.getalby.com")]),
+            "ALBY_API_URL"
+        );
+        assert_eq!(
+            refused(&[("LIGHTNING_PROVIDERS", "lnd,alby")]),
+            "LIGHTNING_PROVIDERS"
+        );
+        assert_eq!(refused(&[("DAZNODE_API_KEY", "t")]), "DAZNODE_API_KEY");
+        assert_eq!(
+            refused(&[
+                ("DAZNODE_API_URL", "https://api.getalby.com/"),
+                ("DAZNODE_API_KEY", "t")
+            ]),
+            "DAZNODE_API_URL"
+        );
+        // A DAZNODE URL that is not Alby's: which protocol it speaks cannot
+        // be told from the URL, so the error names each backend's variables.
+        let e = cfg(&[
+            &lnd[..],
+            &[
+                ("DAZNODE_API_URL", "https://wallet.example.org"),
+                ("DAZNODE_API_KEY", "t"),
+            ],
+        ]
+        .concat())
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(e.variable, "DAZNODE_API_URL");
+        assert!(e.message.contains("wallet.example.org"), "{e:?}");
+        assert!(e.message.contains("LNBITS_URL"), "{e:?}");
+        assert!(e.message.contains("CLN_REST_URL"), "{e:?}");
+    }
+
+    #[test]
+    fn cln_and_phoenixd_are_configured_by_their_variables() {
+        let c = cfg(&[
+            ("CLN_REST_URL", "https://cln.example.com:3010/"),
+            ("CLN_RUNE", "rune-abc"),
+            ("PHOENIXD_URL", "https://phoenixd.example.com"),
+            ("PHOENIXD_PASSWORD", "pw"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(names(&c), vec!["cln", "phoenixd"]);
+        assert_eq!(c.providers[0].base_url, "https://cln.example.com:3010");
+        assert_eq!(c.providers[0].credential, "rune-abc");
+        assert_eq!(c.providers[1].credential, "pw");
+        let var = |pairs: &[(&str, &str)]| cfg(pairs).err().map(|e| e.variable);
+        assert_eq!(
+            var(&[
+                ("LIGHTNING_PROVIDERS", "cln"),
+                ("CLN_REST_URL", "https://c")
+            ]),
+            Some("CLN_RUNE".into())
+        );
+        assert_eq!(
+            var(&[
+                ("PHOENIXD_URL", "http://127.0.0.1:9740"),
+                ("PHOENIXD_PASSWORD", "pw")
+            ]),
+            Some("PHOENIXD_URL".into()),
+            "plain http (a private phoenixd) is refused in production"
+        );
     }
 
     #[test]
     fn explicit_order_is_kept() {
         let c = cfg(&[
             ("ENVIRONMENT", "development"),
-            ("LIGHTNING_PROVIDERS", "lnbits, mock ,alby"),
+            ("LIGHTNING_PROVIDERS", "lnbits, mock ,phoenixd"),
             ("LNBITS_URL", "http://127.0.0.1:5000"),
             ("LNBITS_INVOICE_KEY", "k"),
-            ("ALBY_API_KEY", "t"),
+            ("PHOENIXD_URL", "https://phoenixd.example"),
+            ("PHOENIXD_PASSWORD", "t"),
         ])
         .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(names(&c), vec!["lnbits", "mock", "alby"]);
+        assert_eq!(names(&c), vec!["lnbits", "mock", "phoenixd"]);
     }
 
     #[test]
@@ -498,22 +650,32 @@ mod tests {
         );
         assert_eq!(
             var(&[
-                ("ALBY_API_KEY", "t"),
+                ("PHOENIXD_URL", "https://phoenixd.example"),
+                ("PHOENIXD_PASSWORD", "t"),
                 ("LIGHTNING_FALLBACK_MAX_RETRIES", "lots")
             ]),
             Some("LIGHTNING_FALLBACK_MAX_RETRIES".into())
         );
         assert_eq!(
-            var(&[("ALBY_API_KEY", "t"), ("LIGHTNING_NETWORK", "litecoin")]),
+            var(&[
+                ("PHOENIXD_URL", "https://phoenixd.example"),
+                ("PHOENIXD_PASSWORD", "t"),
+                ("LIGHTNING_NETWORK", "litecoin")
+            ]),
             Some("LIGHTNING_NETWORK".into())
         );
         assert_eq!(
-            var(&[("ALBY_API_KEY", "t"), ("ENVIRONMENT", "prd")]),
+            var(&[
+                ("PHOENIXD_URL", "https://phoenixd.example"),
+                ("PHOENIXD_PASSWORD", "t"),
+                ("ENVIRONMENT", "prd")
+            ]),
             Some("ENVIRONMENT".into())
         );
         assert_eq!(
             var(&[
-                ("ALBY_API_KEY", "t"),
+                ("PHOENIXD_URL", "https://phoenixd.example"),
+                ("PHOENIXD_PASSWORD", "t"),
                 ("LIGHTNING_FALLBACK_ENABLE_MOCK", "maybe")
             ]),
             Some("LIGHTNING_FALLBACK_ENABLE_MOCK".into())
@@ -522,7 +684,11 @@ mod tests {
 
     #[test]
     fn strategy_and_hedge_settings() {
-        let c = cfg(&[("ALBY_API_KEY", "t")]).unwrap_or_else(|e| panic!("{e:?}"));
+        let c = cfg(&[
+            ("PHOENIXD_URL", "https://phoenixd.example"),
+            ("PHOENIXD_PASSWORD", "t"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(c.strategy, Strategy::Hedged);
         assert_eq!(c.retry.base_delay_ms, 250);
         assert_eq!(
@@ -534,7 +700,8 @@ mod tests {
             }
         );
         let c = cfg(&[
-            ("ALBY_API_KEY", "t"),
+            ("PHOENIXD_URL", "https://phoenixd.example"),
+            ("PHOENIXD_PASSWORD", "t"),
             ("LIGHTNING_FALLBACK_STRATEGY", "Sequential"),
             ("LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS", "3000"),
         ])
@@ -546,7 +713,8 @@ mod tests {
             "budget follows the attempt timeout"
         );
         let c = cfg(&[
-            ("ALBY_API_KEY", "t"),
+            ("PHOENIXD_URL", "https://phoenixd.example"),
+            ("PHOENIXD_PASSWORD", "t"),
             ("LIGHTNING_FALLBACK_HEDGE_MIN_MS", "100"),
             ("LIGHTNING_FALLBACK_HEDGE_MAX_MS", "800"),
             ("LIGHTNING_FALLBACK_PROVIDER_BUDGET_MS", "4000"),
@@ -563,14 +731,16 @@ mod tests {
         let var = |pairs: &[(&str, &str)]| cfg(pairs).err().map(|e| e.variable);
         assert_eq!(
             var(&[
-                ("ALBY_API_KEY", "t"),
+                ("PHOENIXD_URL", "https://phoenixd.example"),
+                ("PHOENIXD_PASSWORD", "t"),
                 ("LIGHTNING_FALLBACK_STRATEGY", "fast")
             ]),
             Some("LIGHTNING_FALLBACK_STRATEGY".into())
         );
         assert_eq!(
             var(&[
-                ("ALBY_API_KEY", "t"),
+                ("PHOENIXD_URL", "https://phoenixd.example"),
+                ("PHOENIXD_PASSWORD", "t"),
                 ("LIGHTNING_FALLBACK_HEDGE_MIN_MS", "900"),
                 ("LIGHTNING_FALLBACK_HEDGE_MAX_MS", "800")
             ]),
@@ -582,12 +752,13 @@ mod tests {
     #[test]
     fn disabled_local_lnd_is_left_out() {
         let c = cfg(&[
-            ("ALBY_API_KEY", "t"),
+            ("PHOENIXD_URL", "https://phoenixd.example"),
+            ("PHOENIXD_PASSWORD", "t"),
             ("LND_REST_URL", "https://node"),
             ("LND_ADMIN_MACAROON", "ab"),
             ("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND", "false"),
         ])
         .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(names(&c), vec!["alby"]);
+        assert_eq!(names(&c), vec!["phoenixd"]);
     }
 }

@@ -247,9 +247,9 @@ mod tests {
     fn window_and_history_are_capped() {
         let mut b = HealthBook::default();
         for i in 0..100 {
-            b.record_success("alby", i, i, Source::Probe);
+            b.record_success("phoenixd", i, i, Source::Probe);
         }
-        let h = b.get("alby");
+        let h = b.get("phoenixd");
         assert_eq!(h.window.len(), WINDOW);
         assert_eq!(h.history.len(), HISTORY);
         assert_eq!(h.history.last().map(|s| s.at_ms), Some(99));
@@ -258,10 +258,10 @@ mod tests {
     #[test]
     fn flush_only_on_visible_change_or_when_stale() {
         let mut before = HealthBook::default();
-        before.record_success("alby", 1, 0, Source::Request);
+        before.record_success("phoenixd", 1, 0, Source::Request);
         before.written_at_ms = 1_000;
         let mut after = before.clone();
-        after.record_success("alby", 2, 2_000, Source::Request);
+        after.record_success("phoenixd", 2, 2_000, Source::Request);
         assert_eq!(
             after.flush_needed(&before, 2_000),
             Flush::No,
@@ -272,7 +272,7 @@ mod tests {
             Flush::Background
         );
         let mut failed = before.clone();
-        failed.record_failure("alby", "boom", 1, 2_000, Source::Request, &P);
+        failed.record_failure("phoenixd", "boom", 1, 2_000, Source::Request, &P);
         assert_eq!(
             failed.flush_needed(&before, 2_000),
             Flush::Now,
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(b.get("lnd").latency_p95_ms(), None, "failures do not count");
         // Too few for a p95: the hedge follows the slowest success seen.
         assert_eq!(b.get("lnd").hedge_basis_ms(), Some(50));
-        assert_eq!(b.get("alby").hedge_basis_ms(), None, "no success yet");
+        assert_eq!(b.get("phoenixd").hedge_basis_ms(), None, "no success yet");
         b.record_success("lnd", 30, 4, Source::Request);
         assert_eq!(b.get("lnd").latency_p95_ms(), Some(50));
         for i in 0..19 {

@@ -82,8 +82,10 @@ impl HealthReport {
 
 pub fn label(kind: ProviderKind) -> &'static str {
     match kind {
-        ProviderKind::Alby => "Alby wallet API",
+        ProviderKind::Alby => "Alby wallet API (retired)",
         ProviderKind::Lnd => "LND (REST)",
+        ProviderKind::Cln => "Core Lightning (CLNRest)",
+        ProviderKind::Phoenixd => "phoenixd",
         ProviderKind::Lnbits => "LNbits",
         ProviderKind::Mock => "Mock (development)",
     }
@@ -159,8 +161,9 @@ mod tests {
 
     fn cfg() -> Config {
         crate::core::testing::config(&[
-            ("LIGHTNING_PROVIDERS", "alby,lnd"),
-            ("ALBY_API_KEY", "k"),
+            ("LIGHTNING_PROVIDERS", "phoenixd,lnd"),
+            ("PHOENIXD_URL", "http://127.0.0.1:2"),
+            ("PHOENIXD_PASSWORD", "k"),
             ("LND_REST_URL", "http://127.0.0.1:1"),
             ("LND_ADMIN_MACAROON", "ab"),
         ])
@@ -178,12 +181,12 @@ mod tests {
         let r = report(&c, &b, 0);
         assert_eq!(r.status, Overall::Down, "never checked is not online");
         assert_eq!(r.http_status(), 503);
-        b.record_success("alby", 10, 1, Source::Probe);
+        b.record_success("phoenixd", 10, 1, Source::Probe);
         b.record_success("lnd", 20, 1, Source::Probe);
         let r = report(&c, &b, 2);
         assert_eq!((r.status, r.http_status()), (Overall::Healthy, 200));
-        assert_eq!(r.fallback.active_provider, Some("alby"));
-        b.record_failure("alby", "HTTP 500", 5, 3, Source::Probe, &P);
+        assert_eq!(r.fallback.active_provider, Some("phoenixd"));
+        b.record_failure("phoenixd", "HTTP 500", 5, 3, Source::Probe, &P);
         let r = report(&c, &b, 4);
         assert_eq!((r.status, r.http_status()), (Overall::Degraded, 200));
         assert_eq!(r.fallback.active_provider, Some("lnd"));
@@ -199,7 +202,7 @@ mod tests {
     fn json_uses_the_monitored_field_names() {
         let c = cfg();
         let mut b = HealthBook::default();
-        b.record_success("alby", 10, 1_700_000_000_000, Source::Probe);
+        b.record_success("phoenixd", 10, 1_700_000_000_000, Source::Probe);
         let v = serde_json::to_value(report(&c, &b, 1_700_000_000_000)).unwrap_or_default();
         assert_eq!(v["status"], "degraded");
         assert_eq!(v["timestamp"], "2023-11-14T22:13:20Z");
@@ -219,7 +222,7 @@ mod tests {
         }
         assert_eq!(s["status"], "online");
         assert_eq!(v["fallback"]["isOnline"], true);
-        assert_eq!(v["fallback"]["activeProvider"], "alby");
+        assert_eq!(v["fallback"]["activeProvider"], "phoenixd");
         assert!(
             v["services"][1].get("latency").is_none(),
             "latency is omitted when unknown"

@@ -49,6 +49,26 @@ impl HttpRequest {
         }
     }
 
+    /// A form-encoded POST (`application/x-www-form-urlencoded`), as
+    /// phoenixd's API takes its parameters.
+    pub fn post_form(url: String, fields: &[(&str, &str)]) -> Self {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        HttpRequest {
+            method: Method::Post,
+            url,
+            headers: vec![
+                ("accept".into(), "application/json".into()),
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+            ],
+            body: Some(body),
+        }
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
         self
@@ -305,6 +325,23 @@ mod tests {
         let r =
             ReadLimits::first_line().apply(HttpResponse::json(200, &serde_json::json!({"a": 1})));
         assert_eq!(r.map(|r| r.body), Ok("{\"a\":1}".to_string()));
+    }
+
+    #[test]
+    fn form_bodies_are_url_encoded() {
+        let r = HttpRequest::post_form(
+            "https://p.example/createinvoice".into(),
+            &[("description", "café & tea=1"), ("amountSat", "21")],
+        );
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(
+            r.body.as_deref(),
+            Some("description=caf%C3%A9+%26+tea%3D1&amountSat=21")
+        );
+        assert!(r.headers.contains(&(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into()
+        )));
     }
 
     #[test]

@@ -240,16 +240,16 @@ mod tests {
     use crate::core::testing::{self, Reply, VirtualRuntime};
     use serde_json::json;
 
-    const ALBY: &str = "http://alby.test";
+    const PHOENIXD: &str = "http://phoenixd.test";
     const LND: &str = "http://lnd.test";
     const LNBITS: &str = "http://lnbits.test";
     const T0: u64 = 1_800_000_000_000;
 
     fn config(extra: &[(&str, &str)]) -> Config {
         let base = [
-            ("LIGHTNING_PROVIDERS", "alby,lnd,lnbits"),
-            ("ALBY_API_URL", ALBY),
-            ("ALBY_API_KEY", "k"),
+            ("LIGHTNING_PROVIDERS", "phoenixd,lnd,lnbits"),
+            ("PHOENIXD_URL", PHOENIXD),
+            ("PHOENIXD_PASSWORD", "k"),
             ("LND_REST_URL", LND),
             ("LND_ADMIN_MACAROON", "abcd"),
             ("LNBITS_URL", LNBITS),
@@ -296,7 +296,7 @@ mod tests {
     fn the_provider_that_knows_the_hash_gives_back_the_index_entry() {
         let (pr, hash) = invoice();
         let rt = VirtualRuntime::new(T0);
-        rt.on(ALBY, vec![not_found()]);
+        rt.on(PHOENIXD, vec![not_found()]);
         rt.on(
             LND,
             vec![ok(
@@ -322,7 +322,7 @@ mod tests {
             }
             v => panic!("{v:?}"),
         }
-        for p in [ALBY, LND, LNBITS] {
+        for p in [PHOENIXD, LND, LNBITS] {
             assert_eq!(rt.calls_to(p), 1, "{p} asked once");
         }
         assert_eq!(h.get("lnd").consecutive_failures, 0);
@@ -333,7 +333,7 @@ mod tests {
         let (_, hash) = invoice();
         let cfg = config(&[]);
         let rt = VirtualRuntime::new(T0);
-        for p in [ALBY, LND, LNBITS] {
+        for p in [PHOENIXD, LND, LNBITS] {
             rt.on(p, vec![not_found()]);
         }
         assert_eq!(
@@ -342,7 +342,7 @@ mod tests {
         );
 
         let rt = VirtualRuntime::new(T0);
-        rt.on(ALBY, vec![not_found()]);
+        rt.on(PHOENIXD, vec![not_found()]);
         rt.on(
             LND,
             vec![Reply::Respond(
@@ -370,7 +370,7 @@ mod tests {
     fn providers_are_asked_in_parallel_within_the_deadline() {
         let (pr, hash) = invoice();
         let rt = VirtualRuntime::new(T0);
-        rt.on(ALBY, vec![Reply::Hang]);
+        rt.on(PHOENIXD, vec![Reply::Hang]);
         rt.on(LND, vec![Reply::Hang]);
         rt.on(
             LNBITS,
@@ -395,7 +395,7 @@ mod tests {
             "within the total deadline, not one timeout after another: {took} ms"
         );
         assert!(
-            h.get("alby").consecutive_failures > 0,
+            h.get("phoenixd").consecutive_failures > 0,
             "a hang counts against health"
         );
     }
@@ -407,7 +407,7 @@ mod tests {
         let mut h = HealthBook::default();
         h.record_failure("lnd", "down", 1, T0, Source::Probe, &cfg.breaker);
         let rt = VirtualRuntime::new(T0);
-        rt.on(ALBY, vec![not_found()]);
+        rt.on(PHOENIXD, vec![not_found()]);
         rt.on(LNBITS, vec![not_found()]);
         match run(&rt, &cfg, &mut h, &hash) {
             Verdict::Unavailable {
@@ -430,9 +430,9 @@ mod tests {
             base_url: LNBITS.into(),
             credential: "k".into(),
         };
-        let alby = ProviderConfig {
-            kind: ProviderKind::Alby,
-            base_url: ALBY.into(),
+        let phoenixd = ProviderConfig {
+            kind: ProviderKind::Phoenixd,
+            base_url: PHOENIXD.into(),
             credential: "k".into(),
         };
         let ans = |p: &ProviderConfig, v: serde_json::Value, h: &str| {
@@ -441,15 +441,15 @@ mod tests {
         // Another hash's invoice.
         assert!(matches!(
             ans(
-                &alby,
-                json!({"state": "CREATED", "payment_request": pr}),
+                &phoenixd,
+                json!({"isPaid": false, "invoice": pr}),
                 &"ab".repeat(32)
             ),
             Answer::Failed(_)
         ));
         // No invoice in the answer.
         assert!(matches!(
-            ans(&alby, json!({"state": "CREATED"}), &hash),
+            ans(&phoenixd, json!({"isPaid": false}), &hash),
             Answer::Failed(_)
         ));
         // An outgoing payment of the wallet is not its invoice.
@@ -461,21 +461,13 @@ mod tests {
             ),
             Answer::NotFound
         );
-        assert_eq!(
-            ans(
-                &alby,
-                json!({"state": "SETTLED", "type": "outgoing", "payment_request": pr}),
-                &hash
-            ),
-            Answer::NotFound
-        );
         // Garbage from a 200 is a failure.
         assert!(matches!(
-            interpret(&alby, &hash, Ok(HttpResponse::json(200, &json!("x")))),
+            interpret(&phoenixd, &hash, Ok(HttpResponse::json(200, &json!("x")))),
             Answer::Failed(_)
         ));
         assert!(matches!(
-            interpret(&alby, &hash, Err(TransportError::Timeout)),
+            interpret(&phoenixd, &hash, Err(TransportError::Timeout)),
             Answer::Failed(_)
         ));
     }
@@ -507,7 +499,7 @@ mod tests {
             paid: false,
         };
         let f = ProviderFailure {
-            provider: "alby".into(),
+            provider: "phoenixd".into(),
             code: "timeout",
             message: "timed out".into(),
         };

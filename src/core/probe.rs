@@ -10,7 +10,7 @@ use crate::core::backends::{self, InvoiceParams, ProviderConfig, ProviderError};
 use crate::core::chain;
 use crate::core::config::Config;
 use crate::core::health::{HealthBook, Source};
-use crate::core::http::Runtime;
+use crate::core::http::{HttpResponse, Runtime};
 
 /// A provider not checked for this long is probed live when health is read.
 pub const STALE_AFTER_MS: u64 = 15 * 60 * 1000;
@@ -26,7 +26,8 @@ pub struct ProbeOutcome {
 pub async fn probe<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) -> ProbeOutcome {
     let start = rt.now_ms();
     let result = match backends::probe_request(p) {
-        None => Ok(()),
+        // No HTTP (the mock): the backend's own answer.
+        None => backends::parse_probe(p.kind, &HttpResponse::json(200, &serde_json::json!({}))),
         Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
             Ok(resp) => backends::parse_probe(p.kind, &resp),
             Err(e) => Err(e.into()),
@@ -130,7 +131,10 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) ->
         Ok(issued) => {
             let start = rt.now_ms();
             let r = match backends::check_request(p, &issued.payment_hash) {
-                None => Ok(()),
+                None => {
+                    backends::parse_check(p.kind, &HttpResponse::json(200, &serde_json::json!({})))
+                        .map(|_| ())
+                }
                 Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
                     Ok(resp) => backends::parse_check(p.kind, &resp).map(|_| ()),
                     Err(e) => Err(e.into()),
@@ -172,9 +176,11 @@ mod tests {
 
     fn cfg() -> Config {
         crate::core::testing::config(&[
-            ("LIGHTNING_PROVIDERS", "alby,lnd"),
-            ("ALBY_API_URL", "http://alby.test"),
-            ("ALBY_API_KEY", "k"),
+            ("LIGHTNING_PROVIDERS", "phoenixd,lnd,cln"),
+            ("PHOENIXD_URL", "http://phoenixd.test"),
+            ("PHOENIXD_PASSWORD", "k"),
+            ("CLN_REST_URL", "http://cln.test"),
+            ("CLN_RUNE", "r"),
             ("LND_REST_URL", "http://lnd.test"),
             ("LND_ADMIN_MACAROON", "ab"),
         ])
@@ -184,14 +190,14 @@ mod tests {
     fn deep_check_sees_reads_working_while_writes_fail() {
         let rt = FakeRuntime::new(1_700_000_000_000);
         rt.on(
-            "http://alby.test/balance",
+            "http://phoenixd.test/getinfo",
             vec![Reply::Respond(
-                HttpResponse::json(200, &json!({"balance": 1})),
+                HttpResponse::json(200, &json!({"nodeId": "02ab", "channels": []})),
                 5,
             )],
         );
         rt.on(
-            "http://alby.test/invoices",
+            "http://phoenixd.test/createinvoice",
             vec![Reply::Respond(html_520(), 5)],
         );
         let c = cfg();
@@ -211,22 +217,22 @@ mod tests {
     fn deep_check_passes_all_three_steps() {
         let rt = FakeRuntime::new(1_700_000_000_000);
         rt.on(
-            "http://alby.test/balance",
+            "http://phoenixd.test/getinfo",
             vec![Reply::Respond(
-                HttpResponse::json(200, &json!({"balance": 1})),
+                HttpResponse::json(200, &json!({"nodeId": "02ab", "channels": []})),
                 5,
             )],
         );
         rt.on(
-            "http://alby.test/invoices/",
+            "http://phoenixd.test/payments/incoming/",
             vec![Reply::Respond(
-                HttpResponse::json(200, &json!({"state": "CREATED"})),
+                HttpResponse::json(200, &json!({"isPaid": false, "isExpired": false})),
                 5,
             )],
         );
         rt.on(
-            "http://alby.test/invoices",
-            vec![invoice_reply("alby", Network::Bitcoin, 5)],
+            "http://phoenixd.test/createinvoice",
+            vec![invoice_reply("phoenixd", Network::Bitcoin, 5)],
         );
         let c = cfg();
         let r = block_on(deep_check(&rt, &c, &c.providers[0]));
@@ -238,9 +244,9 @@ mod tests {
     fn probes_record_history_and_unsynced_lnd_is_offline() {
         let rt = FakeRuntime::new(1_000);
         rt.on(
-            "http://alby.test/balance",
+            "http://phoenixd.test/getinfo",
             vec![Reply::Respond(
-                HttpResponse::json(200, &json!({"balance": 1})),
+                HttpResponse::json(200, &json!({"nodeId": "02ab", "channels": []})),
                 7,
             )],
         );
@@ -253,11 +259,11 @@ mod tests {
         );
         let c = cfg();
         let mut book = HealthBook::default();
-        let all: Vec<&ProviderConfig> = c.providers.iter().collect();
-        assert_eq!(stale(&c, &book, 1_000).len(), 2);
+        let all: Vec<&ProviderConfig> = c.providers.iter().take(2).collect();
+        assert_eq!(stale(&c, &book, 1_000).len(), 3);
         block_on(probe_into(&rt, &c, &mut book, &all));
-        assert!(book.get("alby").online());
-        assert_eq!(book.get("alby").history.len(), 1);
+        assert!(book.get("phoenixd").online());
+        assert_eq!(book.get("phoenixd").history.len(), 1);
         assert!(!book.get("lnd").online());
         assert!(book
             .get("lnd")
@@ -265,7 +271,48 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("not synced"));
-        assert!(stale(&c, &book, rt.now_ms()).is_empty());
-        assert_eq!(stale(&c, &book, rt.now_ms() + STALE_AFTER_MS).len(), 2);
+        assert_eq!(stale(&c, &book, rt.now_ms()).len(), 1, "cln not probed yet");
+        assert_eq!(stale(&c, &book, rt.now_ms() + STALE_AFTER_MS).len(), 3);
+    }
+
+    /// CLNRest answers every method on POST, so its read and write differ
+    /// by path: `getinfo` works while `invoice` answers an HTML 520.
+    #[test]
+    fn cln_deep_check_reads_writes_and_looks_up() {
+        let rt = FakeRuntime::new(1_700_000_000_000);
+        rt.on(
+            "http://cln.test/v1/getinfo",
+            vec![Reply::Respond(
+                HttpResponse::json(201, &json!({"id": "02ab", "blockheight": 900_000})),
+                5,
+            )],
+        );
+        rt.on(
+            "http://cln.test/v1/invoice",
+            vec![
+                Reply::Respond(html_520(), 5),
+                invoice_reply("cln", Network::Bitcoin, 5),
+            ],
+        );
+        rt.on(
+            "http://cln.test/v1/listinvoices",
+            vec![Reply::Respond(
+                HttpResponse::json(201, &json!({"invoices": [{"status": "unpaid"}]})),
+                5,
+            )],
+        );
+        let c = cfg();
+        let cln = &c.providers[2];
+        let r = block_on(deep_check(&rt, &c, cln));
+        let steps: Vec<(&str, bool)> = r.steps.iter().map(|s| (s.step, s.ok)).collect();
+        assert_eq!(steps, vec![("read", true), ("write", false)]);
+        assert!(
+            r.diagnosis.starts_with("reads succeed but writes fail"),
+            "{}",
+            r.diagnosis
+        );
+        let r = block_on(deep_check(&rt, &c, cln));
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.steps.len(), 3);
     }
 }

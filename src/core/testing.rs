@@ -181,17 +181,32 @@ pub fn config(pairs: &[(&str, &str)]) -> crate::core::config::Config {
 }
 
 /// A reply that answers with a real invoice for the amount in the request
-/// body, shaped like `kind`'s API (`alby`, `lnd` or `lnbits`).
+/// body, shaped like `kind`'s API (`lnd`, `cln`, `phoenixd` or `lnbits`).
 pub fn invoice_reply(kind: &'static str, network: Network, latency_ms: u64) -> Reply {
     Reply::Func(
         Rc::new(move |req: &HttpRequest, now_ms: u64| {
-            let body: serde_json::Value =
-                serde_json::from_str(req.body.as_deref().unwrap_or("{}")).unwrap_or_default();
-            let sat = match &body.get(if kind == "lnd" { "value" } else { "amount" }) {
+            let raw = req.body.as_deref().unwrap_or("{}");
+            // phoenixd takes a form; the others JSON.
+            let body: serde_json::Value = if kind == "phoenixd" {
+                url::form_urlencoded::parse(raw.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), serde_json::Value::from(v.into_owned())))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            } else {
+                serde_json::from_str(raw).unwrap_or_default()
+            };
+            let field = match kind {
+                "lnd" => "value",
+                "cln" => "amount_msat",
+                "phoenixd" => "amountSat",
+                _ => "amount",
+            };
+            let n: u64 = match &body.get(field) {
                 Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
                 Some(v) => v.as_u64().unwrap_or(0),
                 None => 0,
             };
+            let sat = if kind == "cln" { n / 1000 } else { n };
             let mut pre = [0u8; 32];
             pre[..8].copy_from_slice(&now_ms.to_le_bytes());
             let inv =
@@ -207,6 +222,12 @@ pub fn invoice_reply(kind: &'static str, network: Network, latency_ms: u64) -> R
                 }
                 "lnbits" => {
                     json!({"payment_hash": inv.payment_hash, "bolt11": inv.payment_request, "status": "pending"})
+                }
+                "cln" => {
+                    json!({"payment_hash": inv.payment_hash, "bolt11": inv.payment_request, "expires_at": now_ms / 1000 + 3600})
+                }
+                "phoenixd" => {
+                    json!({"amountSat": sat, "paymentHash": inv.payment_hash, "serialized": inv.payment_request})
                 }
                 _ => {
                     json!({"payment_hash": inv.payment_hash, "payment_request": inv.payment_request})

@@ -27,34 +27,34 @@ before(async () => {
 after(() => stopAll(worker, fakes));
 
 test("an open breaker skips the provider at once, and a half-open probe closes it", async () => {
-  await fakes.alby.fail("hang");
-  // Each request gives the hanging alby one try (its budget is one 1 s
+  await fakes.phoenixd.fail("hang");
+  // Each request gives the hanging phoenixd one try (its budget is one 1 s
   // timeout, which also caps its hedge delay) before lnd answers.
   for (let i = 1; i <= 2; i++) {
     const res = await worker.createInvoice({ amount: 100 });
     assert.equal(res.status, 201, res.text);
     assert.equal(res.json.provider, "lnd");
-    assert.equal(fakes.alby.count("POST"), i);
+    assert.equal(fakes.phoenixd.count("POST"), i);
   }
-  const hits = fakes.alby.count("POST");
+  const hits = fakes.phoenixd.count("POST");
   assert.equal(hits, 2, "two timeouts open the breaker (threshold 2)");
 
   // Known down: skipped without a call, so no waiting for its timeout.
   const second = await worker.createInvoice({ amount: 100 });
   assert.equal(second.status, 201, second.text);
   assert.equal(second.json.provider, "lnd");
-  assert.equal(fakes.alby.count("POST"), hits, "the open breaker must not call alby");
+  assert.equal(fakes.phoenixd.count("POST"), hits, "the open breaker must not call phoenixd");
   assert.deepEqual(
     [second.json.attempts[0].provider, second.json.attempts[0].outcome, second.json.attempts[0].code],
-    ["alby", "skipped", "circuit_open"],
+    ["phoenixd", "skipped", "circuit_open"],
   );
 
   // The provider recovers; after the cooldown one probe is let through.
-  await fakes.alby.heal();
+  await fakes.phoenixd.heal();
   await new Promise((r) => setTimeout(r, COOLDOWN_SECS * 1000 + 500));
   const third = await worker.createInvoice({ amount: 100 });
-  assert.equal(third.json.provider, "alby", third.text);
+  assert.equal(third.json.provider, "phoenixd", third.text);
   const fourth = await worker.createInvoice({ amount: 100 });
-  assert.equal(fourth.json.provider, "alby", "closed again after the successful probe");
+  assert.equal(fourth.json.provider, "phoenixd", "closed again after the successful probe");
   assert.equal(fourth.json.attempts.length, 1);
 });

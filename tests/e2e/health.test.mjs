@@ -43,8 +43,8 @@ test("health has the monitored shape and is healthy when every provider answers"
   assert.equal(res.status, 200, res.text);
   assert.equal(res.json.status, "healthy");
   assert.ok(!Number.isNaN(Date.parse(res.json.timestamp)));
-  assert.deepEqual(res.json.fallback, { isOnline: true, activeProvider: "alby" });
-  assert.deepEqual(res.json.services.map((s) => s.provider), ["alby", "lnd", "lnbits"]);
+  assert.deepEqual(res.json.fallback, { isOnline: true, activeProvider: "phoenixd" });
+  assert.deepEqual(res.json.services.map((s) => s.provider), ["phoenixd", "lnd", "lnbits"]);
   for (const s of res.json.services) {
     assert.equal(s.status, "online");
     assert.equal(typeof s.name, "string");
@@ -55,19 +55,19 @@ test("health has the monitored shape and is healthy when every provider answers"
     assert.equal(s.lastError, null);
     assert.ok(s.successRate > 0);
   }
-  assert.ok(fakes.alby.count("GET", /^\/balance$/) >= 1, "cron probes Alby with GET /balance");
+  assert.ok(fakes.phoenixd.count("GET", /^\/getinfo$/) >= 1, "cron probes phoenixd with GET /getinfo");
   assert.ok(fakes.lnd.count("GET", /^\/v1\/getinfo$/) >= 1, "cron probes LND with GET /v1/getinfo");
   assert.ok(fakes.lnbits.count("GET", /^\/api\/v1\/wallet$/) >= 1, "cron probes LNbits with GET /api/v1/wallet");
 });
 
 test("cron ticks turn health degraded, then down (503), then healthy again", async () => {
-  await fakes.alby.fail("http500");
+  await fakes.phoenixd.fail("http500");
   await worker.cron();
   let res = await health();
   assert.equal(res.status, 200);
   assert.equal(res.json.status, "degraded");
-  assert.equal(byProvider(res).alby.status, "offline");
-  assert.match(byProvider(res).alby.lastError, /500/);
+  assert.equal(byProvider(res).phoenixd.status, "offline");
+  assert.match(byProvider(res).phoenixd.lastError, /500/);
   assert.equal(res.json.fallback.activeProvider, "lnd");
 
   fakes.lnd.synced = false; // LND answers, but is not synced: offline
@@ -85,22 +85,22 @@ test("cron ticks turn health degraded, then down (503), then healthy again", asy
   res = await health();
   assert.equal(res.status, 200);
   assert.equal(res.json.status, "healthy");
-  assert.equal(byProvider(res).alby.breaker, "closed");
+  assert.equal(byProvider(res).phoenixd.breaker, "closed");
 });
 
 test("real requests feed health without waiting for cron", async () => {
-  await fakes.alby.fail("html520", "POST");
+  await fakes.phoenixd.fail("html520", "POST");
   const created = await worker.createInvoice({ amount: 100 });
   assert.equal(created.json.provider, "lnd", created.text);
   // The health write happens after the response: poll briefly.
-  let alby;
+  let phoenixd;
   for (let i = 0; i < 20; i++) {
-    alby = byProvider(await health()).alby;
-    if (alby.status === "offline") break;
+    phoenixd = byProvider(await health()).phoenixd;
+    if (phoenixd.status === "offline") break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.equal(alby.status, "offline");
-  assert.match(alby.lastError, /520/);
+  assert.equal(phoenixd.status, "offline");
+  assert.match(phoenixd.lastError, /520/);
 });
 
 test("the deep check needs the admin key and finds reads working while writes fail", async () => {
@@ -113,16 +113,16 @@ test("the deep check needs the admin key and finds reads working while writes fa
   assert.equal(res.status, 400);
   assert.equal(res.json.error.code, "invalid_query");
 
-  await fakes.alby.fail("html520", "POST");
+  await fakes.phoenixd.fail("html520", "POST");
   res = await health("?deep=1", { authorization: `Bearer ${ADMIN}` });
   assert.equal(res.status, 200, res.text);
   const deep = Object.fromEntries(res.json.deep.map((d) => [d.provider, d]));
-  assert.deepEqual(deep.alby.steps.map((s) => [s.step, s.ok]), [["read", true], ["write", false]]);
-  assert.equal(deep.alby.steps[1].code, "upstream_520");
-  assert.match(deep.alby.diagnosis, /reads succeed but writes fail/);
+  assert.deepEqual(deep.phoenixd.steps.map((s) => [s.step, s.ok]), [["read", true], ["write", false]]);
+  assert.equal(deep.phoenixd.steps[1].code, "upstream_520");
+  assert.match(deep.phoenixd.diagnosis, /reads succeed but writes fail/);
   assert.equal(deep.lnd.ok, true);
   assert.deepEqual(deep.lnd.steps.map((s) => s.step), ["read", "write", "lookup"]);
-  assert.equal(byProvider(res).alby.status, "offline", "a failed deep check marks the provider offline");
+  assert.equal(byProvider(res).phoenixd.status, "offline", "a failed deep check marks the provider offline");
 });
 
 test("the status page shows each provider's state in a real browser", async () => {
@@ -135,12 +135,12 @@ test("the status page shows each provider's state in a real browser", async () =
   assert.match(res.headers.get("content-type"), /text\/html/);
   const dom = await dumpDom(url);
   assert.match(dom, /id="overall"[^>]*data-status="degraded"/);
-  assert.match(dom, /<tr data-provider="alby" data-status="online">/);
+  assert.match(dom, /<tr data-provider="phoenixd" data-status="online">/);
   assert.match(dom, /<tr data-provider="lnbits" data-status="offline">/);
-  assert.match(dom, /Alby wallet API/);
+  assert.match(dom, /<strong>phoenixd<\/strong>/);
   assert.match(dom, /<span class="breaker open">open<\/span>/, "two failed probes open LNbits' breaker");
   assert.match(dom, /<rect class="fail"/, "the history chart shows the failed checks");
-  assert.match(dom, /id="active">alby</);
+  assert.match(dom, /id="active">phoenixd</);
   const file = path.join(ROOT, "tests/e2e/artifacts/status.png");
   await screenshot(url, file);
   assert.ok(fs.statSync(file).size > 5000, "screenshot written");

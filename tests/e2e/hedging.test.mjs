@@ -43,41 +43,41 @@ async function timedCreate(w, label) {
 }
 
 test("a hanging primary yields the second provider's invoice after the hedge delay, on the first request", async () => {
-  await fakes.alby.fail("hang");
+  await fakes.phoenixd.fail("hang");
   const { res, ms } = await timedCreate(worker, "hanging primary, no latency history");
   assert.equal(res.status, 201, res.text);
   assert.equal(res.json.provider, "lnd");
   assert.ok(ms < 5000, `took ${ms} ms; the deadline is 15 s`);
-  const [alby, lnd, ...rest] = res.json.attempts;
+  const [phoenixd, lnd, ...rest] = res.json.attempts;
   assert.deepEqual(rest, []);
-  assert.deepEqual([alby.provider, alby.attempt, alby.outcome, alby.code], ["alby", 1, "superseded", "hedged"]);
+  assert.deepEqual([phoenixd.provider, phoenixd.attempt, phoenixd.outcome, phoenixd.code], ["phoenixd", 1, "superseded", "hedged"]);
   assert.deepEqual([lnd.provider, lnd.outcome, lnd.hedge], ["lnd", "ok", true]);
   // One probe sample is too few for a p95: the hedge delay follows that
   // sample (a few ms), raised to the floor (250 ms); no sample would mean the cap.
   assert.ok(lnd.started_ms >= 200 && lnd.started_ms < 1000, JSON.stringify(res.json.attempts));
-  assert.equal(fakes.alby.count("POST"), 1);
+  assert.equal(fakes.phoenixd.count("POST"), 1);
   assert.equal(fakes.lnbits.count("POST"), 0, "lnd answered: no further hedge");
 
   // The hedged-away attempt ran on to its 5 s timeout after the answer, and
   // that failure reached the shared health record.
-  const albyHealth = await eventually(
-    "alby's late timeout in health",
+  const phoenixdHealth = await eventually(
+    "phoenixd's late timeout in health",
     async () => {
-      const s = await service("alby");
+      const s = await service("phoenixd");
       return s.consecutiveFailures >= 1 ? s : null;
     },
     15_000,
   );
-  assert.match(albyHealth.lastError, /tim/i);
+  assert.match(phoenixdHealth.lastError, /tim/i);
 });
 
 test("the hedge delay follows the provider's observed latency", async () => {
-  await fakes.alby.heal();
-  // Three quick probe successes give alby a latency history (p95 of a few
+  await fakes.phoenixd.heal();
+  // Three quick probe successes give phoenixd a latency history (p95 of a few
   // ms), so its hedge delay drops to the floor (250 ms).
   for (let i = 0; i < 3; i++) assert.equal(await worker.cron(), 200);
-  assert.equal((await service("alby")).status, "online");
-  await fakes.alby.fail("hang");
+  assert.equal((await service("phoenixd")).status, "online");
+  await fakes.phoenixd.fail("hang");
   const { res, ms } = await timedCreate(worker, "hanging primary, known latency");
   assert.equal(res.status, 201, res.text);
   assert.equal(res.json.provider, "lnd");
@@ -98,14 +98,14 @@ test("LIGHTNING_FALLBACK_STRATEGY=sequential keeps the original engine as a base
     { name: "sequential" },
   );
   try {
-    await fakes.alby.fail("hang");
+    await fakes.phoenixd.fail("hang");
     const { res, ms } = await timedCreate(seq, "hanging primary, sequential baseline");
     assert.equal(res.status, 201, res.text);
     assert.equal(res.json.provider, "lnd");
     // Three 1 s timeouts with 200 ms and 400 ms between them, then lnd; no hedge.
     assert.deepEqual(
       res.json.attempts.map((a) => `${a.provider}#${a.attempt}:${a.code ?? a.outcome}${a.hedge ? ":hedge" : ""}`),
-      ["alby#1:timeout", "alby#2:timeout", "alby#3:timeout", "lnd#1:ok"],
+      ["phoenixd#1:timeout", "phoenixd#2:timeout", "phoenixd#3:timeout", "lnd#1:ok"],
     );
     assert.ok(ms >= 3600, `took ${ms} ms`);
   } finally {

@@ -45,11 +45,11 @@ const indexEntry = async (hash) => {
 const lookups = (f, hash) => f.count("GET", new RegExp(hash));
 
 test("an index entry missing behind the gateway's back is found at its provider and repaired", async () => {
-  await fakes.alby.fail("refuse"); // the invoice comes from lnd, the second provider
+  await fakes.phoenixd.fail("refuse"); // the invoice comes from lnd, the second provider
   const created = await worker.createInvoice({ amount: 1234, description: "kv miss" });
   assert.equal(created.status, 201, created.text);
   assert.equal(created.json.provider, "lnd");
-  await fakes.alby.heal();
+  await fakes.phoenixd.heal();
   const hash = created.json.payment_hash;
   const entry = await indexEntry(hash);
   assert.equal(entry?.provider, "lnd", "the entry is in local KV");
@@ -80,16 +80,16 @@ test("an index entry missing behind the gateway's back is found at its provider 
 
 test("a repaired pending invoice is checked at its issuer only, afterwards", async () => {
   const created = await worker.createInvoice({ amount: 99 });
-  assert.equal(created.json.provider, "alby", created.text);
+  assert.equal(created.json.provider, "phoenixd", created.text);
   const hash = created.json.payment_hash;
   await kv("delete", `inv:${hash}`);
   const first = await worker.checkInvoice(hash);
   assert.equal(first.status, 200, first.text);
   assert.equal(first.json.status, "pending");
-  assert.equal(first.json.provider, "alby");
+  assert.equal(first.json.provider, "phoenixd");
   const second = await worker.checkInvoice(hash);
   assert.equal(second.status, 200);
-  assert.equal(lookups(fakes.alby, hash), 2);
+  assert.equal(lookups(fakes.phoenixd, hash), 2);
   assert.equal(lookups(fakes.lnd, hash) + lookups(fakes.lnbits, hash), 2, "lnd and lnbits only on the miss");
 });
 
@@ -97,18 +97,18 @@ test("a provider that errors is not a 'not found': a miss it could have answered
   const created = await worker.createInvoice({ amount: 500 });
   const hash = created.json.payment_hash;
   await kv("delete", `inv:${hash}`);
-  await fakes.alby.fail("html520"); // the issuer is down; the others do not know the hash
+  await fakes.phoenixd.fail("html520"); // the issuer is down; the others do not know the hash
   const res = await worker.checkInvoice(hash);
   assert.equal(res.status, 503, res.text);
   assert.equal(res.json.error.code, "invoice_lookup_unavailable");
-  assert.deepEqual(res.json.error.providers.map((p) => [p.provider, p.code]), [["alby", "upstream_520"]]);
+  assert.deepEqual(res.json.error.providers.map((p) => [p.provider, p.code]), [["phoenixd", "upstream_520"]]);
   assert.ok(Number(res.headers.get("retry-after")) >= 1);
   assert.equal(res.headers.get("x-content-type-options"), "nosniff");
 
-  await fakes.alby.heal();
+  await fakes.phoenixd.heal();
   const ok = await worker.checkInvoice(hash);
   assert.equal(ok.status, 200, ok.text);
-  assert.equal(ok.json.provider, "alby");
+  assert.equal(ok.json.provider, "phoenixd");
 });
 
 test("a hash no provider knows is 404 after asking each once, in parallel within the deadline", async () => {
@@ -124,5 +124,5 @@ test("a hash no provider knows is 404 after asking each once, in parallel within
   const missing = await worker.checkInvoice(hash);
   assert.equal(missing.status, 404, missing.text);
   assert.equal(missing.json.error.code, "invoice_not_found");
-  assert.equal(lookups(fakes.alby, hash) + lookups(fakes.lnd, hash), 2 * 2, "asked once per check");
+  assert.equal(lookups(fakes.phoenixd, hash) + lookups(fakes.lnd, hash), 2 * 2, "asked once per check");
 });

@@ -7,18 +7,18 @@ import { startFakeProvider } from "./support/fake-provider.mjs";
 import { startWorker, localKv } from "./support/worker.mjs";
 import { decodeInvoice } from "./support/invoice.mjs";
 
-let lnbits, alby, worker, wallet;
+let lnbits, phoenixd, worker, wallet;
 
 before(async () => {
   lnbits = await startLnbits();
   wallet = await lnbits.createWallet("shop");
-  alby = await startFakeProvider("alby");
-  await alby.fail("refuse");
+  phoenixd = await startFakeProvider("phoenixd");
+  await phoenixd.fail("refuse");
   worker = await startWorker(
     {
-      LIGHTNING_PROVIDERS: "alby,lnbits",
-      ALBY_API_URL: alby.url,
-      ALBY_API_KEY: alby.key,
+      LIGHTNING_PROVIDERS: "phoenixd,lnbits",
+      PHOENIXD_URL: phoenixd.url,
+      PHOENIXD_PASSWORD: phoenixd.key,
       LNBITS_URL: lnbits.url,
       LNBITS_INVOICE_KEY: wallet.inkey,
       LIGHTNING_FALLBACK_MAX_RETRIES: "0",
@@ -29,7 +29,7 @@ before(async () => {
 
 after(async () => {
   await worker?.stop();
-  await alby?.stop();
+  await phoenixd?.stop();
   await lnbits?.stop();
 });
 
@@ -37,7 +37,7 @@ test("a real LNbits serves the invoice when the first provider is down, and chec
   const res = await worker.createInvoice({ amount: 1234, description: "real lnbits", expiry: 900 });
   assert.equal(res.status, 201, res.text);
   assert.equal(res.json.provider, "lnbits");
-  assert.deepEqual(res.json.attempts.map((a) => [a.provider, a.outcome]), [["alby", "error"], ["lnbits", "ok"]]);
+  assert.deepEqual(res.json.attempts.map((a) => [a.provider, a.outcome]), [["phoenixd", "error"], ["lnbits", "ok"]]);
   const decoded = decodeInvoice(res.json.payment_request);
   assert.equal(decoded.amount_msat, 1_234_000);
   assert.equal(decoded.description, "real lnbits");

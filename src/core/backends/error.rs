@@ -31,6 +31,9 @@ pub enum ProviderError {
     Rejected { status: u16, detail: String },
     /// The provider answers but reports itself unfit (e.g. LND not synced).
     Unhealthy(String),
+    /// The backend's API cannot do what was asked (CLN cannot take a given
+    /// description hash); decided before any request left.
+    Unsupported(String),
     /// A 2xx whose body is not what the API promises (garbage, missing
     /// fields, an invoice that does not match what we asked for).
     InvalidResponse(String),
@@ -57,6 +60,7 @@ impl ProviderError {
             ProviderError::NotFound { .. } => "not_found",
             ProviderError::Rejected { .. } => "rejected",
             ProviderError::Unhealthy(_) => "unhealthy",
+            ProviderError::Unsupported(_) => "unsupported",
             ProviderError::InvalidResponse(_) => "invalid_response",
         }
     }
@@ -125,6 +129,7 @@ impl fmt::Display for ProviderError {
             ProviderError::NotFound { detail } => write!(f, "HTTP 404: {detail}"),
             ProviderError::Rejected { status, detail } => write!(f, "HTTP {status}: {detail}"),
             ProviderError::Unhealthy(m) => write!(f, "unhealthy: {m}"),
+            ProviderError::Unsupported(m) => write!(f, "not supported by this backend: {m}"),
             ProviderError::InvalidResponse(m) => write!(f, "invalid response: {m}"),
         }
     }
@@ -147,7 +152,7 @@ fn html_title(body: &str) -> Option<String> {
     body.get(start..end).map(|t| t.trim().to_string())
 }
 
-/// LNbits says `detail`, LND `message` or `error`, Alby `message`.
+/// LNbits says `detail`, LND and CLNRest `message` (or `error`).
 fn json_detail(v: &Value) -> Option<String> {
     for key in ["detail", "message", "error", "reason"] {
         match v.get(key) {

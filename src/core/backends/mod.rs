@@ -2,11 +2,13 @@
 //! into an [`HttpRequest`] and a provider's [`HttpResponse`] into a typed
 //! result. Sending is the chain's job, through the runtime seam.
 
-pub mod alby;
+pub mod cln;
 pub mod error;
 pub mod lnbits;
 pub mod lnd;
 pub mod mock;
+pub mod phoenixd;
+pub mod retired;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,19 +17,29 @@ pub use error::ProviderError;
 use crate::core::http::{HttpRequest, HttpResponse, ReadLimits};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
 
+/// A backend kind. It is stored with every invoice record and payout, so a
+/// kind is never removed from this enum: one whose API is gone stays as a
+/// retired variant that old rows can still name (see [`retired`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
+    /// Retired: the Alby wallet API closed in January 2026. Only read back
+    /// from stored rows; never configurable.
     Alby,
     Lnd,
     Lnbits,
     Mock,
+    /// Core Lightning through its REST server (CLNRest).
+    Cln,
+    Phoenixd,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] = [
-        ProviderKind::Alby,
+    /// The kinds a deployment can configure (the retired ones are not here).
+    pub const ALL: [ProviderKind; 5] = [
         ProviderKind::Lnd,
+        ProviderKind::Cln,
+        ProviderKind::Phoenixd,
         ProviderKind::Lnbits,
         ProviderKind::Mock,
     ];
@@ -36,15 +48,24 @@ impl ProviderKind {
         match self {
             ProviderKind::Alby => "alby",
             ProviderKind::Lnd => "lnd",
+            ProviderKind::Cln => "cln",
+            ProviderKind::Phoenixd => "phoenixd",
             ProviderKind::Lnbits => "lnbits",
             ProviderKind::Mock => "mock",
         }
     }
 
+    /// A configurable kind by name; retired kinds are `None`.
     pub fn parse(s: &str) -> Option<ProviderKind> {
         ProviderKind::ALL
             .into_iter()
             .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// A kind whose API no longer exists: stored rows may name it, no
+    /// configuration can.
+    pub fn is_retired(self) -> bool {
+        matches!(self, ProviderKind::Alby)
     }
 }
 
@@ -54,7 +75,7 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// Base URL without a trailing slash; empty for the mock.
     pub base_url: String,
-    /// Alby token, LND macaroon (hex) or LNbits invoice key.
+    /// LND macaroon (hex), CLN rune, phoenixd password or LNbits key.
     pub credential: String,
 }
 
@@ -111,6 +132,22 @@ pub enum InvoiceState {
 /// (no payouts).
 pub trait Backend: Sync {
     fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest>;
+    /// Like `create_request`, with `nonce`: fresh randomness for each
+    /// attempt, for backends that need a value unique to it (CLN's invoice
+    /// `label`). The chain calls this one.
+    fn create_request_unique(
+        &self,
+        cfg: &ProviderConfig,
+        p: &InvoiceParams,
+        _nonce: u64,
+    ) -> Option<HttpRequest> {
+        self.create_request(cfg, p)
+    }
+    /// Why this backend cannot make the invoice asked for (a feature its API
+    /// lacks), decided before any request leaves. `None`: it can.
+    fn unsupported(&self, _p: &InvoiceParams) -> Option<String> {
+        None
+    }
     fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError>;
     fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest>;
     fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError>;
@@ -147,8 +184,10 @@ pub trait Backend: Sync {
 /// The registry: every backend kind's module.
 pub fn of(kind: ProviderKind) -> &'static dyn Backend {
     match kind {
-        ProviderKind::Alby => &alby::Alby,
+        ProviderKind::Alby => &retired::Retired,
         ProviderKind::Lnd => &lnd::Lnd,
+        ProviderKind::Cln => &cln::Cln,
+        ProviderKind::Phoenixd => &phoenixd::Phoenixd,
         ProviderKind::Lnbits => &lnbits::Lnbits,
         ProviderKind::Mock => &mock::Mock,
     }
@@ -157,6 +196,20 @@ pub fn of(kind: ProviderKind) -> &'static dyn Backend {
 /// Builds the request that creates an invoice.
 pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
     of(cfg.kind).create_request(cfg, p)
+}
+
+/// Builds the request that creates an invoice, `nonce` being fresh for this attempt.
+pub fn create_request_unique(
+    cfg: &ProviderConfig,
+    p: &InvoiceParams,
+    nonce: u64,
+) -> Option<HttpRequest> {
+    of(cfg.kind).create_request_unique(cfg, p, nonce)
+}
+
+/// Why `kind` cannot make this invoice, if it cannot.
+pub fn unsupported(kind: ProviderKind, p: &InvoiceParams) -> Option<String> {
+    of(kind).unsupported(p)
 }
 
 pub fn parse_create(kind: ProviderKind, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {

@@ -323,24 +323,65 @@ mod tests {
         ));
     }
 
+    /// The shared transport outcomes hold for every backend: a timeout,
+    /// a cut connection or an HTML 520 is unknown, credentials refused or
+    /// a 429 is "not sent", and a lookup that got no answer proves nothing.
     #[test]
-    fn alby_pay() {
-        let k = ProviderKind::Alby;
-        assert!(matches!(
-            classify_pay(k, &ok(200, json!({"payment_preimage": "p", "fee": 1}))),
-            PayOutcome::Succeeded {
-                fee_msat: Some(1000),
-                ..
+    fn every_backend_shares_the_transport_outcomes() {
+        for k in [
+            ProviderKind::Lnd,
+            ProviderKind::Cln,
+            ProviderKind::Phoenixd,
+            ProviderKind::Lnbits,
+        ] {
+            for r in [
+                Err(TransportError::Timeout),
+                Err(TransportError::Network("cut".into())),
+                Err(TransportError::SlowBody),
+                Ok(html_520()),
+                ok(502, json!({})),
+            ] {
+                assert!(
+                    matches!(classify_pay(k, &r), PayOutcome::Unknown(_)),
+                    "{k:?} {r:?}"
+                );
+                assert!(
+                    matches!(classify_lookup(k, &r), LookupOutcome::Error(_)),
+                    "{k:?} {r:?}"
+                );
             }
+            for status in [401, 403, 429] {
+                assert!(
+                    matches!(
+                        classify_pay(k, &ok(status, json!({}))),
+                        PayOutcome::NotSent(_)
+                    ),
+                    "{k:?} {status}"
+                );
+            }
+        }
+    }
+
+    /// A payout pinned to a retired kind (old rows pinned to alby) can never
+    /// be sent or resolved by it: nothing is sent, nothing is "not found".
+    #[test]
+    fn a_retired_backend_never_sends_or_proves_absence() {
+        let cfg = ProviderConfig {
+            kind: ProviderKind::Alby,
+            base_url: "https://api.getalby.com".into(),
+            credential: "old".into(),
+        };
+        assert!(pay_request(&cfg, "lnbc1x", 10).is_none());
+        let rt = crate::core::testing::FakeRuntime::new(0);
+        assert!(matches!(
+            futures_executor::block_on(pay(&rt, &cfg, "lnbc1x", 10, 1_000)),
+            PayOutcome::NotSent(_)
         ));
         assert!(matches!(
-            classify_pay(k, &ok(400, json!({"message": "not enough balance"}))),
-            PayOutcome::Failed(_)
+            futures_executor::block_on(lookup(&rt, &cfg, &"ab".repeat(32))),
+            LookupOutcome::Error(_)
         ));
-        assert!(matches!(
-            classify_pay(k, &ok(500, json!({}))),
-            PayOutcome::Unknown(_)
-        ));
+        assert_eq!(rt.sent.borrow().len(), 0);
     }
 
     #[test]

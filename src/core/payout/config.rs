@@ -79,6 +79,9 @@ impl PayoutConfig {
         }
         let lnbits_admin = var("LNBITS_ADMIN_KEY");
         let chosen = match var("PAYOUT_PROVIDER") {
+            Some(name) if name.eq_ignore_ascii_case("alby") => {
+                return Err(err("PAYOUT_PROVIDER", crate::core::config::ALBY_MIGRATION))
+            }
             Some(name) => ProviderKind::parse(&name).ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
             None if lnbits_admin.is_some() => ProviderKind::Lnbits,
             None => base
@@ -86,7 +89,7 @@ impl PayoutConfig {
                 .iter()
                 .map(|p| p.kind)
                 .find(|k| *k != ProviderKind::Lnbits)
-                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure lnd or alby"))?,
+                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure lnd, cln or phoenixd"))?,
         };
         let lnbits_payer = match (base.provider("lnbits"), lnbits_admin.as_ref()) {
             (Some(p), Some(key)) => Some(ProviderConfig {
@@ -329,5 +332,62 @@ mod tests {
             var("production", &[("PAYOUT_PROVIDER", "lnd")]),
             Some("PAYOUT_PROVIDER".into())
         );
+        assert_eq!(
+            var("production", &[("PAYOUT_PROVIDER", "cln")]),
+            Some("PAYOUT_PROVIDER".into()),
+            "cln is not configured here"
+        );
+    }
+
+    #[test]
+    fn payout_provider_alby_says_how_to_move_to_nwc() {
+        let e = payout("production", &[("PAYOUT_PROVIDER", "alby")]).err();
+        assert_eq!(
+            e.as_ref().map(|e| e.variable.as_str()),
+            Some("PAYOUT_PROVIDER")
+        );
+        assert!(e.is_some_and(|e| e.message.contains("NWC_URL")));
+    }
+
+    /// CLN and phoenixd pay with their own credential and stay available
+    /// to the payouts pinned to them after `PAYOUT_PROVIDER` moves on.
+    #[test]
+    fn cln_and_phoenixd_can_pay_and_stay_pinnable() {
+        let vars = [
+            ("ENVIRONMENT", "production"),
+            ("CLN_REST_URL", "https://cln.example.com"),
+            ("CLN_RUNE", "rune"),
+            ("PHOENIXD_URL", "https://phoenixd.example.com"),
+            ("PHOENIXD_PASSWORD", "pw"),
+            ("PAYOUT_API_KEY", "0123456789abcdef"),
+        ];
+        let base = testing::config(&vars);
+        let with = |provider: Option<&str>| {
+            let mut all = vars.to_vec();
+            if let Some(p) = provider {
+                all.push(("PAYOUT_PROVIDER", p));
+            }
+            PayoutConfig::from_lookup(
+                |k| {
+                    all.iter()
+                        .find(|(n, _)| *n == k)
+                        .map(|(_, v)| v.to_string())
+                },
+                &base,
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let auto = with(None);
+        assert_eq!(
+            auto.provider.kind,
+            ProviderKind::Cln,
+            "the first configured"
+        );
+        let ph = with(Some("phoenixd"));
+        assert_eq!(ph.provider.kind, ProviderKind::Phoenixd);
+        assert_eq!(ph.provider.credential, "pw");
+        let kinds: Vec<ProviderKind> = ph.backends.iter().map(|b| b.kind).collect();
+        assert_eq!(kinds, vec![ProviderKind::Phoenixd, ProviderKind::Cln]);
+        assert_eq!(with(Some("cln")).provider.credential, "rune");
     }
 }

@@ -1109,6 +1109,64 @@ fn a_payout_is_never_looked_up_or_sent_through_another_backend() {
     );
 }
 
+/// Rows stored while the Alby wallet API was a backend (the kind `alby`,
+/// now retired) still load; a sent one waits as blocked and is never sent
+/// or looked up anywhere else, rows pinned before pinning existed too.
+#[test]
+fn a_payout_pinned_to_the_retired_alby_kind_loads_and_waits() {
+    let sim = Sim::new(9, vec![SendBehaviour::TimeoutAfterPay], vec![]);
+    let store = MemStore::default();
+    let id = created(&sim, &store, &config(), address_request("legacy"));
+    let sent = stored(&store, &id);
+    assert_eq!(sent.status(), "unknown");
+    // Rewrite the stored row as an old deployment wrote it.
+    let mut json = serde_json::to_value(&sent).unwrap_or_default();
+    json["provider"] = "alby".into();
+    json["backend"]["kind"] = "alby".into();
+    json["backend"]["base_url"] = "https://api.getalby.com".into();
+    let legacy: Payout = serde_json::from_value(json.clone())
+        .unwrap_or_else(|e| panic!("an old row must stay readable: {e}"));
+    assert_eq!(legacy.provider, ProviderKind::Alby);
+    {
+        let mut rows = store.rows.borrow_mut();
+        let row = rows.get_mut(&id).unwrap_or_else(|| panic!("row"));
+        row.0 = legacy;
+    }
+    let sends = sim.truth.borrow().len();
+    drain_for(&sim, &store, &config(), 20, 60_000);
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    assert!(
+        p.blocked
+            .as_ref()
+            .is_some_and(|b| format!("{b:?}").contains("alby")),
+        "{:?}",
+        p.blocked
+    );
+    assert_eq!(
+        sim.truth.borrow().len(),
+        sends,
+        "nothing sent anywhere else"
+    );
+    // A row stored before pinning, naming only the kind, waits as well.
+    json["backend"] = serde_json::Value::Null;
+    let unpinned: Payout = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+    {
+        let mut rows = store.rows.borrow_mut();
+        let row = rows.get_mut(&id).unwrap_or_else(|| panic!("row"));
+        row.0 = Payout {
+            version: row.0.version,
+            ..unpinned
+        };
+    }
+    drain_for(&sim, &store, &config(), 5, 60_000);
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    assert!(p.blocked.is_some());
+    assert_eq!(sim.truth.borrow().len(), sends);
+    assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+}
+
 /// A never-sent payout may move when its backend goes away.
 #[test]
 fn a_payout_never_sent_moves_to_the_current_backend() {

@@ -163,17 +163,27 @@ function kill(child) {
   } catch {}
 }
 
-/** Worker variables that wire the three providers to fakes, in this order. */
-export function providerVars({ alby, lnd, lnbits }, order = "alby,lnd,lnbits") {
-  return {
-    LIGHTNING_PROVIDERS: order,
-    ALBY_API_URL: alby.url,
-    ALBY_API_KEY: alby.key,
-    LND_REST_URL: lnd.url,
-    LND_ADMIN_MACAROON: lnd.key,
-    LNBITS_URL: lnbits.url,
-    LNBITS_INVOICE_KEY: lnbits.key,
-  };
+/** The variables that point the Worker at one fake of `kind`. */
+export function backendVars(fake) {
+  switch (fake.kind) {
+    case "lnd":
+      return { LND_REST_URL: fake.url, LND_ADMIN_MACAROON: fake.key };
+    case "lnbits":
+      return { LNBITS_URL: fake.url, LNBITS_INVOICE_KEY: fake.key };
+    case "cln":
+      return { CLN_REST_URL: fake.url, CLN_RUNE: fake.key };
+    case "phoenixd":
+      return { PHOENIXD_URL: fake.url, PHOENIXD_PASSWORD: fake.key };
+    default:
+      throw new Error(`no variables for a ${fake.kind} fake`);
+  }
+}
+
+/** Worker variables that wire every given fake, in `order` (default: the fakes' order). */
+export function providerVars(fakes, order = Object.keys(fakes).join(",")) {
+  const vars = { LIGHTNING_PROVIDERS: order };
+  for (const f of Object.values(fakes)) Object.assign(vars, backendVars(f));
+  return vars;
 }
 
 /**
