@@ -86,6 +86,7 @@ pub fn label(kind: ProviderKind) -> &'static str {
         ProviderKind::Lnd => "LND (REST)",
         ProviderKind::Lnbits => "LNbits",
         ProviderKind::Mock => "Mock (development)",
+        ProviderKind::Nwc => "Nostr Wallet Connect",
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod lnbits;
 pub mod lnd;
 pub mod mock;
+pub mod nwc;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,14 +23,16 @@ pub enum ProviderKind {
     Lnd,
     Lnbits,
     Mock,
+    Nwc,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] = [
+    pub const ALL: [ProviderKind; 5] = [
         ProviderKind::Alby,
         ProviderKind::Lnd,
         ProviderKind::Lnbits,
         ProviderKind::Mock,
+        ProviderKind::Nwc,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl ProviderKind {
             ProviderKind::Lnd => "lnd",
             ProviderKind::Lnbits => "lnbits",
             ProviderKind::Mock => "mock",
+            ProviderKind::Nwc => "nwc",
         }
     }
 
@@ -52,9 +56,10 @@ impl ProviderKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
-    /// Base URL without a trailing slash; empty for the mock.
+    /// Base URL without a trailing slash; empty for the mock; for NWC the
+    /// connection URI without its secret.
     pub base_url: String,
-    /// Alby token, LND macaroon (hex) or LNbits invoice key.
+    /// Alby token, LND macaroon (hex), LNbits invoice key or NWC secret (hex).
     pub credential: String,
 }
 
@@ -146,6 +151,7 @@ pub fn of(kind: ProviderKind) -> &'static dyn Backend {
         ProviderKind::Lnd => &lnd::Lnd,
         ProviderKind::Lnbits => &lnbits::Lnbits,
         ProviderKind::Mock => &mock::Mock,
+        ProviderKind::Nwc => &nwc::Nwc,
     }
 }
 
