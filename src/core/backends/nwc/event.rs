@@ -3,8 +3,7 @@
 //! (23195). Building, signing and checking them is pure; the relay
 //! conversation is in `exchange`.
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::crypto::{self, nip04, nip44, CryptoError, Keys};
@@ -13,7 +12,9 @@ pub const KIND_INFO: u32 = 13194;
 pub const KIND_REQUEST: u32 = 23194;
 pub const KIND_RESPONSE: u32 = 23195;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A Nostr event. Read and written through `serde_json::Value` by hand
+/// (not derived): the derives cost the Worker several KB of wasm.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
     pub pubkey: String,
@@ -38,6 +39,36 @@ pub fn event_id(
 }
 
 impl Event {
+    pub fn to_json(&self) -> Value {
+        json!({"id": self.id, "pubkey": self.pubkey, "created_at": self.created_at, "kind": self.kind,
+            "tags": self.tags, "content": self.content, "sig": self.sig})
+    }
+
+    /// An event as a relay sends it; `None` when a field is missing or mistyped.
+    pub fn from_json(v: &Value) -> Option<Event> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let tags = v
+            .get("tags")?
+            .as_array()?
+            .iter()
+            .map(|t| {
+                t.as_array()?
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<String>>>()
+            })
+            .collect::<Option<Vec<Vec<String>>>>()?;
+        Some(Event {
+            id: s("id")?,
+            pubkey: s("pubkey")?,
+            created_at: v.get("created_at")?.as_u64()?,
+            kind: u32::try_from(v.get("kind")?.as_u64()?).ok()?,
+            tags,
+            content: s("content")?,
+            sig: s("sig")?,
+        })
+    }
+
     /// Builds and signs an event; `aux` is fresh randomness for BIP-340.
     pub fn signed(
         keys: &Keys,
@@ -223,6 +254,26 @@ mod tests {
             hex::encode(event_id("ab", 1, 1, &tags, "a\"b\\c\nd é")),
             hex::encode(Sha256::digest(canonical.as_bytes()))
         );
+    }
+
+    #[test]
+    fn events_read_back_what_they_write_and_refuse_malformed_ones() {
+        let e = Event::signed(
+            &keys("11"),
+            7,
+            KIND_INFO,
+            vec![vec!["a".into(), "b".into()]],
+            "c".into(),
+            &[0u8; 32],
+        );
+        assert_eq!(Event::from_json(&e.to_json()), Some(e.clone()));
+        let mut v = e.to_json();
+        v["kind"] = json!("13194");
+        assert_eq!(Event::from_json(&v), None);
+        let mut v = e.to_json();
+        v["tags"] = json!([["a", 1]]);
+        assert_eq!(Event::from_json(&v), None);
+        assert_eq!(Event::from_json(&json!({"id": "x"})), None);
     }
 
     #[test]

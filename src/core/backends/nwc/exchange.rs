@@ -225,10 +225,7 @@ impl Exchange {
         let sub = msg.get(1).and_then(Value::as_str).unwrap_or("");
         match kind {
             "EVENT" => {
-                let Some(e) = msg
-                    .get(2)
-                    .and_then(|v| serde_json::from_value::<Event>(v.clone()).ok())
-                else {
+                let Some(e) = msg.get(2).and_then(Event::from_json) else {
                     return Step::Wait;
                 };
                 match sub {
@@ -248,7 +245,7 @@ impl Exchange {
                 (Phase::Subscribed, SUB_REPLY) => {
                     self.phase = Phase::Published;
                     match &self.request {
-                        Some(e) => Step::Send(vec![json!(["EVENT", e]).to_string()]),
+                        Some(e) => Step::Send(vec![json!(["EVENT", e.to_json()]).to_string()]),
                         None => self.finish(Step::Fail(TransportError::Network(
                             "no request to publish".into(),
                         ))),
@@ -380,7 +377,7 @@ mod tests {
     }
 
     fn relay(kind: &str, sub: &str, e: &Event) -> String {
-        json!([kind, sub, e]).to_string()
+        json!([kind, sub, e.to_json()]).to_string()
     }
 
     /// The wallet's answer to `request`, written as a wallet would.
@@ -436,7 +433,7 @@ mod tests {
         // Subscribed before publishing: nothing is sent until the relay's EOSE.
         let out = sent(ex.on_message(&json!(["EOSE", SUB_REPLY]).to_string()));
         assert_eq!(out[0][0], "EVENT");
-        serde_json::from_value(out[0][1].clone()).unwrap_or_else(|e| panic!("{e}"))
+        Event::from_json(&out[0][1]).unwrap_or_else(|| panic!("event"))
     }
 
     #[test]
