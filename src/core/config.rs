@@ -2,7 +2,7 @@
 //! function so the rules are tested on the host. Every error names the
 //! variable to fix.
 
-use crate::core::backends::{ProviderConfig, ProviderKind};
+use crate::core::backends::{nwc, ProviderConfig, ProviderKind};
 use crate::core::backoff::{HedgePolicy, RetryPolicy};
 use crate::core::bolt11::Network;
 use crate::core::breaker::BreakerPolicy;
@@ -221,6 +221,17 @@ fn provider<F: Fn(&str) -> Option<String>>(
             base_url: String::new(),
             credential: String::new(),
         }),
+        ProviderKind::Nwc => {
+            let (var, raw) = need(&["NWC_URL"])?;
+            // The message never repeats the value: it holds the secret.
+            let c = nwc::uri::parse(&raw, env == Environment::Development)
+                .map_err(|m| ConfigError::new(var, format!("the NWC connection URI {m}")))?;
+            Ok(ProviderConfig {
+                kind,
+                base_url: nwc::uri::public_form(&c.wallet, &c.relay),
+                credential: c.secret,
+            })
+        }
     }
 }
 
@@ -268,7 +279,7 @@ fn refuse_retired<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<(), Conf
 }
 
 /// The provider order: explicit in `LIGHTNING_PROVIDERS`, or every provider
-/// whose settings are present, in the order lnd, cln, phoenixd, lnbits, mock.
+/// whose settings are present, in the order nwc, lnd, cln, phoenixd, lnbits, mock.
 fn providers<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     env: Environment,
@@ -308,6 +319,9 @@ fn providers<F: Fn(&str) -> Option<String>>(
         }
         None => {
             let mut kinds = Vec::new();
+            if v.get("NWC_URL").is_some() {
+                kinds.push(ProviderKind::Nwc);
+            }
             if enable_lnd == Some(true) || (enable_lnd.is_none() && v.get("LND_REST_URL").is_some())
             {
                 kinds.push(ProviderKind::Lnd);
@@ -747,6 +761,67 @@ mod tests {
             Some("LIGHTNING_FALLBACK_HEDGE_MAX_MS".into()),
             "the cap may not be below the floor"
         );
+    }
+
+    const NWC_WALLET: &str = "b889ff5b1513b641e2a139f661a661364979c5beee91842f8f0ef42ab558e9d4";
+    const NWC_SECRET: &str = "71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c";
+
+    #[test]
+    fn nwc_url_configures_nwc_without_keeping_the_secret_in_the_url() {
+        let uri = format!(
+            "nostr+walletconnect://{NWC_WALLET}?relay=wss%3A%2F%2Frelay.example%2Fv1&secret={NWC_SECRET}&lud16=me%40example.com"
+        );
+        let c = cfg(&[
+            ("NWC_URL", &uri),
+            ("LNBITS_URL", "https://l.example"),
+            ("LNBITS_INVOICE_KEY", "k"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            names(&c),
+            vec!["nwc", "lnbits"],
+            "nwc comes first in the automatic order"
+        );
+        let p = &c.providers[0];
+        assert_eq!(p.credential, NWC_SECRET);
+        assert!(!p.base_url.contains(NWC_SECRET), "{}", p.base_url);
+        assert_eq!(
+            p.base_url,
+            format!("nostr+walletconnect://{NWC_WALLET}?relay=wss://relay.example/v1")
+        );
+        let c = cfg(&[
+            ("LIGHTNING_PROVIDERS", "lnbits,nwc"),
+            ("NWC_URL", &uri),
+            ("LNBITS_URL", "https://l.example"),
+            ("LNBITS_INVOICE_KEY", "k"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(names(&c), vec!["lnbits", "nwc"]);
+    }
+
+    #[test]
+    fn a_bad_nwc_url_names_the_variable_and_never_echoes_the_secret() {
+        for (env, uri) in [
+            ("production", format!("nostr+walletconnect://{NWC_WALLET}?relay=ws://127.0.0.1:7000&secret={NWC_SECRET}")),
+            ("development", format!("nostr+walletconnect://{NWC_WALLET}?relay=wss://r.example&secret={}zz", &NWC_SECRET[..62])),
+            ("development", format!("https://{NWC_WALLET}?relay=wss://r.example&secret={NWC_SECRET}")),
+            ("development", format!("nostr+walletconnect://{NWC_WALLET}?relay=wss://r.example")),
+        ] {
+            let e = cfg(&[("ENVIRONMENT", env), ("LIGHTNING_PROVIDERS", "nwc"), ("NWC_URL", &uri)])
+                .err()
+                .unwrap_or_else(|| panic!("accepted {uri}"));
+            assert_eq!(e.variable, "NWC_URL");
+            assert!(!e.message.contains(&NWC_SECRET[..62]), "{}", e.message);
+        }
+        let e = cfg(&[("LIGHTNING_PROVIDERS", "nwc")])
+            .err()
+            .map(|e| e.variable);
+        assert_eq!(e, Some("NWC_URL".into()));
+        assert!(cfg(&[
+            ("ENVIRONMENT", "development"),
+            ("NWC_URL", &format!("nostr+walletconnect://{NWC_WALLET}?relay=ws://127.0.0.1:7000&secret={NWC_SECRET}"))
+        ])
+        .is_ok(), "ws:// is allowed in development");
     }
 
     #[test]

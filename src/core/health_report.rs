@@ -88,6 +88,7 @@ pub fn label(kind: ProviderKind) -> &'static str {
         ProviderKind::Phoenixd => "phoenixd",
         ProviderKind::Lnbits => "LNbits",
         ProviderKind::Mock => "Mock (development)",
+        ProviderKind::Nwc => "Nostr Wallet Connect",
     }
 }
 

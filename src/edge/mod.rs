@@ -7,6 +7,7 @@ mod env;
 mod health;
 mod health_sync;
 mod invoices;
+mod nwc;
 mod payouts;
 mod queue;
 mod registry;

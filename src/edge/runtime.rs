@@ -1,6 +1,7 @@
 //! The core's [`Runtime`] on Workers: `fetch` with an abortable timeout and
-//! a body read chunk by chunk under a size cap, `Delay` for sleeps,
-//! `Date.now()` and `crypto.getRandomValues`.
+//! a body read chunk by chunk under a size cap (`nwc://` requests go to the
+//! relay transport in `edge::nwc`), `Delay` for sleeps, `Date.now()` and
+//! `crypto.getRandomValues`.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -128,6 +129,10 @@ impl Runtime for WorkerRuntime {
         timeout_ms: u64,
         limits: ReadLimits,
     ) -> Result<HttpResponse, TransportError> {
+        // Nostr Wallet Connect goes over a relay WebSocket, not fetch.
+        if crate::core::backends::nwc::is_nwc(&req) {
+            return limits.apply(super::nwc::send(&req, timeout_ms).await?);
+        }
         let request = build(&req)
             .map_err(|e| TransportError::Network(format!("could not build request: {e}")))?;
         let controller = AbortController::default();

@@ -7,6 +7,7 @@ pub mod error;
 pub mod lnbits;
 pub mod lnd;
 pub mod mock;
+pub mod nwc;
 pub mod phoenixd;
 pub mod retired;
 
@@ -32,11 +33,14 @@ pub enum ProviderKind {
     /// Core Lightning through its REST server (CLNRest).
     Cln,
     Phoenixd,
+    /// Nostr Wallet Connect (NIP-47): Alby Hub and other NWC wallets.
+    Nwc,
 }
 
 impl ProviderKind {
     /// The kinds a deployment can configure (the retired ones are not here).
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
+        ProviderKind::Nwc,
         ProviderKind::Lnd,
         ProviderKind::Cln,
         ProviderKind::Phoenixd,
@@ -52,6 +56,7 @@ impl ProviderKind {
             ProviderKind::Phoenixd => "phoenixd",
             ProviderKind::Lnbits => "lnbits",
             ProviderKind::Mock => "mock",
+            ProviderKind::Nwc => "nwc",
         }
     }
 
@@ -73,9 +78,11 @@ impl ProviderKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
-    /// Base URL without a trailing slash; empty for the mock.
+    /// Base URL without a trailing slash; empty for the mock; for NWC the
+    /// connection URI without its secret.
     pub base_url: String,
-    /// LND macaroon (hex), CLN rune, phoenixd password or LNbits key.
+    /// LND macaroon (hex), CLN rune, phoenixd password, LNbits key or the
+    /// NWC connection URI (its secret stays in the transport).
     pub credential: String,
 }
 
@@ -190,6 +197,7 @@ pub fn of(kind: ProviderKind) -> &'static dyn Backend {
         ProviderKind::Phoenixd => &phoenixd::Phoenixd,
         ProviderKind::Lnbits => &lnbits::Lnbits,
         ProviderKind::Mock => &mock::Mock,
+        ProviderKind::Nwc => &nwc::Nwc,
     }
 }
 

@@ -89,7 +89,7 @@ impl PayoutConfig {
                 .iter()
                 .map(|p| p.kind)
                 .find(|k| *k != ProviderKind::Lnbits)
-                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure lnd, cln or phoenixd"))?,
+                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?,
         };
         let lnbits_payer = match (base.provider("lnbits"), lnbits_admin.as_ref()) {
             (Some(p), Some(key)) => Some(ProviderConfig {
@@ -303,6 +303,39 @@ mod tests {
         assert_eq!(c.provider.kind, ProviderKind::Lnbits);
         assert_eq!(c.provider.credential, "admin");
         assert_eq!(c.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn nwc_pays_when_chosen_and_is_pinned_by_wallet_relay_and_key() {
+        use crate::core::payout::model::BackendId;
+        let wallet = "b889ff5b1513b641e2a139f661a661364979c5beee91842f8f0ef42ab558e9d4";
+        let secret = "71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c";
+        let uri =
+            format!("nostr+walletconnect://{wallet}?relay=wss://relay.example/v1&secret={secret}");
+        let vars = [
+            ("ENVIRONMENT", "production"),
+            ("NWC_URL", uri.as_str()),
+            ("PAYOUT_API_KEY", "0123456789abcdef"),
+            ("PAYOUT_PROVIDER", "nwc"),
+        ];
+        let base = testing::config(&vars);
+        let c = PayoutConfig::from_lookup(
+            |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            &base,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.provider.kind, ProviderKind::Nwc);
+        let id = BackendId::of(&c.provider);
+        assert!(id.base_url.contains(wallet) && id.base_url.contains("wss://relay.example/v1"));
+        assert!(!id.label().contains(secret) && !format!("{id:?}").contains(secret));
+        // Another secret for the same wallet and relay is another backend.
+        let mut other = c.provider.clone();
+        other.credential = "11".repeat(32);
+        assert!(!id.matches(&other));
     }
 
     #[test]

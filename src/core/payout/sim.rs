@@ -25,7 +25,7 @@ use sha2::Digest;
 
 use crate::core::backends::mock::sign_invoice;
 use crate::core::backends::test_support::html_520;
-use crate::core::backends::{ProviderConfig, ProviderKind};
+use crate::core::backends::{nwc, ProviderConfig, ProviderKind};
 use crate::core::backoff::RetryPolicy;
 use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
@@ -402,6 +402,87 @@ impl Sim {
     }
 }
 
+/// The same backends spoken to through Nostr Wallet Connect: the relay
+/// header names the backend, and the LNbits-shaped answers become what an
+/// NWC wallet service would say (a relay that drops the connection for the
+/// HTML 520, no answer in time for an in-flight payment).
+impl Sim {
+    async fn nwc(
+        &self,
+        request: &HttpRequest,
+        body: &serde_json::Value,
+    ) -> Result<HttpResponse, TransportError> {
+        let relay = request
+            .headers
+            .iter()
+            .find(|(k, _)| k == nwc::HEADER_RELAY)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let Some(backend) = BACKENDS.iter().find(|b| **b == relay) else {
+            return Err(TransportError::Network("no such relay".into()));
+        };
+        let method = body["method"].as_str().unwrap_or("");
+        let params = &body["params"];
+        let error = |code: &str| {
+            Ok(HttpResponse::json(
+                200,
+                &json!({"result_type": method, "error": {"code": code, "message": "sim"}}),
+            ))
+        };
+        let result = |r: serde_json::Value| {
+            Ok(HttpResponse::json(
+                200,
+                &json!({"result_type": method, "result": r}),
+            ))
+        };
+        match method {
+            "pay_invoice" => {
+                let bolt11 = params["invoice"].as_str().unwrap_or("");
+                let (hash, expires) = crate::core::bolt11::parse(bolt11)
+                    .map(|i| (i.payment_hash.clone(), i.expires_at_secs()))
+                    .unwrap_or_default();
+                let answer = self.pay(backend, &hash, expires);
+                if self.freeze.get() {
+                    std::future::pending::<()>().await;
+                }
+                let r = answer?;
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                match (r.status, v["status"].as_str()) {
+                    (201, Some("success")) => result(json!({"preimage": "00"})),
+                    (201, _) => Err(TransportError::Timeout),
+                    (520, Some("failed")) => error("PAYMENT_FAILED"),
+                    (520, Some(_)) => error("INTERNAL"),
+                    (520, None) => Err(TransportError::Network(
+                        "the relay closed the connection".into(),
+                    )),
+                    (401, _) => error("UNAUTHORIZED"),
+                    _ => error("OTHER"),
+                }
+            }
+            "lookup_invoice" => {
+                let r = self.lookup(backend, params["payment_hash"].as_str().unwrap_or(""))?;
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+                match (r.status, v["status"].as_str()) {
+                    (200, Some("success")) => {
+                        result(json!({"type": "outgoing", "state": "settled", "preimage": "00"}))
+                    }
+                    (200, Some(state)) => {
+                        let state = if state == "failed" {
+                            "failed"
+                        } else {
+                            "pending"
+                        };
+                        result(json!({"type": "outgoing", "state": state}))
+                    }
+                    (404, _) => error("NOT_FOUND"),
+                    _ => error("INTERNAL"),
+                }
+            }
+            _ => error("NOT_IMPLEMENTED"),
+        }
+    }
+}
+
 impl Runtime for Sim {
     async fn send(
         &self,
@@ -415,6 +496,9 @@ impl Runtime for Sim {
         }
         let body: serde_json::Value =
             serde_json::from_str(request.body.as_deref().unwrap_or("{}")).unwrap_or_default();
+        if nwc::is_nwc(&request) {
+            return self.nwc(&request, &body).await;
+        }
         let Some(backend) = BACKENDS.iter().find(|b| request.url.starts_with(*b)) else {
             return Err(TransportError::Network("no such host".into()));
         };
@@ -634,6 +718,25 @@ fn lnbits_sim() -> ProviderConfig {
     }
 }
 
+/// A simulated backend reached through NWC; `instance` picks the relay (the backend).
+fn nwc_sim(instance: usize) -> ProviderConfig {
+    ProviderConfig {
+        kind: ProviderKind::Nwc,
+        base_url: nwc::uri::public_form(&"b8".repeat(32), BACKENDS[instance]),
+        credential: "71".repeat(32),
+    }
+}
+
+/// The simulation's configuration, speaking LNbits or NWC to the backends.
+fn config_for(via_nwc: bool) -> PayoutConfig {
+    let mut cfg = config();
+    if via_nwc {
+        cfg.provider = nwc_sim(0);
+        cfg.backends = vec![nwc_sim(0)];
+    }
+    cfg
+}
+
 fn config() -> PayoutConfig {
     PayoutConfig {
         api_keys: vec!["k".repeat(16)],
@@ -766,16 +869,23 @@ fn holder(store: &MemStore, who: &str) -> String {
 }
 
 /// The configuration after `Op::Switch(mode)`.
-fn switched(mode: u8) -> PayoutConfig {
-    let mut cfg = config();
-    let other = ProviderConfig {
-        base_url: BACKENDS[1].into(),
-        ..lnbits_sim()
+fn switched(mode: u8, via_nwc: bool) -> PayoutConfig {
+    let mut cfg = config_for(via_nwc);
+    let (first, other) = if via_nwc {
+        (nwc_sim(0), nwc_sim(1))
+    } else {
+        (
+            lnbits_sim(),
+            ProviderConfig {
+                base_url: BACKENDS[1].into(),
+                ..lnbits_sim()
+            },
+        )
     };
     match mode {
         1 => {
             cfg.provider = other.clone();
-            cfg.backends = vec![other, lnbits_sim()];
+            cfg.backends = vec![other, first];
         }
         2 => {
             cfg.provider = other.clone();
@@ -811,7 +921,7 @@ fn crash_during_drain(sim: &Sim, store: &MemStore, cfg: &PayoutConfig, n: u8) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 600, .. ProptestConfig::default() })]
 
     #[test]
     fn no_interleaving_pays_twice_or_ends_without_the_backends_word(
@@ -820,10 +930,11 @@ proptest! {
         lookups in proptest::collection::vec(lookup_behaviour(), 0..8),
         ops in proptest::collection::vec(op(), 1..40),
         seed in 1u64..u64::MAX,
+        via_nwc in any::<bool>(),
     ) {
         let sim = Sim::new(seed, sends, lookups);
         let store = MemStore::default();
-        let mut cfg = config();
+        let mut cfg = config_for(via_nwc);
         let destination = if address {
             "alice@lnurl.sim".to_string()
         } else {
@@ -867,7 +978,7 @@ proptest! {
                 Op::Settle(pay) => sim.settle(pay),
                 Op::ExecuteLate => sim.execute_late(),
                 Op::Crash(n) => crash_during_drain(&sim, &store, &cfg, n),
-                Op::Switch(mode) => cfg = switched(mode),
+                Op::Switch(mode) => cfg = switched(mode, via_nwc),
                 Op::ShortInvoices => sim.invoice_expiry_secs.set(5),
                 Op::Cancel => {
                     let sends_before: u32 = sim.truth.borrow().values().map(|t| t.sends).sum();
@@ -1054,6 +1165,58 @@ fn a_request_executed_late_never_leads_to_a_second_invoice() {
     assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
 }
 
+/// NWC: a wallet that paid and then answers PAYMENT_FAILED (and one that
+/// really failed) on the only attempt. The failure is confirmed with
+/// lookup_invoice before the payout ends; nothing is paid twice.
+#[test]
+fn nwc_payment_failed_is_confirmed_by_lookup_invoice() {
+    for (behaviour, paid, status) in [
+        (SendBehaviour::FailedAfterPay, 1, "succeeded"),
+        (SendBehaviour::FailExplicit, 0, "failed"),
+    ] {
+        let sim = Sim::new(5, vec![behaviour], vec![]);
+        let store = MemStore::default();
+        let mut cfg = config_for(true);
+        cfg.policy.max_attempts = 1;
+        let id = created(&sim, &store, &cfg, address_request("nwc"));
+        let p = stored(&store, &id);
+        assert!(
+            p.log.iter().any(|l| l.event.contains("NWC PAYMENT_FAILED")),
+            "{:?}",
+            p.log
+        );
+        assert_eq!(
+            p.status(),
+            "queued",
+            "not failed on the wallet's word alone"
+        );
+        // Ending failed needs the invoice expired and a lookup after that.
+        drain_for(&sim, &store, &cfg, 150, 60_000);
+        let p = stored(&store, &id);
+        assert_eq!(p.status(), status, "{:?}", p.log);
+        assert!(p.lookups >= 1, "{:?}", p.log);
+        assert_eq!(sim.paid_count(), paid);
+        assert_eq!(sim.truth.borrow().values().map(|t| t.sends).sum::<u32>(), 1);
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}
+
+/// NWC: the relay drops the connection after the wallet paid; the payout is
+/// resolved by lookup_invoice, never by a second pay_invoice.
+#[test]
+fn nwc_dropped_relay_is_resolved_by_lookup_not_a_second_pay() {
+    let sim = Sim::new(9, vec![SendBehaviour::Html520AfterPay], vec![]);
+    let store = MemStore::default();
+    let cfg = config_for(true);
+    let id = created(&sim, &store, &cfg, address_request("drop"));
+    assert_eq!(stored(&store, &id).status(), "unknown");
+    drain_for(&sim, &store, &cfg, 30, 10_000);
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+    assert_eq!(sim.truth.borrow().values().map(|t| t.sends).sum::<u32>(), 1);
+    assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+}
+
 /// "Failed" on the last attempt for a payment the backend made.
 #[test]
 fn failed_on_the_last_attempt_is_checked_before_the_payout_ends() {
@@ -1074,7 +1237,7 @@ fn a_payout_is_never_looked_up_or_sent_through_another_backend() {
     let sim = Sim::new(9, vec![SendBehaviour::TimeoutAfterPay], vec![]);
     let store = MemStore::default();
     let id = created(&sim, &store, &config(), address_request("pin"));
-    let cfg = switched(2);
+    let cfg = switched(2, false);
     drain_for(&sim, &store, &cfg, 50, 60_000);
     let p = stored(&store, &id);
     assert_eq!(p.status(), "unknown", "{:?}", p.log);
@@ -1090,7 +1253,7 @@ fn a_payout_is_never_looked_up_or_sent_through_another_backend() {
     assert_eq!(p.status(), "succeeded");
     assert!(p.blocked.is_none());
     // Keeping the old backend configured while new payouts go elsewhere works too.
-    let both = switched(1);
+    let both = switched(1, false);
     let id2 = match block_on(engine::create(
         &sim,
         &store,
@@ -1174,7 +1337,7 @@ fn a_payout_never_sent_moves_to_the_current_backend() {
     let store = MemStore::default();
     let id = created(&sim, &store, &config(), address_request("moves"));
     assert_eq!(stored(&store, &id).status(), "queued");
-    drain_for(&sim, &store, &switched(2), 5, 60_000);
+    drain_for(&sim, &store, &switched(2, false), 5, 60_000);
     let p = stored(&store, &id);
     assert_eq!(p.status(), "succeeded", "{:?}", p.log);
     assert_eq!(p.backend.map(|b| b.base_url), Some(BACKENDS[1].to_string()));
@@ -1373,7 +1536,7 @@ proptest! {
                 Op::Settle(pay) => sim.settle(pay),
                 Op::ExecuteLate => sim.execute_late(),
                 Op::Crash(k) => crash_during_drain(&sim, &store, &cfg, k),
-                Op::Switch(mode) => cfg = switched(mode),
+                Op::Switch(mode) => cfg = switched(mode, false),
                 Op::ShortInvoices => sim.invoice_expiry_secs.set(5),
                 Op::Cancel => {
                     let ids: Vec<String> = store.rows.borrow().keys().cloned().collect();
