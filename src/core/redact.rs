@@ -9,7 +9,9 @@ use serde_json::Value;
 
 pub const REDACTED: &str = "[redacted]";
 
-/// Every variable that holds a secret. Their values never appear in a log line.
+/// Variables known to hold a secret. Their values never appear in a log
+/// line; nor do those of any other variable [`is_secret_var`] flags (so a
+/// backend added later is covered without a change here).
 pub const SECRET_VARS: &[&str] = &[
     "ALBY_API_KEY",
     "DAZNODE_API_KEY",
@@ -62,6 +64,22 @@ const MIN_SECRET_LEN: usize = 8;
 /// A token after a marker shorter than this is an ordinary word ("preimage is").
 const MIN_TOKEN_LEN: usize = 8;
 
+/// A variable whose name says it holds a secret.
+pub fn is_secret_var(name: &str) -> bool {
+    const PARTS: &[&str] = &[
+        "KEY",
+        "SECRET",
+        "MACAROON",
+        "TOKEN",
+        "RUNE",
+        "PASSWORD",
+        "NWC",
+        "CREDENTIAL",
+    ];
+    let upper = name.to_ascii_uppercase();
+    PARTS.iter().any(|p| upper.contains(p))
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is cut whole.
@@ -69,10 +87,20 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Collects the secret values from the deployment's variables.
+    /// Collects the values of [`SECRET_VARS`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Redactor {
+        Redactor::from_vars(std::iter::empty::<&str>(), lookup)
+    }
+
+    /// Collects the values of [`SECRET_VARS`] and of every name in `names`
+    /// that [`is_secret_var`] flags.
+    pub fn from_vars<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Redactor {
         let mut values = Vec::new();
-        for name in SECRET_VARS {
+        let extra = names.into_iter().filter(|n| is_secret_var(n));
+        for name in SECRET_VARS.iter().copied().chain(extra) {
             let Some(v) = lookup(name) else { continue };
             let v = v.trim().to_string();
             // A Standard Webhooks secret is also used without its prefix.
@@ -267,6 +295,30 @@ mod tests {
         assert_eq!(line["payout"]["payment_hash"], "ab".repeat(32));
         assert_eq!(line["event"], "request");
         assert!(out.contains("upstream said: bad key [redacted]"), "{out}");
+    }
+
+    #[test]
+    fn variables_named_like_secrets_are_covered_too() {
+        let vars = [
+            ("CLN_RUNE", "rune-abcdefghijklmnop"),
+            ("NWC_CONNECTION_STRING", "nostr-secret-xyz-123456"),
+            ("SOME_NEW_API_TOKEN", "tok-0123456789abcdef"),
+            ("LNBITS_URL", "https://lnbits.example.com"),
+        ];
+        let lookup = |n: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        };
+        let r = Redactor::from_vars(vars.iter().map(|(k, _)| *k), lookup);
+        let out = r.redact_str(
+            "rune-abcdefghijklmnop nostr-secret-xyz-123456 tok-0123456789abcdef https://lnbits.example.com",
+        );
+        assert_eq!(
+            out,
+            "[redacted] [redacted] [redacted] https://lnbits.example.com"
+        );
+        assert!(!is_secret_var("LNBITS_URL") && is_secret_var("lnbits_admin_key"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! where `wrangler tail` and Workers Logs pick them up: one JSON object per
 //! line, at the console level matching the line's level.
 
+use wasm_bindgen::JsCast;
 use worker::Env;
 
 use crate::core::log::{Event, Level, LogLine};
@@ -12,9 +13,16 @@ pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
 
-/// The redactor for this deployment's secrets.
+/// The redactor for this deployment's secrets: the known secret variables
+/// and every binding whose name looks like one.
 pub fn redactor(env: &Env) -> Redactor {
-    Redactor::from_lookup(|name| env::lookup(env, name))
+    let names: Vec<String> = js_sys::Object::keys(env.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect();
+    Redactor::from_vars(names.iter().map(String::as_str), |name| {
+        env::lookup(env, name)
+    })
 }
 
 /// Prints one line, redacted with this deployment's secrets.
