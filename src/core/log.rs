@@ -123,20 +123,18 @@ pub fn route_label(route: Option<&Route>, path: &str) -> String {
     let Some(route) = route else {
         return "unmatched".into();
     };
-    if matches!(route, Route::Preflight) {
-        return "preflight".into();
-    }
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
-    match path.strip_prefix("/api/payouts/") {
-        Some(rest) => match rest.split_once('/') {
-            Some((_, tail)) => format!("/api/payouts/{{id}}/{tail}"),
-            None => "/api/payouts/{id}".into(),
-        },
-        None => path.into(),
+    match route {
+        Route::Preflight => "preflight".into(),
+        Route::GetPayout(id)
+        | Route::RetryPayout(id)
+        | Route::CancelPayout(id)
+        | Route::RedeliverWebhook(id) => path.replacen(&format!("/{id}"), "/{id}", 1),
+        _ => path.into(),
     }
 }
 
@@ -207,20 +205,26 @@ impl RequestLog {
             log.provider = text(e, "provider");
         }
         match a.route {
-            Some(Route::CreateInvoice) | Some(Route::CheckInvoice) => {
-                if err.is_none() {
-                    log.provider = text(body, "provider");
-                    log.payment_hash = text(body, "payment_hash");
-                    log.attempts = body.get("attempts").and_then(attempts);
-                    if matches!(a.route, Some(Route::CheckInvoice)) {
-                        log.invoice_status = text(body, "status");
-                    }
+            Some(Route::CreateInvoice | Route::CheckInvoice) if err.is_none() => {
+                log.provider = text(body, "provider");
+                log.payment_hash = text(body, "payment_hash");
+                log.attempts = body.get("attempts").and_then(attempts);
+                if matches!(a.route, Some(Route::CheckInvoice)) {
+                    log.invoice_status = text(body, "status");
                 }
             }
-            Some(Route::ListPayouts) | Some(Route::Preflight) | None => {}
-            Some(route) if log.route.starts_with("/api/payouts") => {
+            Some(
+                route @ (Route::CreatePayout
+                | Route::GetPayout(_)
+                | Route::RetryPayout(_)
+                | Route::CancelPayout(_)
+                | Route::RedeliverWebhook(_)),
+            ) => {
                 log.payout_id = text(body, "id").or_else(|| match route {
-                    Route::GetPayout(id) | Route::RetryPayout(id) => Some(id.clone()),
+                    Route::GetPayout(id)
+                    | Route::RetryPayout(id)
+                    | Route::CancelPayout(id)
+                    | Route::RedeliverWebhook(id) => Some(id.clone()),
                     _ => None,
                 });
                 log.payout_status = text(body, "status");
@@ -229,13 +233,15 @@ impl RequestLog {
                 log.payout_from = match route {
                     Route::CreatePayout if stored && !a.replayed => Some("new".into()),
                     Route::RetryPayout(_) if stored => Some("failed".into()),
+                    // Only a queued payout can be cancelled (it ends failed).
+                    Route::CancelPayout(_) if stored && err.is_none() => Some("queued".into()),
                     _ => None,
                 };
                 if a.replayed {
                     log.replayed = Some(true);
                 }
             }
-            Some(_) => {}
+            _ => {}
         }
         log
     }
@@ -474,6 +480,44 @@ mod tests {
         ));
         assert_eq!(log.route, "/api/payouts/{id}/retry");
         assert_eq!(log.payout_from.as_deref(), Some("failed"));
+
+        let route = Route::CancelPayout("po_abc".into());
+        let log = RequestLog::from_answer(&answered(
+            Some(&route),
+            "/api/payouts/po_abc/cancel",
+            200,
+            &json!({"id": "po_abc", "status": "failed"}),
+        ));
+        assert_eq!(log.route, "/api/payouts/{id}/cancel");
+        assert_eq!(
+            (log.payout_from.as_deref(), log.payout_status.as_deref()),
+            (Some("queued"), Some("failed"))
+        );
+        let refused = json!({"error": {"code": "cancel_not_allowed", "message": "in flight"}});
+        let log = RequestLog::from_answer(&answered(
+            Some(&route),
+            "/api/payouts/po_abc/cancel",
+            409,
+            &refused,
+        ));
+        assert_eq!(
+            (
+                log.payout_id.as_deref(),
+                log.payout_from,
+                log.error.as_deref()
+            ),
+            (Some("po_abc"), None, Some("cancel_not_allowed"))
+        );
+        let log = RequestLog::from_answer(&answered(
+            Some(&Route::PayoutAttention),
+            "/api/payouts/attention",
+            200,
+            &json!({"payouts": []}),
+        ));
+        assert_eq!(
+            (log.route.as_str(), log.payout_id),
+            ("/api/payouts/attention", None)
+        );
 
         let route = Route::GetPayout("po_x".into());
         let log = RequestLog::from_answer(&answered(
