@@ -27,6 +27,8 @@ pub const SECRET_VARS: &[&str] = &[
     "WEBHOOK_SECRET_PREVIOUS",
     "NWC_URL",
     "NWC_CONNECTION_URI",
+    "CLN_RUNE",
+    "PHOENIXD_PASSWORD",
 ];
 
 /// A field whose name contains one of these is blanked (case-insensitive).
