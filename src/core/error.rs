@@ -84,6 +84,10 @@ pub enum ApiError {
     },
     /// A storage binding (KV) failed; nothing was changed.
     StorageUnavailable(String),
+    /// This client sent more requests to the route than its limit allows.
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Internal(String),
 }
 
@@ -152,6 +156,7 @@ impl ApiError {
             ApiError::NoWebhookEvent(_) => "no_webhook_event",
             ApiError::Configuration { .. } => "configuration_error",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -180,6 +185,7 @@ impl ApiError {
             ApiError::LnurlUnreachable(_) => 502,
             ApiError::PayoutsDisabled(_) => 403,
             ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::RateLimited { .. } => 429,
             ApiError::AllProvidersFailed { .. }
             | ApiError::ProviderUnavailable { .. }
             | ApiError::InvoiceLookupUnavailable { .. }
@@ -252,6 +258,9 @@ impl ApiError {
                 format!("invalid configuration in `{variable}`: {message}")
             }
             ApiError::StorageUnavailable(m) => format!("storage is unavailable: {m}"),
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("too many requests from this client; retry after {retry_after_secs} s")
+            }
             ApiError::Internal(m) => format!("internal error: {m}"),
         }
     }
@@ -265,6 +274,7 @@ impl ApiError {
             | ApiError::InvoiceLookupUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::AllProvidersFailed { .. }
             | ApiError::StorageUnavailable(_)
             | ApiError::LnurlUnreachable(_) => Some(5),
@@ -355,5 +365,15 @@ mod tests {
         assert_eq!(e.status(), 503);
         assert_eq!(e.to_json()["error"]["retry_after"], 30);
         assert_eq!(e.retry_after_secs(), Some(30));
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after() {
+        let e = ApiError::RateLimited {
+            retry_after_secs: 60,
+        };
+        assert_eq!((e.status(), e.code()), (429, "rate_limited"));
+        assert_eq!(e.retry_after_secs(), Some(60));
+        assert_eq!(e.to_json()["error"]["retry_after"], 60);
     }
 }

@@ -10,9 +10,11 @@ use crate::core::error::ApiError;
 use crate::core::health::{HealthBook, Source};
 use crate::core::health_report::{self, HealthReport};
 use crate::core::http::Runtime;
+use crate::core::log::{breaker_transitions, Event};
 use crate::core::probe;
 use crate::core::status_page;
 use crate::edge::health_sync::HealthSession;
+use crate::edge::log;
 use crate::edge::reply::Reply;
 use crate::edge::request::{query, require_bearer};
 use crate::edge::runtime::WorkerRuntime;
@@ -124,8 +126,13 @@ pub async fn cron_probe(env: &Env, cfg: &Config) -> Result<HealthBook, ApiError>
     let store = Store::open(env)?;
     let rt = WorkerRuntime;
     let mut book = store.health().await;
+    let before = book.clone();
     let all: Vec<_> = cfg.providers.iter().collect();
     probe::probe_into(&rt, cfg, &mut book, &all).await;
+    let redactor = log::redactor(env);
+    for b in breaker_transitions(&before, &book, "probe") {
+        log::write(&redactor, b.level(), Event::Breaker(b));
+    }
     book.written_at_ms = rt.now_ms();
     store.save_health(&book).await;
     Ok(book)

@@ -5,6 +5,8 @@ use worker::{Context, Env};
 
 use crate::core::health::{Flush, HealthBook};
 use crate::core::http::Runtime;
+use crate::core::log::{breaker_transitions, Event};
+use crate::edge::log;
 use crate::edge::store::Store;
 
 /// KV refuses a second write to one key within a second.
@@ -15,6 +17,8 @@ pub struct HealthSession {
     pub book: HealthBook,
     /// When this request last wrote the book, if it did.
     wrote_at_ms: Option<u64>,
+    /// The book as of the last breaker transitions logged.
+    logged: HealthBook,
 }
 
 impl HealthSession {
@@ -22,14 +26,29 @@ impl HealthSession {
         let before = store.health().await;
         HealthSession {
             book: before.clone(),
+            logged: before.clone(),
             before,
             wrote_at_ms: None,
         }
     }
 
+    /// Logs each breaker this request moved, once.
+    fn log_transitions(&mut self, env: &Env) {
+        let changes = breaker_transitions(&self.logged, &self.book, "request");
+        if changes.is_empty() {
+            return;
+        }
+        let redactor = log::redactor(env);
+        for b in changes {
+            log::write(&redactor, b.level(), Event::Breaker(b));
+        }
+        self.logged = self.book.clone();
+    }
+
     /// Writes the book back as `flush_needed` says: before the response when
     /// a breaker or online state changed, in the background otherwise.
     pub async fn flush(mut self, env: &Env, ctx: &Context, now_ms: u64) {
+        self.log_transitions(env);
         let how = self.book.flush_needed(&self.before, now_ms);
         if how == Flush::No {
             return;
@@ -47,6 +66,7 @@ impl HealthSession {
     /// the book only when a breaker or online state changed (other isolates
     /// act on that at once). Counters wait for [`HealthSession::flush_rest`].
     pub async fn flush_urgent(&mut self, store: &Store, now_ms: u64) {
+        self.log_transitions(store.env());
         if self.book.flush_needed(&self.before, now_ms) != Flush::Now {
             return;
         }
@@ -60,6 +80,7 @@ impl HealthSession {
     /// spaced at least a second after this request's urgent write so KV
     /// does not refuse it.
     pub async fn flush_rest<R: Runtime>(mut self, store: &Store, rt: &R) {
+        self.log_transitions(store.env());
         if self.book.flush_needed(&self.before, rt.now_ms()) == Flush::No {
             return;
         }

@@ -7,9 +7,11 @@ mod env;
 mod health;
 mod health_sync;
 mod invoices;
+mod log;
 mod nwc;
 mod payouts;
 mod queue;
+mod rate_limit;
 mod registry;
 mod reply;
 mod request;
@@ -23,6 +25,8 @@ use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledE
 use crate::core::config::Config;
 use crate::core::cors::AllowedOrigins;
 use crate::core::error::ApiError;
+use crate::core::log::{Answered, CronLog, Event, RequestLog};
+use crate::core::rate_limit::Limited;
 use crate::core::routes::{self, Route};
 use reply::{Body, Reply};
 
@@ -63,8 +67,14 @@ async fn handle(
             body: Body::JsonText(crate::core::openapi::DOCUMENT),
             headers: Vec::new(),
         }),
-        Route::CreateInvoice => invoices::create(req, env, ctx, cfg).await,
-        Route::CheckInvoice => invoices::check(req, env, ctx, cfg).await,
+        Route::CreateInvoice => {
+            rate_limit::check(req, env, Limited::CreateInvoice).await?;
+            invoices::create(req, env, ctx, cfg).await
+        }
+        Route::CheckInvoice => {
+            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            invoices::check(req, env, ctx, cfg).await
+        }
         Route::Health => health::health(req, env, ctx, cfg).await,
         Route::StatusPage => health::status_page(env, ctx, cfg).await,
         Route::CreatePayout => payouts::create(req, env).await,
@@ -77,9 +87,37 @@ async fn handle(
     }
 }
 
+/// The request's one log line, read from its answer.
+fn log_request(
+    (req, method, path): (&Request, &str, &str),
+    env: &Env,
+    route: Option<&Route>,
+    reply: &Reply,
+    started_ms: u64,
+) {
+    let line = RequestLog::from_answer(&Answered {
+        method,
+        route,
+        path,
+        status: reply.status,
+        body: match &reply.body {
+            Body::Json(v) => Some(v),
+            _ => None,
+        },
+        replayed: reply
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(queue::REPLAYED_HEADER)),
+        duration_ms: log::now_ms().saturating_sub(started_ms),
+        ray: req.headers().get("cf-ray").ok().flatten(),
+    });
+    log::emit(env, line.level(), Event::Request(line));
+}
+
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
+    let started_ms = log::now_ms();
     let origin = req.headers().get("origin").ok().flatten();
     // Parsed once per request; an invalid configuration still gets CORS headers.
     let config = env::config(&env).map_err(ApiError::from);
@@ -91,53 +129,61 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     // The method as sent: `worker::Method` turns any method it does not know
     // (QUERY, FOO) into GET, which would serve GET routes to them.
     let method = req.inner().method();
-    let reply = match (routes::route(&method, &path), &config) {
-        (Err(e), _) => Err(e),
+    let routed = routes::route(&method, &path);
+    let reply = match (&routed, &config) {
+        (Err(e), _) => Err(e.clone()),
         (Ok(_), Err(e)) => Err(e.clone()),
-        (Ok(route), Ok(cfg)) => handle(&mut req, &env, &ctx, cfg, route).await,
+        (Ok(route), Ok(cfg)) => handle(&mut req, &env, &ctx, cfg, route.clone()).await,
     };
-    let reply = reply.unwrap_or_else(|e| {
-        if e.status() >= 500 {
-            worker::console_error!("{method} {path}: {}", e.message());
-        }
-        Reply::error(&e)
-    });
+    let reply = reply.unwrap_or_else(|e| Reply::error(&e));
+    log_request(
+        (&req, &method, &path),
+        &env,
+        routed.as_ref().ok(),
+        &reply,
+        started_ms,
+    );
     reply.into_response(&cors, origin.as_deref())
 }
 
-/// Cron (`*/5 * * * *`): probes every provider and refreshes shared health.
+/// The first failure of a cron run names it in the log line.
+fn cron_failed(line: &mut CronLog, e: &ApiError) {
+    line.error.get_or_insert_with(|| e.code().into());
+    line.message.get_or_insert_with(|| e.message());
+}
+
+/// Cron (`*/5 * * * *`): wakes the payout queue, probes every provider and
+/// refreshes shared health; one log line says how it went.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     console_error_panic_hook::set_once();
-    let cfg = match env::config(&env) {
-        Ok(c) => c,
-        Err(e) => {
-            worker::console_error!(
-                "cron {}: invalid configuration in {}: {}",
-                event.cron(),
-                e.variable,
-                e.message
-            );
-            return;
-        }
+    let started_ms = log::now_ms();
+    let mut line = CronLog {
+        cron: event.cron(),
+        ..CronLog::default()
     };
-    // The queue holds the truth; cron only wakes it (alarms do the rest).
-    if queue::payout_config(&env).is_ok() {
-        match payouts::drain_all(&env).await {
-            Ok(r) => {
-                worker::console_log!("cron {}: payout queue woken ({:?})", event.cron(), r)
+    match env::config(&env) {
+        Err(e) => cron_failed(&mut line, &ApiError::from(e)),
+        Ok(cfg) => {
+            // The queue holds the truth; cron only wakes it (alarms do the rest).
+            if queue::payout_config(&env).is_ok() {
+                match payouts::drain_all(&env).await {
+                    Ok(statuses) => {
+                        line.queue_shards = Some(statuses.len());
+                        line.queue_errors = Some(statuses.iter().filter(|s| **s != 200).count());
+                    }
+                    Err(e) => cron_failed(&mut line, &e),
+                }
             }
-            Err(e) => {
-                worker::console_error!("cron {}: payout queue: {}", event.cron(), e.message())
+            match health::cron_probe(&env, &cfg).await {
+                Ok(book) => {
+                    let report = crate::core::health_report::report(&cfg, &book, log::now_ms());
+                    line.health = Some(report.status.as_str().into());
+                }
+                Err(e) => cron_failed(&mut line, &e),
             }
         }
     }
-    match health::cron_probe(&env, &cfg).await {
-        Ok(book) => {
-            let report =
-                crate::core::health_report::report(&cfg, &book, worker::Date::now().as_millis());
-            worker::console_log!("cron {}: health {}", event.cron(), report.status.as_str());
-        }
-        Err(e) => worker::console_error!("cron {}: {}", event.cron(), e.message()),
-    }
+    line.duration_ms = log::now_ms().saturating_sub(started_ms);
+    log::emit(&env, line.level(), Event::Cron(line));
 }

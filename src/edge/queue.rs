@@ -8,16 +8,17 @@ use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTim
 use crate::core::cors::AllowedOrigins;
 use crate::core::error::ApiError;
 use crate::core::http::Runtime;
+use crate::core::log::{Event, Level, WakeLog};
 use crate::core::payout::config::PayoutConfig;
 use crate::core::payout::engine::{self, Claim, Created, Drain, PayoutStore};
 use crate::core::payout::{request, shard};
 use crate::core::time::iso8601_ms;
-use crate::edge::env;
 use crate::edge::registry::Registry;
 use crate::edge::reply::Reply;
 use crate::edge::request::query;
 use crate::edge::runtime::WorkerRuntime;
 use crate::edge::sql_store::SqlStore;
+use crate::edge::{env, log};
 
 pub const BINDING: &str = "PAYOUT_QUEUE";
 /// After a wake-up that failed as a whole (configuration, storage).
@@ -96,7 +97,12 @@ impl PayoutQueue {
             at as f64,
         )));
         if let Err(e) = self.state.storage().set_alarm(when).await {
-            worker::console_error!("could not arm the payout alarm: {e}");
+            log::notice(
+                &self.env,
+                Level::Error,
+                "payout_queue",
+                format!("could not arm the payout alarm: {e}"),
+            );
         }
     }
 
@@ -111,7 +117,46 @@ impl PayoutQueue {
         }
     }
 
+    /// One wake-up (`who` is `alarm` or `cron`), logged as one line.
     async fn drain(&self, who: &str) -> Result<Value, ApiError> {
+        let started_ms = log::now_ms();
+        let result = self.drain_once(who).await;
+        let mut line = WakeLog {
+            trigger: who.into(),
+            ..WakeLog::default()
+        };
+        match &result {
+            Ok(Drain::Done {
+                processed,
+                errors,
+                next_wake_ms,
+            }) => {
+                line.drained = true;
+                line.processed = *processed;
+                line.errors = *errors;
+                line.next_wake = next_wake_ms.map(iso8601_ms);
+            }
+            Ok(Drain::Busy) => line.message = Some("another wake-up holds the lease".into()),
+            Err(e) => {
+                line.error = Some(e.code().into());
+                line.message = Some(e.message());
+            }
+        }
+        line.duration_ms = log::now_ms().saturating_sub(started_ms);
+        log::emit(&self.env, line.level(), Event::QueueWake(line));
+        Ok(match result? {
+            Drain::Busy => json!({"drained": false, "reason": "another wake-up holds the lease"}),
+            Drain::Done {
+                processed,
+                errors,
+                next_wake_ms,
+            } => {
+                json!({"drained": true, "processed": processed, "errors": errors, "next_wake": next_wake_ms.map(iso8601_ms)})
+            }
+        })
+    }
+
+    async fn drain_once(&self, who: &str) -> Result<Drain, ApiError> {
         let cfg = payout_config(&self.env)?;
         let store = self.store()?;
         let rt = WorkerRuntime;
@@ -125,16 +170,7 @@ impl PayoutQueue {
         } else {
             self.arm(&store).await;
         }
-        Ok(match result {
-            Drain::Busy => json!({"drained": false, "reason": "another wake-up holds the lease"}),
-            Drain::Done {
-                processed,
-                errors,
-                next_wake_ms,
-            } => {
-                json!({"drained": true, "processed": processed, "errors": errors, "next_wake": next_wake_ms.map(iso8601_ms)})
-            }
-        })
+        Ok(result)
     }
 
     /// The configuration as this shard applies it: its share of the daily limit.
@@ -339,8 +375,7 @@ impl DurableObject for PayoutQueue {
         match self.drain("alarm").await {
             Ok(v) => Response::from_json(&v),
             Err(e) => {
-                worker::console_error!("payout alarm: {}", e.message());
-                // Retry later, never at a time already past (that fires at
+                // Logged by `drain`. Retry later, never at a time already past (that fires at
                 // once, again and again), and not let the runtime retry at once.
                 let retry_at = WorkerRuntime.now_ms() + ALARM_ERROR_DELAY_MS;
                 let next = self

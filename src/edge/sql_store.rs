@@ -4,9 +4,11 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
+use crate::core::log::{Event, PayoutLog};
 use crate::core::payout::engine::{day_of, Claim, PayoutStore, StoreError};
 use crate::core::payout::model::Payout;
 use crate::core::payout::registry;
+use crate::core::redact::Redactor;
 use crate::edge::registry::{Link, Registry};
 
 const SCHEMA: &str = "
@@ -73,6 +75,21 @@ fn int(v: u64) -> V {
 
 fn opt(v: Option<u64>) -> V {
     v.map(int).unwrap_or(V::Null)
+}
+
+/// One log line per stored status change. The line holds ids and status
+/// names only, so name- and shape-based redaction is enough here.
+fn log_change(p: &Payout, from: &str) {
+    if from == p.status() {
+        return;
+    }
+    let line = PayoutLog {
+        payout_id: p.id.clone(),
+        from: from.into(),
+        to: p.status().into(),
+        payment_hash: p.payment_hash.clone(),
+    };
+    crate::edge::log::write(&Redactor::default(), line.level(), Event::Payout(line));
 }
 
 impl SqlStore {
@@ -329,7 +346,11 @@ impl PayoutStore for SqlStore {
             .map_err(e)?;
         // Drain the cursor so the statement runs to completion before counting.
         let _ = cursor.raw().count();
-        Ok(cursor.rows_written() > 0)
+        let inserted = cursor.rows_written() > 0;
+        if inserted {
+            log_change(p, "new");
+        }
+        Ok(inserted)
     }
 
     fn update(
@@ -339,6 +360,22 @@ impl PayoutStore for SqlStore {
         wake_at_ms: Option<u64>,
     ) -> Result<bool, StoreError> {
         let data = serde_json::to_string(p).map_err(|err| StoreError(err.to_string()))?;
+        // For the log only: the status this write replaces (same synchronous
+        // block as the write, so nothing changes it in between).
+        #[derive(Deserialize)]
+        struct Status {
+            status: String,
+        }
+        let before: Option<String> = self
+            .sql
+            .exec(
+                "SELECT status FROM payouts WHERE id = ? AND version = ?",
+                vec![V::from(p.id.as_str()), int(expected_version)],
+            )
+            .and_then(|c| c.to_array::<Status>())
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .map(|r| r.status);
         let cursor = self
             .sql
             .exec(
@@ -357,7 +394,11 @@ impl PayoutStore for SqlStore {
             )
             .map_err(e)?;
         let _ = cursor.raw().count();
-        Ok(cursor.rows_written() > 0)
+        let updated = cursor.rows_written() > 0;
+        if let (true, Some(from)) = (updated, before) {
+            log_change(p, &from);
+        }
+        Ok(updated)
     }
 
     fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -38,6 +38,8 @@ const HEALTH_TTL_SECS: u64 = 30 * 24 * 3600;
 
 pub struct Store {
     kv: KvStore,
+    /// Kept for logging (the redactor reads the secrets from it).
+    env: worker::Env,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -50,7 +52,14 @@ impl Store {
             variable: KV_BINDING.into(),
             message: "the KV namespace binding is missing from wrangler.toml".into(),
         })?;
-        Ok(Store { kv })
+        Ok(Store {
+            kv,
+            env: env.clone(),
+        })
+    }
+
+    pub fn env(&self) -> &worker::Env {
+        &self.env
     }
 
     /// The shared health book; an unreadable one starts afresh (it is advisory).

@@ -25,8 +25,12 @@ export async function freePort() {
  * fixed port, and `snapshot` runs a private copy of build/ with wrangler.toml's
  * [build] section left out. Without it, `wrangler dev` watches src/ and, on
  * any edit there, runs scripts/build.sh and reloads the Worker mid-test.
+ * `editConfig` (snapshot only) rewrites that copy of wrangler.toml.
+ *
+ * The invoice rate limit is off unless a test turns it on
+ * (INVOICE_RATE_LIMIT_ENABLED: "true"): tests send everything from one IP.
  */
-export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null, snapshot = false, logLevel = "info" } = {}) {
+export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null, snapshot = false, logLevel = "info", editConfig = (t) => t } = {}) {
   const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), `lnfb-${name}-`));
   fs.mkdirSync(dir, { recursive: true });
   const configArgs = [];
@@ -36,12 +40,12 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
       fs.cpSync(path.join(ROOT, "build"), path.join(dir, "build"), { recursive: true });
       const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
       // Drop the [build] table (up to the next table header): no build command, no watcher.
-      fs.writeFileSync(config, toml.replace(/^\[build\]\n(?:(?!\[)[^\n]*\n)*/m, ""));
+      fs.writeFileSync(config, editConfig(toml.replace(/^\[build\]\n(?:(?!\[)[^\n]*\n)*/m, "")));
     }
     configArgs.push("--config", config);
   }
   const envFile = path.join(dir, "test.env");
-  const all = { ENVIRONMENT: "development", ...vars };
+  const all = { ENVIRONMENT: "development", INVOICE_RATE_LIMIT_ENABLED: "false", ...vars };
   fs.writeFileSync(envFile, Object.entries(all).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
   const port = fixedPort ?? (await freePort());
   const base = `http://127.0.0.1:${port}`;

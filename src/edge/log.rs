@@ -1,0 +1,53 @@
+//! Prints structured log lines (built in `crate::core::log`) to the console,
+//! where `wrangler tail` and Workers Logs pick them up: one JSON object per
+//! line, at the console level matching the line's level.
+
+use wasm_bindgen::JsCast;
+use worker::Env;
+
+use crate::core::log::{Event, Level, LogLine};
+use crate::core::redact::Redactor;
+use crate::edge::env;
+
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// The redactor for this deployment's secrets: the known secret variables
+/// and every binding whose name looks like one.
+pub fn redactor(env: &Env) -> Redactor {
+    let names: Vec<String> = js_sys::Object::keys(env.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect();
+    Redactor::from_vars(names.iter().map(String::as_str), |name| {
+        env::lookup(env, name)
+    })
+}
+
+/// Prints one line, redacted with this deployment's secrets.
+pub fn emit(env: &Env, level: Level, event: Event) {
+    write(&redactor(env), level, event);
+}
+
+/// Prints one line with a redactor already at hand.
+pub fn write(redactor: &Redactor, level: Level, event: Event) {
+    let line = LogLine::new(now_ms(), level, event).render(redactor);
+    match level {
+        Level::Info => worker::console_log!("{line}"),
+        Level::Warn => worker::console_warn!("{line}"),
+        Level::Error => worker::console_error!("{line}"),
+    }
+}
+
+/// A free-form notice (`what` names the place, `message` says what happened).
+pub fn notice(env: &Env, level: Level, what: &str, message: impl Into<String>) {
+    emit(
+        env,
+        level,
+        Event::Notice {
+            what: what.into(),
+            message: message.into(),
+        },
+    );
+}

@@ -1,0 +1,111 @@
+// End-to-end: the invoice routes' rate limit, through Cloudflare's
+// rate-limiting binding as wrangler dev runs it locally (miniflare counts in
+// memory, in fixed windows of the configured period). wrangler.toml's limit
+// is replaced by a low one for this test.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startFakeProvider, stopAll } from "./support/fake-provider.mjs";
+import { startWorker } from "./support/worker.mjs";
+import { signInvoice } from "./support/invoice.mjs";
+
+const LIMIT = 3;
+const KEY = "payout-key-rate-limit-0123456789";
+let lnbits, worker, unbound;
+
+const lowLimit = (toml) => {
+  const out = toml.replace(/simple = \{ limit = \d+, period = \d+ \}/, `simple = { limit = ${LIMIT}, period = 60 }`);
+  assert.notEqual(out, toml, "wrangler.toml declares the INVOICE_RATE_LIMITER binding");
+  return out;
+};
+const noBinding = (toml) => toml.replace(/\[\[ratelimits\]\]\n(?:(?!\[)[^\n]*\n?)*/m, "");
+
+before(async () => {
+  lnbits = await startFakeProvider("lnbits");
+  const vars = {
+    LIGHTNING_PROVIDERS: "lnbits",
+    LNBITS_URL: lnbits.url,
+    LNBITS_INVOICE_KEY: lnbits.key,
+    LNBITS_ADMIN_KEY: lnbits.adminKey,
+    PAYOUT_API_KEY: KEY,
+    INVOICE_RATE_LIMIT_ENABLED: "true",
+  };
+  worker = await startWorker(vars, { name: "rate-limit", snapshot: true, editConfig: lowLimit });
+  unbound = await startWorker(vars, { name: "rate-limit-unbound", snapshot: true, editConfig: noBinding });
+});
+
+after(() => stopAll(worker, unbound, lnbits));
+
+/** The limiter counts in fixed windows: start well inside one. */
+async function freshWindow() {
+  const into = Date.now() % 60_000;
+  if (into > 45_000) await new Promise((r) => setTimeout(r, 60_500 - into));
+}
+
+const from = (ip) => ({ headers: { "cf-connecting-ip": ip } });
+
+test("over the limit, create-invoice answers 429 rate_limited with Retry-After; other clients are unaffected", async () => {
+  await freshWindow();
+  const ip = "203.0.113.10";
+  for (let i = 0; i < LIMIT; i++) {
+    const r = await worker.createInvoice({ amount: 100 + i }, from(ip));
+    assert.equal(r.status, 201, r.text);
+  }
+  const r = await worker.createInvoice({ amount: 100 }, from(ip));
+  assert.equal(r.status, 429, r.text);
+  assert.equal(r.json.error.code, "rate_limited");
+  assert.equal(r.json.error.retry_after, 60);
+  assert.equal(r.headers.get("retry-after"), "60");
+  // Bad input counts too, and is refused before it is read.
+  const bad = await worker.createInvoice({ amount: -1 }, from(ip));
+  assert.equal(bad.status, 429);
+
+  // Another client, and the same client on the other route, have their own counts.
+  assert.equal((await worker.createInvoice({ amount: 100 }, from("203.0.113.11"))).status, 201);
+  const hash = "00".repeat(32);
+  const check = await worker.request("GET", `/api/check-invoice?payment_hash=${hash}`, from(ip));
+  assert.equal(check.status, 404, check.text);
+  // An IPv6 client counts by its /64.
+  for (let i = 0; i < LIMIT; i++) {
+    assert.equal((await worker.createInvoice({ amount: 100 }, from(`2001:db8:7:7::${i + 1}`))).status, 201);
+  }
+  assert.equal((await worker.createInvoice({ amount: 100 }, from("2001:db8:7:7:ffff::9"))).status, 429);
+  assert.equal((await worker.createInvoice({ amount: 100 }, from("2001:db8:7:8::1"))).status, 201);
+});
+
+test("check-invoice is limited per client too", async () => {
+  await freshWindow();
+  const ip = "198.51.100.20";
+  const hash = "ab".repeat(32);
+  for (let i = 0; i < LIMIT; i++) {
+    const r = await worker.request("GET", `/api/check-invoice?payment_hash=${hash}`, from(ip));
+    assert.equal(r.status, 404, r.text);
+  }
+  const r = await worker.request("GET", `/api/check-invoice?payment_hash=${hash}`, from(ip));
+  assert.equal(r.status, 429, r.text);
+  assert.equal(r.json.error.code, "rate_limited");
+  assert.equal(r.headers.get("retry-after"), "60");
+});
+
+test("payout routes, health and preflights are not rate limited", async () => {
+  await freshWindow();
+  const ip = "192.0.2.30";
+  const auth = { authorization: `Bearer ${KEY}`, "cf-connecting-ip": ip };
+  for (let i = 0; i < LIMIT + 3; i++) {
+    const inv = signInvoice({ amountMsat: 1_000_000 + i * 1000, expiry: 900 });
+    const p = await worker.request("POST", "/api/payouts", {
+      json: { destination: inv.payment_request },
+      headers: { ...auth, "idempotency-key": `rl-${i}` },
+    });
+    assert.equal(p.status, 201, p.text);
+    assert.equal((await worker.request("GET", `/api/payouts/${p.json.id}`, { headers: auth })).status, 200);
+    assert.equal((await worker.request("GET", "/api/lightning/health", from(ip))).status, 200);
+    assert.equal((await worker.request("OPTIONS", "/api/create-invoice", from(ip))).status, 204);
+  }
+});
+
+test("without the binding the routes are not limited", async () => {
+  for (let i = 0; i < LIMIT + 3; i++) {
+    const r = await unbound.createInvoice({ amount: 100 }, from("203.0.113.99"));
+    assert.equal(r.status, 201, r.text);
+  }
+});
