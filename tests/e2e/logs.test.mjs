@@ -12,7 +12,8 @@ import { signInvoice } from "./support/invoice.mjs";
 
 const rand = (prefix) => `${prefix}-${crypto.randomBytes(12).toString("hex")}`;
 const SECRETS = {
-  ALBY_API_KEY: rand("alby-token"),
+  PHOENIXD_PASSWORD: rand("phoenixd-password"),
+  CLN_RUNE: rand("cln-rune"),
   LND_ADMIN_MACAROON: crypto.randomBytes(40).toString("hex"),
   LNBITS_INVOICE_KEY: rand("lnbits-inkey"),
   PAYOUT_API_KEY: rand("payout-key"),
@@ -24,15 +25,17 @@ const preimages = [];
 
 before(async () => {
   fakes = {
-    alby: await startFakeProvider("alby", { key: SECRETS.ALBY_API_KEY }),
+    phoenixd: await startFakeProvider("phoenixd", { key: SECRETS.PHOENIXD_PASSWORD }),
+    cln: await startFakeProvider("cln", { key: SECRETS.CLN_RUNE }),
     lnd: await startFakeProvider("lnd", { key: SECRETS.LND_ADMIN_MACAROON }),
     lnbits: await startFakeProvider("lnbits", { key: SECRETS.LNBITS_INVOICE_KEY }),
   };
   worker = await startWorker(
     {
       ...SECRETS,
-      LIGHTNING_PROVIDERS: "alby,lnd,lnbits",
-      ALBY_API_URL: fakes.alby.url,
+      LIGHTNING_PROVIDERS: "phoenixd,lnd,cln,lnbits",
+      PHOENIXD_URL: fakes.phoenixd.url,
+      CLN_REST_URL: fakes.cln.url,
       LND_REST_URL: fakes.lnd.url,
       LNBITS_URL: fakes.lnbits.url,
       LNBITS_ADMIN_KEY: fakes.lnbits.adminKey,
@@ -103,8 +106,8 @@ test("one JSON line per request, with the fields that matter for its route", asy
   let r = await logged("GET", "/");
   assert.deepEqual([r.line.route, r.line.level], ["/", "info"]);
 
-  // alby fails: its breaker opens, lnd serves the invoice.
-  await fakes.alby.fail("http500");
+  // phoenixd fails: its breaker opens, lnd serves the invoice.
+  await fakes.phoenixd.fail("http500");
   r = await logged("POST", "/api/create-invoice", { json: { amount: 1000, description: "logs" } });
   assert.equal(r.res.status, 201, r.res.text);
   assert.equal(r.line.route, "/api/create-invoice");
@@ -116,7 +119,7 @@ test("one JSON line per request, with the fields that matter for its route", asy
   );
   assert.equal(r.line.attempts[0].code, "upstream_error");
   assert.ok(!JSON.stringify(r.line).includes(r.res.json.payment_request), "the invoice itself is not logged");
-  const breaker = lines().filter((l) => l.event === "breaker" && l.provider === "alby");
+  const breaker = lines().filter((l) => l.event === "breaker" && l.provider === "phoenixd");
   assert.equal(breaker.length, 1, JSON.stringify(breaker));
   assert.deepEqual([breaker[0].from, breaker[0].to, breaker[0].level], ["closed", "open", "warn"]);
   const hash = r.res.json.payment_hash;
@@ -137,7 +140,7 @@ test("one JSON line per request, with the fields that matter for its route", asy
   assert.deepEqual([r.line.route, r.line.path, r.line.error], ["unmatched", "/no/such/route", "not_found"]);
   r = await logged("POST", "/api/payouts", { json: {}, headers: { authorization: "Bearer wrong-key-0123456789" } });
   assert.deepEqual([r.line.status, r.line.error], [401, "unauthorized"]);
-  await fakes.alby.heal();
+  await fakes.phoenixd.heal();
 });
 
 test("payout lines carry the id and state change, never the preimage", async () => {
