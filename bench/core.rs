@@ -5,10 +5,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use lightning_fallback::core::backends::mock::sign_invoice;
-use lightning_fallback::core::bolt11::{self, Expectation, Network};
-use lightning_fallback::core::breaker::BreakerPolicy;
+use lightning_fallback::core::health::breaker::BreakerPolicy;
 use lightning_fallback::core::health::{HealthBook, Source};
 use lightning_fallback::core::payout::destination;
+use lightning_fallback::core::receive::bolt11::{self, Expectation, Network};
 
 fn bench(name: &str, iterations: u32, mut f: impl FnMut(u32)) {
     // Warm up, then measure.

@@ -6,7 +6,7 @@
 //! `cargo run --example testkit -- decode <bolt11>`
 
 use lightning_fallback::core::backends::mock::sign_invoice;
-use lightning_fallback::core::bolt11::{self, Network};
+use lightning_fallback::core::receive::bolt11::{self, Network};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

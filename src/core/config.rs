@@ -2,11 +2,11 @@
 //! function so the rules are tested on the host. Every error names the
 //! variable to fix.
 
+use crate::core::api::cors::AllowedOrigins;
 use crate::core::backends::{nwc, ProviderConfig, ProviderKind};
 use crate::core::backoff::{HedgePolicy, RetryPolicy};
-use crate::core::bolt11::Network;
-use crate::core::breaker::BreakerPolicy;
-use crate::core::cors::AllowedOrigins;
+use crate::core::health::breaker::BreakerPolicy;
+use crate::core::receive::bolt11::Network;
 
 /// What an operator with an old Alby setup must do (the Alby wallet API
 /// closed in January 2026; Alby Hub speaks Nostr Wallet Connect).

@@ -7,9 +7,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::core::api::routes::Route;
 use crate::core::health::HealthBook;
 use crate::core::redact::Redactor;
-use crate::core::routes::Route;
 use crate::core::time::iso8601_secs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -380,7 +380,7 @@ impl PayoutLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::breaker::{BreakerPolicy, BreakerState};
+    use crate::core::health::breaker::{BreakerPolicy, BreakerState};
     use crate::core::health::Source;
     use serde_json::json;
 

@@ -8,8 +8,8 @@ use std::rc::Rc;
 use serde_json::json;
 
 use crate::core::backends::mock::sign_invoice;
-use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
+use crate::core::receive::bolt11::Network;
 
 pub type ReplyFn = Rc<dyn Fn(&HttpRequest, u64) -> HttpResponse>;
 

@@ -4,8 +4,8 @@
 
 use worker::{Env, Headers, Method, Request};
 
+use crate::core::api::error::ApiError;
 use crate::core::config::Config;
-use crate::core::error::ApiError;
 use crate::core::payout::attention::AttentionQuery;
 use crate::core::payout::shard;
 use crate::edge::health::require_admin;

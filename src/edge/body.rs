@@ -2,7 +2,7 @@
 
 use worker::Request;
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 

@@ -5,14 +5,14 @@ use futures_util::future::join_all;
 use serde_json::Value;
 use worker::{Context, Env, Request};
 
+use crate::core::api::error::ApiError;
 use crate::core::config::Config;
-use crate::core::error::ApiError;
+use crate::core::health::probe;
+use crate::core::health::report::{self, HealthReport};
+use crate::core::health::status_page;
 use crate::core::health::{HealthBook, Source};
-use crate::core::health_report::{self, HealthReport};
 use crate::core::http::Runtime;
 use crate::core::log::{breaker_transitions, Event};
-use crate::core::probe;
-use crate::core::status_page;
 use crate::edge::health_sync::HealthSession;
 use crate::edge::log;
 use crate::edge::reply::Reply;
@@ -64,7 +64,7 @@ async fn current(
     } else {
         None
     };
-    let report = health_report::report(cfg, &session.book, rt.now_ms());
+    let report = report::report(cfg, &session.book, rt.now_ms());
     session.flush(env, ctx, rt.now_ms()).await;
     Ok((report, deep_reports))
 }

@@ -4,12 +4,12 @@ use std::rc::Rc;
 
 use worker::{Context, Env, Request};
 
-use crate::core::chain;
+use crate::core::api::error::ApiError;
 use crate::core::config::Config;
-use crate::core::error::ApiError;
 use crate::core::http::Runtime;
-use crate::core::invoice::{self, InvoiceRecord};
-use crate::core::invoice_lookup::{self, Verdict};
+use crate::core::receive::chain;
+use crate::core::receive::invoice::{self, InvoiceRecord};
+use crate::core::receive::invoice_lookup::{self, Verdict};
 use crate::edge::body::read_json_body;
 use crate::edge::health_sync::HealthSession;
 use crate::edge::reply::Reply;

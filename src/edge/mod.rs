@@ -22,12 +22,12 @@ mod store;
 use serde_json::json;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
+use crate::core::api::cors::AllowedOrigins;
+use crate::core::api::error::ApiError;
+use crate::core::api::rate_limit::Limited;
+use crate::core::api::routes::{self, Route};
 use crate::core::config::Config;
-use crate::core::cors::AllowedOrigins;
-use crate::core::error::ApiError;
 use crate::core::log::{Answered, CronLog, Event, RequestLog};
-use crate::core::rate_limit::Limited;
-use crate::core::routes::{self, Route};
 use reply::{Body, Reply};
 
 async fn handle(
@@ -64,7 +64,7 @@ async fn handle(
         .header("link", "</openapi.json>; rel=\"service-desc\"")),
         Route::OpenApi => Ok(Reply {
             status: 200,
-            body: Body::JsonText(crate::core::openapi::DOCUMENT),
+            body: Body::JsonText(crate::core::api::openapi::DOCUMENT),
             headers: Vec::new(),
         }),
         Route::CreateInvoice => {
@@ -177,7 +177,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             }
             match health::cron_probe(&env, &cfg).await {
                 Ok(book) => {
-                    let report = crate::core::health_report::report(&cfg, &book, log::now_ms());
+                    let report = crate::core::health::report::report(&cfg, &book, log::now_ms());
                     line.health = Some(report.status.as_str().into());
                 }
                 Err(e) => cron_failed(&mut line, &e),

@@ -3,8 +3,8 @@
 
 use worker::{Env, Headers, Method, Request, RequestInit};
 
+use crate::core::api::error::ApiError;
 use crate::core::config::Config;
-use crate::core::error::ApiError;
 use crate::core::payout::listing::ListQuery;
 use crate::core::payout::{request, shard};
 use crate::edge::body::read_json_body;

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
 
-use crate::core::cors::AllowedOrigins;
-use crate::core::error::ApiError;
+use crate::core::api::cors::AllowedOrigins;
+use crate::core::api::error::ApiError;
 use crate::core::http::Runtime;
 use crate::core::log::{Event, Level, WakeLog};
 use crate::core::payout::config::PayoutConfig;

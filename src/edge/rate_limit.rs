@@ -5,9 +5,9 @@
 
 use worker::{Env, Request};
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
+use crate::core::api::rate_limit::{self, Limited};
 use crate::core::log::Level;
-use crate::core::rate_limit::{self, Limited};
 use crate::edge::{env, log};
 
 /// Refuses the request with 429 when this client is over the route's limit.

@@ -4,8 +4,8 @@
 use serde_json::Value;
 use worker::{Headers, Response};
 
-use crate::core::cors::AllowedOrigins;
-use crate::core::error::ApiError;
+use crate::core::api::cors::AllowedOrigins;
+use crate::core::api::error::ApiError;
 
 pub enum Body {
     Json(Value),
@@ -34,7 +34,7 @@ impl Reply {
         Reply {
             status,
             body: Body::Html(page),
-            headers: crate::core::status_page::security_headers(),
+            headers: crate::core::health::status_page::security_headers(),
         }
     }
 

@@ -3,8 +3,8 @@
 
 use worker::Request;
 
-use crate::core::auth;
-use crate::core::error::ApiError;
+use crate::core::api::auth;
+use crate::core::api::error::ApiError;
 
 /// The first value of query parameter `name`, decoded.
 pub fn query(req: &Request, name: &str) -> Result<Option<String>, ApiError> {

@@ -2,9 +2,9 @@
 
 use worker::kv::KvStore;
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
 use crate::core::health::HealthBook;
-use crate::core::invoice::InvoiceRecord;
+use crate::core::receive::invoice::InvoiceRecord;
 
 pub const KV_BINDING: &str = "LIGHTNING_KV";
 /// How long this isolate reuses the health book it last read or wrote.

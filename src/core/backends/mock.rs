@@ -8,9 +8,9 @@ use secp256k1::{Secp256k1, SecretKey};
 use std::time::Duration;
 
 use super::{Backend, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError};
-use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
+use crate::core::receive::bolt11::Network;
 
 /// The mock node's secret key. Public on purpose: development only.
 const MOCK_NODE_KEY: [u8; 32] = [0x11; 32];
@@ -114,7 +114,7 @@ impl Backend for Mock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::bolt11;
+    use crate::core::receive::bolt11;
 
     #[test]
     fn signs_parseable_invoices_with_description_hash() {

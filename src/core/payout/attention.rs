@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
 use crate::core::payout::listing::{cursor_of, ListQuery};
 use crate::core::payout::model::{Payout, PayoutState};
 

@@ -3,10 +3,10 @@
 
 use crate::core::backends::{ProviderConfig, ProviderKind};
 use crate::core::backoff::RetryPolicy;
-use crate::core::bolt11::Network;
 use crate::core::config::{Config, ConfigError, Environment};
 use crate::core::payout::machine::PayoutPolicy;
 use crate::core::payout::safe_url::UrlPolicy;
+use crate::core::receive::bolt11::Network;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayoutConfig {

@@ -9,7 +9,6 @@ use std::fmt;
 
 use futures_util::StreamExt;
 
-use crate::core::bolt11::{self, Expectation};
 use crate::core::http::Runtime;
 use crate::core::payout::backend;
 use crate::core::payout::config::PayoutConfig;
@@ -19,6 +18,7 @@ use crate::core::payout::machine::{self, Action};
 use crate::core::payout::model::{BackendId, Payout, PayoutState, Webhook};
 use crate::core::payout::request::{payout_id, PayoutRequest};
 use crate::core::payout::webhook;
+use crate::core::receive::bolt11::{self, Expectation};
 use crate::core::time::iso8601_ms;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,10 +118,10 @@ pub enum PayoutError {
 }
 
 /// The API's answer to a payout error (the payout domain maps its own
-/// errors, so `core::error` need not know the payout engine).
-impl From<PayoutError> for crate::core::error::ApiError {
+/// errors, so `core::api::error` need not know the payout engine).
+impl From<PayoutError> for crate::core::api::error::ApiError {
     fn from(e: PayoutError) -> Self {
-        use crate::core::error::ApiError;
+        use crate::core::api::error::ApiError;
         use crate::core::payout::lnurl::ResolveError as R;
         use PayoutError as P;
         match e {

@@ -4,7 +4,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
 use crate::core::payout::model::Payout;
 use crate::core::time::iso8601_ms;
 

@@ -8,9 +8,9 @@
 use bitcoin_hashes::{sha256, Hash};
 use serde_json::Value;
 
-use crate::core::bolt11::{self, Expectation, Network};
 use crate::core::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
 use crate::core::payout::safe_url::UrlPolicy;
+use crate::core::receive::bolt11::{self, Expectation, Network};
 
 /// LNURL responses are small; anything bigger is refused, and the runtime
 /// stops reading as soon as a body passes this (chunked bodies included).

@@ -19,3 +19,5 @@ pub mod webhook;
 
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod webhook_props;

@@ -3,8 +3,8 @@
 use bitcoin_hashes::{sha256, Hash};
 use serde_json::{json, Map, Value};
 
-use crate::core::body::{has_control_chars, parse_object};
-use crate::core::error::ApiError;
+use crate::core::api::body::{has_control_chars, parse_object};
+use crate::core::api::error::ApiError;
 
 pub const MAX_COMMENT_CHARS: usize = 2000;
 pub const MAX_EXTERNAL_ID_CHARS: usize = 255;

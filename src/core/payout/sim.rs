@@ -27,7 +27,6 @@ use crate::core::backends::mock::sign_invoice;
 use crate::core::backends::test_support::html_520;
 use crate::core::backends::{nwc, ProviderConfig, ProviderKind};
 use crate::core::backoff::RetryPolicy;
-use crate::core::bolt11::Network;
 use crate::core::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
 use crate::core::payout::config::PayoutConfig;
 use crate::core::payout::engine::{self, Claim, Created, PayoutStore, StoreError};
@@ -36,6 +35,7 @@ use crate::core::payout::model::{Payout, PayoutState};
 use crate::core::payout::registry;
 use crate::core::payout::request::PayoutRequest;
 use crate::core::payout::safe_url::UrlPolicy;
+use crate::core::receive::bolt11::Network;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum SendBehaviour {
@@ -438,7 +438,7 @@ impl Sim {
         match method {
             "pay_invoice" => {
                 let bolt11 = params["invoice"].as_str().unwrap_or("");
-                let (hash, expires) = crate::core::bolt11::parse(bolt11)
+                let (hash, expires) = crate::core::receive::bolt11::parse(bolt11)
                     .map(|i| (i.payment_hash.clone(), i.expires_at_secs()))
                     .unwrap_or_default();
                 let answer = self.pay(backend, &hash, expires);
@@ -506,7 +506,7 @@ impl Runtime for Sim {
         match (request.method, path.strip_prefix("/api/v1/payments")) {
             (Method::Post, Some("")) => {
                 let bolt11 = body["bolt11"].as_str().unwrap_or("");
-                let (hash, expires) = crate::core::bolt11::parse(bolt11)
+                let (hash, expires) = crate::core::receive::bolt11::parse(bolt11)
                     .map(|i| (i.payment_hash.clone(), i.expires_at_secs()))
                     .unwrap_or_default();
                 let answer = self.pay(backend, &hash, expires);

@@ -7,10 +7,10 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::core::backends::{self, InvoiceParams, ProviderConfig, ProviderError};
-use crate::core::chain;
 use crate::core::config::Config;
 use crate::core::health::{HealthBook, Source};
 use crate::core::http::{HttpResponse, Runtime};
+use crate::core::receive::chain;
 
 /// A provider not checked for this long is probed live when health is read.
 pub const STALE_AFTER_MS: u64 = 15 * 60 * 1000;
@@ -168,8 +168,8 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) ->
 mod tests {
     use super::*;
     use crate::core::backends::test_support::html_520;
-    use crate::core::bolt11::Network;
     use crate::core::http::HttpResponse;
+    use crate::core::receive::bolt11::Network;
     use crate::core::testing::{invoice_reply, FakeRuntime, Reply};
     use futures_executor::block_on;
     use serde_json::json;

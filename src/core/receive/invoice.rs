@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::core::api::error::ApiError;
 use crate::core::backends::{InvoiceParams, InvoiceState, ProviderKind};
-use crate::core::bolt11::is_payment_hash;
-use crate::core::chain::{Attempt, Issued};
 use crate::core::config::InvoiceLimits;
-use crate::core::error::ApiError;
+use crate::core::receive::bolt11::is_payment_hash;
+use crate::core::receive::chain::{Attempt, Issued};
 use crate::core::time::iso8601_secs;
 
 /// BOLT11 caps the `d` field at 639 bytes.
@@ -18,7 +18,7 @@ pub const MIN_EXPIRY_SECS: u64 = 60;
 pub const RECORD_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    crate::core::body::parse_object(body)
+    crate::core::api::body::parse_object(body)
 }
 
 fn whole_number(
@@ -70,7 +70,7 @@ pub fn parse_create_request(
                 format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
             ))
         }
-        Some(Value::String(s)) if crate::core::body::has_control_chars(s, true) => {
+        Some(Value::String(s)) if crate::core::api::body::has_control_chars(s, true) => {
             return Err(ApiError::invalid_field(
                 "description",
                 "must not contain control characters (other than tab and line breaks)",

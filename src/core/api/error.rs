@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::core::chain::{Attempt, ProviderFailure};
+use crate::core::receive::chain::{Attempt, ProviderFailure};
 
 /// A client-visible error: what went wrong, as a typed value.
 #[derive(Debug, Clone, PartialEq)]

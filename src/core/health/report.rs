@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::core::backends::ProviderKind;
-use crate::core::breaker::BreakerState;
 use crate::core::config::Config;
+use crate::core::health::breaker::BreakerState;
 use crate::core::health::{HealthBook, Sample};
 use crate::core::time::iso8601_ms;
 
@@ -157,7 +157,7 @@ pub fn report(cfg: &Config, book: &HealthBook, now_ms: u64) -> HealthReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::breaker::BreakerPolicy;
+    use crate::core::health::breaker::BreakerPolicy;
     use crate::core::health::Source;
 
     fn cfg() -> Config {

@@ -1,7 +1,7 @@
 //! The route table: which handler serves a method and path. Unknown paths
 //! are 404 and known paths with the wrong method 405, both as JSON.
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {

@@ -4,11 +4,16 @@
 //! second, so outcomes are aggregated and only flushed when something a
 //! reader would act on changed, or the record is getting stale.
 
+pub mod breaker;
+pub mod probe;
+pub mod report;
+pub mod status_page;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::breaker::{self, Admission, BreakerPolicy, BreakerState};
+use crate::core::health::breaker::{Admission, BreakerPolicy, BreakerState};
 
 /// How many recent outcomes feed the success rate.
 pub const WINDOW: usize = 20;

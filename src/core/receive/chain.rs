@@ -18,11 +18,11 @@ use crate::core::backends::{
     self, mock, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError,
     ProviderKind,
 };
-use crate::core::bolt11::{self, Expectation};
-use crate::core::breaker::Admission;
 use crate::core::config::{Config, Strategy};
+use crate::core::health::breaker::Admission;
 use crate::core::health::{HealthBook, Source};
 use crate::core::http::{HttpResponse, Runtime};
+use crate::core::receive::bolt11::{self, Expectation};
 
 /// One try (or skip) of one provider, reported back to the client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -736,7 +736,7 @@ pub async fn check_invoice<R: Runtime>(
         }
     }
     let retry_after_secs = match health.get(name).breaker {
-        crate::core::breaker::BreakerState::Open { until_ms } => {
+        crate::core::health::breaker::BreakerState::Open { until_ms } => {
             until_ms.saturating_sub(rt.now_ms()).div_ceil(1000).max(1)
         }
         _ => 5,
@@ -750,10 +750,10 @@ pub async fn check_invoice<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::bolt11::Network;
-    use crate::core::breaker::BreakerState;
     use crate::core::config::Config;
+    use crate::core::health::breaker::BreakerState;
     use crate::core::http::{HttpResponse, TransportError};
+    use crate::core::receive::bolt11::Network;
     use crate::core::testing::{self, invoice_reply, FakeRuntime, Reply, VirtualRuntime};
     use futures_executor::block_on;
     use serde_json::json;

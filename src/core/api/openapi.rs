@@ -9,8 +9,8 @@ pub const DOCUMENT: &str = include_str!("openapi.json");
 #[cfg(test)]
 mod tests {
     use super::DOCUMENT;
-    use crate::core::error::ApiError;
-    use crate::core::routes::{self, Route};
+    use crate::core::api::error::ApiError;
+    use crate::core::api::routes::{self, Route};
     use serde_json::Value;
     use std::collections::BTreeSet;
 

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::core::error::ApiError;
+use crate::core::api::error::ApiError;
 
 /// A JSON object whose keys are all different. `serde_json` keeps the last of
 /// repeated keys, while other parsers (a proxy, a WAF, the client's own

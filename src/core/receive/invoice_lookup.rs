@@ -10,13 +10,13 @@
 use futures_util::future::join_all;
 
 use crate::core::backends::{self, InvoiceState, LookedUp, ProviderConfig, ProviderError};
-use crate::core::bolt11;
-use crate::core::breaker::Admission;
-use crate::core::chain::{lookup_counts_against_health, ProviderFailure};
 use crate::core::config::Config;
+use crate::core::health::breaker::Admission;
 use crate::core::health::{HealthBook, Source};
 use crate::core::http::{HttpResponse, Runtime, TransportError};
-use crate::core::invoice::InvoiceRecord;
+use crate::core::receive::bolt11;
+use crate::core::receive::chain::{lookup_counts_against_health, ProviderFailure};
+use crate::core::receive::invoice::InvoiceRecord;
 
 /// One provider's answer about the hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +236,7 @@ mod tests {
     use super::*;
     use crate::core::backends::mock::sign_invoice;
     use crate::core::backends::ProviderKind;
-    use crate::core::bolt11::Network;
+    use crate::core::receive::bolt11::Network;
     use crate::core::testing::{self, Reply, VirtualRuntime};
     use serde_json::json;
 

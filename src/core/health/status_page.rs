@@ -1,8 +1,8 @@
 //! The `/status` page for people: server-rendered HTML, no scripts, one
 //! inline SVG chart per provider, refreshing itself.
 
+use crate::core::health::report::{HealthReport, Service};
 use crate::core::health::Sample;
-use crate::core::health_report::{HealthReport, Service};
 
 pub const REFRESH_SECS: u32 = 30;
 
@@ -228,7 +228,7 @@ pub fn render_with_queue(r: &HealthReport, queue: Option<&serde_json::Value>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::health_report::{Fallback, Overall};
+    use crate::core::health::report::{Fallback, Overall};
 
     fn service(err: &str) -> Service {
         Service {
