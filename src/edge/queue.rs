@@ -191,6 +191,44 @@ impl PayoutQueue {
         Ok(cfg)
     }
 
+    /// Registry role: before its first decision, the registry records the
+    /// live hashes of every shard, so that payouts stored before shards
+    /// claimed through it (an upgrade) hold their invoices too. Until every
+    /// shard has answered, no claim is decided.
+    async fn backfill_claims(&self, store: &SqlStore) -> Result<(), ApiError> {
+        let shards = payout_config(&self.env).map_or(1, |c| c.shards);
+        if store.backfilled(shards).map_err(store_err)? {
+            return Ok(());
+        }
+        let mut pairs = Vec::new();
+        for shard in 0..shards {
+            let reply = crate::edge::payouts::call_object(
+                &self.env,
+                &shard::object_name(shard),
+                worker::Method::Get,
+                "/live-hashes",
+                worker::Headers::new(),
+                None,
+            )
+            .await?;
+            if reply.status != 200 {
+                return Err(ApiError::StorageUnavailable(format!(
+                    "invoice registry: shard {shard} could not list its invoices (HTTP {})",
+                    reply.status
+                )));
+            }
+            let body = reply.into_json();
+            for pair in body["hashes"].as_array().into_iter().flatten() {
+                if let (Some(h), Some(id)) = (pair[0].as_str(), pair[1].as_str()) {
+                    pairs.push((h.to_string(), id.to_string()));
+                }
+            }
+        }
+        store
+            .backfill(&pairs, shards, WorkerRuntime.now_ms())
+            .map_err(store_err)
+    }
+
     fn check_shards(&self, shards: u32) -> Result<(), ApiError> {
         match self.store()?.check_shards(shards).map_err(store_err)? {
             Ok(()) => Ok(()),
@@ -276,6 +314,7 @@ impl PayoutQueue {
                     return Err(ApiError::InvalidJson("hash and id are required".into()));
                 };
                 let store = self.store()?;
+                self.backfill_claims(&store).await?;
                 Ok(
                     match store
                         .claim(hash, id, body["replace"].as_str(), rt.now_ms())
@@ -285,6 +324,11 @@ impl PayoutQueue {
                         Claim::HeldBy(owner) => Reply::json(200, json!({"owner": owner})),
                     },
                 )
+            }
+            ("GET", "/live-hashes") => {
+                let store = self.store()?;
+                let pairs = store.live_hashes(rt.now_ms() / 1000).map_err(store_err)?;
+                Ok(Reply::json(200, json!({ "hashes": pairs })))
             }
             ("GET", "/stats") => {
                 let store = self.store()?;

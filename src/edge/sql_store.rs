@@ -182,6 +182,71 @@ impl SqlStore {
         Ok(claim)
     }
 
+    /// Shard role: the hash and id of every payout that holds its invoice
+    /// (not failed) while that invoice can still be paid.
+    pub fn live_hashes(&self, now_secs: u64) -> Result<Vec<(String, String)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            payment_hash: String,
+            id: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT payment_hash, id FROM payouts WHERE status != 'failed'
+                 AND json_extract(data, '$.invoice_expires_at_secs') > ?",
+                vec![int(now_secs)],
+            )
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        Ok(rows.into_iter().map(|r| (r.payment_hash, r.id)).collect())
+    }
+
+    /// Registry role: whether every shard's live hashes were recorded
+    /// (payouts stored before the shards claimed through the registry).
+    pub fn backfilled(&self, shards: u32) -> Result<bool, StoreError> {
+        Ok(self
+            .number(
+                "SELECT value AS n FROM meta WHERE name = 'claims_backfilled'",
+                vec![],
+            )?
+            .is_some_and(|n| n >= u64::from(shards)))
+    }
+
+    /// Registry role: records `pairs` (hash, payout id) where no claim
+    /// exists yet, as fresh claims, then marks the backfill done.
+    pub fn backfill(
+        &self,
+        pairs: &[(String, String)],
+        shards: u32,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        for (hash, id) in pairs {
+            let held = self
+                .number(
+                    "SELECT COUNT(*) AS n FROM claims WHERE hash = ?",
+                    vec![V::from(hash.as_str())],
+                )?
+                .unwrap_or(0);
+            if held == 0 {
+                self.sql
+                    .exec(
+                        "INSERT OR IGNORE INTO invoice_claims (hash, payout_id, claimed_at) VALUES (?, ?, ?)",
+                        vec![V::from(hash.as_str()), V::from(id.as_str()), int(now_ms)],
+                    )
+                    .map_err(e)?;
+            }
+        }
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('claims_backfilled', ?)",
+                vec![int(u64::from(shards))],
+            )
+            .map_err(e)?;
+        Ok(())
+    }
+
     /// Payouts waiting for a backend that is not configured, and payouts
     /// whose recipient was paid more than once.
     pub fn attention(&self) -> Result<(u64, u64), StoreError> {

@@ -42,10 +42,12 @@ pub enum Claim {
 /// this long of the claim's request, or given up. The registry never hands a
 /// claim younger than [`CLAIM_SETTLE_MS`] to another payout, so a claim whose
 /// payout is still on its way cannot be taken over.
-pub const CLAIM_COMMIT_MS: u64 = 60_000;
+pub const CLAIM_COMMIT_MS: u64 = 30_000;
 /// See [`CLAIM_COMMIT_MS`]. Both are durations, each on one clock (the
-/// shard's, the registry's), so clock offsets between objects do not matter.
-pub const CLAIM_SETTLE_MS: u64 = 2 * CLAIM_COMMIT_MS;
+/// shard's, the registry's), so clock offsets between objects do not matter;
+/// four times the commit bound leaves room for the claimant's own checks and
+/// for clock-rate drift.
+pub const CLAIM_SETTLE_MS: u64 = 4 * CLAIM_COMMIT_MS;
 
 /// Durable payout storage. Calls are synchronous: in a Durable Object, code
 /// between two `await`s runs without interleaving, so a read followed by a

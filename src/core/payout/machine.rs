@@ -767,6 +767,15 @@ pub const CANCEL_REASON: &str = "cancelled by admin";
 /// `Failed`, so listing, webhooks, the daily limit and admin retry treat it
 /// like any other failed payout.
 pub fn cancel(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
+    // A row stored before pinning left earlier hashes on a bare "not found";
+    // they are watched only once the row is pinned on its next turn.
+    let legacy_sent = p.backend.is_none()
+        && (p.ever_sent || p.send_attempts > 0 || !p.previous_hashes.is_empty());
+    if legacy_sent {
+        return Err(WrongState(
+            "it was stored before backends were pinned and has sent before; it can be cancelled once the queue has taken it up again",
+        ));
+    }
     match p.state {
         PayoutState::Queued {
             verify_first: false,
@@ -812,7 +821,11 @@ mod tests {
             comment: None,
             external_id: None,
             provider: ProviderKind::Lnbits,
-            backend: None,
+            backend: Some(crate::core::payout::model::BackendId {
+                kind: crate::core::backends::ProviderKind::Lnbits,
+                base_url: "http://lnbits.test".into(),
+                credential_fp: "fp".into(),
+            }),
             blocked: None,
             invoice: "lnbc".into(),
             payment_hash: "h1".into(),
@@ -1342,6 +1355,29 @@ mod tests {
         w.send_attempts = 2;
         let _ = apply_lookup(&mut w, LookupOutcome::NotFound, 5_000, &policy(), 0);
         refused(w, "awaiting expiry");
+    }
+
+    #[test]
+    fn cancel_is_refused_for_unpinned_rows_that_sent() {
+        let mut legacy = payout(queued(false));
+        legacy.backend = None;
+        legacy.ever_sent = true;
+        assert!(
+            cancel(&mut legacy.clone(), 1).is_err(),
+            "legacy row that sent"
+        );
+        legacy.ever_sent = false;
+        legacy.previous_hashes.push("ab".repeat(32));
+        assert!(
+            cancel(&mut legacy.clone(), 1).is_err(),
+            "legacy row with an earlier hash"
+        );
+        let mut never = payout(queued(false));
+        never.backend = None;
+        assert!(
+            cancel(&mut never, 1).is_ok(),
+            "a legacy row that never sent"
+        );
     }
 
     #[test]
