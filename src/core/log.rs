@@ -12,12 +12,26 @@ use crate::core::health::HealthBook;
 use crate::core::redact::Redactor;
 use crate::core::time::iso8601_secs;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Info,
     Warn,
     Error,
+}
+
+impl Level {
+    /// `LOG_LEVEL`: the least level written. `info` (the default) writes a
+    /// line per request; `warn` keeps 4xx/5xx answers, failures, breaker
+    /// openings and the like, and saves the cost of a line on every
+    /// successful request. Anything else is `info`: a typo never hides logs.
+    pub fn threshold(setting: Option<&str>) -> Level {
+        match setting.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            Some("warn") | Some("warning") => Level::Warn,
+            Some("error") => Level::Error,
+            _ => Level::Info,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -380,6 +394,15 @@ impl PayoutLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_level_threshold_never_hides_logs_on_a_typo() {
+        assert_eq!(Level::threshold(None), Level::Info);
+        assert_eq!(Level::threshold(Some(" WARN ")), Level::Warn);
+        assert_eq!(Level::threshold(Some("error")), Level::Error);
+        assert_eq!(Level::threshold(Some("eror")), Level::Info);
+        assert!(Level::Info < Level::Warn && Level::Warn < Level::Error);
+    }
     use crate::core::health::breaker::{BreakerPolicy, BreakerState};
     use crate::core::health::Source;
     use serde_json::json;

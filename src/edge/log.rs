@@ -2,6 +2,8 @@
 //! where `wrangler tail` and Workers Logs pick them up: one JSON object per
 //! line, at the console level matching the line's level.
 
+use std::rc::Rc;
+
 use wasm_bindgen::JsCast;
 use worker::Env;
 
@@ -13,16 +15,33 @@ pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
 
+thread_local! {
+    /// Built once per isolate: bindings and secrets are fixed for the life
+    /// of an isolate (a new deployment or secret starts new isolates), and
+    /// reading them all costs tens of calls into JS on every line.
+    static REDACTOR: std::cell::RefCell<Option<Rc<Redactor>>> =
+        const { std::cell::RefCell::new(None) };
+    /// `LOG_LEVEL`, read with the redactor.
+    static THRESHOLD: std::cell::Cell<Level> = const { std::cell::Cell::new(Level::Info) };
+}
+
 /// The redactor for this deployment's secrets: the known secret variables
 /// and every binding whose name looks like one.
-pub fn redactor(env: &Env) -> Redactor {
+pub fn redactor(env: &Env) -> Rc<Redactor> {
+    if let Some(r) = REDACTOR.with(|c| c.borrow().clone()) {
+        return r;
+    }
     let names: Vec<String> = js_sys::Object::keys(env.unchecked_ref::<js_sys::Object>())
         .iter()
         .filter_map(|k| k.as_string())
         .collect();
-    Redactor::from_vars(names.iter().map(String::as_str), |name| {
-        env::lookup(env, name)
-    })
+    THRESHOLD.with(|t| t.set(Level::threshold(env::lookup(env, "LOG_LEVEL").as_deref())));
+    let r = Rc::new(Redactor::from_vars(
+        names.iter().map(String::as_str),
+        |name| env::lookup(env, name),
+    ));
+    REDACTOR.with(|c| *c.borrow_mut() = Some(r.clone()));
+    r
 }
 
 /// Prints one line, redacted with this deployment's secrets.
@@ -32,6 +51,9 @@ pub fn emit(env: &Env, level: Level, event: Event) {
 
 /// Prints one line with a redactor already at hand.
 pub fn write(redactor: &Redactor, level: Level, event: Event) {
+    if level < THRESHOLD.with(|t| t.get()) {
+        return;
+    }
     let line = LogLine::new(now_ms(), level, event).render(redactor);
     match level {
         Level::Info => worker::console_log!("{line}"),

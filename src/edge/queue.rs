@@ -44,7 +44,7 @@ fn store_err(e: engine::StoreError) -> ApiError {
 
 pub fn payout_config(env: &Env) -> Result<PayoutConfig, ApiError> {
     let cfg = env::config(env)?;
-    PayoutConfig::from_lookup(|n| env::lookup(env, n), &cfg).map_err(|e| {
+    env::payout_config(env, &cfg).map_err(|e| {
         if e.variable == "PAYOUT_API_KEY" {
             ApiError::PayoutsDisabled("set the PAYOUT_API_KEY secret".into())
         } else {
