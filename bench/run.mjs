@@ -6,7 +6,7 @@
 // bounded in count and time.
 //
 //   node bench/run.mjs [--quick] [--duration S] [--connections C]
-//                      [--payouts N] [--only overhead,failover,drain,size]
+//                      [--payouts N] [--only overhead,failover,drain,size] [--log-level warn]
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -27,6 +27,10 @@ const DURATION = Number(opt("duration", QUICK ? 3 : 10));
 const CONNS = Number(opt("connections", 10));
 const PAYOUTS = Number(opt("payouts", QUICK ? 50 : 200));
 const ONLY = new Set(opt("only", "overhead,failover,drain,size").split(","));
+// `--log-level warn` runs the gateway with LOG_LEVEL=warn: no log line for a
+// successful request or payout step (under wrangler dev each line crosses to
+// the wrangler process, which is most of the per-request cost measured).
+const LOG_LEVEL = opt("log-level", null);
 const PROVIDER_MS = 20; // create/check provider latency
 const PAY_MS = 50; // payout backend latency
 const FAILOVER_SAMPLES = QUICK ? 4 : 10;
@@ -107,7 +111,8 @@ async function startFloor() {
   return startWorker({}, { name: "floor", dir, snapshot: true });
 }
 
-const gateway = (vars, name) => startWorker(vars, { name, snapshot: true });
+const gateway = (vars, name) =>
+  startWorker(LOG_LEVEL ? { ...vars, LOG_LEVEL } : vars, { name, snapshot: true });
 
 async function timed(fn) {
   const t = performance.now();
