@@ -208,6 +208,19 @@ async fn claim_hash<R: Runtime, S: PayoutStore>(
     }
 }
 
+/// The live (not failed) payout other than `me` whose current invoice has
+/// `hash`, if any: within a shard, one invoice belongs to one live payout.
+fn live_holder<S: PayoutStore>(
+    store: &S,
+    hash: &str,
+    me: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .by_payment_hash(hash)?
+        .filter(|o| o.id != me && !matches!(o.state, PayoutState::Failed { .. }))
+        .map(|o| o.id))
+}
+
 pub enum Created {
     New(Payout),
     Replayed(Payout),
@@ -356,16 +369,12 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         return replay(existing, &fingerprint);
     }
     check_budget(store, cfg, amount_sat, now)?;
-    let live_holder = |hash: &str| -> Result<(), PayoutError> {
-        match store.by_payment_hash(hash)? {
-            Some(other) if !matches!(other.state, PayoutState::Failed { .. }) => {
-                Err(PayoutError::InvoiceAlreadyUsed(other.id))
-            }
-            _ => Ok(()),
-        }
-    };
-    live_holder(&payment_hash)?;
     let id = payout_id(idempotency_key);
+    let taken = || match live_holder(store, &payment_hash, &id)? {
+        Some(other) => Err(PayoutError::InvoiceAlreadyUsed(other)),
+        None => Ok(()),
+    };
+    taken()?;
     claim_hash(rt, store, &payment_hash, &id).await?;
     // The claim awaited: check again what another request may have changed.
     if let Some(existing) = store.by_idempotency_key(idempotency_key)? {
@@ -373,7 +382,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
     }
     let now = rt.now_ms();
     check_budget(store, cfg, amount_sat, now)?;
-    live_holder(&payment_hash)?;
+    taken()?;
     let mut p = Payout {
         id: id.clone(),
         idempotency_key: idempotency_key.to_string(),
@@ -638,10 +647,9 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                 let now = rt.now_ms();
                 // A server that hands back an invoice already tried gives
                 // nothing new; one another payout pays is not ours to pay.
-                let taken = |h: &str| {
-                    store.by_payment_hash(h).ok().flatten().is_some_and(|o| {
-                        o.id != cur.id && !matches!(o.state, PayoutState::Failed { .. })
-                    })
+                let held = match &result {
+                    Ok(r) => live_holder(store, &r.payment_hash, &cur.id)?,
+                    Err(_) => None,
                 };
                 let result = result.and_then(|r| {
                     if r.payment_hash == cur.payment_hash
@@ -650,7 +658,7 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                         Err(ResolveError::Protocol(
                             "the recipient returned an invoice that was already tried".into(),
                         ))
-                    } else if taken(&r.payment_hash) {
+                    } else if held.is_some() {
                         Err(ResolveError::Protocol(
                             "the recipient returned an invoice another payout pays".into(),
                         ))
@@ -682,22 +690,14 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     continue;
                 }
                 let (now, random) = (rt.now_ms(), rt.random_u64());
-                let result = result.and_then(|r| {
-                    if store
-                        .by_payment_hash(&r.payment_hash)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|o| {
-                            o.id != cur.id && !matches!(o.state, PayoutState::Failed { .. })
-                        })
-                    {
+                let result = match result {
+                    Ok(r) if live_holder(store, &r.payment_hash, &cur.id)?.is_some() => {
                         Err(ResolveError::Protocol(
                             "the recipient returned an invoice another payout pays".into(),
                         ))
-                    } else {
-                        Ok(r)
                     }
-                });
+                    other => other,
+                };
                 let moved = match result {
                     Ok(r) => machine::replace_invoice(
                         &mut cur,
@@ -921,15 +921,9 @@ pub async fn retry<R: Runtime, S: PayoutStore>(
         )));
     }
     // The invoice may have been taken by another payout since this one failed.
-    let taken = |p: &Payout| -> Result<(), PayoutError> {
-        match store.by_payment_hash(&p.payment_hash)? {
-            Some(other)
-                if other.id != p.id && !matches!(other.state, PayoutState::Failed { .. }) =>
-            {
-                Err(PayoutError::InvoiceAlreadyUsed(other.id))
-            }
-            _ => Ok(()),
-        }
+    let taken = |p: &Payout| match live_holder(store, &p.payment_hash, &p.id)? {
+        Some(other) => Err(PayoutError::InvoiceAlreadyUsed(other)),
+        None => Ok(()),
     };
     taken(&p)?;
     check_budget(store, cfg, p.amount_sat, now)?;
