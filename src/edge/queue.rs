@@ -229,6 +229,24 @@ impl PayoutQueue {
             .map_err(store_err)
     }
 
+    /// The payouts a listing query asks for, one more than its page (to
+    /// tell whether another page follows), and the page size.
+    fn listed(
+        &self,
+        req: &Request,
+    ) -> Result<(Vec<crate::core::payout::model::Payout>, u32), ApiError> {
+        let list = crate::core::payout::listing::ListQuery::parse(
+            query(req, "status")?.as_deref(),
+            query(req, "limit")?.as_deref(),
+            query(req, "cursor")?.as_deref(),
+        )?;
+        let items = self
+            .store()?
+            .list(list.status, list.limit + 1, list.after)
+            .map_err(store_err)?;
+        Ok((items, list.limit))
+    }
+
     fn check_shards(&self, shards: u32) -> Result<(), ApiError> {
         match self.store()?.check_shards(shards).map_err(store_err)? {
             Ok(()) => Ok(()),
@@ -272,30 +290,14 @@ impl PayoutQueue {
                 }
             }
             ("GET", "/list") => {
-                let list = crate::core::payout::listing::ListQuery::parse(
-                    query(req, "status")?.as_deref(),
-                    query(req, "limit")?.as_deref(),
-                    query(req, "cursor")?.as_deref(),
-                )?;
-                let store = self.store()?;
-                let items = store
-                    .list(list.status, list.limit + 1, list.after.clone())
-                    .map_err(store_err)?;
+                let (items, limit) = self.listed(req)?;
                 Ok(Reply::json(
                     200,
-                    crate::core::payout::listing::page(items, list.limit),
+                    crate::core::payout::listing::page(items, limit),
                 ))
             }
             ("GET", "/list-shard") => {
-                let list = crate::core::payout::listing::ListQuery::parse(
-                    query(req, "status")?.as_deref(),
-                    query(req, "limit")?.as_deref(),
-                    query(req, "cursor")?.as_deref(),
-                )?;
-                let store = self.store()?;
-                let items = store
-                    .list(list.status, list.limit + 1, list.after.clone())
-                    .map_err(store_err)?;
+                let (items, _) = self.listed(req)?;
                 Ok(Reply::json(
                     200,
                     crate::core::payout::listing::shard_page(&items),
