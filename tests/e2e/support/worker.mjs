@@ -47,8 +47,8 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
   const envFile = path.join(dir, "test.env");
   const all = { ENVIRONMENT: "development", INVOICE_RATE_LIMIT_ENABLED: "false", ...vars };
   fs.writeFileSync(envFile, Object.entries(all).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
-  const port = fixedPort ?? (await freePort());
-  const base = `http://127.0.0.1:${port}`;
+  let port = fixedPort ?? (await freePort());
+  let base = `http://127.0.0.1:${port}`;
   let child;
   let log = "";
   const previousLogs = [];
@@ -83,7 +83,18 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  await launch();
+  // A port found free can be taken before wrangler binds it (an outbound
+  // connection's ephemeral port, another server starting): pick new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (e) {
+      if (fixedPort !== null || attempt >= 3 || !/Address already in use/.test(String(e.message))) throw e;
+      port = await freePort();
+      base = `http://127.0.0.1:${port}`;
+    }
+  }
   const worker = {
     base,
     dir,
