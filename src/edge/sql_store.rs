@@ -6,7 +6,7 @@ use worker::{SqlStorage, SqlStorageValue as V};
 
 use crate::core::log::{Event, PayoutLog};
 use crate::core::payout::engine::{day_of, Claim, PayoutStore, StoreError};
-use crate::core::payout::model::Payout;
+use crate::core::payout::model::{BackendId, Payout};
 use crate::core::payout::registry;
 use crate::core::redact::Redactor;
 use crate::edge::registry::{Link, Registry};
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, u
 CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS invoice_claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL, claimed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS known_paid (backend TEXT PRIMARY KEY, hash TEXT NOT NULL, at INTEGER NOT NULL);
 ";
 
 pub struct SqlStore {
@@ -524,6 +525,38 @@ impl PayoutStore for SqlStore {
 
     fn instance(&self) -> String {
         self.instance.clone()
+    }
+
+    fn known_paid(&self, backend: &BackendId) -> Result<Option<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct H {
+            hash: String,
+        }
+        let rows: Vec<H> = self
+            .sql
+            .exec(
+                "SELECT hash FROM known_paid WHERE backend = ?",
+                vec![V::from(backend.key().as_str())],
+            )
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        Ok(rows.into_iter().next().map(|h| h.hash))
+    }
+
+    fn remember_paid(
+        &self,
+        backend: &BackendId,
+        hash: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO known_paid (backend, hash, at) VALUES (?, ?, ?)",
+                vec![V::from(backend.key().as_str()), V::from(hash), int(now_ms)],
+            )
+            .map_err(e)?;
+        Ok(())
     }
 
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError> {

@@ -16,11 +16,11 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, Backend, CreatedInvoice, InvoiceParams, InvoiceState, LookedUp,
-    ProviderConfig, ProviderError,
+    PaymentFacts, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::payout::backend::fee_limit_sat;
-use crate::core::payout::machine::{LookupOutcome, PayOutcome};
+use crate::core::payout::machine::{Covers, LookupOutcome, PayOutcome};
 
 /// How long `xpay` keeps retrying routes before it gives up (its default).
 const XPAY_RETRY_FOR_SECS: u64 = 60;
@@ -187,6 +187,19 @@ impl Backend for Cln {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lookup_outcome(resp)
     }
+    /// CLN v26.06: xpay's success carries `payment_preimage`
+    /// (`plugins/xpay/xpay.c:payment_succeeded`); a `complete` listpays
+    /// entry carries `preimage` (`plugins/xpay/listpays.c`). listpays reads
+    /// the node's own sendpay table: a rune without permission is refused
+    /// (401/403), never an empty list.
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: true,
+            preimage_on_lookup: true,
+            lookup_may_be_blind: false,
+            late_execution_floor_ms: 0,
+        }
+    }
 }
 
 /// xpay/pay error codes (`common/jsonrpc_errors.h`; the `errors` sections
@@ -303,8 +316,20 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
     if pays.iter().any(|p| status(p).as_deref() == Some("pending")) {
         return LookupOutcome::Pending;
     }
+    // One entry per xpay call (its own group), each failed with no part
+    // in flight and no attempt ongoing: every attempt is over. The newest
+    // entry's `created_at` (node clock, s) dates the last one recorded.
     if pays.iter().all(|p| status(p).as_deref() == Some("failed")) {
-        return LookupOutcome::Failed("CLN lists the payment as failed".into());
+        let newest = pays
+            .iter()
+            .filter_map(|p| p.get("created_at").and_then(Value::as_u64))
+            .max()
+            .map(|s| s.saturating_mul(1000));
+        return LookupOutcome::failed(
+            "CLN lists the payment as failed",
+            Covers::EveryAttempt,
+            newest,
+        );
     }
     LookupOutcome::Error(format!(
         "listpays has a payment in an unknown state: {}",

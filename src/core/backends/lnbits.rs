@@ -5,10 +5,11 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    LookedUp, ProviderConfig, ProviderError,
+    LookedUp, PaymentFacts, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse};
-use crate::core::payout::machine::{LookupOutcome, PayOutcome};
+use crate::core::payout::machine::{Covers, FailedRecord, LookupOutcome, PayOutcome};
+use crate::core::time::parse_timestamp_ms;
 
 fn auth(cfg: &ProviderConfig, r: HttpRequest) -> HttpRequest {
     r.header("x-api-key", &cfg.credential)
@@ -135,6 +136,20 @@ impl Backend for Lnbits {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lookup_outcome(resp)
     }
+    /// LNbits 1.6.2 (`lnbits/core/views/payment_api.py`, `core/services/
+    /// payments.py`, `core/crud/payments.py`): a successful payment is the
+    /// `Payment` row with its `preimage`, and a paid lookup carries
+    /// `preimage`. Its 404 "Payment does not exist." is also the answer for
+    /// a row the key's wallet may not see (`get_standalone_payment`: a
+    /// shared wallet without view permission).
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: true,
+            preimage_on_lookup: true,
+            lookup_may_be_blind: true,
+            late_execution_floor_ms: 0,
+        }
+    }
 }
 
 fn pay_outcome(resp: &HttpResponse) -> PayOutcome {
@@ -215,9 +230,19 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
                 .map(str::to_string),
             fee_msat: u64_of(&details, "fee"),
         },
-        (_, Some("failed")) => {
-            LookupOutcome::Failed("the backend reports the payment failed".into())
-        }
+        // One row per hash (`checking_id` is the hash; a send of a hash
+        // that failed is refused: "retrying is not possible"). A row is
+        // marked failed only when the funding source says the payment
+        // failed (`_pay_external_invoice`), and is never re-checked.
+        (_, Some("failed")) => LookupOutcome::Failed(FailedRecord {
+            reason: "the backend reports the payment failed".into(),
+            covers: Covers::EveryAttempt,
+            created_at_ms: ["created_at", "time"]
+                .iter()
+                .find_map(|k| details.get(*k).and_then(parse_timestamp_ms)),
+            may_still_settle: false,
+            resendable: false,
+        }),
         (_, Some("pending")) => LookupOutcome::Pending,
         _ => LookupOutcome::Error("lookup answer has no status".into()),
     }

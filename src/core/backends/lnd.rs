@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    LookedUp, ProviderConfig, ProviderError,
+    LookedUp, PaymentFacts, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse, ReadLimits};
 use crate::core::payout::backend::fee_limit_sat;
-use crate::core::payout::machine::{LookupOutcome, PayOutcome};
+use crate::core::payout::machine::{Covers, LookupOutcome, PayOutcome};
 
 fn auth(cfg: &ProviderConfig, r: HttpRequest) -> HttpRequest {
     r.header("grpc-metadata-macaroon", &cfg.credential)
@@ -162,6 +162,19 @@ impl Backend for Lnd {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lnd_lookup(resp)
     }
+    /// `SendPaymentV2`/`TrackPaymentV2` stream `lnrpc.Payment`: SUCCEEDED
+    /// needs a settled HTLC, whose preimage `MarshallPayment` puts in
+    /// `payment_preimage`. The record exists before any HTLC leaves, so
+    /// "payment isn't initiated" is LND's word (lnd v0.21
+    /// `routing/router.go:PreparePayment`, `payments/db`).
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: true,
+            preimage_on_lookup: true,
+            lookup_may_be_blind: false,
+            late_execution_floor_ms: 0,
+        }
+    }
     /// The track stream stays open while the payment is in flight: only its
     /// first line (the current state) is read and the rest is cancelled.
     fn lookup_read_limits(&self) -> ReadLimits {
@@ -192,6 +205,8 @@ const LND_REFUSED_BEFORE_SENDING: &[&str] = &[
     "self-payments not allowed",
     "amount must be specified",
     "invoice is for network",
+    // zpay32: "invoice not for current active network '%s'"
+    "not for current active network",
 ];
 
 /// LND streams JSON lines; the last `result` (or `error`) is the answer.
@@ -263,6 +278,19 @@ fn lnd_pay(resp: &HttpResponse) -> PayOutcome {
     }
 }
 
+/// When LND created the payment record: `creation_time_ns`, else
+/// `creation_date` (seconds); both int64, so JSON strings.
+fn lnd_created_at_ms(r: &Value) -> Option<u64> {
+    u64_of(r, "creation_time_ns")
+        .filter(|ns| *ns > 0)
+        .map(|ns| ns / 1_000_000)
+        .or_else(|| {
+            u64_of(r, "creation_date")
+                .filter(|s| *s > 0)
+                .map(|s| s * 1000)
+        })
+}
+
 /// LND's answer to `track` (read up to its first line): the payment's
 /// current state, or an error.
 ///
@@ -282,10 +310,17 @@ fn lnd_lookup(resp: &HttpResponse) -> LookupOutcome {
                 preimage: str_of(r, &["payment_preimage"]).map(str::to_string),
                 fee_msat: u64_of(r, "fee_msat"),
             },
-            Some("FAILED") => LookupOutcome::Failed(format!(
-                "LND: {}",
-                str_of(r, &["failure_reason"]).unwrap_or("FAILED")
-            )),
+            // One record per hash; a send after a failure replaces it
+            // (`InitPayment`), with a new `creation_date` (node clock, s).
+            // FAILED means no HTLC is in flight (`decidePaymentStatus`).
+            Some("FAILED") => LookupOutcome::failed(
+                format!(
+                    "LND: {}",
+                    str_of(r, &["failure_reason"]).unwrap_or("FAILED")
+                ),
+                Covers::EveryAttempt,
+                lnd_created_at_ms(r),
+            ),
             Some(_) => LookupOutcome::Pending,
             None => LookupOutcome::Error("LND track answer has no payment status".into()),
         };

@@ -7,7 +7,10 @@ use lightning_invoice::{InvoiceBuilder, PaymentSecret};
 use secp256k1::{Secp256k1, SecretKey};
 use std::time::Duration;
 
-use super::{Backend, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError};
+use super::{
+    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
+    ProviderError,
+};
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
 use crate::core::receive::bolt11::Network;
@@ -107,6 +110,15 @@ impl Backend for Mock {
         LookupOutcome::Paid {
             preimage: None,
             fee_msat: Some(0),
+        }
+    }
+    /// The mock pays without HTTP and answers without preimages.
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: false,
+            preimage_on_lookup: false,
+            lookup_may_be_blind: false,
+            late_execution_floor_ms: 0,
         }
     }
 }

@@ -131,6 +131,25 @@ pub enum InvoiceState {
     Cancelled,
 }
 
+/// What a backend's pay and lookup answers carry, as its source shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentFacts {
+    /// A successful pay answer carries the preimage: one without it, or
+    /// with one that does not hash to the payment hash, is not success.
+    pub preimage_on_pay: bool,
+    /// A lookup that finds the payment paid carries the preimage.
+    pub preimage_on_lookup: bool,
+    /// Its lookup may answer "not found" for a payment it made (a key or
+    /// wallet that cannot see outgoing payments): "not found" counts only
+    /// once the same backend shows a payment it is known to have made.
+    pub lookup_may_be_blind: bool,
+    /// The longest this backend is known to hold a pay request before
+    /// running it, beyond which it drops it. The payout's late-execution
+    /// bound is at least this unless `PAYOUT_LATE_EXECUTION_BOUND_SECS` is
+    /// set. 0: nothing known beyond the default.
+    pub late_execution_floor_ms: u64,
+}
+
 /// One Lightning backend's whole protocol: receiving, the health probe,
 /// paying and looking up payments, and the classification of every answer
 /// into the typed outcomes. Pure mapping: requests are built and answers
@@ -177,6 +196,9 @@ pub trait Backend: Sync {
     /// A lookup answer that arrived. `NotFound` needs the backend's own
     /// words: it lets a payout leave a hash.
     fn classify_lookup(&self, r: &HttpResponse) -> LookupOutcome;
+    /// What this backend's payment answers carry and can prove, from its
+    /// own source (README, Backends). Every backend states it.
+    fn payment_facts(&self) -> PaymentFacts;
     /// How much of a lookup answer to read.
     fn lookup_read_limits(&self) -> ReadLimits {
         ReadLimits::default()

@@ -17,10 +17,10 @@ use serde_json::Value;
 use super::error::snippet;
 use super::{
     json_body, str_field, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState, LookedUp,
-    ProviderConfig, ProviderError,
+    PaymentFacts, ProviderConfig, ProviderError,
 };
 use crate::core::http::{HttpRequest, HttpResponse};
-use crate::core::payout::machine::{LookupOutcome, PayOutcome};
+use crate::core::payout::machine::{Covers, LookupOutcome, PayOutcome};
 
 /// phoenixd refuses longer descriptions (`createinvoice`, counted in
 /// UTF-16 units as Kotlin's `String.length` does).
@@ -167,6 +167,18 @@ impl Backend for Phoenixd {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lookup_outcome(resp)
     }
+    /// phoenixd 0.8.0 (`Api.kt`, `json/JsonSerializers.kt`): `PaymentSent`
+    /// carries `paymentPreimage`; a paid `OutgoingPayment` carries
+    /// `preimage`. `outgoingbyhash` reads the wallet's own table: its 404
+    /// "Not found" means no attempt was ever recorded.
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: true,
+            preimage_on_lookup: true,
+            lookup_may_be_blind: false,
+            late_execution_floor_ms: 0,
+        }
+    }
 }
 
 /// `PaymentNotSent` reasons (lightning-kmp `FinalFailure`) that do not mean
@@ -251,9 +263,15 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
             preimage: str_field(&v, "preimage").map(str::to_string),
             fee_msat: u64_of(&v, "fees"),
         },
-        Some(false) if completed => {
-            LookupOutcome::Failed("phoenixd lists the payment as failed".into())
-        }
+        // One row per `/payinvoice`; the route answers the most advanced
+        // (succeeded, then pending, then failed), so a failed answer means
+        // every attempt completed failed. Which failed row's `createdAt`
+        // (ms, phoenixd's clock) comes back is unspecified.
+        Some(false) if completed => LookupOutcome::failed(
+            "phoenixd lists the payment as failed",
+            Covers::EveryAttempt,
+            v.get("createdAt").and_then(Value::as_u64),
+        ),
         Some(false) => LookupOutcome::Pending,
         None => LookupOutcome::Error("lookup answer has no `isPaid`".into()),
     }

@@ -5,7 +5,10 @@
 //! operation refuses without sending anything: a payout pinned to a retired
 //! backend waits as `blocked`, it is never sent elsewhere.
 
-use super::{Backend, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError};
+use super::{
+    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
+    ProviderError,
+};
 use crate::core::http::{HttpRequest, HttpResponse};
 use crate::core::payout::machine::{LookupOutcome, PayOutcome};
 
@@ -53,6 +56,15 @@ impl Backend for Retired {
     /// Nothing is known: never "not found", which would let a hash be left.
     fn classify_lookup(&self, _r: &HttpResponse) -> LookupOutcome {
         LookupOutcome::Error(WHY.into())
+    }
+    /// Nothing is ever sent or looked up.
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: false,
+            preimage_on_lookup: false,
+            lookup_may_be_blind: true,
+            late_execution_floor_ms: 0,
+        }
     }
 }
 

@@ -50,10 +50,39 @@ fn common(r: &Result<HttpResponse, TransportError>) -> Result<&HttpResponse, Pay
 }
 
 pub fn classify_pay(kind: ProviderKind, r: &Result<HttpResponse, TransportError>) -> PayOutcome {
-    match common(r) {
+    let outcome = match common(r) {
         Ok(resp) => backends::of(kind).classify_pay(resp),
         Err(o) => o,
+    };
+    match outcome {
+        // Whatever a backend calls it, "already paid" is never a failure.
+        PayOutcome::Failed(m) | PayOutcome::Unknown(m) if says_already_paid(&m) => {
+            PayOutcome::AlreadyPaid(m)
+        }
+        o => o,
     }
+}
+
+/// Wording backends use to refuse a second payment of a paid invoice:
+/// LNbits "Internal invoice already paid." / "Payment already paid." /
+/// "Failed payment was already paid on the fundingsource." (`lnbits/core/
+/// services/payments.py`), LND "invoice is already paid" (`ErrAlreadyPaid`,
+/// HTTP 409), CLN xpay 219 "Already paid this invoice successfully" and -3
+/// "... error 201: Already succeeded ...", phoenixd "this invoice has already
+/// been paid" (lightning-kmp `FinalFailure.AlreadyPaid`), Alby Hub `INTERNAL`
+/// "this invoice has already been paid".
+pub fn says_already_paid(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "already paid",
+        "already been paid",
+        "alreadypaid",
+        "already_paid",
+        // CLN: "Unexpected injectpaymentonion error 201: Already succeeded with amount ..."
+        "already succeeded",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 pub fn classify_lookup(
@@ -66,25 +95,92 @@ pub fn classify_lookup(
     }
 }
 
-/// Sends the pay request (or, for the mock, pays at once).
+/// Whether `preimage` (hex) is the preimage of `payment_hash` (hex).
+pub fn preimage_matches(preimage: &str, payment_hash: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    match hex::decode(preimage.trim()) {
+        Ok(bytes) if bytes.len() == 32 => {
+            hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(payment_hash.trim())
+        }
+        _ => false,
+    }
+}
+
+/// What stands behind a "paid": the preimage where the backend's answer
+/// carries one, checked against the hash. `Err` says why it is not proof.
+fn paid_proof(
+    preimage: Option<&str>,
+    carried: bool,
+    payment_hash: &str,
+    who: &str,
+) -> Result<(), String> {
+    match preimage {
+        Some(p) if preimage_matches(p, payment_hash) => Ok(()),
+        Some(_) => Err(format!(
+            "{who} reported it paid with a preimage that does not match the payment hash"
+        )),
+        None if carried => Err(format!(
+            "{who} reported it paid without the preimage its answers carry"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A "succeeded" is accepted only with its proof (see [`paid_proof`]).
+pub fn verify_pay(kind: ProviderKind, outcome: PayOutcome, payment_hash: &str) -> PayOutcome {
+    match &outcome {
+        PayOutcome::Succeeded { preimage, .. } => {
+            let carried = backends::of(kind).payment_facts().preimage_on_pay;
+            match paid_proof(preimage.as_deref(), carried, payment_hash, kind.as_str()) {
+                Ok(()) => outcome,
+                Err(why) => PayOutcome::Unknown(why),
+            }
+        }
+        _ => outcome,
+    }
+}
+
+/// A "paid" lookup is accepted only with its proof (see [`paid_proof`]).
+pub fn verify_lookup(
+    kind: ProviderKind,
+    outcome: LookupOutcome,
+    payment_hash: &str,
+) -> LookupOutcome {
+    match &outcome {
+        LookupOutcome::Paid { preimage, .. } => {
+            let carried = backends::of(kind).payment_facts().preimage_on_lookup;
+            match paid_proof(preimage.as_deref(), carried, payment_hash, kind.as_str()) {
+                Ok(()) => outcome,
+                Err(why) => LookupOutcome::Error(why),
+            }
+        }
+        _ => outcome,
+    }
+}
+
+/// Sends the pay request for `payment_hash`'s invoice (or, for the mock,
+/// pays at once), and checks the proof of any success.
 pub async fn pay<R: Runtime>(
     rt: &R,
     cfg: &ProviderConfig,
     invoice: &str,
+    payment_hash: &str,
     amount_sat: u64,
     timeout_ms: u64,
 ) -> PayOutcome {
-    match pay_request(cfg, invoice, amount_sat) {
+    let outcome = match pay_request(cfg, invoice, amount_sat) {
         None => classify_pay(
             cfg.kind,
             &Ok(HttpResponse::json(200, &serde_json::json!({}))),
         ),
         Some(req) => classify_pay(cfg.kind, &rt.send(req, timeout_ms).await),
-    }
+    };
+    verify_pay(cfg.kind, outcome, payment_hash)
 }
 
+/// Looks `payment_hash` up, and checks the proof of any "paid".
 pub async fn lookup<R: Runtime>(rt: &R, cfg: &ProviderConfig, payment_hash: &str) -> LookupOutcome {
-    match lookup_request(cfg, payment_hash) {
+    let outcome = match lookup_request(cfg, payment_hash) {
         None => classify_lookup(
             cfg.kind,
             &Ok(HttpResponse::json(200, &serde_json::json!({}))),
@@ -94,7 +190,8 @@ pub async fn lookup<R: Runtime>(rt: &R, cfg: &ProviderConfig, payment_hash: &str
             &rt.send_limited(req, LOOKUP_TIMEOUT_MS, lookup_read_limits(cfg.kind))
                 .await,
         ),
-    }
+    };
+    verify_lookup(cfg.kind, outcome, payment_hash)
 }
 
 #[cfg(test)]
@@ -286,11 +383,11 @@ mod tests {
             classify_pay(
                 k,
                 &ok(
-                    500,
+                    409,
                     json!({"error": {"code": 6, "message": "invoice is already paid"}})
                 )
             ),
-            PayOutcome::Unknown(_)
+            PayOutcome::AlreadyPaid(_)
         ));
         assert!(matches!(
             classify_pay(
@@ -374,7 +471,7 @@ mod tests {
         assert!(pay_request(&cfg, "lnbc1x", 10).is_none());
         let rt = crate::core::testing::FakeRuntime::new(0);
         assert!(matches!(
-            futures_executor::block_on(pay(&rt, &cfg, "lnbc1x", 10, 1_000)),
+            futures_executor::block_on(pay(&rt, &cfg, "lnbc1x", &"ab".repeat(32), 10, 1_000)),
             PayOutcome::NotSent(_)
         ));
         assert!(matches!(
@@ -420,7 +517,7 @@ mod tests {
                 k,
                 &line("FAILED", ",\"failure_reason\":\"FAILURE_REASON_NO_ROUTE\"")
             ),
-            LookupOutcome::Failed(m) if m.contains("NO_ROUTE")
+            LookupOutcome::Failed(m) if m.reason.contains("NO_ROUTE")
         ));
         // What LND's REST proxy sends for an unknown hash (gRPC NotFound).
         assert_eq!(

@@ -188,6 +188,19 @@ impl PayoutConfig {
                 if production { 600 } else { 0 },
                 7 * 86_400,
             )? * 1000,
+            late_execution_bound_set: var("PAYOUT_LATE_EXECUTION_BOUND_SECS").is_some(),
+            clock_skew_ms: num(
+                "PAYOUT_CLOCK_SKEW_SECS",
+                defaults.clock_skew_ms / 1000,
+                if production { 5 } else { 0 },
+                3_600,
+            )? * 1000,
+            in_flight_bound_ms: num(
+                "PAYOUT_IN_FLIGHT_BOUND_SECS",
+                defaults.in_flight_bound_ms / 1000,
+                if production { 86_400 } else { 0 },
+                60 * 86_400,
+            )? * 1000,
             expiry_lookup_margin_secs: num(
                 "PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS",
                 defaults.expiry_lookup_margin_secs,

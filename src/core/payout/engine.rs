@@ -9,12 +9,13 @@ use std::fmt;
 
 use futures_util::StreamExt;
 
+use crate::core::backends::{self, ProviderConfig};
 use crate::core::http::Runtime;
 use crate::core::payout::backend;
 use crate::core::payout::config::PayoutConfig;
 use crate::core::payout::destination::{self, Destination};
 use crate::core::payout::lnurl::{self, ResolveError, ResolveParams};
-use crate::core::payout::machine::{self, Action};
+use crate::core::payout::machine::{self, Action, LookupOutcome, PayOutcome};
 use crate::core::payout::model::{BackendId, Payout, PayoutState, Webhook};
 use crate::core::payout::request::{payout_id, PayoutRequest};
 use crate::core::payout::webhook;
@@ -92,6 +93,11 @@ pub trait PayoutStore {
     /// Names the running instance of the queue. A `Sending` written by
     /// another instance was cut off when that instance died.
     fn instance(&self) -> String;
+    /// The latest payment hash this store saw paid through `backend`.
+    fn known_paid(&self, backend: &BackendId) -> Result<Option<String>, StoreError>;
+    /// Records that `backend` paid `hash` (its answer, with its proof).
+    fn remember_paid(&self, backend: &BackendId, hash: &str, now_ms: u64)
+        -> Result<(), StoreError>;
     /// Moves a payout's wake time without touching the payout (a payout
     /// whose processing errored is retried later, not in a hot loop).
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError>;
@@ -414,6 +420,10 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         hash_spent: false,
         hash_dead: false,
         ever_sent: false,
+        hash_sends: 0,
+        hash_said_paid: false,
+        no_resend: false,
+        lookups_failing_since_ms: None,
         last_sent_at_ms: None,
         lookups: 0,
         lookups_since_send: 0,
@@ -528,6 +538,13 @@ fn pinned_backend(
     }
 }
 
+/// The payout policy for `p`'s backend (see [`machine::PayoutPolicy::for_backend`]).
+fn policy_for(cfg: &PayoutConfig, p: &Payout) -> machine::PayoutPolicy {
+    let kind = p.backend.as_ref().map_or(p.provider, |b| b.kind);
+    cfg.policy
+        .for_backend(backends::of(kind).payment_facts().late_execution_floor_ms)
+}
+
 /// Moves one payout through the state machine as far as it can go now.
 pub async fn advance_state<R: Runtime, S: PayoutStore>(
     rt: &R,
@@ -541,7 +558,8 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
             return Ok(());
         };
         let now = rt.now_ms();
-        let action = machine::next_action(&p, now, &cfg.policy, &instance);
+        let policy = policy_for(cfg, &p);
+        let action = machine::next_action(&p, now, &policy, &instance);
         if matches!(action, Action::Nothing) {
             return Ok(());
         }
@@ -558,7 +576,7 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     Some(b)
                 }
                 Err(reason) => {
-                    machine::block(&mut p, reason, now, &cfg.policy, rt.random_u64());
+                    machine::block(&mut p, reason, now, &policy, rt.random_u64());
                     save(store, &mut p, cfg)?;
                     return Ok(());
                 }
@@ -578,19 +596,21 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     rt,
                     backend_cfg,
                     &p.invoice,
+                    &p.payment_hash,
                     p.amount_sat,
                     cfg.policy.pay_timeout_ms,
                 )
                 .await;
-                apply_with_retry(store, cfg, id, &p.payment_hash, rt.now_ms(), |cur| {
-                    machine::apply_pay(
-                        cur,
-                        outcome.clone(),
+                if matches!(outcome, PayOutcome::Succeeded { .. }) {
+                    store.remember_paid(
+                        &BackendId::of(backend_cfg),
+                        &p.payment_hash,
                         rt.now_ms(),
-                        &cfg.policy,
-                        rt.random_u64(),
-                    )
-                    .is_ok()
+                    )?;
+                }
+                apply_with_retry(store, cfg, id, &p.payment_hash, rt.now_ms(), |cur| {
+                    machine::apply_pay(cur, outcome.clone(), rt.now_ms(), &policy, rt.random_u64())
+                        .is_ok()
                 })?;
             }
             Action::Lookup | Action::Watch(_) => {
@@ -600,6 +620,15 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                     _ => p.payment_hash.clone(),
                 };
                 let outcome = backend::lookup(rt, backend_cfg, &hash).await;
+                let outcome = match (&action, outcome) {
+                    (Action::Lookup, LookupOutcome::NotFound) => {
+                        confirm_not_found(rt, store, backend_cfg, &hash).await?
+                    }
+                    (_, o) => o,
+                };
+                if matches!(outcome, LookupOutcome::Paid { .. }) {
+                    store.remember_paid(&BackendId::of(backend_cfg), &hash, rt.now_ms())?;
+                }
                 let Some(mut cur) = store.get(id)? else {
                     return Ok(());
                 };
@@ -609,9 +638,9 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                 let (now, random) = (rt.now_ms(), rt.random_u64());
                 let applied = match action {
                     Action::Watch(_) => {
-                        machine::apply_watch(&mut cur, &hash, outcome, now, &cfg.policy, random)
+                        machine::apply_watch(&mut cur, &hash, outcome, now, &policy, random)
                     }
-                    _ => machine::apply_lookup(&mut cur, outcome, now, &cfg.policy, random),
+                    _ => machine::apply_lookup(&mut cur, outcome, now, &policy, random),
                 };
                 if applied.is_ok() {
                     webhook::arm(&mut cur, now);
@@ -619,7 +648,7 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                 }
             }
             Action::AwaitExpiry => {
-                if machine::await_expiry(&mut p, now, &cfg.policy).is_ok() {
+                if machine::await_expiry(&mut p, now, &policy).is_ok() {
                     save(store, &mut p, cfg)?;
                 }
             }
@@ -705,12 +734,12 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                         r.payment_hash,
                         r.expires_at_secs,
                         now,
-                        &cfg.policy,
+                        &policy,
                         random,
                     ),
                     Err(e) => {
                         let why = format!("could not fetch a new invoice: {}", e.message());
-                        machine::refresh_failed(&mut cur, why, now, &cfg.policy, random)
+                        machine::refresh_failed(&mut cur, why, now, &policy, random)
                     }
                 };
                 if moved.is_err() {
@@ -732,6 +761,56 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
         }
     }
     Ok(())
+}
+
+/// A "not found" from a backend whose lookups may not see outgoing
+/// payments counts only if, right now, the same backend shows as paid a
+/// hash it is known to have paid (this store's own history of it).
+/// Otherwise it proves nothing: a lookup error, naming the backend.
+async fn confirm_not_found<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    backend_cfg: &ProviderConfig,
+    hash: &str,
+) -> Result<LookupOutcome, StoreError> {
+    if !backends::of(backend_cfg.kind)
+        .payment_facts()
+        .lookup_may_be_blind
+    {
+        return Ok(LookupOutcome::NotFound);
+    }
+    let id = BackendId::of(backend_cfg);
+    let blind = |why: String| {
+        LookupOutcome::Error(format!(
+            "{} answered \"not found\", but its lookups may not see outgoing payments: {why}",
+            id.label()
+        ))
+    };
+    let known = match store.known_paid(&id)? {
+        Some(k) if k != hash => k,
+        _ => {
+            return Ok(blind(
+                "no payment it made is known yet to check that they do".into(),
+            ))
+        }
+    };
+    Ok(match backend::lookup(rt, backend_cfg, &known).await {
+        LookupOutcome::Paid { .. } => LookupOutcome::NotFound,
+        other => blind(format!(
+            "it did not show {known}, a payment it made, as paid ({})",
+            lookup_summary(&other)
+        )),
+    })
+}
+
+fn lookup_summary(o: &LookupOutcome) -> String {
+    match o {
+        LookupOutcome::Paid { .. } => "paid".into(),
+        LookupOutcome::Failed(r) => format!("failed: {}", r.reason),
+        LookupOutcome::Pending => "pending".into(),
+        LookupOutcome::NotFound => "not found".into(),
+        LookupOutcome::Error(e) => format!("error: {e}"),
+    }
 }
 
 /// An invoice with less life left cannot be sent, verified and retried

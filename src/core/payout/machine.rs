@@ -11,6 +11,9 @@
 //!   proven dead: expired, then found absent or failed by a lookup made
 //!   after expiry plus a margin. Backends execute requests late; nothing
 //!   pays an expired invoice;
+//! - a lookup's "failed" is proof only for the send it describes (see
+//!   [`FailedRecord`]); a hash the backend called "already paid" is never
+//!   proven dead;
 //! - an explicit "failed" from a pay request is always checked by a lookup;
 //! - earlier hashes keep being looked up: a payment is never hidden.
 
@@ -26,6 +29,9 @@ pub enum PayOutcome {
     },
     /// The backend said explicitly that this payment failed.
     Failed(String),
+    /// The backend refused because the invoice is already paid: by this
+    /// payout's earlier send, or by anyone. The hash may be paid, for good.
+    AlreadyPaid(String),
     /// The backend refused before acting (credentials, rate limit).
     NotSent(String),
     /// It may or may not have paid.
@@ -39,13 +45,60 @@ pub enum LookupOutcome {
         preimage: Option<String>,
         fee_msat: Option<u64>,
     },
-    Failed(String),
+    /// The backend's record of a send of this hash says it failed.
+    Failed(FailedRecord),
     /// Still in flight.
     Pending,
     /// The backend has no payment with this hash.
     NotFound,
     /// The lookup itself failed; nothing is known.
     Error(String),
+}
+
+impl LookupOutcome {
+    /// A "failed" answer (tests and adapters).
+    pub fn failed(reason: impl Into<String>, covers: Covers, created_at_ms: Option<u64>) -> Self {
+        LookupOutcome::Failed(FailedRecord {
+            reason: reason.into(),
+            covers,
+            created_at_ms,
+            may_still_settle: false,
+            resendable: true,
+        })
+    }
+}
+
+/// A lookup's "failed", with what it takes to tell which send it describes.
+/// A wallet that keeps one record per attempt may answer with an older
+/// attempt than the last send, and one that holds requests may create a
+/// record late: "failed" proves the hash unpaid only for the send it is
+/// known to describe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedRecord {
+    pub reason: String,
+    pub covers: Covers,
+    /// When the backend created the record, on its own clock, if it says.
+    pub created_at_ms: Option<u64>,
+    /// The backend writes "failed" while parts of the payment may still be
+    /// in flight (a wallet that marks a payment failed when its own call to
+    /// its node errors, and settled if the node later reports it sent). Such
+    /// a "failed" proves nothing until no part can still be in flight
+    /// ([`PayoutPolicy::in_flight_bound_ms`]).
+    pub may_still_settle: bool,
+    /// Sending the same hash again can pay it. LNbits refuses a hash that
+    /// failed for good ("retrying is not possible"), so there it cannot.
+    pub resendable: bool,
+}
+
+/// What one lookup answer covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Covers {
+    /// Every send of the hash: one record per hash that each send resets
+    /// or updates, or every attempt listed and combined.
+    EveryAttempt,
+    /// One attempt among possibly several, which one unsaid (NIP-47 wallets
+    /// keep a record per attempt and pick one).
+    OneAttempt,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +134,20 @@ pub struct PayoutPolicy {
     /// LNbits wallet pays its own users' invoices even after they expired,
     /// so expiry alone proves nothing until this long after the last send.
     pub late_execution_bound_ms: u64,
+    /// The operator set the bound (`PAYOUT_LATE_EXECUTION_BOUND_SECS`): it
+    /// holds for every backend. Otherwise a backend known to hold requests
+    /// longer raises it for its payouts ([`PayoutPolicy::for_backend`]).
+    pub late_execution_bound_set: bool,
+    /// How far a backend's clock may be from ours. A lookup's "failed"
+    /// record created more than this before the last send describes an
+    /// earlier send; and a hash is re-sent no sooner than twice this after
+    /// its previous send, so records of the two sends cannot be confused.
+    pub clock_skew_ms: u64,
+    /// The longest a sent payment's parts may stay in flight: HTLCs expire
+    /// by their CLTV, and 2016 blocks (LND's largest allowed total CLTV
+    /// delta) is about 14 days. A "failed" that may still settle proves the
+    /// hash unpaid only this long after its last send.
+    pub in_flight_bound_ms: u64,
 }
 
 impl Default for PayoutPolicy {
@@ -110,7 +177,22 @@ impl Default for PayoutPolicy {
             watch_window_ms: 24 * 3600 * 1000,
             pay_timeout_ms: 20_000,
             late_execution_bound_ms: 3600 * 1000,
+            late_execution_bound_set: false,
+            clock_skew_ms: 60_000,
+            in_flight_bound_ms: 14 * 24 * 3600 * 1000,
         }
+    }
+}
+
+impl PayoutPolicy {
+    /// The policy for payouts pinned to a backend that holds requests up to
+    /// `late_execution_floor_ms` before dropping them (0: nothing known).
+    pub fn for_backend(&self, late_execution_floor_ms: u64) -> PayoutPolicy {
+        let mut p = self.clone();
+        if !p.late_execution_bound_set {
+            p.late_execution_bound_ms = p.late_execution_bound_ms.max(late_execution_floor_ms);
+        }
+        p
     }
 }
 
@@ -177,7 +259,11 @@ fn main_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy, instance: &str) -
         PayoutState::Queued { .. } if p.hash_spent && !p.hash_dead => {
             // This hash may be paid by a request still queued somewhere: it
             // may be re-sent (a hash pays once), never left, until proven dead.
-            if out_of_attempts(p, now_ms, policy) || expiring(p, now_ms, policy) {
+            if out_of_attempts(p, now_ms, policy)
+                || expiring(p, now_ms, policy)
+                || p.no_resend
+                || p.hash_said_paid
+            {
                 Action::AwaitExpiry
             } else {
                 Action::Send
@@ -244,6 +330,7 @@ pub fn begin_send(p: &mut Payout, now_ms: u64, instance: &str) -> Result<(), Wro
                 instance: Some(instance.to_string()),
             };
             p.send_attempts += 1;
+            p.hash_sends += 1;
             p.lookups_since_send = 0;
             p.last_sent_at_ms = Some(now_ms);
             let (n, h) = (p.send_attempts, p.payment_hash.clone());
@@ -358,6 +445,21 @@ pub fn apply_pay(
                 };
             }
         }
+        PayOutcome::AlreadyPaid(reason) => {
+            spend(p);
+            p.hash_said_paid = true;
+            p.last_error = Some(reason.clone());
+            p.note(
+                now_ms,
+                format!("the backend says the invoice is already paid ({reason}); it may be paid: only a lookup that finds it paid ends this"),
+            );
+            if sending {
+                p.state = PayoutState::Unknown {
+                    since_ms: now_ms,
+                    next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
+                };
+            }
+        }
         // A refusal arriving after the send was presumed lost says nothing
         // about the earlier requests for this hash: keep looking it up.
         PayOutcome::NotSent(_) => {}
@@ -377,6 +479,55 @@ pub fn apply_pay(
         }
     }
     Ok(())
+}
+
+/// What a lookup that found no payment lets the payout do.
+#[derive(Debug, Clone, PartialEq)]
+enum Unpaid {
+    /// Unpaid for now: the same hash may be sent again (a hash pays once).
+    Resendable(String),
+    /// Unpaid for now, but not sent again: the answer may describe another
+    /// attempt than a later one would. Wait for the proof time.
+    Final(String),
+}
+
+/// Whether a lookup's "failed" record proves the current hash unpaid, and
+/// for which sends. `Err` says why it proves nothing.
+fn judge_failed(
+    p: &Payout,
+    rec: &FailedRecord,
+    now_ms: u64,
+    policy: &PayoutPolicy,
+) -> Result<Unpaid, String> {
+    let earlier = match (rec.created_at_ms, p.last_sent_at_ms) {
+        (Some(created), Some(sent)) => created.saturating_add(policy.clock_skew_ms) < sent,
+        _ => false,
+    };
+    let proof_time = now_ms >= failed_proof_at_ms(p, rec, policy);
+    let reason = rec.reason.clone();
+    match rec.covers {
+        // One record per hash: once no send can run any more, it is the
+        // hash's final state, whichever send made it.
+        Covers::EveryAttempt if earlier && !proof_time => Err(format!(
+            "the backend's failed record ({reason}) was made before the last send: it describes an earlier one"
+        )),
+        Covers::EveryAttempt if rec.resendable => Ok(Unpaid::Resendable(reason)),
+        Covers::EveryAttempt => Ok(Unpaid::Final(reason)),
+        Covers::OneAttempt => match rec.created_at_ms {
+            None => Err(format!(
+                "the wallet's failed record ({reason}) does not say when it was made, and the wallet may keep one record per attempt"
+            )),
+            Some(_) if earlier => Err(format!(
+                "the wallet's failed record ({reason}) was made before the last send: it describes an earlier attempt"
+            )),
+            // Any of several sends may be the one described, one of them
+            // run late: only a hash sent once is proven by its record.
+            Some(_) if proof_time && p.hash_spent && p.hash_sends != 1 => Err(format!(
+                "the wallet says failed ({reason}), but this hash was sent more than once and the wallet's record may describe any one of the sends"
+            )),
+            Some(_) => Ok(Unpaid::Final(reason)),
+        },
+    }
 }
 
 /// Applies a status lookup of the current hash, in `Unknown` or `Queued`.
@@ -409,13 +560,22 @@ pub fn apply_lookup(
             },
         };
     };
-    let unpaid_now = match outcome {
+    // A lookup that proves nothing: the payout waits, and the attention
+    // list shows it once that has lasted.
+    let unproven = |p: &mut Payout, why: String| {
+        p.lookups_failing_since_ms.get_or_insert(now_ms);
+        p.last_error = Some(why.clone());
+        keep_checking(p, why);
+    };
+    let unpaid = match outcome {
         LookupOutcome::Paid { preimage, fee_msat } => {
+            p.lookups_failing_since_ms = None;
             spend(p);
             succeed(p, now_ms, preimage, fee_msat, "status lookup");
             return Ok(());
         }
         LookupOutcome::Pending => {
+            p.lookups_failing_since_ms = None;
             spend(p);
             p.note(now_ms, "status lookup: still in flight");
             // In flight is never a failure to retry: wait for its end, as unknown.
@@ -426,7 +586,7 @@ pub fn apply_lookup(
             return Ok(());
         }
         LookupOutcome::Error(e) => {
-            keep_checking(p, format!("status lookup failed: {e}"));
+            unproven(p, format!("status lookup failed: {e}"));
             return Ok(());
         }
         LookupOutcome::NotFound => {
@@ -440,9 +600,54 @@ pub fn apply_lookup(
                 );
                 return Ok(());
             }
-            "the backend has no payment with this hash".to_string()
+            (
+                Unpaid::Resendable("the backend has no payment with this hash".to_string()),
+                dead_proof_at_ms(p, policy),
+            )
         }
-        LookupOutcome::Failed(reason) => reason,
+        LookupOutcome::Failed(rec)
+            if rec.may_still_settle && now_ms < failed_proof_at_ms(p, &rec, policy) =>
+        {
+            p.lookups_failing_since_ms = None;
+            spend(p);
+            let until = failed_proof_at_ms(p, &rec, policy);
+            p.note(
+                now_ms,
+                format!(
+                    "status lookup: {}, which this backend also says of payments still in flight: unknown until {}",
+                    rec.reason,
+                    crate::core::time::iso8601_ms(until)
+                ),
+            );
+            p.state = PayoutState::Unknown {
+                since_ms: since,
+                next_check_ms: next_lookup(now_ms, &policy.lookup, n, random),
+            };
+            return Ok(());
+        }
+        LookupOutcome::Failed(rec) => match judge_failed(p, &rec, now_ms, policy) {
+            Ok(u) => (u, failed_proof_at_ms(p, &rec, policy)),
+            Err(why) => {
+                unproven(p, format!("status lookup proves nothing: {why}"));
+                return Ok(());
+            }
+        },
+    };
+    let (unpaid, proof_at) = unpaid;
+    if p.hash_said_paid && p.hash_spent {
+        let why = match &unpaid {
+            Unpaid::Resendable(w) | Unpaid::Final(w) => w.clone(),
+        };
+        unproven(
+            p,
+            format!("status lookup: {why}; but the backend said this invoice was already paid, so only a lookup that finds it paid ends this"),
+        );
+        return Ok(());
+    }
+    p.lookups_failing_since_ms = None;
+    let (unpaid_now, resendable) = match unpaid {
+        Unpaid::Resendable(w) => (w, true),
+        Unpaid::Final(w) => (w, false),
     };
     p.last_error = Some(unpaid_now.clone());
     if !p.hash_spent {
@@ -451,7 +656,7 @@ pub fn apply_lookup(
             next_at_ms: now_ms,
             verify_first: false,
         };
-    } else if now_ms >= dead_proof_at_ms(p, policy) {
+    } else if now_ms >= proof_at {
         p.hash_dead = true;
         p.note(
             now_ms,
@@ -463,7 +668,7 @@ pub fn apply_lookup(
             next_at_ms: now_ms,
             verify_first: false,
         };
-    } else if !out_of_attempts(p, now_ms, policy) {
+    } else if resendable && !p.no_resend && !out_of_attempts(p, now_ms, policy) {
         p.note(
             now_ms,
             format!("unpaid for now ({unpaid_now}); the same invoice may be sent again"),
@@ -474,21 +679,55 @@ pub fn apply_lookup(
                 &policy.retry,
                 p.send_attempts.saturating_sub(1),
                 random,
-            ),
+            )
+            .max(resend_gap_end(p, policy)),
             verify_first: false,
         };
     } else {
+        let why = if resendable && !p.no_resend {
+            "no attempts left"
+        } else {
+            p.no_resend = true;
+            "the backend's record may describe one attempt of several, or it will not send a failed invoice again, so this invoice is not sent again"
+        };
         p.note(
             now_ms,
-            format!("unpaid for now ({unpaid_now}); no attempts left: waiting for the invoice to expire before ending"),
+            format!("unpaid for now ({unpaid_now}); {why}: waiting for the invoice to expire before ending"),
         );
+        // Looked up again as usual, at the latest at the proof time: a
+        // payment that settles meanwhile is seen.
         p.state = PayoutState::Queued {
             next_at_ms: next_lookup(now_ms, &policy.lookup, n, random)
-                .max(dead_proof_at_ms(p, policy)),
+                .min(proof_at)
+                .max(now_ms + 1),
             verify_first: true,
         };
     }
     Ok(())
+}
+
+/// When a lookup's "failed" can prove the current hash dead: the proof
+/// time, and for a "failed" that may still settle, not before the last
+/// send's parts can no longer be in flight.
+fn failed_proof_at_ms(p: &Payout, rec: &FailedRecord, policy: &PayoutPolicy) -> u64 {
+    let base = dead_proof_at_ms(p, policy);
+    if !rec.may_still_settle {
+        return base;
+    }
+    let in_flight = p
+        .last_sent_at_ms
+        .map_or(0, |t| t.saturating_add(policy.in_flight_bound_ms));
+    base.max(in_flight)
+}
+
+/// A hash is sent again no sooner than this: twice the clock skew after
+/// its previous send, so the backend's records of the two sends cannot be
+/// taken for each other.
+fn resend_gap_end(p: &Payout, policy: &PayoutPolicy) -> u64 {
+    p.last_sent_at_ms.map_or(0, |t| {
+        t.saturating_add(policy.clock_skew_ms.saturating_mul(2))
+            .saturating_add(1)
+    })
 }
 
 /// The current hash can no longer be sent: look it up once it has expired.
@@ -630,6 +869,10 @@ pub fn replace_invoice(
             p.invoice_expires_at_secs = expires_at_secs;
             p.hash_spent = false;
             p.hash_dead = false;
+            p.hash_sends = 0;
+            p.hash_said_paid = false;
+            p.no_resend = false;
+            p.lookups_failing_since_ms = None;
             p.invoice_refreshes += 1;
             p.note(
                 now_ms,
@@ -840,6 +1083,10 @@ mod tests {
             hash_spent: false,
             hash_dead: false,
             ever_sent: false,
+            hash_sends: 0,
+            hash_said_paid: false,
+            no_resend: false,
+            lookups_failing_since_ms: None,
             last_sent_at_ms: None,
             lookups: 0,
             lookups_since_send: 0,
@@ -1001,20 +1248,39 @@ mod tests {
         p.send_attempts = 2; // no attempts left
         let _ = apply_lookup(
             &mut p,
-            LookupOutcome::Failed("failed".into()),
+            LookupOutcome::failed("failed", Covers::EveryAttempt, None),
             5_000,
             &policy(),
             0,
         );
-        // Waits for the invoice to expire (10_000 s) plus the margin (100 s).
+        // Not sent again: it is looked up, and left only after the invoice
+        // expired (10_000 s) plus the margin (100 s).
         match p.state {
             PayoutState::Queued {
                 next_at_ms,
                 verify_first: true,
-            } => assert!(next_at_ms >= 10_100_000, "{next_at_ms}"),
+            } => assert!(
+                next_at_ms > 5_000 && next_at_ms <= 10_100_000,
+                "{next_at_ms}"
+            ),
             ref s => panic!("{s:?}"),
         }
-        assert_eq!(next_action(&p, 10_000_000, &policy(), I), Action::Nothing);
+        assert_eq!(next_action(&p, 10_000_000, &policy(), I), Action::Lookup);
+        let _ = apply_lookup(
+            &mut p,
+            LookupOutcome::failed("failed", Covers::EveryAttempt, None),
+            10_000_000,
+            &policy(),
+            0,
+        );
+        assert!(!p.hash_dead, "before the proof time");
+        assert!(matches!(
+            p.state,
+            PayoutState::Queued {
+                verify_first: true,
+                next_at_ms
+            } if next_at_ms <= 10_100_000
+        ));
         // After expiry but inside the margin, "not found" proves nothing.
         let mut early = p.clone();
         let _ = apply_lookup(

@@ -40,6 +40,16 @@ impl BackendId {
         *self == BackendId::of(cfg)
     }
 
+    /// One string naming this identity (a storage key).
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.kind.as_str(),
+            self.base_url,
+            self.credential_fp
+        )
+    }
+
     /// What the API and logs show: kind, URL and fingerprint.
     pub fn label(&self) -> String {
         if self.base_url.is_empty() {
@@ -212,6 +222,22 @@ pub struct Payout {
     /// no longer move to another backend.
     #[serde(default)]
     pub ever_sent: bool,
+    /// Sends of the current hash. Rows stored before it was counted read
+    /// 0 with `hash_spent` set: unknown, taken as more than one.
+    #[serde(default)]
+    pub hash_sends: u32,
+    /// The backend answered a send of the current hash with "already
+    /// paid": it may be paid, so it is never proven dead.
+    #[serde(default)]
+    pub hash_said_paid: bool,
+    /// The current hash is not sent again: a lookup said "failed" on a
+    /// backend whose lookups describe one attempt of several.
+    #[serde(default)]
+    pub no_resend: bool,
+    /// Since when every status lookup of the current hash has failed
+    /// (the attention list shows a payout stuck this way).
+    #[serde(default)]
+    pub lookups_failing_since_ms: Option<u64>,
     pub last_sent_at_ms: Option<u64>,
     pub lookups: u32,
     /// Lookups since the last send: the lookup backoff starts over with

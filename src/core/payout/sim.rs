@@ -23,7 +23,6 @@ use proptest::prelude::*;
 use serde_json::json;
 use sha2::Digest;
 
-use crate::core::backends::mock::sign_invoice;
 use crate::core::backends::test_support::html_520;
 use crate::core::backends::{nwc, ProviderConfig, ProviderKind};
 use crate::core::backoff::RetryPolicy;
@@ -31,7 +30,7 @@ use crate::core::http::{HttpRequest, HttpResponse, Method, Runtime, TransportErr
 use crate::core::payout::config::PayoutConfig;
 use crate::core::payout::engine::{self, Claim, Created, PayoutStore, StoreError};
 use crate::core::payout::machine::PayoutPolicy;
-use crate::core::payout::model::{Payout, PayoutState};
+use crate::core::payout::model::{BackendId, Payout, PayoutState};
 use crate::core::payout::registry;
 use crate::core::payout::request::PayoutRequest;
 use crate::core::payout::safe_url::UrlPolicy;
@@ -54,6 +53,10 @@ enum SendBehaviour {
     FailedAfterPay,
     /// Pays, then answers an HTTP 400.
     BadRequestAfterPay,
+    /// Alby Hub's own call to its node errors (a timeout) while the payment
+    /// is still in flight: it records the attempt failed and answers an
+    /// error; the payment may still settle, and the record with it.
+    StuckRecordedFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +64,38 @@ enum LookupBehaviour {
     Truthful,
     Error,
     Slow,
+}
+
+/// How the simulated wallets answer beyond LNbits' shape: the worst honest
+/// behaviour read in their source (Alby Hub's `ToNip47Transaction` and
+/// `LookupTransaction`, LNbits' `get_standalone_payment`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Quirks {
+    /// NWC: an unsettled outgoing record past its invoice's expiry is
+    /// reported `expired`, in flight or not.
+    expired_when_unsettled: bool,
+    /// NWC: one record per attempt, and a lookup answers the oldest.
+    oldest_attempt_first: bool,
+    /// Lookups never see outgoing payments: NWC `NOT_FOUND`, LNbits 404
+    /// "Payment does not exist." (a wallet without view permission).
+    blind: bool,
+    /// NWC: a second pay of a paid invoice is answered `INTERNAL` "this
+    /// invoice has already been paid", not `PAYMENT_FAILED`.
+    already_paid_internal: bool,
+}
+
+/// One attempt as the wallet records it (NWC wallets keep one per send).
+#[derive(Debug, Clone, PartialEq)]
+struct AttemptRecord {
+    created_ms: u64,
+    state: AttemptState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AttemptState {
+    Pending,
+    Failed,
+    Settled,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +112,8 @@ struct HashTruth {
     late: Vec<u64>,
     /// Unix seconds after which nothing pays this invoice.
     expires_at_secs: u64,
+    /// The wallet's records of the attempts that reached it, oldest first.
+    attempts: Vec<AttemptRecord>,
 }
 
 impl HashTruth {
@@ -91,6 +128,13 @@ impl HashTruth {
                 .iter()
                 .any(|t| now_secs.saturating_mul(1000) < t + LATE_BOUND_MS)
     }
+
+    fn record(&mut self, now_ms: u64, state: AttemptState) {
+        self.attempts.push(AttemptRecord {
+            created_ms: now_ms,
+            state,
+        });
+    }
 }
 
 /// The longest the simulated backend holds a request before running it.
@@ -98,6 +142,45 @@ const LATE_BOUND_MS: u64 = 900_000;
 
 /// The simulated backends, by base URL.
 pub(crate) const BACKENDS: [&str; 2] = ["http://lnbits.sim", "http://other.sim"];
+
+thread_local! {
+    /// Every invoice the simulation signed: payment hash → preimage (hex).
+    static PREIMAGES: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+/// Signs an invoice like the mock does, and remembers its preimage so the
+/// simulated backends answer with the real one.
+fn sign_invoice(
+    network: Network,
+    amount_msat: u64,
+    description: &str,
+    description_hash: Option<&str>,
+    expiry_secs: u64,
+    timestamp: u64,
+    preimage: [u8; 32],
+) -> Result<crate::core::backends::mock::MockInvoice, String> {
+    let inv = crate::core::backends::mock::sign_invoice(
+        network,
+        amount_msat,
+        description,
+        description_hash,
+        expiry_secs,
+        timestamp,
+        preimage,
+    )?;
+    PREIMAGES.with(|m| {
+        m.borrow_mut()
+            .insert(inv.payment_hash.clone(), hex::encode(preimage))
+    });
+    Ok(inv)
+}
+
+/// The preimage of a hash the simulation signed (a wrong one otherwise).
+fn preimage_of(hash: &str) -> String {
+    PREIMAGES
+        .with(|m| m.borrow().get(hash).cloned())
+        .unwrap_or_else(|| "00".repeat(32))
+}
 
 struct Sim {
     /// Shared with the simulated registry object (same clock for every object).
@@ -116,6 +199,8 @@ struct Sim {
     lnurl_calls: Cell<u32>,
     /// Answers to pay requests never arrive (the instance is about to die).
     freeze: Cell<bool>,
+    /// How the wallets answer beyond LNbits' shape.
+    quirks: Cell<Quirks>,
 }
 
 impl Sim {
@@ -132,6 +217,7 @@ impl Sim {
             invoice_expiry_secs: Cell::new(600),
             lnurl_calls: Cell::new(0),
             freeze: Cell::new(false),
+            quirks: Cell::new(Quirks::default()),
         }
     }
 }
@@ -148,6 +234,34 @@ impl Future for YieldOnce {
             Poll::Pending
         }
     }
+}
+
+/// What a pay request did at the wallet, before either protocol's shape.
+#[derive(Debug, Clone, PartialEq)]
+enum PayResult {
+    Paid,
+    /// Refused: the hash is paid (by an earlier attempt).
+    AlreadyPaid,
+    /// Refused: an earlier attempt is in flight.
+    StillPending,
+    /// Refused or failed, nothing paid.
+    Failed(&'static str),
+    /// Accepted, in flight.
+    InFlight,
+    /// The wallet's own call failed, the payment may still settle.
+    StuckRecordedFailed,
+    /// Never acted on.
+    NotSent,
+    /// Paid, answered 400 (LNbits shape only).
+    BadRequestAfterPay,
+    /// Paid, answered "failed".
+    FailedAfterPay,
+    /// No answer (timeout) or a cut connection, after `paid`.
+    NoAnswer {
+        cut: bool,
+    },
+    /// Paid (or not), answered an HTML 520.
+    Html520,
 }
 
 impl Sim {
@@ -174,13 +288,13 @@ impl Sim {
         self.truth.borrow().values().any(|t| t.live(now))
     }
 
-    fn pay(
-        &self,
-        backend: &str,
-        hash: &str,
-        expires_at_secs: u64,
-    ) -> Result<HttpResponse, TransportError> {
+    /// A pay request reaches the wallet. `per_attempt`: the wallet keeps a
+    /// record per attempt and lets a failed hash be sent again (NWC
+    /// wallets); otherwise one row per hash, and a failed hash is refused
+    /// (LNbits: "retrying is not possible").
+    fn pay(&self, backend: &str, hash: &str, expires_at_secs: u64, per_attempt: bool) -> PayResult {
         let now_secs = self.now_secs();
+        let now = self.now.get();
         let mut truth = self.truth.borrow_mut();
         let key = (backend.to_string(), hash.to_string());
         let others_live = truth.iter().any(|(k, t)| k.1 != hash && t.live(now_secs));
@@ -197,30 +311,19 @@ impl Sim {
         }
         t.sends += 1;
         t.confirmed_unpaid = false;
-        // A hash pays once. A re-send (after a late execution the sender
-        // could not know of) is refused, as LNbits does, with "failed".
+        // A hash pays once.
         if t.paid {
-            return Ok(HttpResponse::json(
-                520,
-                &json!({"detail": "Internal invoice already paid.", "status": "failed"}),
-            ));
+            return PayResult::AlreadyPaid;
         }
         if t.in_flight {
-            return Ok(HttpResponse::json(
-                520,
-                &json!({"detail": "Payment is still pending.", "status": "pending"}),
-            ));
+            return PayResult::StillPending;
         }
         if now_secs >= expires_at_secs {
             t.known = true;
             t.failed = true;
-            return Ok(HttpResponse::json(
-                520,
-                &json!({"detail": "Invoice expired", "status": "failed"}),
-            ));
+            return PayResult::Failed("Invoice expired");
         }
-        // LNbits refuses to retry an invoice that failed: it cannot be paid.
-        let behaviour = if t.failed {
+        let behaviour = if t.failed && !per_attempt {
             SendBehaviour::FailExplicit
         } else {
             Self::next(&self.sends, SendBehaviour::Pay)
@@ -228,64 +331,62 @@ impl Sim {
         let paid = |t: &mut HashTruth| {
             t.known = true;
             t.paid = true;
+            t.failed = false;
+            t.record(now, AttemptState::Settled);
         };
         match behaviour {
             SendBehaviour::Pay => {
                 paid(t);
-                Ok(HttpResponse::json(
-                    201,
-                    &json!({"payment_hash": hash, "status": "success", "preimage": "00"}),
-                ))
+                PayResult::Paid
             }
             SendBehaviour::FailExplicit => {
                 t.known = true;
                 t.failed = true;
-                Ok(HttpResponse::json(
-                    520,
-                    &json!({"detail": "Payment failed", "status": "failed"}),
-                ))
+                t.record(now, AttemptState::Failed);
+                PayResult::Failed("Payment failed")
             }
             SendBehaviour::FailedAfterPay => {
                 paid(t);
-                Ok(HttpResponse::json(
-                    520,
-                    &json!({"detail": "Internal invoice already paid.", "status": "failed"}),
-                ))
+                PayResult::FailedAfterPay
             }
             SendBehaviour::BadRequestAfterPay => {
                 paid(t);
-                Ok(HttpResponse::json(400, &json!({"detail": "bad request"})))
+                PayResult::BadRequestAfterPay
             }
-            SendBehaviour::Html520NoPay => Ok(html_520()),
+            SendBehaviour::Html520NoPay => PayResult::Html520,
             SendBehaviour::Html520AfterPay => {
                 paid(t);
-                Ok(html_520())
+                PayResult::Html520
             }
             SendBehaviour::TimeoutAfterPay => {
                 paid(t);
-                Err(TransportError::Timeout)
+                PayResult::NoAnswer { cut: false }
             }
             SendBehaviour::CutAfterPay => {
                 paid(t);
-                Err(TransportError::Network("connection reset".into()))
+                PayResult::NoAnswer { cut: true }
             }
-            SendBehaviour::Lost => Err(TransportError::Timeout),
+            SendBehaviour::Lost => PayResult::NoAnswer { cut: false },
             SendBehaviour::Late => {
                 // Not even recorded yet: a lookup answers 404 until it runs.
-                t.late.push(self.now.get());
-                Err(TransportError::Timeout)
+                t.late.push(now);
+                PayResult::NoAnswer { cut: false }
             }
             SendBehaviour::Pending => {
                 t.known = true;
                 t.in_flight = true;
-                Ok(HttpResponse::json(
-                    201,
-                    &json!({"payment_hash": hash, "status": "pending"}),
-                ))
+                t.record(now, AttemptState::Pending);
+                PayResult::InFlight
+            }
+            SendBehaviour::StuckRecordedFailed => {
+                t.known = true;
+                t.in_flight = true;
+                t.record(now, AttemptState::Failed);
+                PayResult::StuckRecordedFailed
             }
             SendBehaviour::AuthRefused => {
                 t.confirmed_unpaid = true; // refused before acting: the sender may resend
-                Ok(HttpResponse::json(401, &json!({"detail": "Invalid key"})))
+                PayResult::NotSent
             }
         }
     }
@@ -303,13 +404,15 @@ impl Sim {
             t.late.clear();
             if runs {
                 t.known = true;
-                if !t.paid && !t.failed {
+                if !t.paid && !t.failed && !t.in_flight {
                     t.paid = true;
+                    t.record(now, AttemptState::Settled);
                 }
             }
         }
     }
 
+    /// A lookup, in LNbits' shape (one row per hash).
     fn lookup(&self, backend: &str, hash: &str) -> Result<HttpResponse, TransportError> {
         match Self::next(&self.lookups, LookupBehaviour::Truthful) {
             LookupBehaviour::Error => return Ok(html_520()),
@@ -320,45 +423,70 @@ impl Sim {
         let t = truth
             .entry((backend.to_string(), hash.to_string()))
             .or_default();
+        let created = t
+            .attempts
+            .first()
+            .map(|a| crate::core::time::iso8601_ms(a.created_ms));
+        if self.quirks.get().blind || !t.known {
+            t.confirmed_unpaid = true;
+            return Ok(HttpResponse::json(
+                404,
+                &json!({"detail": "Payment does not exist."}),
+            ));
+        }
         if t.paid {
+            let pre = preimage_of(hash);
             Ok(HttpResponse::json(
                 200,
-                &json!({"paid": true, "status": "success", "preimage": "00", "details": {"status": "success"}}),
+                &json!({"paid": true, "preimage": pre, "details": {"status": "success", "preimage": pre, "created_at": created}}),
             ))
         } else if t.in_flight {
             Ok(HttpResponse::json(
                 200,
-                &json!({"paid": false, "status": "pending", "details": {"status": "pending"}}),
+                &json!({"paid": false, "status": "pending", "details": {"status": "pending", "created_at": created}}),
             ))
         } else if t.failed {
             t.confirmed_unpaid = true;
             Ok(HttpResponse::json(
                 200,
-                &json!({"paid": false, "status": "failed", "details": {"status": "failed"}}),
-            ))
-        } else if !t.known {
-            t.confirmed_unpaid = true;
-            Ok(HttpResponse::json(
-                404,
-                &json!({"detail": "Payment does not exist."}),
+                &json!({"paid": false, "status": "failed", "details": {"status": "failed", "created_at": created}}),
             ))
         } else {
             Ok(HttpResponse::json(
                 200,
-                &json!({"paid": false, "status": "pending", "details": {"status": "pending"}}),
+                &json!({"paid": false, "status": "pending", "details": {"status": "pending", "created_at": created}}),
             ))
         }
     }
 
-    /// In-flight payments end, one way or the other.
+    /// In-flight payments end, one way or the other. A record the wallet
+    /// marked failed while the payment was in flight settles with it.
     fn settle(&self, pay: bool) {
         for t in self.truth.borrow_mut().values_mut() {
             if t.in_flight {
                 t.in_flight = false;
                 if pay {
                     t.paid = true;
+                    // Alby Hub settles the pending record, else the latest failed one.
+                    let i = t
+                        .attempts
+                        .iter()
+                        .rposition(|a| a.state == AttemptState::Pending)
+                        .or_else(|| {
+                            t.attempts
+                                .iter()
+                                .rposition(|a| a.state == AttemptState::Failed)
+                        });
+                    if let Some(i) = i {
+                        t.attempts[i].state = AttemptState::Settled;
+                    }
                 } else {
                     t.failed = true;
+                    for a in t.attempts.iter_mut() {
+                        if a.state == AttemptState::Pending {
+                            a.state = AttemptState::Failed;
+                        }
+                    }
                 }
             }
         }
@@ -402,10 +530,45 @@ impl Sim {
     }
 }
 
+/// A pay result as LNbits answers it.
+fn lnbits_pay_answer(r: PayResult, hash: &str) -> Result<HttpResponse, TransportError> {
+    let j = |status: u16, v: serde_json::Value| Ok(HttpResponse::json(status, &v));
+    match r {
+        PayResult::Paid => j(
+            201,
+            json!({"payment_hash": hash, "status": "success", "preimage": preimage_of(hash)}),
+        ),
+        PayResult::AlreadyPaid => j(
+            520,
+            json!({"detail": "Internal invoice already paid.", "status": "failed"}),
+        ),
+        PayResult::StillPending => j(
+            520,
+            json!({"detail": "Payment is still pending.", "status": "pending"}),
+        ),
+        PayResult::Failed(why) => j(520, json!({"detail": why, "status": "failed"})),
+        PayResult::FailedAfterPay => j(
+            520,
+            json!({"detail": "Internal invoice already paid.", "status": "failed"}),
+        ),
+        PayResult::BadRequestAfterPay => j(400, json!({"detail": "bad request"})),
+        PayResult::InFlight | PayResult::StuckRecordedFailed => {
+            j(201, json!({"payment_hash": hash, "status": "pending"}))
+        }
+        PayResult::NotSent => j(401, json!({"detail": "Invalid key"})),
+        PayResult::NoAnswer { cut: false } => Err(TransportError::Timeout),
+        PayResult::NoAnswer { cut: true } => {
+            Err(TransportError::Network("connection reset".into()))
+        }
+        PayResult::Html520 => Ok(html_520()),
+    }
+}
+
 /// The same backends spoken to through Nostr Wallet Connect: the relay
-/// header names the backend, and the LNbits-shaped answers become what an
-/// NWC wallet service would say (a relay that drops the connection for the
-/// HTML 520, no answer in time for an in-flight payment).
+/// header names the backend; answers are what an NWC wallet service would
+/// say (Alby Hub's shapes with the quirks switched on: a relay that drops
+/// the connection for the HTML 520, no answer in time for an in-flight
+/// payment, errors as `INTERNAL`).
 impl Sim {
     async fn nwc(
         &self,
@@ -423,10 +586,10 @@ impl Sim {
         };
         let method = body["method"].as_str().unwrap_or("");
         let params = &body["params"];
-        let error = |code: &str| {
+        let error = |code: &str, message: &str| {
             Ok(HttpResponse::json(
                 200,
-                &json!({"result_type": method, "error": {"code": code, "message": "sim"}}),
+                &json!({"result_type": method, "error": {"code": code, "message": message}}),
             ))
         };
         let result = |r: serde_json::Value| {
@@ -435,50 +598,91 @@ impl Sim {
                 &json!({"result_type": method, "result": r}),
             ))
         };
+        let quirks = self.quirks.get();
         match method {
             "pay_invoice" => {
                 let bolt11 = params["invoice"].as_str().unwrap_or("");
                 let (hash, expires) = crate::core::receive::bolt11::parse(bolt11)
                     .map(|i| (i.payment_hash.clone(), i.expires_at_secs()))
                     .unwrap_or_default();
-                let answer = self.pay(backend, &hash, expires);
+                let answer = self.pay(backend, &hash, expires, true);
                 if self.freeze.get() {
                     std::future::pending::<()>().await;
                 }
-                let r = answer?;
-                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-                match (r.status, v["status"].as_str()) {
-                    (201, Some("success")) => result(json!({"preimage": "00"})),
-                    (201, _) => Err(TransportError::Timeout),
-                    (520, Some("failed")) => error("PAYMENT_FAILED"),
-                    (520, Some(_)) => error("INTERNAL"),
-                    (520, None) => Err(TransportError::Network(
-                        "the relay closed the connection".into(),
-                    )),
-                    (401, _) => error("UNAUTHORIZED"),
-                    _ => error("OTHER"),
+                match answer {
+                    PayResult::Paid => result(json!({"preimage": preimage_of(&hash)})),
+                    PayResult::AlreadyPaid if quirks.already_paid_internal => {
+                        error("INTERNAL", "this invoice has already been paid")
+                    }
+                    PayResult::AlreadyPaid | PayResult::FailedAfterPay => {
+                        error("PAYMENT_FAILED", "sim")
+                    }
+                    PayResult::StillPending => error(
+                        "INTERNAL",
+                        "there is already a payment pending for this invoice",
+                    ),
+                    PayResult::Failed(why) => error("PAYMENT_FAILED", why),
+                    PayResult::StuckRecordedFailed => {
+                        error("INTERNAL", "context deadline exceeded")
+                    }
+                    PayResult::InFlight | PayResult::NoAnswer { cut: false } => {
+                        Err(TransportError::Timeout)
+                    }
+                    PayResult::NoAnswer { cut: true } | PayResult::Html520 => Err(
+                        TransportError::Network("the relay closed the connection".into()),
+                    ),
+                    PayResult::NotSent => error("UNAUTHORIZED", "sim"),
+                    PayResult::BadRequestAfterPay => error("OTHER", "sim"),
                 }
             }
             "lookup_invoice" => {
-                let r = self.lookup(backend, params["payment_hash"].as_str().unwrap_or(""))?;
-                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-                match (r.status, v["status"].as_str()) {
-                    (200, Some("success")) => {
-                        result(json!({"type": "outgoing", "state": "settled", "preimage": "00"}))
-                    }
-                    (200, Some(state)) => {
-                        let state = if state == "failed" {
-                            "failed"
-                        } else {
-                            "pending"
-                        };
-                        result(json!({"type": "outgoing", "state": state}))
-                    }
-                    (404, _) => error("NOT_FOUND"),
-                    _ => error("INTERNAL"),
+                match Self::next(&self.lookups, LookupBehaviour::Truthful) {
+                    LookupBehaviour::Error => return error("INTERNAL", "sim"),
+                    LookupBehaviour::Slow => return Err(TransportError::Timeout),
+                    LookupBehaviour::Truthful => {}
                 }
+                let hash = params["payment_hash"].as_str().unwrap_or("");
+                let now = self.now.get();
+                let mut truth = self.truth.borrow_mut();
+                let t = truth
+                    .entry((backend.to_string(), hash.to_string()))
+                    .or_default();
+                let record = if quirks.oldest_attempt_first {
+                    t.attempts.first()
+                } else {
+                    t.attempts
+                        .iter()
+                        .rfind(|a| a.state == AttemptState::Settled)
+                        .or(t.attempts.last())
+                };
+                let Some(record) = record.cloned().filter(|_| !quirks.blind) else {
+                    t.confirmed_unpaid = true;
+                    return error("NOT_FOUND", "The transaction requested was not found");
+                };
+                let past_expiry = now / 1000 > t.expires_at_secs;
+                let state = match record.state {
+                    AttemptState::Settled => "settled",
+                    _ if quirks.expired_when_unsettled && past_expiry => "expired",
+                    AttemptState::Pending => "pending",
+                    AttemptState::Failed => "failed",
+                };
+                if state != "settled" && state != "pending" {
+                    t.confirmed_unpaid = true;
+                }
+                let preimage = if state == "settled" {
+                    preimage_of(hash)
+                } else {
+                    String::new()
+                };
+                result(json!({
+                    "type": "outgoing",
+                    "state": state,
+                    "payment_hash": hash,
+                    "preimage": preimage,
+                    "created_at": record.created_ms / 1000,
+                }))
             }
-            _ => error("NOT_IMPLEMENTED"),
+            _ => error("NOT_IMPLEMENTED", "sim"),
         }
     }
 }
@@ -509,12 +713,12 @@ impl Runtime for Sim {
                 let (hash, expires) = crate::core::receive::bolt11::parse(bolt11)
                     .map(|i| (i.payment_hash.clone(), i.expires_at_secs()))
                     .unwrap_or_default();
-                let answer = self.pay(backend, &hash, expires);
+                let answer = self.pay(backend, &hash, expires, false);
                 if self.freeze.get() {
                     // The backend got it; its answer never comes back.
                     std::future::pending::<()>().await;
                 }
-                answer
+                lnbits_pay_answer(answer, &hash)
             }
             (Method::Get, Some(path)) => self.lookup(backend, path.trim_start_matches('/')),
             _ => Ok(HttpResponse::json(404, &json!({}))),
@@ -545,6 +749,8 @@ struct MemStore {
     instance: RefCell<String>,
     /// With several shards: the registry they share.
     registry: Option<Rc<SimRegistry>>,
+    /// Per backend identity, the latest hash seen paid through it.
+    known_paid: RefCell<HashMap<String, String>>,
 }
 
 /// The registry object and the shards it can reach, as in the Worker
@@ -684,6 +890,15 @@ impl PayoutStore for MemStore {
     fn instance(&self) -> String {
         self.instance.borrow().clone()
     }
+    fn known_paid(&self, backend: &BackendId) -> Result<Option<String>, StoreError> {
+        Ok(self.known_paid.borrow().get(&backend.key()).cloned())
+    }
+    fn remember_paid(&self, backend: &BackendId, hash: &str, _now: u64) -> Result<(), StoreError> {
+        self.known_paid
+            .borrow_mut()
+            .insert(backend.key(), hash.to_string());
+        Ok(())
+    }
     fn defer(&self, id: &str, wake: u64) -> Result<(), StoreError> {
         if let Some(r) = self.rows.borrow_mut().get_mut(id) {
             r.1 = Some(wake);
@@ -766,6 +981,9 @@ fn config() -> PayoutConfig {
             watch_window_ms: 3_600_000,
             pay_timeout_ms: 20_000,
             late_execution_bound_ms: LATE_BOUND_MS,
+            late_execution_bound_set: true,
+            clock_skew_ms: 5_000,
+            in_flight_bound_ms: 2 * LATE_BOUND_MS,
         },
         webhook_secret: None,
         url_policy: UrlPolicy {
@@ -833,7 +1051,17 @@ fn send_behaviour() -> impl Strategy<Value = SendBehaviour> {
         Just(SendBehaviour::Late),
         Just(SendBehaviour::FailedAfterPay),
         Just(SendBehaviour::BadRequestAfterPay),
+        Just(SendBehaviour::StuckRecordedFailed),
     ]
+}
+
+fn quirks() -> impl Strategy<Value = Quirks> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(e, o, b, a)| Quirks {
+        expired_when_unsettled: e,
+        oldest_attempt_first: o,
+        blind: b,
+        already_paid_internal: a,
+    })
 }
 
 fn lookup_behaviour() -> impl Strategy<Value = LookupBehaviour> {
@@ -931,8 +1159,10 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..40),
         seed in 1u64..u64::MAX,
         via_nwc in any::<bool>(),
+        quirks in quirks(),
     ) {
         let sim = Sim::new(seed, sends, lookups);
+        sim.quirks.set(quirks);
         let store = MemStore::default();
         let mut cfg = config_for(via_nwc);
         let destination = if address {
@@ -1068,7 +1298,8 @@ fn an_lnurl_server_repeating_a_tried_invoice_gets_no_second_send() {
 fn an_admin_retry_reserves_the_amount_on_the_day_of_the_retry() {
     let sim = Sim::new(3, vec![SendBehaviour::FailExplicit], vec![]);
     let store = MemStore::default();
-    let cfg = config();
+    let mut cfg = config();
+    cfg.policy.max_attempts = 1;
     let req = PayoutRequest {
         destination: "dan@lnurl.sim".into(),
         amount_sat: Some(21),
@@ -1080,7 +1311,7 @@ fn an_admin_retry_reserves_the_amount_on_the_day_of_the_retry() {
         Ok(Created::New(p)) => p.id,
         _ => panic!("create"),
     };
-    for _ in 0..20 {
+    for _ in 0..40 {
         sim.now.set(sim.now.get() + 70_000);
         let _ = block_on(engine::drain(&sim, &store, &cfg, &holder(&store, "cron")));
     }

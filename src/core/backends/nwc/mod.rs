@@ -17,10 +17,13 @@ pub mod uri;
 
 use serde_json::{json, Value};
 
-use super::{Backend, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError};
+use super::{
+    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
+    ProviderError,
+};
 use crate::core::backends::error::snippet;
 use crate::core::http::{HttpRequest, HttpResponse, Method};
-use crate::core::payout::machine::{LookupOutcome, PayOutcome};
+use crate::core::payout::machine::{Covers, FailedRecord, LookupOutcome, PayOutcome};
 
 pub const SCHEME: &str = "nwc://";
 /// The relay URL, read by the transport.
@@ -270,13 +273,47 @@ impl Backend for Nwc {
                 fee_msat: tx.get("fees_paid").and_then(Value::as_u64),
             },
             TxState::Pending => LookupOutcome::Pending,
-            TxState::Failed => {
-                LookupOutcome::Failed("the wallet reports the payment failed".into())
-            }
-            TxState::Expired => {
-                LookupOutcome::Failed("the wallet reports the payment expired".into())
-            }
+            // NIP-47 says `expired` of invoices. Alby Hub says it of any
+            // unsettled record past its `ExpiresAt`, outgoing payments still
+            // in flight included (`nip47/models/transactions.go:
+            // ToNip47Transaction`): for a payment it means "not settled".
+            // And it marks a payment failed when its own call to its node
+            // errors, and settles that record if the node later reports it
+            // sent. Both are read as "may still settle": pending until no
+            // part of the payment can be in flight. It keeps one record per
+            // attempt and answers one of them (`transactions_service.go:
+            // LookupTransaction`).
+            state @ (TxState::Failed | TxState::Expired) => LookupOutcome::Failed(FailedRecord {
+                reason: if state == TxState::Failed {
+                    "the wallet reports the payment failed".into()
+                } else {
+                    "the wallet reports the payment expired".into()
+                },
+                covers: Covers::OneAttempt,
+                created_at_ms: tx
+                    .get("created_at")
+                    .and_then(Value::as_u64)
+                    .filter(|t| *t > 0)
+                    .map(|t| t.saturating_mul(1000)),
+                may_still_settle: true,
+                resendable: false,
+            }),
             TxState::Unreadable => LookupOutcome::Error("unknown transaction state".into()),
+        }
+    }
+
+    /// NIP-47: `pay_invoice` answers `preimage`; `lookup_invoice` carries it
+    /// once paid ("optional if unpaid"). Nothing in NIP-47 makes a lookup
+    /// cover the wallet's outgoing payments. Alby Hub drops a request only
+    /// once its event is over 6 hours old (`nip47/event_handler.go`; it
+    /// ignores NIP-47's `expiration` tag), so a request the gateway gave up
+    /// on may run that much later.
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: true,
+            preimage_on_lookup: true,
+            lookup_may_be_blind: true,
+            late_execution_floor_ms: 6 * 3600 * 1000 + 10 * 60 * 1000,
         }
     }
 }
