@@ -114,6 +114,8 @@ struct HashTruth {
     expires_at_secs: u64,
     /// The wallet's records of the attempts that reached it, oldest first.
     attempts: Vec<AttemptRecord>,
+    /// When the payment now in flight left.
+    in_flight_since_ms: u64,
 }
 
 impl HashTruth {
@@ -139,6 +141,9 @@ impl HashTruth {
 
 /// The longest the simulated backend holds a request before running it.
 const LATE_BOUND_MS: u64 = 900_000;
+
+/// The longest a payment stays in flight (its HTLCs expire by then).
+const IN_FLIGHT_BOUND_MS: u64 = 2 * LATE_BOUND_MS;
 
 /// The simulated backends, by base URL.
 pub(crate) const BACKENDS: [&str; 2] = ["http://lnbits.sim", "http://other.sim"];
@@ -375,12 +380,14 @@ impl Sim {
             SendBehaviour::Pending => {
                 t.known = true;
                 t.in_flight = true;
+                t.in_flight_since_ms = now;
                 t.record(now, AttemptState::Pending);
                 PayResult::InFlight
             }
             SendBehaviour::StuckRecordedFailed => {
                 t.known = true;
                 t.in_flight = true;
+                t.in_flight_since_ms = now;
                 t.record(now, AttemptState::Failed);
                 PayResult::StuckRecordedFailed
             }
@@ -463,6 +470,25 @@ impl Sim {
     /// marked failed while the payment was in flight settles with it.
     fn settle(&self, pay: bool) {
         for t in self.truth.borrow_mut().values_mut() {
+            Self::resolve(t, pay);
+        }
+    }
+
+    /// No payment stays in flight longer than its HTLCs live: one that has
+    /// is over by now, paid or not (the seed decides).
+    fn end_overdue_payments(&self) {
+        let now = self.now.get();
+        let mut coin = [0u8; 1];
+        self.random_bytes(&mut coin);
+        for t in self.truth.borrow_mut().values_mut() {
+            if t.in_flight && now >= t.in_flight_since_ms + IN_FLIGHT_BOUND_MS - 1_000 {
+                Self::resolve(t, coin[0] & 1 == 1);
+            }
+        }
+    }
+
+    fn resolve(t: &mut HashTruth, pay: bool) {
+        {
             if t.in_flight {
                 t.in_flight = false;
                 if pay {
@@ -695,6 +721,7 @@ impl Runtime for Sim {
     ) -> Result<HttpResponse, TransportError> {
         YieldOnce(false).await; // let a concurrent wake-up run here, as at a real `await`
         self.now.set(self.now.get() + 10);
+        self.end_overdue_payments();
         if request.url.contains("://lnurl.sim/") {
             return Ok(self.lnurl(&request));
         }
@@ -983,7 +1010,7 @@ fn config() -> PayoutConfig {
             late_execution_bound_ms: LATE_BOUND_MS,
             late_execution_bound_set: true,
             clock_skew_ms: 5_000,
-            in_flight_bound_ms: 2 * LATE_BOUND_MS,
+            in_flight_bound_ms: IN_FLIGHT_BOUND_MS,
         },
         webhook_secret: None,
         url_policy: UrlPolicy {
