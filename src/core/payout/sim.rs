@@ -57,6 +57,13 @@ enum SendBehaviour {
     /// is still in flight: it records the attempt failed and answers an
     /// error; the payment may still settle, and the record with it.
     StuckRecordedFailed,
+    /// Someone else already paid the invoice (the wallet has no record of
+    /// it): refused as already paid. Not this wallet's money: the payout
+    /// may end unpaid, never succeed.
+    PaidByAnother,
+    /// Answers success, with a preimage of zeros, for a payment still in
+    /// flight (LND's records carry 64 zeros until settled).
+    SucceededWhileInFlight,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +123,10 @@ struct HashTruth {
     attempts: Vec<AttemptRecord>,
     /// When the payment now in flight left.
     in_flight_since_ms: u64,
+    /// A payment from before the run, the backend's known-paid hash.
+    history: bool,
+    /// Someone else paid this invoice: not this wallet's payment.
+    paid_elsewhere: bool,
 }
 
 impl HashTruth {
@@ -257,6 +268,8 @@ enum PayResult {
     StuckRecordedFailed,
     /// Never acted on.
     NotSent,
+    /// Answered success with a preimage of zeros.
+    PaidNoProof,
     /// Paid, answered 400 (LNbits shape only).
     BadRequestAfterPay,
     /// Paid, answered "failed".
@@ -285,12 +298,49 @@ impl Sim {
 
     /// Total hashes paid on every backend.
     fn paid_count(&self) -> usize {
-        self.truth.borrow().values().filter(|t| t.paid).count()
+        self.truth
+            .borrow()
+            .values()
+            .filter(|t| t.paid && !t.history)
+            .count()
+    }
+
+    /// Each simulated backend made one payment before the run, and `store`
+    /// knows it (what a deployment's history gives the blind-lookup check).
+    fn seed_history(&self, store: &MemStore) {
+        let pre = [7u8; 32];
+        let hash = hex::encode(sha2::Sha256::digest(pre));
+        PREIMAGES.with(|m| m.borrow_mut().insert(hash.clone(), hex::encode(pre)));
+        for (i, url) in BACKENDS.iter().enumerate() {
+            let t = HashTruth {
+                paid: true,
+                known: true,
+                history: true,
+                attempts: vec![AttemptRecord {
+                    created_ms: 0,
+                    state: AttemptState::Settled,
+                }],
+                ..HashTruth::default()
+            };
+            self.truth
+                .borrow_mut()
+                .insert((url.to_string(), hash.clone()), t);
+            let lnbits = ProviderConfig {
+                base_url: url.to_string(),
+                ..lnbits_sim()
+            };
+            for b in [lnbits, nwc_sim(i)] {
+                let _ = store.remember_paid(&BackendId::of(&b), &hash, 0);
+            }
+        }
     }
 
     fn any_live(&self) -> bool {
         let now = self.now_secs();
-        self.truth.borrow().values().any(|t| t.live(now))
+        self.truth
+            .borrow()
+            .values()
+            .any(|t| !t.history && t.live(now))
     }
 
     /// A pay request reaches the wallet. `per_attempt`: the wallet keeps a
@@ -302,7 +352,9 @@ impl Sim {
         let now = self.now.get();
         let mut truth = self.truth.borrow_mut();
         let key = (backend.to_string(), hash.to_string());
-        let others_live = truth.iter().any(|(k, t)| k.1 != hash && t.live(now_secs));
+        let others_live = truth
+            .iter()
+            .any(|(k, t)| k.1 != hash && !t.history && t.live(now_secs));
         let t = truth.entry(key).or_default();
         t.expires_at_secs = expires_at_secs;
         let mut v = self.violations.borrow_mut();
@@ -317,7 +369,7 @@ impl Sim {
         t.sends += 1;
         t.confirmed_unpaid = false;
         // A hash pays once.
-        if t.paid {
+        if t.paid || t.paid_elsewhere {
             return PayResult::AlreadyPaid;
         }
         if t.in_flight {
@@ -390,6 +442,17 @@ impl Sim {
                 t.in_flight_since_ms = now;
                 t.record(now, AttemptState::Failed);
                 PayResult::StuckRecordedFailed
+            }
+            SendBehaviour::PaidByAnother => {
+                t.paid_elsewhere = true;
+                PayResult::AlreadyPaid
+            }
+            SendBehaviour::SucceededWhileInFlight => {
+                t.known = true;
+                t.in_flight = true;
+                t.in_flight_since_ms = now;
+                t.record(now, AttemptState::Pending);
+                PayResult::PaidNoProof
             }
             SendBehaviour::AuthRefused => {
                 t.confirmed_unpaid = true; // refused before acting: the sender may resend
@@ -564,6 +627,10 @@ fn lnbits_pay_answer(r: PayResult, hash: &str) -> Result<HttpResponse, Transport
             201,
             json!({"payment_hash": hash, "status": "success", "preimage": preimage_of(hash)}),
         ),
+        PayResult::PaidNoProof => j(
+            201,
+            json!({"payment_hash": hash, "status": "success", "preimage": "00".repeat(32)}),
+        ),
         PayResult::AlreadyPaid => j(
             520,
             json!({"detail": "Internal invoice already paid.", "status": "failed"}),
@@ -637,6 +704,7 @@ impl Sim {
                 }
                 match answer {
                     PayResult::Paid => result(json!({"preimage": preimage_of(&hash)})),
+                    PayResult::PaidNoProof => result(json!({"preimage": "00".repeat(32)})),
                     PayResult::AlreadyPaid if quirks.already_paid_internal => {
                         error("INTERNAL", "this invoice has already been paid")
                     }
@@ -1079,6 +1147,8 @@ fn send_behaviour() -> impl Strategy<Value = SendBehaviour> {
         Just(SendBehaviour::FailedAfterPay),
         Just(SendBehaviour::BadRequestAfterPay),
         Just(SendBehaviour::StuckRecordedFailed),
+        Just(SendBehaviour::PaidByAnother),
+        Just(SendBehaviour::SucceededWhileInFlight),
     ]
 }
 
@@ -1191,6 +1261,7 @@ proptest! {
         let sim = Sim::new(seed, sends, lookups);
         sim.quirks.set(quirks);
         let store = MemStore::default();
+        sim.seed_history(&store);
         let mut cfg = config_for(via_nwc);
         let destination = if address {
             "alice@lnurl.sim".to_string()
@@ -1763,6 +1834,7 @@ proptest! {
     ) {
         let sim = Sim::new(seed, sends, vec![]);
         let store = MemStore::default();
+        sim.seed_history(&store);
         let mut cfg = config();
         for i in 0..n {
             let destination = if i % 2 == 0 {
