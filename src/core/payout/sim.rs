@@ -1899,3 +1899,147 @@ proptest! {
 
 #[path = "sim_shards.rs"]
 mod shards;
+
+/// The hashes the simulation saw sent, and how often, without history.
+fn sends_per_hash(sim: &Sim) -> Vec<u32> {
+    sim.truth
+        .borrow()
+        .values()
+        .filter(|t| !t.history && t.sends > 0)
+        .map(|t| t.sends)
+        .collect()
+}
+
+/// Issue 14, case 1: an NWC wallet (Alby Hub) says `expired` of a payment
+/// stuck in flight once its invoice's lifetime is over. The recipient was
+/// paid; the payout must never take a second invoice, and ends paid once
+/// the payment settles.
+#[test]
+fn nwc_expired_for_a_stuck_payment_never_leads_to_a_second_invoice() {
+    let sim = Sim::new(41, vec![SendBehaviour::Pending], vec![]);
+    sim.quirks.set(Quirks {
+        expired_when_unsettled: true,
+        ..Quirks::default()
+    });
+    sim.invoice_expiry_secs.set(130);
+    let store = MemStore::default();
+    sim.seed_history(&store);
+    let cfg = config_for(true);
+    let id = created(&sim, &store, &cfg, address_request("stuck"));
+    // Hours of lookups saying pending, then `expired`.
+    drain_for(&sim, &store, &cfg, 100, 10_000);
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    assert!(p.previous_hashes.is_empty(), "{:?}", p.log);
+    assert_eq!(sim.lnurl_calls.get(), 1, "no second invoice");
+    sim.settle(true);
+    drain_for(&sim, &store, &cfg, 30, 10_000);
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+    assert_eq!(sim.paid_count(), 1);
+    assert_eq!(sends_per_hash(&sim), vec![1]);
+    assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+}
+
+/// Issue 14, case 2: a wallet keeping one record per attempt answers the
+/// oldest. After a failed lookup the same hash is never sent again there,
+/// so no later, paid attempt can hide behind the failed one.
+#[test]
+fn a_wallet_answering_its_oldest_attempt_never_gets_a_second_send() {
+    let sim = Sim::new(43, vec![SendBehaviour::FailExplicit], vec![]);
+    sim.quirks.set(Quirks {
+        oldest_attempt_first: true,
+        already_paid_internal: true,
+        ..Quirks::default()
+    });
+    let store = MemStore::default();
+    sim.seed_history(&store);
+    let cfg = config_for(true);
+    let id = created(&sim, &store, &cfg, address_request("oldest"));
+    drain_for(&sim, &store, &cfg, 60, 10_000);
+    let p = stored(&store, &id);
+    assert_eq!(sends_per_hash(&sim)[..1], [1], "{:?}", p.log);
+    assert_ne!(p.status(), "failed", "{:?}", p.log);
+    assert!(sim.paid_count() <= 1);
+    assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+}
+
+/// Issue 14, case 3: lookups that cannot see outgoing payments (LNbits
+/// without view permission, an NWC wallet whose lookups cover invoices
+/// only). The payment went through but its answer was lost: "not found"
+/// never proves it absent, and the payout waits, visibly, naming the backend.
+#[test]
+fn blind_lookups_never_prove_a_payment_absent() {
+    for via_nwc in [false, true] {
+        let sim = Sim::new(47, vec![SendBehaviour::Html520AfterPay], vec![]);
+        sim.quirks.set(Quirks {
+            blind: true,
+            ..Quirks::default()
+        });
+        let store = MemStore::default();
+        sim.seed_history(&store);
+        let cfg = config_for(via_nwc);
+        let id = created(&sim, &store, &cfg, address_request("blind"));
+        drain_for(&sim, &store, &cfg, 120, 60_000);
+        let p = stored(&store, &id);
+        assert_ne!(p.status(), "failed", "{:?}", p.log);
+        assert!(!p.hash_dead, "{:?}", p.log);
+        assert_eq!(sim.lnurl_calls.get(), 1, "no second invoice");
+        assert!(p.lookups_failing_since_ms.is_some());
+        let why = p.last_error.clone().unwrap_or_default();
+        assert!(
+            why.contains("may not see outgoing payments")
+                && why.contains(cfg.provider.kind.as_str()),
+            "{why}"
+        );
+        assert_eq!(sim.paid_count(), 1);
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}
+
+/// Issue 14: a wallet that refuses a send because the invoice is already
+/// paid says the hash may be paid. Its lookups find nothing of ours (the
+/// payment it speaks of may be one they miss): the hash is never proven
+/// dead, so the payout neither fails nor takes another invoice.
+#[test]
+fn an_invoice_said_to_be_already_paid_is_never_proven_dead() {
+    for via_nwc in [false, true] {
+        let sim = Sim::new(53, vec![SendBehaviour::PaidByAnother], vec![]);
+        sim.quirks.set(Quirks {
+            already_paid_internal: true,
+            ..Quirks::default()
+        });
+        let store = MemStore::default();
+        sim.seed_history(&store);
+        let cfg = config_for(via_nwc);
+        let id = created(&sim, &store, &cfg, address_request("paid"));
+        drain_for(&sim, &store, &cfg, 120, 60_000);
+        let p = stored(&store, &id);
+        assert!(p.hash_said_paid, "{:?}", p.log);
+        assert!(!p.hash_dead && p.status() != "failed", "{:?}", p.log);
+        assert_eq!(sim.lnurl_calls.get(), 1, "no second invoice: {:?}", p.log);
+    }
+}
+
+/// Success is accepted only with the preimage of the hash: a wallet that
+/// says "success" with zeros for a payment in flight (which then fails)
+/// leaves the payout unknown, never succeeded.
+#[test]
+fn success_without_the_preimage_is_not_success() {
+    let sim = Sim::new(59, vec![SendBehaviour::SucceededWhileInFlight], vec![]);
+    let store = MemStore::default();
+    sim.seed_history(&store);
+    let cfg = config();
+    let id = created(&sim, &store, &cfg, address_request("zeros"));
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    assert!(
+        p.log.iter().any(|l| l.event.contains("preimage")),
+        "{:?}",
+        p.log
+    );
+    sim.settle(false);
+    drain_for(&sim, &store, &cfg, 10, 10_000);
+    assert_ne!(stored(&store, &id).status(), "succeeded");
+    assert_eq!(sim.paid_count(), 0);
+}
