@@ -10,7 +10,8 @@ use crate::core::api::error::ApiError;
 use crate::core::http::Runtime;
 use crate::core::log::{Event, Level, WakeLog};
 use crate::core::payout::config::PayoutConfig;
-use crate::core::payout::engine::{self, Claim, Created, Drain, PayoutStore};
+use crate::core::payout::engine::{self, Created, Drain, PayoutStore};
+use crate::core::payout::registry::{Answer, Takeover};
 use crate::core::payout::{request, shard};
 use crate::core::time::iso8601_ms;
 use crate::edge::registry::Registry;
@@ -202,12 +203,11 @@ impl PayoutQueue {
         }
         let mut pairs = Vec::new();
         for shard in 0..shards {
-            let reply = crate::edge::payouts::call_object(
+            let reply = crate::edge::payouts::call_peer(
                 &self.env,
                 &shard::object_name(shard),
                 worker::Method::Get,
                 "/live-hashes",
-                worker::Headers::new(),
                 None,
             )
             .await?;
@@ -315,17 +315,37 @@ impl PayoutQueue {
                 let (Some(hash), Some(id)) = (body["hash"].as_str(), body["id"].as_str()) else {
                     return Err(ApiError::InvalidJson("hash and id are required".into()));
                 };
+                let takeover = match (body["replace"].as_str(), body["seen_at_ms"].as_u64()) {
+                    (Some(owner), Some(seen_at_ms)) => Some(Takeover {
+                        owner: owner.to_string(),
+                        seen_at_ms,
+                    }),
+                    _ => None,
+                };
                 let store = self.store()?;
                 self.backfill_claims(&store).await?;
                 Ok(
                     match store
-                        .claim(hash, id, body["replace"].as_str(), rt.now_ms())
+                        .claim(hash, id, takeover.as_ref(), rt.now_ms())
                         .map_err(store_err)?
                     {
-                        Claim::Granted => Reply::json(200, json!({"granted": true})),
-                        Claim::HeldBy(owner) => Reply::json(200, json!({"owner": owner})),
+                        Answer::Granted => Reply::json(200, json!({"granted": true})),
+                        Answer::HeldBy { owner, seen_at_ms } => {
+                            Reply::json(200, json!({"owner": owner, "seen_at_ms": seen_at_ms}))
+                        }
                     },
                 )
+            }
+            ("POST", "/release") => {
+                let body = req
+                    .json::<Value>()
+                    .await
+                    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+                let (Some(hash), Some(id)) = (body["hash"].as_str(), body["id"].as_str()) else {
+                    return Err(ApiError::InvalidJson("hash and id are required".into()));
+                };
+                self.store()?.release_claim(hash, id).map_err(store_err)?;
+                Ok(Reply::json(200, json!({"released": true})))
             }
             ("GET", "/live-hashes") => {
                 let store = self.store()?;

@@ -2,13 +2,13 @@
 //! Durable Object calls (the rules are in `core::payout::registry`).
 
 use serde_json::json;
-use worker::{Env, Headers, Method};
+use worker::{Env, Method};
 
-use crate::core::payout::engine::{Claim, PayoutStore, StoreError};
+use crate::core::payout::engine::{PayoutStore, StoreError};
 use crate::core::payout::model::PayoutState;
-use crate::core::payout::registry::{Holder, RegistryLink};
+use crate::core::payout::registry::{Answer, Holder, RegistryLink, Takeover};
 use crate::core::payout::shard;
-use crate::edge::payouts::call_object;
+use crate::edge::payouts::call_peer;
 use crate::edge::sql_store::SqlStore;
 
 pub struct Registry {
@@ -31,15 +31,19 @@ impl RegistryLink for Link<'_> {
         &self,
         hash: &str,
         id: &str,
-        replace: Option<&str>,
-    ) -> Result<Claim, StoreError> {
-        let body = json!({"hash": hash, "id": id, "replace": replace});
-        let reply = call_object(
+        takeover: Option<&Takeover>,
+    ) -> Result<Answer, StoreError> {
+        let body = json!({
+            "hash": hash,
+            "id": id,
+            "replace": takeover.map(|t| t.owner.as_str()),
+            "seen_at_ms": takeover.map(|t| t.seen_at_ms),
+        });
+        let reply = call_peer(
             &self.registry.env,
             shard::REGISTRY_OBJECT,
             Method::Post,
             "/claim",
-            Headers::new(),
             Some(body.to_string().into_bytes()),
         )
         .await
@@ -48,10 +52,37 @@ impl RegistryLink for Link<'_> {
             return Err(unavailable("claim", format!("HTTP {}", reply.status)));
         }
         let answer = reply.into_json();
-        match (answer["granted"].as_bool(), answer["owner"].as_str()) {
-            (Some(true), _) => Ok(Claim::Granted),
-            (_, Some(owner)) => Ok(Claim::HeldBy(owner.to_string())),
-            _ => Err(unavailable("claim", "an answer without granted or owner")),
+        match (
+            answer["granted"].as_bool(),
+            answer["owner"].as_str(),
+            answer["seen_at_ms"].as_u64(),
+        ) {
+            (Some(true), _, _) => Ok(Answer::Granted),
+            (_, Some(owner), Some(seen_at_ms)) => Ok(Answer::HeldBy {
+                owner: owner.to_string(),
+                seen_at_ms,
+            }),
+            _ => Err(unavailable(
+                "claim",
+                "an answer without granted, or owner and seen_at_ms",
+            )),
+        }
+    }
+
+    async fn release(&self, hash: &str, id: &str) -> Result<(), StoreError> {
+        let body = json!({"hash": hash, "id": id});
+        let reply = call_peer(
+            &self.registry.env,
+            shard::REGISTRY_OBJECT,
+            Method::Post,
+            "/release",
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+        .map_err(|e| unavailable("release", e.message()))?;
+        match reply.status {
+            200 => Ok(()),
+            s => Err(unavailable("release", format!("HTTP {s}"))),
         }
     }
 
@@ -62,12 +93,11 @@ impl RegistryLink for Link<'_> {
                 payment_hash: p.payment_hash,
             });
         }
-        let reply = call_object(
+        let reply = call_peer(
             &self.registry.env,
             &shard::object_name(shard::shard_of(owner, self.registry.shards)),
             Method::Get,
             &format!("/payout/{owner}"),
-            Headers::new(),
             None,
         )
         .await

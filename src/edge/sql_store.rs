@@ -139,6 +139,17 @@ impl SqlStore {
     }
 
     /// Registry role (sharded queues): the claim on `hash` after
+    /// Registry role: drops `id`'s claim on `hash`, if it still holds it.
+    pub fn release_claim(&self, hash: &str, id: &str) -> Result<(), StoreError> {
+        self.sql
+            .exec(
+                "DELETE FROM invoice_claims WHERE hash = ? AND payout_id = ?",
+                vec![V::from(hash), V::from(id)],
+            )
+            .map_err(e)?;
+        Ok(())
+    }
+
     /// [`registry::decide`]; a grant is written with `now_ms`, so a holder's
     /// own re-claim refreshes it. Rows from before claims were timestamped
     /// count as settled.
@@ -146,9 +157,9 @@ impl SqlStore {
         &self,
         hash: &str,
         id: &str,
-        replace: Option<&str>,
+        takeover: Option<&registry::Takeover>,
         now_ms: u64,
-    ) -> Result<Claim, StoreError> {
+    ) -> Result<registry::Answer, StoreError> {
         #[derive(Deserialize)]
         struct Row {
             payout_id: String,
@@ -168,8 +179,8 @@ impl SqlStore {
             payout_id: r.payout_id.clone(),
             claimed_at_ms: r.claimed_at as u64,
         });
-        let claim = registry::decide(row.as_ref(), id, replace, now_ms);
-        if claim == Claim::Granted {
+        let claim = registry::decide(row.as_ref(), id, takeover, now_ms);
+        if claim == registry::Answer::Granted {
             self.sql
                 .exec(
                     "INSERT OR REPLACE INTO invoice_claims (hash, payout_id, claimed_at) VALUES (?, ?, ?)",
@@ -362,6 +373,19 @@ impl PayoutStore for SqlStore {
                 registry::claim(&link, hash, payout_id).await
             }
             None => Ok(Claim::Granted),
+        }
+    }
+
+    async fn release_across_shards(&self, hash: &str, payout_id: &str) -> Result<(), StoreError> {
+        match &self.registry {
+            Some(registry) => {
+                let link = Link {
+                    registry,
+                    local: self,
+                };
+                registry::RegistryLink::release(&link, hash, payout_id).await
+            }
+            None => Ok(()),
         }
     }
 

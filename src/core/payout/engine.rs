@@ -67,6 +67,12 @@ pub trait PayoutStore {
         Ok(Claim::Granted)
     }
 
+    /// Gives up `payout_id`'s cross-shard claim on `hash` (its grant came
+    /// too late, so nothing was stored).
+    async fn release_across_shards(&self, _hash: &str, _payout_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn get(&self, id: &str) -> Result<Option<Payout>, StoreError>;
     fn by_idempotency_key(&self, key: &str) -> Result<Option<Payout>, StoreError>;
     /// The payout (if any) whose current invoice has this payment hash.
@@ -206,6 +212,8 @@ async fn claim_hash<R: Runtime, S: PayoutStore>(
     match store.claim_across_shards(hash, id).await? {
         Claim::HeldBy(owner) => Err(PayoutError::InvoiceAlreadyUsed(owner)),
         Claim::Granted if rt.now_ms().saturating_sub(start) > CLAIM_COMMIT_MS => {
+            // Best effort: a row left behind settles and is taken over later.
+            let _ = store.release_across_shards(hash, id).await;
             Err(PayoutError::Store(StoreError(
                 "the invoice registry answered too late; try again".into(),
             )))

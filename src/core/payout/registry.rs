@@ -2,7 +2,7 @@
 //! payment hash is claimed in one registry object before any payout sends
 //! it, so one invoice belongs to one live payout across every shard.
 
-use crate::core::payout::engine::{Claim, StoreError, CLAIM_SETTLE_MS};
+use crate::core::payout::engine::{Claim, StoreError, CLAIM_COMMIT_MS, CLAIM_SETTLE_MS};
 
 /// A registry row: who holds a hash, and since when (the registry's clock).
 #[derive(Debug, Clone, PartialEq)]
@@ -11,21 +11,57 @@ pub struct ClaimRow {
     pub claimed_at_ms: u64,
 }
 
+/// The registry's answer to one claim request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Granted,
+    /// Another payout holds the hash; `seen_at_ms` is the registry's clock
+    /// when it said so. A takeover must come back within the commit window
+    /// of that reading.
+    HeldBy {
+        owner: String,
+        seen_at_ms: u64,
+    },
+}
+
+/// A request to take a claim over from `owner`, whose shard was asked
+/// after the registry answered "held by `owner`" at `seen_at_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Takeover {
+    pub owner: String,
+    pub seen_at_ms: u64,
+}
+
 /// Gives `hash` to `id` (writing `now_ms`), keeps it with its holder, or
-/// hands it over when `replace` names the holder, the holder was found not
-/// to hold the hash, and its claim has settled: a younger claim may belong
-/// to a payout still on its way to its shard.
-pub fn decide(row: Option<&ClaimRow>, id: &str, replace: Option<&str>, now_ms: u64) -> Claim {
+/// hands it over on a [`Takeover`] when all of this holds on the registry's
+/// own clock: the holder is the one named, it has not re-claimed the hash
+/// since the "held by" answer, that answer is at most [`CLAIM_COMMIT_MS`]
+/// old (so the claimant's read of the holder is too), and the holder's
+/// claim has settled (a younger claim may belong to a payout still on its
+/// way to its shard).
+pub fn decide(
+    row: Option<&ClaimRow>,
+    id: &str,
+    takeover: Option<&Takeover>,
+    now_ms: u64,
+) -> Answer {
     match row {
-        None => Claim::Granted,
-        Some(r) if r.payout_id == id => Claim::Granted,
+        None => Answer::Granted,
+        Some(r) if r.payout_id == id => Answer::Granted,
         Some(r)
-            if replace == Some(r.payout_id.as_str())
-                && now_ms.saturating_sub(r.claimed_at_ms) >= CLAIM_SETTLE_MS =>
+            if takeover.is_some_and(|t| {
+                t.owner == r.payout_id
+                    && r.claimed_at_ms <= t.seen_at_ms
+                    && now_ms.saturating_sub(t.seen_at_ms) <= CLAIM_COMMIT_MS
+                    && t.seen_at_ms <= now_ms
+            }) && now_ms.saturating_sub(r.claimed_at_ms) >= CLAIM_SETTLE_MS =>
         {
-            Claim::Granted
+            Answer::Granted
         }
-        Some(r) => Claim::HeldBy(r.payout_id.clone()),
+        Some(r) => Answer::HeldBy {
+            owner: r.payout_id.clone(),
+            seen_at_ms: now_ms,
+        },
     }
 }
 
@@ -55,34 +91,42 @@ pub fn holder_frees(holder: &Holder, hash: &str) -> bool {
 }
 
 /// How a queue shard reaches the registry object and the other shards.
+/// Every call is bounded in time by the caller's transport.
 #[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` bound is wanted.
 pub trait RegistryLink {
     /// Asks the registry object to [`decide`] on `hash` for `id`.
-    async fn claim(&self, hash: &str, id: &str, replace: Option<&str>)
-        -> Result<Claim, StoreError>;
+    async fn claim(
+        &self,
+        hash: &str,
+        id: &str,
+        takeover: Option<&Takeover>,
+    ) -> Result<Answer, StoreError>;
     /// The holder as its own shard records it. Only a definite answer may
     /// be `Absent`: a failed call is an error.
     async fn holder(&self, owner: &str) -> Result<Holder, StoreError>;
+    /// Gives up `id`'s claim on `hash`, if it holds it (a claimant whose
+    /// grant came too late, so nothing was stored).
+    async fn release(&self, hash: &str, id: &str) -> Result<(), StoreError>;
 }
 
 /// Claims `hash` for `id`. When another payout holds it, its shard is asked
-/// whether it still does, and only then is the claim taken over (once the
-/// holder's claim has settled: the registry decides that).
+/// whether it still does, and only then is the claim taken over (the
+/// registry decides whether the answer is still fresh and settled).
 pub async fn claim<L: RegistryLink>(link: &L, hash: &str, id: &str) -> Result<Claim, StoreError> {
-    let mut replace: Option<String> = None;
+    let mut takeover: Option<Takeover> = None;
     for _ in 0..3 {
-        let owner = match link.claim(hash, id, replace.as_deref()).await? {
-            Claim::Granted => return Ok(Claim::Granted),
-            Claim::HeldBy(owner) => owner,
+        let (owner, seen_at_ms) = match link.claim(hash, id, takeover.as_ref()).await? {
+            Answer::Granted => return Ok(Claim::Granted),
+            Answer::HeldBy { owner, seen_at_ms } => (owner, seen_at_ms),
         };
         // Refused although the holder was found not to hold it: its claim
-        // has not settled yet.
-        if replace.as_deref() == Some(owner.as_str())
+        // has not settled yet, or the answer came too late.
+        if takeover.as_ref().is_some_and(|t| t.owner == owner)
             || !holder_frees(&link.holder(&owner).await?, hash)
         {
             return Ok(Claim::HeldBy(owner));
         }
-        replace = Some(owner);
+        takeover = Some(Takeover { owner, seen_at_ms });
     }
     Err(StoreError(
         "invoice registry: the holder kept changing; try again".into(),
@@ -100,32 +144,80 @@ mod tests {
         }
     }
 
+    fn held(owner: &str, at: u64) -> Answer {
+        Answer::HeldBy {
+            owner: owner.into(),
+            seen_at_ms: at,
+        }
+    }
+
+    fn takeover(owner: &str, seen_at_ms: u64) -> Takeover {
+        Takeover {
+            owner: owner.into(),
+            seen_at_ms,
+        }
+    }
+
     #[test]
     fn a_claim_is_kept_by_its_holder_and_refreshed() {
-        assert_eq!(decide(None, "a", None, 5), Claim::Granted);
-        assert_eq!(decide(Some(&row("a", 0)), "a", None, 5), Claim::Granted);
-        assert_eq!(
-            decide(Some(&row("a", 0)), "b", None, CLAIM_SETTLE_MS * 10),
-            Claim::HeldBy("a".into())
-        );
+        assert_eq!(decide(None, "a", None, 5), Answer::Granted);
+        assert_eq!(decide(Some(&row("a", 0)), "a", None, 5), Answer::Granted);
+        let t = CLAIM_SETTLE_MS * 10;
+        assert_eq!(decide(Some(&row("a", 0)), "b", None, t), held("a", t));
     }
 
     #[test]
     fn only_a_settled_claim_of_the_named_holder_is_taken_over() {
         let young = row("a", 1_000);
+        let t = 1_000 + CLAIM_SETTLE_MS - 1;
         assert_eq!(
-            decide(Some(&young), "b", Some("a"), 1_000 + CLAIM_SETTLE_MS - 1),
-            Claim::HeldBy("a".into()),
+            decide(Some(&young), "b", Some(&takeover("a", t)), t),
+            held("a", t),
             "a claim whose payout may still be on its way is never taken"
         );
+        let t = 1_000 + CLAIM_SETTLE_MS;
         assert_eq!(
-            decide(Some(&young), "b", Some("a"), 1_000 + CLAIM_SETTLE_MS),
-            Claim::Granted
+            decide(Some(&young), "b", Some(&takeover("a", t)), t),
+            Answer::Granted
         );
+        let t = CLAIM_SETTLE_MS * 2;
         assert_eq!(
-            decide(Some(&row("c", 0)), "b", Some("a"), CLAIM_SETTLE_MS * 2),
-            Claim::HeldBy("c".into()),
+            decide(Some(&row("c", 0)), "b", Some(&takeover("a", t)), t),
+            held("c", t),
             "the holder changed since it was checked"
+        );
+    }
+
+    #[test]
+    fn a_takeover_is_granted_only_within_the_commit_window_of_its_reading() {
+        let old = row("a", 0);
+        let seen = CLAIM_SETTLE_MS * 2;
+        assert_eq!(
+            decide(
+                Some(&old),
+                "b",
+                Some(&takeover("a", seen)),
+                seen + CLAIM_COMMIT_MS
+            ),
+            Answer::Granted
+        );
+        let late = seen + CLAIM_COMMIT_MS + 1;
+        assert_eq!(
+            decide(Some(&old), "b", Some(&takeover("a", seen)), late),
+            held("a", late),
+            "the holder read may be stale by now"
+        );
+        // The holder re-claimed the hash after the reading (an admin retry).
+        let reclaimed = row("a", seen + 1);
+        let t = seen + CLAIM_SETTLE_MS + 10;
+        assert_eq!(
+            decide(Some(&reclaimed), "b", Some(&takeover("a", seen)), t),
+            held("a", t)
+        );
+        // A reading from the future of the registry's clock is refused.
+        assert_eq!(
+            decide(Some(&old), "b", Some(&takeover("a", seen + 5)), seen),
+            held("a", seen)
         );
     }
 

@@ -856,6 +856,8 @@ struct SimRegistry {
     shards: RefCell<Vec<Weak<MemStore>>>,
     /// How long each claim call takes.
     delay_ms: Cell<u64>,
+    /// How long a read of a holder on its shard takes.
+    holder_delay_ms: Cell<u64>,
 }
 
 /// `n` shards sharing one registry.
@@ -865,6 +867,7 @@ fn shards(sim: &Sim, n: usize) -> (Rc<SimRegistry>, Vec<Rc<MemStore>>) {
         rows: RefCell::new(HashMap::new()),
         shards: RefCell::new(Vec::new()),
         delay_ms: Cell::new(0),
+        holder_delay_ms: Cell::new(0),
     });
     let stores: Vec<Rc<MemStore>> = (0..n)
         .map(|_| {
@@ -883,12 +886,12 @@ impl registry::RegistryLink for SimRegistry {
         &self,
         hash: &str,
         id: &str,
-        replace: Option<&str>,
-    ) -> Result<Claim, StoreError> {
+        takeover: Option<&registry::Takeover>,
+    ) -> Result<registry::Answer, StoreError> {
         self.now.set(self.now.get() + self.delay_ms.get());
         let now = self.now.get();
-        let claim = registry::decide(self.rows.borrow().get(hash), id, replace, now);
-        if claim == Claim::Granted {
+        let claim = registry::decide(self.rows.borrow().get(hash), id, takeover, now);
+        if claim == registry::Answer::Granted {
             self.rows.borrow_mut().insert(
                 hash.to_string(),
                 registry::ClaimRow {
@@ -901,6 +904,7 @@ impl registry::RegistryLink for SimRegistry {
     }
 
     async fn holder(&self, owner: &str) -> Result<registry::Holder, StoreError> {
+        self.now.set(self.now.get() + self.holder_delay_ms.get());
         for shard in self.shards.borrow().iter().filter_map(Weak::upgrade) {
             if let Some(p) = shard.get(owner)? {
                 return Ok(registry::Holder::Found {
@@ -911,6 +915,14 @@ impl registry::RegistryLink for SimRegistry {
         }
         Ok(registry::Holder::Absent)
     }
+
+    async fn release(&self, hash: &str, id: &str) -> Result<(), StoreError> {
+        let mut rows = self.rows.borrow_mut();
+        if rows.get(hash).is_some_and(|r| r.payout_id == id) {
+            rows.remove(hash);
+        }
+        Ok(())
+    }
 }
 
 impl PayoutStore for MemStore {
@@ -918,6 +930,12 @@ impl PayoutStore for MemStore {
         match &self.registry {
             Some(reg) => registry::claim(reg.as_ref(), hash, payout_id).await,
             None => Ok(Claim::Granted),
+        }
+    }
+    async fn release_across_shards(&self, hash: &str, payout_id: &str) -> Result<(), StoreError> {
+        match &self.registry {
+            Some(reg) => registry::RegistryLink::release(reg.as_ref(), hash, payout_id).await,
+            None => Ok(()),
         }
     }
     fn get(&self, id: &str) -> Result<Option<Payout>, StoreError> {

@@ -64,10 +64,9 @@ fn an_lnurl_invoice_is_one_payout_across_shards() {
 }
 
 /// A claim that came back too late is given up (nothing stored, nothing
-/// sent), and the claim it left behind is not handed to another payout
-/// until it has settled: its payout might still have been on its way.
+/// sent) and its row released, so the invoice is free for another payout.
 #[test]
-fn a_slow_claim_is_given_up_and_its_leftover_settles_before_anyone_takes_it() {
+fn a_slow_claim_is_given_up_and_released() {
     let sim = Sim::new(32, vec![], vec![]);
     let (reg, stores) = shards(&sim, 2);
     let cfg = config();
@@ -80,8 +79,32 @@ fn a_slow_claim_is_given_up_and_its_leftover_settles_before_anyone_takes_it() {
     );
     assert!(stores[0].get(&payout_id("ka")).ok().flatten().is_none());
     assert!(sim.truth.borrow().is_empty(), "nothing was sent");
+    assert!(reg.rows.borrow().is_empty(), "the claim was released");
 
     reg.delay_ms.set(0);
+    let next = create_on(&sim, &stores[1], &cfg, req, "kb");
+    assert_eq!(next, Ok(payout_id("kb")));
+    assert_eq!(sim.paid_count(), 1);
+}
+
+/// A row left behind by a claimant that died is not handed to another
+/// payout until it has settled: its payout might still be on its way.
+#[test]
+fn a_leftover_claim_settles_before_anyone_takes_it() {
+    let sim = Sim::new(35, vec![], vec![]);
+    let (reg, stores) = shards(&sim, 2);
+    let cfg = config();
+    let req = bolt11_request(&sim);
+    let hash = crate::core::receive::bolt11::parse(&req.destination)
+        .map(|i| i.payment_hash)
+        .unwrap_or_default();
+    reg.rows.borrow_mut().insert(
+        hash,
+        registry::ClaimRow {
+            payout_id: payout_id("ka"),
+            claimed_at_ms: sim.now.get(),
+        },
+    );
     let early = create_on(&sim, &stores[1], &cfg, req.clone(), "kb");
     assert_eq!(
         early,
@@ -90,7 +113,29 @@ fn a_slow_claim_is_given_up_and_its_leftover_settles_before_anyone_takes_it() {
     sim.now.set(sim.now.get() + engine::CLAIM_SETTLE_MS);
     let later = create_on(&sim, &stores[1], &cfg, req, "kb");
     assert_eq!(later, Ok(payout_id("kb")));
-    assert_eq!(sim.paid_count(), 1);
+}
+
+/// A takeover whose read of the holder took longer than the commit window
+/// is refused: by then the holder may hold the hash again.
+#[test]
+fn a_takeover_after_a_slow_holder_read_is_refused() {
+    let sim = Sim::new(36, vec![SendBehaviour::AuthRefused], vec![]);
+    let (reg, stores) = shards(&sim, 2);
+    let mut cfg = config();
+    cfg.policy.max_attempts = 1;
+    let req = bolt11_request(&sim);
+    let Ok(first) = create_on(&sim, &stores[0], &cfg, req.clone(), "ka") else {
+        panic!("first")
+    };
+    assert_eq!(stored(&stores[0], &first).status(), "failed");
+    sim.now.set(sim.now.get() + engine::CLAIM_SETTLE_MS);
+    cfg.policy.max_attempts = 5;
+    reg.holder_delay_ms.set(engine::CLAIM_COMMIT_MS + 1);
+    let slow = create_on(&sim, &stores[1], &cfg, req.clone(), "kb");
+    assert_eq!(slow, Err(engine::PayoutError::InvoiceAlreadyUsed(first)));
+    reg.holder_delay_ms.set(10);
+    let quick = create_on(&sim, &stores[1], &cfg, req, "kb");
+    assert_eq!(quick, Ok(payout_id("kb")));
 }
 
 /// A payout that failed frees its invoice for a payout on another shard;
