@@ -583,6 +583,16 @@ impl PayoutStore for SqlStore {
         Ok(())
     }
 
+    fn blocked(&self) -> Result<Vec<Payout>, StoreError> {
+        // Only payouts that have not ended can be blocked: the status index
+        // keeps this to the live ones.
+        self.payouts(
+            "SELECT data FROM payouts WHERE status IN ('queued', 'sending', 'unknown')
+               AND json_extract(data, '$.blocked') IS NOT NULL",
+            vec![],
+        )
+    }
+
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError> {
         self.sql
             .exec(

@@ -104,6 +104,8 @@ pub trait PayoutStore {
     /// Records that `backend` paid `hash` (its answer, with its proof).
     fn remember_paid(&self, backend: &BackendId, hash: &str, now_ms: u64)
         -> Result<(), StoreError>;
+    /// Payouts waiting for their backend to be configured again.
+    fn blocked(&self) -> Result<Vec<Payout>, StoreError>;
     /// Moves a payout's wake time without touching the payout (a payout
     /// whose processing errored is retried later, not in a hot loop).
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError>;
@@ -934,6 +936,7 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
     if !store.try_lease(holder, rt.now_ms(), LEASE_TTL_MS)? {
         return Ok(Drain::Busy);
     }
+    wake_unblocked(store, cfg, rt.now_ms())?;
     let ids = store.due(rt.now_ms(), DRAIN_BATCH)?;
     // Group by backend: the bound is per backend, so a slow one does not
     // hold up payouts on another.
@@ -988,6 +991,30 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
         errors: errors.get(),
         next_wake_ms: store.next_wake()?,
     })
+}
+
+/// Whether the backend `p` is pinned to is configured in `cfg`.
+fn backend_configured(p: &Payout, cfg: &PayoutConfig) -> bool {
+    match &p.backend {
+        Some(id) => cfg.backends.iter().any(|b| id.matches(b)),
+        None => cfg.backends.iter().any(|b| b.kind == p.provider),
+    }
+}
+
+/// A blocked payout whose backend is configured again is due now, not at
+/// the end of its backoff: an operator who puts the backend back sees its
+/// payouts resume at the next wake-up (cron, or the alarm).
+fn wake_unblocked<S: PayoutStore>(
+    store: &S,
+    cfg: &PayoutConfig,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    for mut p in store.blocked()? {
+        if backend_configured(&p, cfg) && machine::resume(&mut p, now_ms) {
+            save(store, &mut p, cfg)?;
+        }
+    }
+    Ok(())
 }
 
 /// Admin retry of a dead-lettered payout. A payout fails only when none of

@@ -973,6 +973,22 @@ pub fn block(p: &mut Payout, reason: String, now_ms: u64, policy: &PayoutPolicy,
     }
 }
 
+/// A blocked payout whose backend is configured again: no longer blocked,
+/// and due now rather than at the end of its backoff. False if it was not
+/// blocked.
+pub fn resume(p: &mut Payout, now_ms: u64) -> bool {
+    if p.blocked.is_none() {
+        return false;
+    }
+    unblock(p, now_ms);
+    match &mut p.state {
+        PayoutState::Queued { next_at_ms, .. } => *next_at_ms = (*next_at_ms).min(now_ms),
+        PayoutState::Unknown { next_check_ms, .. } => *next_check_ms = (*next_check_ms).min(now_ms),
+        _ => {}
+    }
+    true
+}
+
 pub fn unblock(p: &mut Payout, now_ms: u64) {
     if p.blocked.take().is_some() {
         p.note(now_ms, "its backend is configured again");

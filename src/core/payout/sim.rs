@@ -1012,6 +1012,15 @@ impl PayoutStore for MemStore {
             .insert(backend.key(), hash.to_string());
         Ok(())
     }
+    fn blocked(&self) -> Result<Vec<Payout>, StoreError> {
+        Ok(self
+            .rows
+            .borrow()
+            .values()
+            .filter(|r| r.0.blocked.is_some())
+            .map(|r| r.0.clone())
+            .collect())
+    }
     fn defer(&self, id: &str, wake: u64) -> Result<(), StoreError> {
         if let Some(r) = self.rows.borrow_mut().get_mut(id) {
             r.1 = Some(wake);
@@ -2060,4 +2069,31 @@ fn success_without_the_preimage_is_not_success() {
     drain_for(&sim, &store, &cfg, 10, 10_000);
     assert_ne!(stored(&store, &id).status(), "succeeded");
     assert_eq!(sim.paid_count(), 0);
+}
+
+/// A payout blocked because its backend was removed resumes at the first
+/// wake-up after the backend is configured again, not at the end of a
+/// backoff that had grown while it was away.
+#[test]
+fn a_blocked_payout_resumes_at_the_first_wake_up_after_its_backend_returns() {
+    let sim = Sim::new(61, vec![SendBehaviour::TimeoutAfterPay], vec![]);
+    let store = MemStore::default();
+    sim.seed_history(&store);
+    // Production backoffs (up to 15 minutes between checks).
+    let mut back = config();
+    back.policy.lookup = PayoutPolicy::default().lookup;
+    let mut away = switched(2, false);
+    away.policy.lookup = PayoutPolicy::default().lookup;
+    let id = created(&sim, &store, &back, address_request("back"));
+    // The backend is removed for a long while: the backoff grows.
+    drain_for(&sim, &store, &away, 60, 60_000);
+    let p = stored(&store, &id);
+    assert!(p.blocked.is_some(), "{:?}", p.log);
+    let next = p.wake_at_ms(0).unwrap_or(0);
+    assert!(next > sim.now.get() + 5 * 60_000, "a long backoff: {next}");
+    // Put back: one wake-up a few seconds later finishes it.
+    drain_for(&sim, &store, &back, 1, 5_000);
+    let p = stored(&store, &id);
+    assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+    assert!(p.blocked.is_none());
 }
