@@ -180,6 +180,8 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     headers
         .set("content-type", "application/json")
         .map_err(internal)?;
+    // The shard may have stored (and sent) the payout before the call
+    // failed in transit: say so, never "nothing was stored".
     call_object(
         env,
         &shard::object_name(shard),
@@ -189,6 +191,10 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
         Some(body),
     )
     .await
+    .map_err(|e| match e {
+        ApiError::StorageUnavailable(m) | ApiError::Internal(m) => ApiError::PayoutMayExist(m),
+        other => other,
+    })
 }
 
 pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Reply, ApiError> {

@@ -338,10 +338,12 @@ impl SqlStore {
         let mut q = String::from(
             "SELECT data FROM payouts WHERE (status = 'failed'
                OR (status = 'unknown' AND json_extract(data, '$.state.since_ms') <= ?)
+               OR (status = 'queued' AND json_extract(data, '$.state.verify_first') = 1
+                   AND json_extract(data, '$.lookups_failing_since_ms') <= ?)
                OR json_extract(data, '$.blocked') IS NOT NULL
                OR json_extract(data, '$.overpaid') = 1)",
         );
-        let mut args = vec![int(unknown_cutoff_ms)];
+        let mut args = vec![int(unknown_cutoff_ms), int(unknown_cutoff_ms)];
         if let Some((t, id)) = after {
             q.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
             args.push(int(t));

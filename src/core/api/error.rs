@@ -84,6 +84,9 @@ pub enum ApiError {
     },
     /// A storage binding (KV) failed; nothing was changed.
     StorageUnavailable(String),
+    /// A payout create failed after the payout may have been stored (and
+    /// sent): retrying with the same `Idempotency-Key` shows it.
+    PayoutMayExist(String),
     /// This client sent more requests to the route than its limit allows.
     RateLimited {
         retry_after_secs: u64,
@@ -156,6 +159,7 @@ impl ApiError {
             ApiError::NoWebhookEvent(_) => "no_webhook_event",
             ApiError::Configuration { .. } => "configuration_error",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
+            ApiError::PayoutMayExist(_) => "payout_may_exist",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
@@ -189,7 +193,8 @@ impl ApiError {
             ApiError::AllProvidersFailed { .. }
             | ApiError::ProviderUnavailable { .. }
             | ApiError::InvoiceLookupUnavailable { .. }
-            | ApiError::StorageUnavailable(_) => 503,
+            | ApiError::StorageUnavailable(_)
+            | ApiError::PayoutMayExist(_) => 503,
             ApiError::Configuration { .. } | ApiError::Internal(_) => 500,
         }
     }
@@ -258,6 +263,9 @@ impl ApiError {
                 format!("invalid configuration in `{variable}`: {message}")
             }
             ApiError::StorageUnavailable(m) => format!("storage is unavailable: {m}"),
+            ApiError::PayoutMayExist(m) => format!(
+                "the payout may have been stored and sent before this failed ({m}); repeat the request with the same Idempotency-Key to see it, never with a new one"
+            ),
             ApiError::RateLimited { retry_after_secs } => {
                 format!("too many requests from this client; retry after {retry_after_secs} s")
             }
@@ -277,6 +285,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::AllProvidersFailed { .. }
             | ApiError::StorageUnavailable(_)
+            | ApiError::PayoutMayExist(_)
             | ApiError::LnurlUnreachable(_) => Some(5),
             _ => None,
         }

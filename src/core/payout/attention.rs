@@ -1,6 +1,7 @@
 //! The admin list of payouts that need a person: dead letters, payouts
-//! whose outcome has been unknown for too long, payouts waiting for a
-//! backend that is no longer configured, and overpaid ones.
+//! whose outcome has been unknown for too long, queued payouts whose sent
+//! hash cannot be verified (every lookup failing) for as long, payouts
+//! waiting for a backend that is no longer configured, and overpaid ones.
 
 use serde_json::{json, Value};
 
@@ -59,6 +60,16 @@ pub fn reasons(p: &Payout, unknown_cutoff_ms: u64) -> Vec<&'static str> {
         PayoutState::Failed { .. } => why.push("failed"),
         PayoutState::Unknown { since_ms, .. } if since_ms <= unknown_cutoff_ms => {
             why.push("unknown_too_long")
+        }
+        // Waiting to verify a sent hash whose lookups keep proving nothing
+        // (failing, or a backend whose lookups may not see its payments).
+        PayoutState::Queued {
+            verify_first: true, ..
+        } if p
+            .lookups_failing_since_ms
+            .is_some_and(|t| t <= unknown_cutoff_ms) =>
+        {
+            why.push("unverified_too_long")
         }
         _ => {}
     }
@@ -146,6 +157,12 @@ mod tests {
             checks: 1,
         });
         assert_eq!(reasons(&queued, 0), vec!["waiting_for_backend"]);
+        let mut unverified =
+            payout(json!({"status": "queued", "next_at_ms": 0, "verify_first": true}));
+        assert!(reasons(&unverified, u64::MAX).is_empty(), "lookups fine");
+        unverified.lookups_failing_since_ms = Some(500);
+        assert!(reasons(&unverified, 499).is_empty(), "not for long yet");
+        assert_eq!(reasons(&unverified, 500), vec!["unverified_too_long"]);
         let mut paid = payout(json!({"status": "succeeded", "at_ms": 1}));
         assert!(reasons(&paid, u64::MAX).is_empty());
         paid.overpaid = true;

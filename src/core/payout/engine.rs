@@ -131,6 +131,8 @@ pub enum PayoutError {
     /// The payout has no event to announce yet (it has not ended).
     NoWebhookEvent(String),
     Store(StoreError),
+    /// The store failed after the payout was stored (it may have been sent).
+    StoredThen(StoreError),
 }
 
 /// The API's answer to a payout error (the payout domain maps its own
@@ -162,6 +164,7 @@ impl From<PayoutError> for crate::core::api::error::ApiError {
             P::NoWebhook => ApiError::NoWebhook,
             P::NoWebhookEvent(m) => ApiError::NoWebhookEvent(m),
             P::Store(e) => ApiError::StorageUnavailable(e.to_string()),
+            P::StoredThen(e) => ApiError::PayoutMayExist(e.to_string()),
         }
     }
 }
@@ -430,6 +433,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         hash_spent: false,
         hash_dead: false,
         ever_sent: false,
+        reopened: 0,
         hash_sends: 0,
         hash_said_paid: false,
         no_resend: false,
@@ -463,8 +467,16 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         return replay(existing, &fingerprint);
     }
     // Webhooks go out from the queue's alarm: the caller does not wait on its own endpoint.
-    advance_state(rt, store, cfg, &id).await?;
-    Ok(Created::New(store.get(&id)?.ok_or(PayoutError::NotFound)?))
+    // From here on the payout exists: a failure must not read as "nothing stored".
+    advance_state(rt, store, cfg, &id)
+        .await
+        .map_err(PayoutError::StoredThen)?;
+    let stored = store.get(&id).map_err(PayoutError::StoredThen)?;
+    Ok(Created::New(stored.ok_or_else(|| {
+        PayoutError::StoredThen(StoreError(
+            "the stored payout could not be read back".into(),
+        ))
+    })?))
 }
 
 /// Moves one payout as far as it can go now, then delivers its webhook if

@@ -117,10 +117,12 @@ async fn get_json<R: Runtime>(
         .and_then(Value::as_str)
         .is_some_and(|s| s.eq_ignore_ascii_case("ERROR"))
     {
+        // The server's words are stored and shown: one line, capped.
         let reason = v
             .get("reason")
             .and_then(Value::as_str)
-            .unwrap_or("no reason given");
+            .map(crate::core::backends::error::snippet)
+            .unwrap_or_else(|| "no reason given".into());
         return Err(ResolveError::Protocol(format!(
             "the LNURL server refused: {reason}"
         )));
@@ -450,6 +452,32 @@ mod tests {
             matches!(&r, Err(ResolveError::Protocol(m)) if m.contains("at most 10")),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_servers_refusal_reason_is_kept_to_one_short_line() {
+        let rt = FakeRuntime::new(NOW_MS);
+        let long = format!("line one\nline two {}", "x".repeat(10_000));
+        rt.on(
+            "https://long.example.com/",
+            vec![Reply::Respond(
+                HttpResponse::json(200, &json!({"status": "ERROR", "reason": long})),
+                5,
+            )],
+        );
+        let pol = policy();
+        let r = block_on(resolve(
+            &rt,
+            "https://long.example.com/x",
+            &params(1_000, None, &pol),
+        ));
+        match r {
+            Err(ResolveError::Protocol(m)) => {
+                assert!(m.len() < 300 && !m.contains('\n'), "{m}");
+                assert!(m.contains("line one line two"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

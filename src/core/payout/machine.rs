@@ -1008,6 +1008,7 @@ pub fn reopen(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
             p.send_attempts = 0;
             p.invoice_refreshes = 0;
             p.age_from_ms = now_ms;
+            p.reopened = p.reopened.saturating_add(1);
             p.note(now_ms, "re-opened by an admin");
             Ok(())
         }
@@ -1099,6 +1100,7 @@ mod tests {
             hash_spent: false,
             hash_dead: false,
             ever_sent: false,
+            reopened: 0,
             hash_sends: 0,
             hash_said_paid: false,
             no_resend: false,

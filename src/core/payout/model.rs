@@ -222,6 +222,10 @@ pub struct Payout {
     /// no longer move to another backend.
     #[serde(default)]
     pub ever_sent: bool,
+    /// Admin retries so far: each re-opening starts a new round whose
+    /// terminal event gets its own webhook id.
+    #[serde(default)]
+    pub reopened: u32,
     /// Sends of the current hash. Rows stored before it was counted read
     /// 0 with `hash_spent` set: unknown, taken as more than one.
     #[serde(default)]

@@ -193,12 +193,18 @@ pub fn event_type(p: &Payout) -> Option<&'static str> {
     }
 }
 
-/// `evt_<payout id>_<event>`, stable across redeliveries. It contains no `.`
-/// (payout ids are `po_<hex>`), which the spec asks of signed ids.
+/// `evt_<payout id>_<event>`, stable across redeliveries. After `n` admin
+/// retries it is `evt_<payout id>_<event>_r<n>`: a failure after a retry is
+/// a new event, which a receiver must not drop as a duplicate of the first.
+/// It contains no `.` (payout ids are `po_<hex>`), which the spec asks of
+/// signed ids.
 pub fn event_id(p: &Payout) -> Option<String> {
     let t = event_type(p)?;
     let name = t.strip_prefix("payout.").unwrap_or(t);
-    Some(format!("evt_{}_{name}", p.id))
+    Some(match p.reopened {
+        0 => format!("evt_{}_{name}", p.id),
+        n => format!("evt_{}_{name}_r{n}", p.id),
+    })
 }
 
 /// When the event happened: the time of the terminal state.
@@ -580,6 +586,34 @@ mod tests {
             (Some(21), None),
             "not re-armed"
         );
+    }
+
+    #[test]
+    fn a_failure_after_an_admin_retry_is_a_new_event() {
+        let mut p = payout(json!({"status": "failed", "at_ms": 10, "reason": "x"}));
+        arm(&mut p, 10);
+        let first = p.webhook.as_ref().and_then(|w| w.event_id.clone());
+        assert_eq!(
+            first.as_deref(),
+            Some("evt_po_0123456789abcdef01234567_failed")
+        );
+        record(&mut p, &Ok(HttpResponse::json(200, &json!({}))), 11);
+        assert!(crate::core::payout::machine::reopen(&mut p, 20).is_ok());
+        if let Some(w) = p.webhook.as_mut() {
+            w.event_id = None;
+            w.next_at_ms = None;
+        }
+        p.state = PayoutState::Failed {
+            at_ms: 30,
+            reason: "again".into(),
+        };
+        arm(&mut p, 30);
+        let w = p.webhook.as_ref().unwrap_or_else(|| panic!("webhook"));
+        assert_eq!(
+            w.event_id.as_deref(),
+            Some("evt_po_0123456789abcdef01234567_failed_r1")
+        );
+        assert_eq!(w.next_at_ms, Some(30), "sent, not taken as delivered");
     }
 
     #[test]
