@@ -231,6 +231,13 @@ impl PayoutConfig {
             },
             lookup: RetryPolicy {
                 base_delay_ms: lookup_base,
+                max_delay_ms: num(
+                    "PAYOUT_LOOKUP_MAX_MS",
+                    defaults.lookup.max_delay_ms,
+                    1_000,
+                    3_600_000,
+                )?
+                .max(lookup_base),
                 ..defaults.lookup
             },
             // In production, "not found" is trusted (to re-send the same

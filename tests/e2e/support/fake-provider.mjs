@@ -23,7 +23,7 @@
 //   payment failure reasons are lightning-kmp's FinalFailure texts.
 import http from "node:http";
 import crypto from "node:crypto";
-import { signInvoice, decodeInvoice } from "./invoice.mjs";
+import { signInvoice, decodeInvoice, preimageOf } from "./invoice.mjs";
 
 const SHAPES = {
   lnd: {
@@ -244,7 +244,7 @@ export async function startFakeProvider(kind, { key, network = "bitcoin", latenc
     } catch {
       return send(400, { detail: "Invalid bolt11 invoice." });
     }
-    const p = fake.payments.get(hash) ?? { status: "lost", sends: 0, preimage: "00".repeat(32) };
+    const p = fake.payments.get(hash) ?? { status: "lost", sends: 0, preimage: preimageOf(hash) ?? "00".repeat(32) };
     p.sends += 1;
     fake.payments.set(hash, p);
     // The real LNbits answer to a second send of a paid invoice.
@@ -337,7 +337,7 @@ export async function startFakeProvider(kind, { key, network = "bitcoin", latenc
       if (prev.status === "SUCCEEDED") return lndError(res, 500, 6, "invoice is already paid");
       if (prev.status === "IN_FLIGHT") return lndError(res, 500, 6, "payment is in transition");
     }
-    const p = prev ?? { status: "IN_FLIGHT", sends: 1, preimage: crypto.randomBytes(32).toString("hex") };
+    const p = prev ?? { status: "IN_FLIGHT", sends: 1, preimage: preimageOf(hash) ?? crypto.randomBytes(32).toString("hex") };
     p.status = "IN_FLIGHT";
     fake.lndPayments.set(hash, p);
     if (fake.lndPayMode === "ok") p.status = "SUCCEEDED";
@@ -374,7 +374,7 @@ export async function startFakeProvider(kind, { key, network = "bitcoin", latenc
       return { invalid: true };
     }
     const prev = fake.payments.get(hash);
-    const p = prev ?? { status: "lost", sends: 0, preimage: crypto.randomBytes(32).toString("hex"), fee: 0, createdAt: Date.now() };
+    const p = prev ?? { status: "lost", sends: 0, preimage: preimageOf(hash) ?? crypto.randomBytes(32).toString("hex"), fee: 0, createdAt: Date.now() };
     p.sends += 1;
     fake.payments.set(hash, p);
     if (prev?.status === "success") return { hash, p, already: "paid" };

@@ -7,12 +7,24 @@ import path from "node:path";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const TESTKIT = path.join(ROOT, "target/debug/examples/testkit");
 
+// Every invoice signed here: payment hash -> preimage, so fake backends
+// answer a payment with its real preimage (the gateway accepts a success
+// only with the preimage of the hash).
+const PREIMAGES = new Map();
+
+/** The preimage of an invoice `signInvoice` made in this process, if any. */
+export function preimageOf(hash) {
+  return PREIMAGES.get(hash);
+}
+
 /** `descriptionHash` (64 hex digits) makes the invoice commit to it instead of `description`. */
 export function signInvoice({ network = "bitcoin", amountMsat, expiry = 3600, description = "e2e", descriptionHash = "" }) {
   const args = ["invoice", network, String(amountMsat), String(expiry), description];
   if (descriptionHash) args.push(descriptionHash);
   const out = execFileSync(TESTKIT, args, { encoding: "utf8" });
-  return JSON.parse(out);
+  const inv = JSON.parse(out);
+  PREIMAGES.set(inv.payment_hash, inv.preimage);
+  return inv;
 }
 
 export function decodeInvoice(bolt11) {

@@ -73,11 +73,11 @@ export async function startLnbits({ funding = false } = {}) {
       const r = await fetch(`${url}/api/v1/wallet`, { headers: { "X-Api-Key": key } });
       return (await r.json()).balance;
     },
-    async createInvoice(key, sats, memo = "e2e") {
+    async createInvoice(key, sats, memo = "e2e", expiry = undefined) {
       const r = await fetch(`${url}/api/v1/payments`, {
         method: "POST",
         headers: { "content-type": "application/json", "X-Api-Key": key },
-        body: JSON.stringify({ out: false, amount: sats, memo }),
+        body: JSON.stringify({ out: false, amount: sats, memo, ...(expiry ? { expiry } : {}) }),
       });
       if (!r.ok) throw new Error(`invoice: ${r.status} ${await r.text()}`);
       return r.json();

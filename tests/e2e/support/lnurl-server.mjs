@@ -16,6 +16,9 @@ import { signInvoice } from "./invoice.mjs";
 export async function startLnurlServer() {
   const srv = {
     mode: "ok",
+    // In mode "ok": `async (amountMsat) => bolt11` makes the invoices instead
+    // (a real LNbits wallet's, for instance); by default the testkit signs them.
+    makeInvoice: null,
     resolutions: [], // {name, amount, comment}
     hugeBytesSent: 0, // bytes the last `huge` answer wrote before the client went away
     hugeClosed: null, // a promise that settles when the last `huge` answer ended
@@ -48,6 +51,15 @@ export async function startLnurlServer() {
       });
     }
     m = /^\/lnurl\/cb\/([a-z0-9._-]+)$/.exec(url.pathname);
+    if (m && srv.mode === "ok" && srv.makeInvoice) {
+      const amount = Number(url.searchParams.get("amount"));
+      srv.resolutions.push({ name: m[1], amount, comment: url.searchParams.get("comment") });
+      srv.makeInvoice(amount).then(
+        (pr) => send(200, { pr, routes: [] }),
+        (e) => send(200, { status: "ERROR", reason: String(e.message ?? e) }),
+      );
+      return;
+    }
     if (m) {
       const amount = Number(url.searchParams.get("amount"));
       srv.resolutions.push({ name: m[1], amount, comment: url.searchParams.get("comment") });

@@ -45,7 +45,9 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
     configArgs.push("--config", config);
   }
   const envFile = path.join(dir, "test.env");
-  const all = { ENVIRONMENT: "development", INVOICE_RATE_LIMIT_ENABLED: "false", ...vars };
+  // A 1 s clock skew between the fakes and the Worker (they share a clock):
+  // the same invoice is sent again 2 s after its previous send, not 2 min.
+  const all = { ENVIRONMENT: "development", INVOICE_RATE_LIMIT_ENABLED: "false", PAYOUT_CLOCK_SKEW_SECS: "1", ...vars };
   fs.writeFileSync(envFile, Object.entries(all).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
   let port = fixedPort ?? (await freePort());
   let base = `http://127.0.0.1:${port}`;
