@@ -84,7 +84,7 @@ async function until(fn, what, tries = 60) {
 }
 
 // Shared between tests (they run in order).
-let cancelled, unknownId;
+let cancelled, unknownId, blockedId;
 
 test("cancel: a queued payout that never reached the backend ends failed, its webhook is delivered, its share of the limit is freed", async () => {
   // The backend refuses the key: refused before acting, nothing was sent.
@@ -334,4 +334,21 @@ test("a payout whose backend is no longer configured is listed as waiting for it
   assert.deepEqual(item.attention, ["waiting_for_backend"]);
   const refused = await cancel(id);
   assert.equal(refused.status, 409, "it may have been paid: never cancelled");
+  blockedId = id;
+});
+
+test("a blocked payout resumes at the next cron run once its backend is configured again", async () => {
+  // Continues the test above: its payout waits for the LNbits key that was replaced.
+  const before = await getPayout(blockedId);
+  assert.ok(before.blocked, JSON.stringify(before));
+  assert.ok(Date.parse(before.next_status_check_at) > Date.now() + 60_000, `its next check is minutes away: ${before.next_status_check_at}`);
+  const dir = worker.dir;
+  await worker.crash(); // keeps its state folder
+  worker = await startWorker(vars(), { name: "admin", dir, snapshot: true }); // the original key again
+  assert.equal(await worker.cron(), 200);
+  const p = await getPayout(blockedId);
+  assert.equal(p.status, "succeeded", JSON.stringify(p.log));
+  assert.equal(p.blocked, undefined);
+  assert.ok(p.log.some((l) => /configured again/.test(l.event)), JSON.stringify(p.log));
+  assert.equal(lnbits.sendsOf(p.payment_hash), 1, "resolved by a lookup, never sent again");
 });
