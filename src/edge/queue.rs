@@ -329,7 +329,10 @@ impl PayoutQueue {
                         .claim(hash, id, takeover.as_ref(), rt.now_ms())
                         .map_err(store_err)?
                     {
-                        Answer::Granted => Reply::json(200, json!({"granted": true})),
+                        Answer::Granted { claimed_at_ms } => Reply::json(
+                            200,
+                            json!({"granted": true, "claimed_at_ms": claimed_at_ms}),
+                        ),
                         Answer::HeldBy { owner, seen_at_ms } => {
                             Reply::json(200, json!({"owner": owner, "seen_at_ms": seen_at_ms}))
                         }
@@ -341,10 +344,18 @@ impl PayoutQueue {
                     .json::<Value>()
                     .await
                     .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-                let (Some(hash), Some(id)) = (body["hash"].as_str(), body["id"].as_str()) else {
-                    return Err(ApiError::InvalidJson("hash and id are required".into()));
+                let (Some(hash), Some(id), Some(at)) = (
+                    body["hash"].as_str(),
+                    body["id"].as_str(),
+                    body["claimed_at_ms"].as_u64(),
+                ) else {
+                    return Err(ApiError::InvalidJson(
+                        "hash, id and claimed_at_ms are required".into(),
+                    ));
                 };
-                self.store()?.release_claim(hash, id).map_err(store_err)?;
+                self.store()?
+                    .release_claim(hash, id, at)
+                    .map_err(store_err)?;
                 Ok(Reply::json(200, json!({"released": true})))
             }
             ("GET", "/live-hashes") => {

@@ -57,7 +57,11 @@ impl RegistryLink for Link<'_> {
             answer["owner"].as_str(),
             answer["seen_at_ms"].as_u64(),
         ) {
-            (Some(true), _, _) => Ok(Answer::Granted),
+            (Some(true), _, _) => Ok(Answer::Granted {
+                claimed_at_ms: answer["claimed_at_ms"]
+                    .as_u64()
+                    .ok_or_else(|| unavailable("claim", "a grant without claimed_at_ms"))?,
+            }),
             (_, Some(owner), Some(seen_at_ms)) => Ok(Answer::HeldBy {
                 owner: owner.to_string(),
                 seen_at_ms,
@@ -69,8 +73,8 @@ impl RegistryLink for Link<'_> {
         }
     }
 
-    async fn release(&self, hash: &str, id: &str) -> Result<(), StoreError> {
-        let body = json!({"hash": hash, "id": id});
+    async fn release(&self, hash: &str, id: &str, claimed_at_ms: u64) -> Result<(), StoreError> {
+        let body = json!({"hash": hash, "id": id, "claimed_at_ms": claimed_at_ms});
         let reply = call_peer(
             &self.registry.env,
             shard::REGISTRY_OBJECT,

@@ -32,8 +32,11 @@ CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, u
 CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS invoice_claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL, claimed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS known_paid (backend TEXT PRIMARY KEY, hash TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS known_paid_hashes (backend TEXT NOT NULL, hash TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (backend, hash));
 ";
+
+/// Known-paid hashes kept per backend identity, besides its first one.
+const KNOWN_PAID_KEPT: u64 = 8;
 
 pub struct SqlStore {
     sql: SqlStorage,
@@ -140,11 +143,16 @@ impl SqlStore {
 
     /// Registry role (sharded queues): the claim on `hash` after
     /// Registry role: drops `id`'s claim on `hash`, if it still holds it.
-    pub fn release_claim(&self, hash: &str, id: &str) -> Result<(), StoreError> {
+    pub fn release_claim(
+        &self,
+        hash: &str,
+        id: &str,
+        claimed_at_ms: u64,
+    ) -> Result<(), StoreError> {
         self.sql
             .exec(
-                "DELETE FROM invoice_claims WHERE hash = ? AND payout_id = ?",
-                vec![V::from(hash), V::from(id)],
+                "DELETE FROM invoice_claims WHERE hash = ? AND payout_id = ? AND claimed_at = ?",
+                vec![V::from(hash), V::from(id), int(claimed_at_ms)],
             )
             .map_err(e)?;
         Ok(())
@@ -180,7 +188,7 @@ impl SqlStore {
             claimed_at_ms: r.claimed_at as u64,
         });
         let claim = registry::decide(row.as_ref(), id, takeover, now_ms);
-        if claim == registry::Answer::Granted {
+        if matches!(claim, registry::Answer::Granted { .. }) {
             self.sql
                 .exec(
                     "INSERT OR REPLACE INTO invoice_claims (hash, payout_id, claimed_at) VALUES (?, ?, ?)",
@@ -374,18 +382,23 @@ impl PayoutStore for SqlStore {
                 };
                 registry::claim(&link, hash, payout_id).await
             }
-            None => Ok(Claim::Granted),
+            None => Ok(Claim::Granted { at_ms: 0 }),
         }
     }
 
-    async fn release_across_shards(&self, hash: &str, payout_id: &str) -> Result<(), StoreError> {
+    async fn release_across_shards(
+        &self,
+        hash: &str,
+        payout_id: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
         match &self.registry {
             Some(registry) => {
                 let link = Link {
                     registry,
                     local: self,
                 };
-                registry::RegistryLink::release(&link, hash, payout_id).await
+                registry::RegistryLink::release(&link, hash, payout_id, at_ms).await
             }
             None => Ok(()),
         }
@@ -553,46 +566,72 @@ impl PayoutStore for SqlStore {
         self.instance.clone()
     }
 
-    fn known_paid(&self, backend: &BackendId) -> Result<Option<String>, StoreError> {
+    fn known_paid(&self, backend: &BackendId) -> Result<Vec<(String, u64)>, StoreError> {
         #[derive(Deserialize)]
         struct H {
             hash: String,
+            at: f64,
         }
         let rows: Vec<H> = self
             .sql
             .exec(
-                "SELECT hash FROM known_paid WHERE backend = ?",
+                "SELECT hash, at FROM known_paid_hashes WHERE backend = ? ORDER BY at DESC",
                 vec![V::from(backend.key().as_str())],
             )
             .map_err(e)?
             .to_array()
             .map_err(e)?;
-        Ok(rows.into_iter().next().map(|h| h.hash))
+        Ok(rows.into_iter().map(|h| (h.hash, h.at as u64)).collect())
     }
 
+    /// Keeps, per backend, the first hash ever seen paid and the
+    /// [`KNOWN_PAID_KEPT`] latest.
     fn remember_paid(
         &self,
         backend: &BackendId,
         hash: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let key = backend.key();
         self.sql
             .exec(
-                "INSERT OR REPLACE INTO known_paid (backend, hash, at) VALUES (?, ?, ?)",
-                vec![V::from(backend.key().as_str()), V::from(hash), int(now_ms)],
+                "INSERT OR IGNORE INTO known_paid_hashes (backend, hash, at) VALUES (?, ?, ?)",
+                vec![V::from(key.as_str()), V::from(hash), int(now_ms)],
+            )
+            .map_err(e)?;
+        self.sql
+            .exec(
+                "DELETE FROM known_paid_hashes WHERE backend = ?
+                   AND at > (SELECT MIN(at) FROM known_paid_hashes WHERE backend = ?)
+                   AND hash NOT IN (SELECT hash FROM known_paid_hashes WHERE backend = ? ORDER BY at DESC LIMIT ?)",
+                vec![
+                    V::from(key.as_str()),
+                    V::from(key.as_str()),
+                    V::from(key.as_str()),
+                    int(KNOWN_PAID_KEPT),
+                ],
             )
             .map_err(e)?;
         Ok(())
     }
 
-    fn blocked(&self) -> Result<Vec<Payout>, StoreError> {
+    fn blocked(&self, limit: usize) -> Result<Vec<Payout>, StoreError> {
         // Only payouts that have not ended can be blocked: the status index
-        // keeps this to the live ones.
-        self.payouts(
-            "SELECT data FROM payouts WHERE status IN ('queued', 'sending', 'unknown')
-               AND json_extract(data, '$.blocked') IS NOT NULL",
-            vec![],
-        )
+        // keeps this to the live ones. A row that cannot be read is skipped.
+        let rows: Vec<DataRow> = self
+            .sql
+            .exec(
+                "SELECT data FROM payouts WHERE status IN ('queued', 'sending', 'unknown')
+                   AND json_extract(data, '$.blocked') IS NOT NULL LIMIT ?",
+                vec![int(limit as u64)],
+            )
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| serde_json::from_str(&r.data).ok())
+            .collect())
     }
 
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError> {

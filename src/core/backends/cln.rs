@@ -198,6 +198,7 @@ impl Backend for Cln {
             preimage_on_lookup: true,
             lookup_may_be_blind: false,
             late_execution_floor_ms: 0,
+            not_found_may_hide_in_flight: false,
         }
     }
 }

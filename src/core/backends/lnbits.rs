@@ -148,6 +148,7 @@ impl Backend for Lnbits {
             preimage_on_lookup: true,
             lookup_may_be_blind: true,
             late_execution_floor_ms: 0,
+            not_found_may_hide_in_flight: false,
         }
     }
 }
@@ -219,6 +220,18 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
             "lookup answer without the wallet's record (is the admin key still valid?)".into(),
         );
     };
+    // A payout looks up what it paid: with one wallet both paying and
+    // receiving, the wallet's incoming invoice of this hash says nothing
+    // about that (`details.amount` is negative for outgoing payments).
+    if details
+        .get("amount")
+        .and_then(Value::as_i64)
+        .is_some_and(|a| a > 0)
+    {
+        return LookupOutcome::Error(
+            "the wallet's record of this hash is an incoming invoice".into(),
+        );
+    }
     let paid = v.get("paid").and_then(Value::as_bool) == Some(true);
     match (
         paid,
@@ -231,9 +244,12 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
             fee_msat: u64_of(&details, "fee"),
         },
         // One row per hash (`checking_id` is the hash; a send of a hash
-        // that failed is refused: "retrying is not possible"). A row is
-        // marked failed only when the funding source says the payment
-        // failed (`_pay_external_invoice`), and is never re-checked.
+        // that failed is refused: "retrying is not possible"). LNbits 1.6
+        // marks a row failed only when its funding source answers the
+        // payment `ok=False` (`_pay_external_invoice`; 1.5 also on "Unable
+        // to connect": use 1.6 or later), and never re-checks it. That the
+        // funding source's failure is final is taken on its word: LNbits'
+        // LND backend answers `ok=False` only before dispatch.
         (_, Some("failed")) => LookupOutcome::Failed(FailedRecord {
             reason: "the backend reports the payment failed".into(),
             covers: Covers::EveryAttempt,

@@ -173,6 +173,7 @@ impl Backend for Lnd {
             preimage_on_lookup: true,
             lookup_may_be_blind: false,
             late_execution_floor_ms: 0,
+            not_found_may_hide_in_flight: false,
         }
     }
     /// The track stream stays open while the payment is in flight: only its

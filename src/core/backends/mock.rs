@@ -119,6 +119,7 @@ impl Backend for Mock {
             preimage_on_lookup: false,
             lookup_may_be_blind: false,
             late_execution_floor_ms: 0,
+            not_found_may_hide_in_flight: false,
         }
     }
 }

@@ -148,6 +148,12 @@ pub struct PaymentFacts {
     /// bound is at least this unless `PAYOUT_LATE_EXECUTION_BOUND_SECS` is
     /// set. 0: nothing known beyond the default.
     pub late_execution_floor_ms: u64,
+    /// Its "not found" may hide a payment still in flight (a wallet whose
+    /// lookup lists only some of its payments): the known-paid hash that
+    /// confirms a "not found" must have been paid before the hash was first
+    /// sent, and "not found" proves a hash dead only once nothing sent for
+    /// it can still be in flight.
+    pub not_found_may_hide_in_flight: bool,
 }
 
 /// One Lightning backend's whole protocol: receiving, the health probe,

@@ -64,6 +64,7 @@ impl Backend for Retired {
             preimage_on_lookup: false,
             lookup_may_be_blind: true,
             late_execution_floor_ms: 0,
+            not_found_may_hide_in_flight: false,
         }
     }
 }

@@ -195,10 +195,16 @@ impl PayoutConfig {
                 if production { 5 } else { 0 },
                 3_600,
             )? * 1000,
+            // In production never below LND's largest total CLTV (2016
+            // blocks, about 14 days): a route's HTLCs may live that long.
             in_flight_bound_ms: num(
                 "PAYOUT_IN_FLIGHT_BOUND_SECS",
                 defaults.in_flight_bound_ms / 1000,
-                if production { 86_400 } else { 0 },
+                if production {
+                    defaults.in_flight_bound_ms / 1000
+                } else {
+                    0
+                },
                 60 * 86_400,
             )? * 1000,
             expiry_lookup_margin_secs: num(

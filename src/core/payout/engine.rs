@@ -34,7 +34,9 @@ impl fmt::Display for StoreError {
 /// What the cross-shard invoice registry says about a payment hash.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    Granted,
+    /// The hash is this payout's. `at_ms`: when the registry granted it, on
+    /// its clock (0 without a registry); a release names it.
+    Granted { at_ms: u64 },
     /// Another live payout (its id) holds the hash.
     HeldBy(String),
 }
@@ -64,12 +66,18 @@ pub trait PayoutStore {
         _hash: &str,
         _payout_id: &str,
     ) -> Result<Claim, StoreError> {
-        Ok(Claim::Granted)
+        Ok(Claim::Granted { at_ms: 0 })
     }
 
-    /// Gives up `payout_id`'s cross-shard claim on `hash` (its grant came
-    /// too late, so nothing was stored).
-    async fn release_across_shards(&self, _hash: &str, _payout_id: &str) -> Result<(), StoreError> {
+    /// Gives up `payout_id`'s cross-shard claim on `hash` granted at
+    /// `at_ms` (its grant came too late, so nothing was stored). A claim
+    /// the same payout made again since is kept.
+    async fn release_across_shards(
+        &self,
+        _hash: &str,
+        _payout_id: &str,
+        _at_ms: u64,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -99,13 +107,15 @@ pub trait PayoutStore {
     /// Names the running instance of the queue. A `Sending` written by
     /// another instance was cut off when that instance died.
     fn instance(&self) -> String;
-    /// The latest payment hash this store saw paid through `backend`.
-    fn known_paid(&self, backend: &BackendId) -> Result<Option<String>, StoreError>;
+    /// Hashes this store saw paid through `backend`, with when, newest
+    /// first: the latest few, and the earliest.
+    fn known_paid(&self, backend: &BackendId) -> Result<Vec<(String, u64)>, StoreError>;
     /// Records that `backend` paid `hash` (its answer, with its proof).
     fn remember_paid(&self, backend: &BackendId, hash: &str, now_ms: u64)
         -> Result<(), StoreError>;
-    /// Payouts waiting for their backend to be configured again.
-    fn blocked(&self) -> Result<Vec<Payout>, StoreError>;
+    /// Up to `limit` payouts waiting for their backend to be configured
+    /// again (a row that cannot be read is left out).
+    fn blocked(&self, limit: usize) -> Result<Vec<Payout>, StoreError>;
     /// Moves a payout's wake time without touching the payout (a payout
     /// whose processing errored is retried later, not in a hot loop).
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError>;
@@ -216,14 +226,18 @@ async fn claim_hash<R: Runtime, S: PayoutStore>(
     let start = rt.now_ms();
     match store.claim_across_shards(hash, id).await? {
         Claim::HeldBy(owner) => Err(PayoutError::InvoiceAlreadyUsed(owner)),
-        Claim::Granted if rt.now_ms().saturating_sub(start) > CLAIM_COMMIT_MS => {
-            // Best effort: a row left behind settles and is taken over later.
-            let _ = store.release_across_shards(hash, id).await;
+        Claim::Granted { at_ms } if rt.now_ms().saturating_sub(start) > CLAIM_COMMIT_MS => {
+            // Best effort, and only this grant's row (a retry of the same
+            // request may have claimed it again and stored the payout): a
+            // row left behind settles and is taken over later.
+            if store.get(id)?.is_none() {
+                let _ = store.release_across_shards(hash, id, at_ms).await;
+            }
             Err(PayoutError::Store(StoreError(
                 "the invoice registry answered too late; try again".into(),
             )))
         }
-        Claim::Granted => Ok(()),
+        Claim::Granted { .. } => Ok(()),
     }
 }
 
@@ -394,7 +408,13 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         None => Ok(()),
     };
     taken()?;
-    claim_hash(rt, store, &payment_hash, &id).await?;
+    if let Err(e) = claim_hash(rt, store, &payment_hash, &id).await {
+        // A retry of this same request may have stored the payout meanwhile.
+        if let Some(existing) = store.by_idempotency_key(idempotency_key)? {
+            return replay(existing, &fingerprint);
+        }
+        return Err(e);
+    }
     // The claim awaited: check again what another request may have changed.
     if let Some(existing) = store.by_idempotency_key(idempotency_key)? {
         return replay(existing, &fingerprint);
@@ -435,6 +455,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         ever_sent: false,
         reopened: 0,
         hash_sends: 0,
+        hash_first_sent_at_ms: None,
         hash_said_paid: false,
         no_resend: false,
         lookups_failing_since_ms: None,
@@ -463,7 +484,13 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         ),
     );
     if !store.insert(&p, wake_of(&p, cfg), &day_of(now))? {
-        let existing = store.get(&id)?.ok_or(PayoutError::NotFound)?;
+        // Another request stored it: it exists, whatever happens next.
+        let existing = store
+            .get(&id)
+            .map_err(PayoutError::StoredThen)?
+            .ok_or_else(|| {
+                PayoutError::StoredThen(StoreError("the payout could not be read".into()))
+            })?;
         return replay(existing, &fingerprint);
     }
     // Webhooks go out from the queue's alarm: the caller does not wait on its own endpoint.
@@ -563,8 +590,7 @@ fn pinned_backend(
 /// The payout policy for `p`'s backend (see [`machine::PayoutPolicy::for_backend`]).
 fn policy_for(cfg: &PayoutConfig, p: &Payout) -> machine::PayoutPolicy {
     let kind = p.backend.as_ref().map_or(p.provider, |b| b.kind);
-    cfg.policy
-        .for_backend(backends::of(kind).payment_facts().late_execution_floor_ms)
+    cfg.policy.for_backend(&backends::of(kind).payment_facts())
 }
 
 /// Moves one payout through the state machine as far as it can go now.
@@ -644,7 +670,8 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                 let outcome = backend::lookup(rt, backend_cfg, &hash).await;
                 let outcome = match (&action, outcome) {
                     (Action::Lookup, LookupOutcome::NotFound) => {
-                        confirm_not_found(rt, store, backend_cfg, &hash).await?
+                        let first_sent = p.hash_first_sent_at_ms.unwrap_or(p.created_at_ms);
+                        confirm_not_found(rt, store, backend_cfg, &hash, first_sent).await?
                     }
                     (_, o) => o,
                 };
@@ -787,18 +814,20 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
 
 /// A "not found" from a backend whose lookups may not see outgoing
 /// payments counts only if, right now, the same backend shows as paid a
-/// hash it is known to have paid (this store's own history of it).
-/// Otherwise it proves nothing: a lookup error, naming the backend.
+/// hash it is known to have paid (this store's own history of it). Where a
+/// "not found" may also hide a payment in flight, that hash must have been
+/// paid before `first_sent_ms` (the looked-up hash's first send): a wallet
+/// that shows an older payment shows a newer one. Otherwise it proves
+/// nothing: a lookup error, naming the backend.
 async fn confirm_not_found<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
     backend_cfg: &ProviderConfig,
     hash: &str,
+    first_sent_ms: u64,
 ) -> Result<LookupOutcome, StoreError> {
-    if !backends::of(backend_cfg.kind)
-        .payment_facts()
-        .lookup_may_be_blind
-    {
+    let facts = backends::of(backend_cfg.kind).payment_facts();
+    if !facts.lookup_may_be_blind {
         return Ok(LookupOutcome::NotFound);
     }
     let id = BackendId::of(backend_cfg);
@@ -808,13 +837,17 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
             id.label()
         ))
     };
-    let known = match store.known_paid(&id)? {
-        Some(k) if k != hash => k,
-        _ => {
-            return Ok(blind(
-                "no payment it made is known yet to check that they do".into(),
-            ))
-        }
+    let known = store
+        .known_paid(&id)?
+        .into_iter()
+        .find(|(k, at)| k != hash && (!facts.not_found_may_hide_in_flight || *at <= first_sent_ms));
+    let Some((known, _)) = known else {
+        return Ok(blind(if facts.not_found_may_hide_in_flight {
+            "no payment it made before this one was first sent is known, to check that they do"
+                .into()
+        } else {
+            "no payment it made is known yet to check that they do".into()
+        }));
     };
     Ok(match backend::lookup(rt, backend_cfg, &known).await {
         LookupOutcome::Paid { .. } => LookupOutcome::NotFound,
@@ -1005,6 +1038,9 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
     })
 }
 
+/// Blocked payouts looked at per wake-up.
+const BLOCKED_PER_WAKE: usize = 100;
+
 /// Whether the backend `p` is pinned to is configured in `cfg`.
 fn backend_configured(p: &Payout, cfg: &PayoutConfig) -> bool {
     match &p.backend {
@@ -1021,9 +1057,14 @@ fn wake_unblocked<S: PayoutStore>(
     cfg: &PayoutConfig,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    for mut p in store.blocked()? {
+    // Best effort: a store error here must not stop the drain; the next
+    // wake-up tries again.
+    let Ok(blocked) = store.blocked(BLOCKED_PER_WAKE) else {
+        return Ok(());
+    };
+    for mut p in blocked {
         if backend_configured(&p, cfg) && machine::resume(&mut p, now_ms) {
-            save(store, &mut p, cfg)?;
+            let _ = save(store, &mut p, cfg);
         }
     }
     Ok(())

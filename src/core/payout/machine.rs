@@ -148,6 +148,10 @@ pub struct PayoutPolicy {
     /// delta) is about 14 days. A "failed" that may still settle proves the
     /// hash unpaid only this long after its last send.
     pub in_flight_bound_ms: u64,
+    /// "Not found" proves a hash dead only after the in-flight bound (set by
+    /// [`PayoutPolicy::for_backend`] for backends whose "not found" may hide
+    /// a payment in flight).
+    pub not_found_waits_in_flight: bool,
 }
 
 impl Default for PayoutPolicy {
@@ -180,18 +184,24 @@ impl Default for PayoutPolicy {
             late_execution_bound_set: false,
             clock_skew_ms: 60_000,
             in_flight_bound_ms: 14 * 24 * 3600 * 1000,
+            not_found_waits_in_flight: false,
         }
     }
 }
 
 impl PayoutPolicy {
-    /// The policy for payouts pinned to a backend that holds requests up to
-    /// `late_execution_floor_ms` before dropping them (0: nothing known).
-    pub fn for_backend(&self, late_execution_floor_ms: u64) -> PayoutPolicy {
+    /// The policy for payouts pinned to a backend with these facts: one
+    /// that holds requests up to `late_execution_floor_ms` before dropping
+    /// them raises the late-execution bound (unless the operator set it),
+    /// and one whose "not found" may hide a payment in flight proves a hash
+    /// dead by "not found" only after the in-flight bound.
+    pub fn for_backend(&self, facts: &crate::core::backends::PaymentFacts) -> PayoutPolicy {
         let mut p = self.clone();
         if !p.late_execution_bound_set {
-            p.late_execution_bound_ms = p.late_execution_bound_ms.max(late_execution_floor_ms);
+            p.late_execution_bound_ms =
+                p.late_execution_bound_ms.max(facts.late_execution_floor_ms);
         }
+        p.not_found_waits_in_flight = facts.not_found_may_hide_in_flight;
         p
     }
 }
@@ -331,6 +341,7 @@ pub fn begin_send(p: &mut Payout, now_ms: u64, instance: &str) -> Result<(), Wro
             };
             p.send_attempts += 1;
             p.hash_sends += 1;
+            p.hash_first_sent_at_ms.get_or_insert(now_ms);
             p.lookups_since_send = 0;
             p.last_sent_at_ms = Some(now_ms);
             let (n, h) = (p.send_attempts, p.payment_hash.clone());
@@ -602,7 +613,7 @@ pub fn apply_lookup(
             }
             (
                 Unpaid::Resendable("the backend has no payment with this hash".to_string()),
-                dead_proof_at_ms(p, policy),
+                not_found_proof_at_ms(p, policy),
             )
         }
         LookupOutcome::Failed(rec)
@@ -714,10 +725,27 @@ fn failed_proof_at_ms(p: &Payout, rec: &FailedRecord, policy: &PayoutPolicy) -> 
     if !rec.may_still_settle {
         return base;
     }
-    let in_flight = p
-        .last_sent_at_ms
-        .map_or(0, |t| t.saturating_add(policy.in_flight_bound_ms));
-    base.max(in_flight)
+    base.max(in_flight_over_ms(p, policy))
+}
+
+/// When nothing sent for the current hash can still be in flight: a send
+/// may start as late as the late-execution bound, and its parts live at
+/// most the in-flight bound after that.
+fn in_flight_over_ms(p: &Payout, policy: &PayoutPolicy) -> u64 {
+    p.last_sent_at_ms.map_or(0, |t| {
+        t.saturating_add(policy.late_execution_bound_ms)
+            .saturating_add(policy.in_flight_bound_ms)
+    })
+}
+
+/// When a "not found" can prove the current hash dead.
+fn not_found_proof_at_ms(p: &Payout, policy: &PayoutPolicy) -> u64 {
+    let base = dead_proof_at_ms(p, policy);
+    if policy.not_found_waits_in_flight {
+        base.max(in_flight_over_ms(p, policy))
+    } else {
+        base
+    }
 }
 
 /// A hash is sent again no sooner than this: twice the clock skew after
@@ -870,6 +898,7 @@ pub fn replace_invoice(
             p.hash_spent = false;
             p.hash_dead = false;
             p.hash_sends = 0;
+            p.hash_first_sent_at_ms = None;
             p.hash_said_paid = false;
             p.no_resend = false;
             p.lookups_failing_since_ms = None;
@@ -1102,6 +1131,7 @@ mod tests {
             ever_sent: false,
             reopened: 0,
             hash_sends: 0,
+            hash_first_sent_at_ms: None,
             hash_said_paid: false,
             no_resend: false,
             lookups_failing_since_ms: None,

@@ -230,6 +230,10 @@ pub struct Payout {
     /// 0 with `hash_spent` set: unknown, taken as more than one.
     #[serde(default)]
     pub hash_sends: u32,
+    /// When the current hash was first sent (`None` on rows from before it
+    /// was recorded: their creation time bounds it from below).
+    #[serde(default)]
+    pub hash_first_sent_at_ms: Option<u64>,
     /// The backend answered a send of the current hash with "already
     /// paid": it may be paid, so it is never proven dead.
     #[serde(default)]

@@ -14,14 +14,12 @@ pub struct ClaimRow {
 /// The registry's answer to one claim request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    Granted,
+    /// Given to the claimant at `claimed_at_ms` (the registry's clock).
+    Granted { claimed_at_ms: u64 },
     /// Another payout holds the hash; `seen_at_ms` is the registry's clock
     /// when it said so. A takeover must come back within the commit window
     /// of that reading.
-    HeldBy {
-        owner: String,
-        seen_at_ms: u64,
-    },
+    HeldBy { owner: String, seen_at_ms: u64 },
 }
 
 /// A request to take a claim over from `owner`, whose shard was asked
@@ -46,8 +44,12 @@ pub fn decide(
     now_ms: u64,
 ) -> Answer {
     match row {
-        None => Answer::Granted,
-        Some(r) if r.payout_id == id => Answer::Granted,
+        None => Answer::Granted {
+            claimed_at_ms: now_ms,
+        },
+        Some(r) if r.payout_id == id => Answer::Granted {
+            claimed_at_ms: now_ms,
+        },
         Some(r)
             if takeover.is_some_and(|t| {
                 t.owner == r.payout_id
@@ -56,7 +58,9 @@ pub fn decide(
                     && t.seen_at_ms <= now_ms
             }) && now_ms.saturating_sub(r.claimed_at_ms) >= CLAIM_SETTLE_MS =>
         {
-            Answer::Granted
+            Answer::Granted {
+                claimed_at_ms: now_ms,
+            }
         }
         Some(r) => Answer::HeldBy {
             owner: r.payout_id.clone(),
@@ -104,9 +108,10 @@ pub trait RegistryLink {
     /// The holder as its own shard records it. Only a definite answer may
     /// be `Absent`: a failed call is an error.
     async fn holder(&self, owner: &str) -> Result<Holder, StoreError>;
-    /// Gives up `id`'s claim on `hash`, if it holds it (a claimant whose
-    /// grant came too late, so nothing was stored).
-    async fn release(&self, hash: &str, id: &str) -> Result<(), StoreError>;
+    /// Gives up `id`'s claim on `hash` granted at `claimed_at_ms`, if the
+    /// row is still that grant (a claimant whose grant came too late, so
+    /// nothing was stored; a later claim by the same payout is kept).
+    async fn release(&self, hash: &str, id: &str, claimed_at_ms: u64) -> Result<(), StoreError>;
 }
 
 /// Claims `hash` for `id`. When another payout holds it, its shard is asked
@@ -116,7 +121,11 @@ pub async fn claim<L: RegistryLink>(link: &L, hash: &str, id: &str) -> Result<Cl
     let mut takeover: Option<Takeover> = None;
     for _ in 0..3 {
         let (owner, seen_at_ms) = match link.claim(hash, id, takeover.as_ref()).await? {
-            Answer::Granted => return Ok(Claim::Granted),
+            Answer::Granted { claimed_at_ms } => {
+                return Ok(Claim::Granted {
+                    at_ms: claimed_at_ms,
+                })
+            }
             Answer::HeldBy { owner, seen_at_ms } => (owner, seen_at_ms),
         };
         // Refused although the holder was found not to hold it: its claim
@@ -151,6 +160,10 @@ mod tests {
         }
     }
 
+    fn granted(at: u64) -> Answer {
+        Answer::Granted { claimed_at_ms: at }
+    }
+
     fn takeover(owner: &str, seen_at_ms: u64) -> Takeover {
         Takeover {
             owner: owner.into(),
@@ -160,8 +173,8 @@ mod tests {
 
     #[test]
     fn a_claim_is_kept_by_its_holder_and_refreshed() {
-        assert_eq!(decide(None, "a", None, 5), Answer::Granted);
-        assert_eq!(decide(Some(&row("a", 0)), "a", None, 5), Answer::Granted);
+        assert_eq!(decide(None, "a", None, 5), granted(5));
+        assert_eq!(decide(Some(&row("a", 0)), "a", None, 5), granted(5));
         let t = CLAIM_SETTLE_MS * 10;
         assert_eq!(decide(Some(&row("a", 0)), "b", None, t), held("a", t));
     }
@@ -178,7 +191,7 @@ mod tests {
         let t = 1_000 + CLAIM_SETTLE_MS;
         assert_eq!(
             decide(Some(&young), "b", Some(&takeover("a", t)), t),
-            Answer::Granted
+            granted(t)
         );
         let t = CLAIM_SETTLE_MS * 2;
         assert_eq!(
@@ -199,7 +212,7 @@ mod tests {
                 Some(&takeover("a", seen)),
                 seen + CLAIM_COMMIT_MS
             ),
-            Answer::Granted
+            granted(seen + CLAIM_COMMIT_MS)
         );
         let late = seen + CLAIM_COMMIT_MS + 1;
         assert_eq!(

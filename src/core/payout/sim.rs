@@ -844,8 +844,8 @@ struct MemStore {
     instance: RefCell<String>,
     /// With several shards: the registry they share.
     registry: Option<Rc<SimRegistry>>,
-    /// Per backend identity, the latest hash seen paid through it.
-    known_paid: RefCell<HashMap<String, String>>,
+    /// Per backend identity, the hashes seen paid through it and when.
+    known_paid: RefCell<HashMap<String, Vec<(String, u64)>>>,
 }
 
 /// The registry object and the shards it can reach, as in the Worker
@@ -891,7 +891,7 @@ impl registry::RegistryLink for SimRegistry {
         self.now.set(self.now.get() + self.delay_ms.get());
         let now = self.now.get();
         let claim = registry::decide(self.rows.borrow().get(hash), id, takeover, now);
-        if claim == registry::Answer::Granted {
+        if matches!(claim, registry::Answer::Granted { .. }) {
             self.rows.borrow_mut().insert(
                 hash.to_string(),
                 registry::ClaimRow {
@@ -916,9 +916,12 @@ impl registry::RegistryLink for SimRegistry {
         Ok(registry::Holder::Absent)
     }
 
-    async fn release(&self, hash: &str, id: &str) -> Result<(), StoreError> {
+    async fn release(&self, hash: &str, id: &str, at: u64) -> Result<(), StoreError> {
         let mut rows = self.rows.borrow_mut();
-        if rows.get(hash).is_some_and(|r| r.payout_id == id) {
+        if rows
+            .get(hash)
+            .is_some_and(|r| r.payout_id == id && r.claimed_at_ms == at)
+        {
             rows.remove(hash);
         }
         Ok(())
@@ -929,12 +932,17 @@ impl PayoutStore for MemStore {
     async fn claim_across_shards(&self, hash: &str, payout_id: &str) -> Result<Claim, StoreError> {
         match &self.registry {
             Some(reg) => registry::claim(reg.as_ref(), hash, payout_id).await,
-            None => Ok(Claim::Granted),
+            None => Ok(Claim::Granted { at_ms: 0 }),
         }
     }
-    async fn release_across_shards(&self, hash: &str, payout_id: &str) -> Result<(), StoreError> {
+    async fn release_across_shards(
+        &self,
+        hash: &str,
+        payout_id: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
         match &self.registry {
-            Some(reg) => registry::RegistryLink::release(reg.as_ref(), hash, payout_id).await,
+            Some(reg) => registry::RegistryLink::release(reg.as_ref(), hash, payout_id, at).await,
             None => Ok(()),
         }
     }
@@ -1003,21 +1011,31 @@ impl PayoutStore for MemStore {
     fn instance(&self) -> String {
         self.instance.borrow().clone()
     }
-    fn known_paid(&self, backend: &BackendId) -> Result<Option<String>, StoreError> {
-        Ok(self.known_paid.borrow().get(&backend.key()).cloned())
+    fn known_paid(&self, backend: &BackendId) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut v = self
+            .known_paid
+            .borrow()
+            .get(&backend.key())
+            .cloned()
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(v)
     }
-    fn remember_paid(&self, backend: &BackendId, hash: &str, _now: u64) -> Result<(), StoreError> {
-        self.known_paid
-            .borrow_mut()
-            .insert(backend.key(), hash.to_string());
+    fn remember_paid(&self, backend: &BackendId, hash: &str, now: u64) -> Result<(), StoreError> {
+        let mut all = self.known_paid.borrow_mut();
+        let v = all.entry(backend.key()).or_default();
+        if !v.iter().any(|(h, _)| h == hash) {
+            v.push((hash.to_string(), now));
+        }
         Ok(())
     }
-    fn blocked(&self) -> Result<Vec<Payout>, StoreError> {
+    fn blocked(&self, limit: usize) -> Result<Vec<Payout>, StoreError> {
         Ok(self
             .rows
             .borrow()
             .values()
             .filter(|r| r.0.blocked.is_some())
+            .take(limit)
             .map(|r| r.0.clone())
             .collect())
     }
@@ -1106,6 +1124,7 @@ fn config() -> PayoutConfig {
             late_execution_bound_set: true,
             clock_skew_ms: 5_000,
             in_flight_bound_ms: IN_FLIGHT_BOUND_MS,
+            not_found_waits_in_flight: false,
         },
         webhook_secret: None,
         url_policy: UrlPolicy {

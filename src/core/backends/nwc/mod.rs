@@ -272,23 +272,20 @@ impl Backend for Nwc {
                 preimage: str_at(&tx, "preimage").map(str::to_string),
                 fee_msat: tx.get("fees_paid").and_then(Value::as_u64),
             },
-            TxState::Pending => LookupOutcome::Pending,
             // NIP-47 says `expired` of invoices. Alby Hub says it of any
             // unsettled record past its `ExpiresAt`, outgoing payments still
             // in flight included (`nip47/models/transactions.go:
-            // ToNip47Transaction`): for a payment it means "not settled".
-            // And it marks a payment failed when its own call to its node
+            // ToNip47Transaction`), and a pending record whose node event it
+            // missed stays so for good: of a payment it means "not settled"
+            // and nothing more. Pending, never failed.
+            TxState::Pending | TxState::Expired => LookupOutcome::Pending,
+            // Alby Hub marks a payment failed when its own call to its node
             // errors, and settles that record if the node later reports it
-            // sent. Both are read as "may still settle": pending until no
-            // part of the payment can be in flight. It keeps one record per
-            // attempt and answers one of them (`transactions_service.go:
-            // LookupTransaction`).
-            state @ (TxState::Failed | TxState::Expired) => LookupOutcome::Failed(FailedRecord {
-                reason: if state == TxState::Failed {
-                    "the wallet reports the payment failed".into()
-                } else {
-                    "the wallet reports the payment expired".into()
-                },
+            // sent: it may still settle while any part can be in flight. It
+            // keeps one record per attempt and answers one of them
+            // (`transactions_service.go:LookupTransaction`).
+            TxState::Failed => LookupOutcome::Failed(FailedRecord {
+                reason: "the wallet reports the payment failed".into(),
                 covers: Covers::OneAttempt,
                 created_at_ms: tx
                     .get("created_at")
@@ -314,6 +311,7 @@ impl Backend for Nwc {
             preimage_on_lookup: true,
             lookup_may_be_blind: true,
             late_execution_floor_ms: 6 * 3600 * 1000 + 10 * 60 * 1000,
+            not_found_may_hide_in_flight: true,
         }
     }
 }
@@ -569,14 +567,25 @@ mod tests {
             classify_lookup(k, &tx(json!({"type": "outgoing"}))),
             LookupOutcome::Pending
         );
-        assert!(matches!(
-            classify_lookup(k, &tx(json!({"type": "outgoing", "state": "failed"}))),
-            LookupOutcome::Failed(_)
-        ));
-        assert!(matches!(
+        // Alby Hub's "failed" may still settle, and describes one attempt of several.
+        assert_eq!(
+            classify_lookup(
+                k,
+                &tx(json!({"type": "outgoing", "state": "failed", "created_at": 1_700_000_000}))
+            ),
+            LookupOutcome::Failed(FailedRecord {
+                reason: "the wallet reports the payment failed".into(),
+                covers: Covers::OneAttempt,
+                created_at_ms: Some(1_700_000_000_000),
+                may_still_settle: true,
+                resendable: false,
+            })
+        );
+        // `expired` of an outgoing payment is only "not settled": pending, never failed.
+        assert_eq!(
             classify_lookup(k, &tx(json!({"type": "outgoing", "state": "expired"}))),
-            LookupOutcome::Failed(_)
-        ));
+            LookupOutcome::Pending
+        );
         assert!(matches!(
             classify_lookup(k, &tx(json!({"type": "incoming", "state": "settled"}))),
             LookupOutcome::Error(_)
