@@ -119,7 +119,9 @@ test("a stuck payment the wallet reports `expired` gets no second invoice, and e
     assert.equal(p.status, "unknown", JSON.stringify(p.log));
     assert.deepEqual(p.previous_payment_hashes, [], "no second invoice");
     assert.equal(lnurl.resolutions.length, resolutionsBefore + 1, "the address was resolved once");
-    assert.ok(p.log.some((l) => /expired, which this backend also says of payments still in flight/.test(l.event)), JSON.stringify(p.log));
+    // Lookups after the expiry (the wallet said `expired`) read as in flight.
+    const afterExpiry = p.log.filter((l) => Date.parse(l.at) / 1000 > rec.expiresAt && /still in flight/.test(l.event));
+    assert.ok(afterExpiry.length >= 1, JSON.stringify(p.log));
     assert.equal(g.wallet.count("pay_invoice"), 1, "never a second pay_invoice");
     // The hop lets go: the wallet's record settles.
     g.wallet.release();
@@ -153,7 +155,7 @@ test("a wallet answering the oldest attempt of a hash never makes a paid payout 
     assert.notEqual(p.status, "failed", JSON.stringify(p.log));
     assert.notEqual(p.status, "succeeded");
     assert.equal(p.status, "unknown", JSON.stringify(p.log));
-    assert.ok(p.log.some((l) => /which this backend also says of payments still in flight|made before the last send/.test(l.event)), JSON.stringify(p.log));
+    assert.ok(p.log.some((l) => /still in flight|which this backend also says of payments still in flight|made before the last send/.test(l.event)), JSON.stringify(p.log));
     assert.equal(g.wallet.count("pay_invoice"), 1, "never sent again");
     // It waits where a person sees it.
     const att = await g.worker.request("GET", "/api/payouts/attention?unknown_older_than_secs=0", { headers: { authorization: `Bearer ${ADMIN}` } });

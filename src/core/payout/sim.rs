@@ -1018,7 +1018,7 @@ impl PayoutStore for MemStore {
             .get(&backend.key())
             .cloned()
             .unwrap_or_default();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
         Ok(v)
     }
     fn remember_paid(&self, backend: &BackendId, hash: &str, now: u64) -> Result<(), StoreError> {
