@@ -457,39 +457,41 @@ pub fn apply_pay(
             }
         }
         PayOutcome::AlreadyPaid(reason) => {
-            spend(p);
             p.hash_said_paid = true;
-            p.last_error = Some(reason.clone());
-            p.note(
-                now_ms,
-                format!("the backend says the invoice is already paid ({reason}); it may be paid: only a lookup that finds it paid ends this"),
-            );
-            if sending {
-                p.state = PayoutState::Unknown {
-                    since_ms: now_ms,
-                    next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
-                };
-            }
+            let note = format!("the backend says the invoice is already paid ({reason}); it may be paid: only a lookup that finds it paid ends this");
+            to_unknown(p, reason, note, sending, now_ms, policy, random);
         }
         // A refusal arriving after the send was presumed lost says nothing
         // about the earlier requests for this hash: keep looking it up.
         PayOutcome::NotSent(_) => {}
         PayOutcome::Unknown(reason) => {
-            spend(p);
-            p.last_error = Some(reason.clone());
-            p.note(
-                now_ms,
-                format!("outcome unknown: {reason}; will look up the payment hash"),
-            );
-            if sending {
-                p.state = PayoutState::Unknown {
-                    since_ms: now_ms,
-                    next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
-                };
-            }
+            let note = format!("outcome unknown: {reason}; will look up the payment hash");
+            to_unknown(p, reason, note, sending, now_ms, policy, random);
         }
     }
     Ok(())
+}
+
+/// The hash may have been paid: looked up soon, as `Unknown` (a pay answer
+/// arriving after the send was presumed lost leaves the state as it is).
+fn to_unknown(
+    p: &mut Payout,
+    reason: String,
+    note: String,
+    sending: bool,
+    now_ms: u64,
+    policy: &PayoutPolicy,
+    random: u64,
+) {
+    spend(p);
+    p.last_error = Some(reason);
+    p.note(now_ms, note);
+    if sending {
+        p.state = PayoutState::Unknown {
+            since_ms: now_ms,
+            next_check_ms: next_lookup(now_ms, &policy.lookup, 0, random),
+        };
+    }
 }
 
 /// What a lookup that found no payment lets the payout do.
