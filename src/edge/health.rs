@@ -12,9 +12,7 @@ use crate::core::health::report::{self, HealthReport};
 use crate::core::health::status_page;
 use crate::core::health::{HealthBook, Source};
 use crate::core::http::Runtime;
-use crate::core::log::{breaker_transitions, Event};
 use crate::edge::health_sync::HealthSession;
-use crate::edge::log;
 use crate::edge::reply::Reply;
 use crate::edge::request::{query, require_bearer};
 use crate::edge::runtime::WorkerRuntime;
@@ -65,7 +63,7 @@ async fn current(
         None
     };
     let report = report::report(cfg, &session.book, rt.now_ms());
-    session.flush(env, ctx, rt.now_ms()).await;
+    session.flush(env, ctx).await;
     Ok((report, deep_reports))
 }
 
@@ -126,14 +124,11 @@ pub async fn cron_probe(env: &Env, cfg: &Config) -> Result<HealthBook, ApiError>
     let store = Store::open(env)?;
     let rt = WorkerRuntime;
     let mut book = store.health().await;
-    let before = book.clone();
     let all: Vec<_> = cfg.providers.iter().collect();
     probe::probe_into(&rt, cfg, &mut book, &all).await;
-    let redactor = log::redactor(env);
-    for b in breaker_transitions(&before, &book, "probe") {
-        log::write(&redactor, b.level(), Event::Breaker(b));
+    // One write per cron run: the probe history the status page charts.
+    if let Some(w) = store.commit_health(&book.take_journal(), true, "probe") {
+        store.write_health(w).await;
     }
-    book.written_at_ms = rt.now_ms();
-    store.save_health(&book).await;
-    Ok(book)
+    Ok(store.health().await)
 }

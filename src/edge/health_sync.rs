@@ -1,96 +1,63 @@
-//! One request's view of the shared health book: loaded once, flushed to KV
-//! after the response only if something others must see has changed.
+//! One request's view of the health book: this isolate's copy, handed out
+//! at the start; the request's recorded changes are applied to the
+//! isolate's copy at the end (logging the breakers they move) and written
+//! to KV only when it matters (`core::health::isolate`).
 
 use worker::{Context, Env};
 
-use crate::core::health::{Flush, HealthBook};
-use crate::core::http::Runtime;
-use crate::core::log::{breaker_transitions, Event};
-use crate::edge::log;
+use crate::core::health::isolate::Write as HealthWrite;
+use crate::core::health::HealthBook;
 use crate::edge::store::Store;
 
-/// KV refuses a second write to one key within a second.
-const KV_WRITE_SPACING_MS: u64 = 1_000;
-
 pub struct HealthSession {
-    before: HealthBook,
     pub book: HealthBook,
-    /// When this request last wrote the book, if it did.
-    wrote_at_ms: Option<u64>,
-    /// The book as of the last breaker transitions logged.
-    logged: HealthBook,
+    /// A counter-only write left for after the answer.
+    pending: Option<HealthWrite>,
 }
 
 impl HealthSession {
     pub async fn load(store: &Store) -> HealthSession {
-        let before = store.health().await;
         HealthSession {
-            book: before.clone(),
-            logged: before.clone(),
-            before,
-            wrote_at_ms: None,
+            book: store.health().await,
+            pending: None,
         }
     }
 
-    /// Logs each breaker this request moved, once.
-    fn log_transitions(&mut self, env: &Env) {
-        let changes = breaker_transitions(&self.logged, &self.book, "request");
-        if changes.is_empty() {
-            return;
-        }
-        let redactor = log::redactor(env);
-        for b in changes {
-            log::write(&redactor, b.level(), Event::Breaker(b));
-        }
-        self.logged = self.book.clone();
-    }
-
-    /// Writes the book back as `flush_needed` says: before the response when
-    /// a breaker or online state changed, in the background otherwise.
-    pub async fn flush(mut self, env: &Env, ctx: &Context, now_ms: u64) {
-        self.log_transitions(env);
-        let how = self.book.flush_needed(&self.before, now_ms);
-        if how == Flush::No {
-            return;
-        }
+    /// Applies this request's changes to the isolate's book and writes what
+    /// must be: before the response when a breaker opened or closed or a
+    /// provider went offline or came back, after it otherwise.
+    pub async fn flush(mut self, env: &Env, ctx: &Context) {
         let Ok(store) = Store::open(env) else { return };
-        self.book.written_at_ms = now_ms;
-        let book = self.book;
-        match how {
-            Flush::Now => store.save_health(&book).await,
-            _ => ctx.wait_until(async move { store.save_health(&book).await }),
+        let Some(w) = store.commit_health(&self.book.take_journal(), false, "request") else {
+            return;
+        };
+        if w.urgent {
+            store.write_health(w).await;
+        } else {
+            ctx.wait_until(async move { store.write_health(w).await });
         }
     }
 
-    /// Before the answer, for a request whose work goes on after it: writes
-    /// the book only when a breaker or online state changed (other isolates
-    /// act on that at once). Counters wait for [`HealthSession::flush_rest`].
-    pub async fn flush_urgent(&mut self, store: &Store, now_ms: u64) {
-        self.log_transitions(store.env());
-        if self.book.flush_needed(&self.before, now_ms) != Flush::Now {
+    /// Before the answer, for a request whose work goes on after it: applies
+    /// what was recorded so far, and writes it now if it must be written.
+    /// Anything else waits for [`HealthSession::flush_rest`].
+    pub async fn flush_urgent(&mut self, store: &Store) {
+        let Some(w) = store.commit_health(&self.book.take_journal(), false, "request") else {
             return;
+        };
+        if w.urgent {
+            store.write_health(w).await;
+        } else {
+            self.pending = Some(w);
         }
-        self.book.written_at_ms = now_ms;
-        store.save_health(&self.book).await;
-        self.before = self.book.clone();
-        self.wrote_at_ms = Some(now_ms);
     }
 
-    /// After the answer (inside `wait_until`): writes what is still due,
-    /// spaced at least a second after this request's urgent write so KV
-    /// does not refuse it.
-    pub async fn flush_rest<R: Runtime>(mut self, store: &Store, rt: &R) {
-        self.log_transitions(store.env());
-        if self.book.flush_needed(&self.before, rt.now_ms()) == Flush::No {
-            return;
+    /// After the answer (inside `wait_until`): applies the rest and writes
+    /// what is due.
+    pub async fn flush_rest(mut self, store: &Store) {
+        let later = store.commit_health(&self.book.take_journal(), false, "request");
+        if let Some(w) = later.or(self.pending.take()) {
+            store.write_health(w).await;
         }
-        if let Some(at) = self.wrote_at_ms {
-            let wait = at
-                .saturating_add(KV_WRITE_SPACING_MS)
-                .saturating_sub(rt.now_ms());
-            rt.sleep(wait).await;
-        }
-        self.book.written_at_ms = rt.now_ms();
-        store.save_health(&self.book).await;
     }
 }

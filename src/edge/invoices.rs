@@ -30,14 +30,14 @@ pub async fn create(
     let mut session = HealthSession::load(&store).await;
     let mut run = chain::CreateRun::new(rt.clone(), Rc::new(cfg.clone()), params);
     let result = run.outcome(&mut session.book).await;
-    session.flush_urgent(&store, rt.now_ms()).await;
+    session.flush_urgent(&store).await;
     // Providers hedged away are still running: let them finish after the
     // answer so their real outcome (a timeout, or a late success) reaches
     // the breaker and the latency history.
-    let (tail_store, tail_rt) = (Store::open(env)?, rt.clone());
+    let tail_store = Store::open(env)?;
     ctx.wait_until(async move {
         run.settle(&mut session.book).await;
-        session.flush_rest(&tail_store, &*tail_rt).await;
+        session.flush_rest(&tail_store).await;
     });
     match result {
         Ok((issued, attempts)) => {
@@ -85,7 +85,7 @@ pub async fn check(
             })?;
     let mut session = session;
     let result = chain::check_invoice(&rt, cfg, &mut session.book, provider, &hash).await;
-    session.flush(env, ctx, rt.now_ms()).await;
+    session.flush(env, ctx).await;
     let state = result.map_err(|u| ApiError::ProviderUnavailable {
         provider: provider.name().into(),
         retry_after_secs: u.retry_after_secs,
@@ -113,7 +113,7 @@ async fn check_missing(
     let rt = WorkerRuntime;
     let mut session = HealthSession::load(store).await;
     let verdict = invoice_lookup::locate(&rt, cfg, &mut session.book, hash).await;
-    session.flush(env, ctx, rt.now_ms()).await;
+    session.flush(env, ctx).await;
     let now = rt.now_ms() / 1000;
     match verdict {
         Verdict::Found(state, mut record) => {

@@ -3,34 +3,22 @@
 use worker::kv::KvStore;
 
 use crate::core::api::error::ApiError;
-use crate::core::health::HealthBook;
+use crate::core::health::isolate::{IsolateHealth, Write as HealthWrite};
+use crate::core::health::{HealthBook, Journal};
+use crate::core::log::Event;
 use crate::core::receive::invoice::InvoiceRecord;
 
 pub const KV_BINDING: &str = "LIGHTNING_KV";
-/// How long this isolate reuses the health book it last read or wrote.
-/// KV itself may serve a copy up to a minute old to another location, so
-/// a second here changes nothing others could rely on, and saves a KV read
-/// on every request under load.
-const HEALTH_CACHE_MS: f64 = 1_000.0;
 
 thread_local! {
-    /// The health book as this isolate last read or wrote it, and when.
-    static HEALTH_CACHE: std::cell::RefCell<Option<(f64, HealthBook)>> =
-        const { std::cell::RefCell::new(None) };
+    /// This isolate's health book: every request's changes applied, the
+    /// stored copy merged in when read (see `core::health::isolate`).
+    static ISOLATE: std::cell::RefCell<IsolateHealth> =
+        std::cell::RefCell::new(IsolateHealth::default());
 }
 
-fn cached_health() -> Option<HealthBook> {
-    let now = js_sys::Date::now();
-    HEALTH_CACHE.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(at, _)| now - at < HEALTH_CACHE_MS && now >= *at)
-            .map(|(_, b)| b.clone())
-    })
-}
-
-fn remember_health(book: &HealthBook) {
-    HEALTH_CACHE.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), book.clone())));
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
 }
 const HEALTH_KEY: &str = "health:v1";
 /// The health document is rewritten often; the TTL only clears abandoned ones.
@@ -58,30 +46,52 @@ impl Store {
         })
     }
 
-    pub fn env(&self) -> &worker::Env {
-        &self.env
-    }
-
-    /// The shared health book; an unreadable one starts afresh (it is advisory).
+    /// This isolate's health book for one request. The stored copy is read
+    /// at most once a second and merged in; an unreadable one counts as
+    /// empty (health is advisory).
     pub async fn health(&self) -> HealthBook {
-        if let Some(book) = cached_health() {
-            return book;
+        let now = now_ms();
+        if ISOLATE.with(|i| i.borrow().needs_read(now)) {
+            let stored = match self.kv.get(HEALTH_KEY).text().await {
+                Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_default(),
+                Ok(None) => HealthBook::default(),
+                Err(e) => {
+                    worker::console_warn!("health read failed: {e}");
+                    HealthBook::default()
+                }
+            };
+            ISOLATE.with(|i| i.borrow_mut().absorb(stored, now_ms()));
         }
-        let book = match self.kv.get(HEALTH_KEY).text().await {
-            Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_default(),
-            Ok(None) => HealthBook::default(),
-            Err(e) => {
-                worker::console_warn!("health read failed: {e}");
-                return HealthBook::default();
-            }
-        };
-        remember_health(&book);
-        book
+        ISOLATE.with(|i| i.borrow().view())
     }
 
-    pub async fn save_health(&self, book: &HealthBook) {
-        remember_health(book);
-        let Ok(text) = serde_json::to_string(book) else {
+    /// Applies a request's recorded changes to this isolate's book; what
+    /// must be written, if anything, comes back (`force`: the cron probe,
+    /// whose history is always written).
+    /// The breakers it moved are logged here, once.
+    pub fn commit_health(
+        &self,
+        journal: &Journal,
+        force: bool,
+        source: &str,
+    ) -> Option<HealthWrite> {
+        let now = now_ms();
+        let done = ISOLATE.with(|i| i.borrow_mut().commit_from(journal, now, force, source));
+        if !done.transitions.is_empty() {
+            let redactor = crate::edge::log::redactor(&self.env);
+            for b in done.transitions {
+                crate::edge::log::write(&redactor, b.level(), Event::Breaker(b));
+            }
+        }
+        done.write
+    }
+
+    /// Writes the book as `commit_health` said, after its wait.
+    pub async fn write_health(&self, w: HealthWrite) {
+        if w.wait_ms > 0 {
+            worker::Delay::from(std::time::Duration::from_millis(w.wait_ms)).await;
+        }
+        let Ok(text) = serde_json::to_string(&w.book) else {
             return;
         };
         let put = match self.kv.put(HEALTH_KEY, text) {
@@ -91,7 +101,8 @@ impl Store {
                 return;
             }
         };
-        // KV refuses more than one write per key per second: losing one is fine.
+        // KV refuses more than one write per key per second: losing one is
+        // fine (the next change that matters writes again).
         if let Err(e) = put.execute().await {
             worker::console_warn!("health write failed: {e}");
         }

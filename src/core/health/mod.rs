@@ -2,9 +2,13 @@
 //! document so a request reads it once. Real requests (passive) and cron
 //! probes (active) both feed it. KV allows about one write per key per
 //! second, so outcomes are aggregated and only flushed when something a
-//! reader would act on changed, or the record is getting stale.
+//! reader would act on changed, or the record is getting stale. Each
+//! change a request makes is also journaled, so an isolate can apply it to
+//! its own current copy (see [`isolate`]) and count exactly.
 
 pub mod breaker;
+pub mod isolate;
+pub mod merge;
 pub mod probe;
 pub mod report;
 pub mod status_page;
@@ -19,8 +23,10 @@ use crate::core::health::breaker::{Admission, BreakerPolicy, BreakerState};
 pub const WINDOW: usize = 20;
 /// How many cron probe results the status page charts.
 pub const HISTORY: usize = 48;
-/// Unchanged counters are flushed at most this often.
-pub const FLUSH_INTERVAL_MS: u64 = 30_000;
+/// Changes only to counters (latency samples, failure counts below the
+/// threshold) are written at most this often per isolate: a breaker that
+/// opens or closes, or a provider going offline or back, is written at once.
+pub const FLUSH_INTERVAL_MS: u64 = 15 * 60_000;
 /// Fewer successful samples than this give no latency estimate: a single
 /// lucky answer must not set a tight hedge delay.
 pub const LATENCY_MIN_SAMPLES: usize = 3;
@@ -36,6 +42,10 @@ pub struct Sample {
 pub struct ProviderHealth {
     #[serde(default)]
     pub breaker: BreakerState,
+    /// When the breaker last changed state: of two copies, the newer
+    /// breaker wins a merge.
+    #[serde(default)]
+    pub breaker_since_ms: u64,
     #[serde(default)]
     pub consecutive_failures: u32,
     #[serde(default)]
@@ -130,6 +140,54 @@ pub struct HealthBook {
     pub providers: BTreeMap<String, ProviderHealth>,
     #[serde(default)]
     pub written_at_ms: u64,
+    /// What was recorded in this copy since it was handed out: how a
+    /// request changed it. Not part of its state (never stored, equal in
+    /// every comparison).
+    #[serde(skip)]
+    pub journal: Journal,
+}
+
+/// One change recorded in a health book.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Admit {
+        name: String,
+        now_ms: u64,
+        policy: BreakerPolicy,
+    },
+    Success {
+        name: String,
+        latency_ms: u64,
+        now_ms: u64,
+        source: Source,
+    },
+    Failure {
+        name: String,
+        error: String,
+        latency_ms: u64,
+        now_ms: u64,
+        source: Source,
+        policy: BreakerPolicy,
+    },
+}
+
+/// The changes recorded in a copy of the book, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Journal(pub Vec<Entry>);
+
+impl PartialEq for Journal {
+    /// A journal says how a copy was reached, not what it holds.
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+/// Moves a breaker, noting when it changed state.
+fn set_breaker(h: &mut ProviderHealth, next: BreakerState, now_ms: u64) {
+    if next != h.breaker {
+        h.breaker = next;
+        h.breaker_since_ms = now_ms;
+    }
 }
 
 fn push_capped(v: &mut Vec<Sample>, s: Sample, cap: usize) {
@@ -151,15 +209,34 @@ impl HealthBook {
 
     /// Asks the breaker of `name` whether a call may go out now.
     pub fn admit(&mut self, name: &str, now_ms: u64, policy: &BreakerPolicy) -> Admission {
+        self.journal.0.push(Entry::Admit {
+            name: name.to_string(),
+            now_ms,
+            policy: *policy,
+        });
+        self.apply_admit(name, now_ms, policy)
+    }
+
+    fn apply_admit(&mut self, name: &str, now_ms: u64, policy: &BreakerPolicy) -> Admission {
         let h = self.entry(name);
         let (admission, next) = breaker::admit(h.breaker, now_ms, policy);
-        h.breaker = next;
+        set_breaker(h, next, now_ms);
         admission
     }
 
     pub fn record_success(&mut self, name: &str, latency_ms: u64, now_ms: u64, source: Source) {
+        self.journal.0.push(Entry::Success {
+            name: name.to_string(),
+            latency_ms,
+            now_ms,
+            source,
+        });
+        self.apply_success(name, latency_ms, now_ms, source);
+    }
+
+    fn apply_success(&mut self, name: &str, latency_ms: u64, now_ms: u64, source: Source) {
         let h = self.entry(name);
-        h.breaker = breaker::on_success(h.breaker);
+        set_breaker(h, breaker::on_success(h.breaker), now_ms);
         h.consecutive_failures = 0;
         h.last_check_ms = Some(now_ms);
         h.last_latency_ms = Some(latency_ms);
@@ -185,9 +262,66 @@ impl HealthBook {
         source: Source,
         policy: &BreakerPolicy,
     ) {
+        self.journal.0.push(Entry::Failure {
+            name: name.to_string(),
+            error: error.to_string(),
+            latency_ms,
+            now_ms,
+            source,
+            policy: *policy,
+        });
+        self.apply_failure(name, error, latency_ms, now_ms, source, policy);
+    }
+
+    /// Applies `journal` (another copy's changes) to this book, as if they
+    /// had been recorded here: exact counting when several requests of one
+    /// isolate change their own copies at once.
+    pub fn replay(&mut self, journal: &Journal) {
+        for e in &journal.0 {
+            match e {
+                Entry::Admit {
+                    name,
+                    now_ms,
+                    policy,
+                } => {
+                    self.apply_admit(name, *now_ms, policy);
+                }
+                Entry::Success {
+                    name,
+                    latency_ms,
+                    now_ms,
+                    source,
+                } => self.apply_success(name, *latency_ms, *now_ms, *source),
+                Entry::Failure {
+                    name,
+                    error,
+                    latency_ms,
+                    now_ms,
+                    source,
+                    policy,
+                } => self.apply_failure(name, error, *latency_ms, *now_ms, *source, policy),
+            }
+        }
+    }
+
+    /// This copy's changes, leaving it with none.
+    pub fn take_journal(&mut self) -> Journal {
+        std::mem::take(&mut self.journal)
+    }
+
+    fn apply_failure(
+        &mut self,
+        name: &str,
+        error: &str,
+        latency_ms: u64,
+        now_ms: u64,
+        source: Source,
+        policy: &BreakerPolicy,
+    ) {
         let h = self.entry(name);
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-        h.breaker = breaker::on_failure(h.breaker, h.consecutive_failures, now_ms, policy);
+        let next = breaker::on_failure(h.breaker, h.consecutive_failures, now_ms, policy);
+        set_breaker(h, next, now_ms);
         h.last_check_ms = Some(now_ms);
         h.last_latency_ms = Some(latency_ms);
         h.last_error = Some(error.chars().take(300).collect());
@@ -202,17 +336,20 @@ impl HealthBook {
         }
     }
 
-    /// Whether and how urgently `self` (after a request) must be written back:
-    /// at once when a breaker or online state changed (other isolates act on
-    /// it), in the background when only counters changed and the stored copy
-    /// is older than the flush interval, otherwise not at all.
+    /// Whether and how urgently `self` must be written over `before` (the
+    /// stored copy): at once when a breaker opened or closed, or a provider
+    /// went offline or came back (other isolates act on it); in the
+    /// background when only counters changed and the stored copy is older
+    /// than the flush interval; otherwise not at all. A breaker moving
+    /// between open and half-open (a probe, a failed probe) stays local:
+    /// each isolate probes on its own, and a steady outage costs no writes.
     pub fn flush_needed(&self, before: &HealthBook, now_ms: u64) -> Flush {
         if self == before {
             return Flush::No;
         }
         let visible_change = self.providers.iter().any(|(name, h)| {
             let old = before.get(name);
-            old.breaker.name() != h.breaker.name() || old.online() != h.online()
+            old.breaker_closed() != h.breaker_closed() || old.online() != h.online()
         });
         if visible_change {
             Flush::Now
