@@ -26,15 +26,15 @@ build:
 	@scripts/build.sh
 
 lint:
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
-	cargo test
+	cargo test --workspace
 
 testkit:
-	cargo build --example testkit
+	cargo build -p lightning-fallback-testkit --bin testkit
 
 e2e:
 	node --test --test-concurrency=1 tests/e2e/
@@ -64,7 +64,7 @@ chaos-short: setup-test build
 # BENCH_ARGS="--quick", "--payouts 1000", "--only drain", ...). See bench/RESULTS.md.
 BENCH_ARGS ?=
 bench: setup-bench build testkit
-	cargo run --release --example bench
+	cargo bench -p lightning-fallback-gateway --bench core
 	node bench/run.mjs $(BENCH_ARGS)
 
 setup-bench:

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 out=build/index_bg.wasm
 if [ -f "$out" ] && [ -f build/worker/shim.mjs ] &&
-  [ -z "$(find src Cargo.toml Cargo.lock scripts/build.sh package-lock.json -newer "$out" -print -quit)" ]; then
+  [ -z "$(find src crates Cargo.toml Cargo.lock scripts/build.sh package-lock.json -newer "$out" -print -quit)" ]; then
   echo "[build] up to date"
   exit 0
 fi

@@ -1,11 +1,11 @@
 // Signed BOLT11 invoices for the fake providers, from the Rust testkit
-// (examples/testkit.rs), so fakes hand out invoices the Worker can verify.
+// (crates/testkit/src/bin/testkit.rs), so fakes hand out invoices the Worker can verify.
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const TESTKIT = path.join(ROOT, "target/debug/examples/testkit");
+const TESTKIT = path.join(ROOT, "target/debug/testkit");
 
 // Every invoice signed here: payment hash -> preimage, so fake backends
 // answer a payment with its real preimage (the gateway accepts a success

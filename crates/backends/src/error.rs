@@ -1,0 +1,267 @@
+//! How a provider call failed, classified for retry, failover and health.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::http::{HttpResponse, TransportError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderError {
+    /// No answer within the attempt timeout.
+    Timeout,
+    /// Connection refused, reset or cut.
+    Network(String),
+    /// 5xx (including 520) or 429: the provider is struggling. `html` is set
+    /// when the body was an HTML page (a Cloudflare 520 in front of a backend)
+    /// rather than the provider's own JSON.
+    Upstream {
+        status: u16,
+        detail: String,
+        html: bool,
+        /// LNbits' `"status"` field in a JSON error body, if any.
+        payment_status: Option<String>,
+    },
+    /// 401/403: our credentials were refused.
+    Unauthorized { status: u16, detail: String },
+    /// 404: on a lookup, the provider does not know the object; on create,
+    /// a wrong base URL or (LNbits) an unknown key.
+    NotFound { detail: String },
+    /// Another 4xx: the provider refused the request itself.
+    Rejected { status: u16, detail: String },
+    /// The provider answers but reports itself unfit (e.g. LND not synced).
+    Unhealthy(String),
+    /// The backend's API cannot do what was asked (CLN cannot take a given
+    /// description hash); decided before any request left.
+    Unsupported(String),
+    /// A 2xx whose body is not what the API promises (garbage, missing
+    /// fields, an invoice that does not match what we asked for).
+    InvalidResponse(String),
+}
+
+impl ProviderError {
+    /// Worth another attempt on the same provider.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Timeout | ProviderError::Network(_) | ProviderError::Upstream { .. }
+        )
+    }
+
+    /// Stable code for API bodies and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Timeout => "timeout",
+            ProviderError::Network(_) => "network_error",
+            ProviderError::Upstream { status: 520, .. } => "upstream_520",
+            ProviderError::Upstream { status: 429, .. } => "rate_limited",
+            ProviderError::Upstream { .. } => "upstream_error",
+            ProviderError::Unauthorized { .. } => "unauthorized",
+            ProviderError::NotFound { .. } => "not_found",
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::Unhealthy(_) => "unhealthy",
+            ProviderError::Unsupported(_) => "unsupported",
+            ProviderError::InvalidResponse(_) => "invalid_response",
+        }
+    }
+
+    /// Classifies a non-2xx response.
+    pub fn from_status(r: &HttpResponse) -> ProviderError {
+        let html = looks_like_html(r);
+        let json: Option<Value> = if html {
+            None
+        } else {
+            serde_json::from_str(&r.body).ok()
+        };
+        let detail = match &json {
+            Some(v) => json_detail(v).unwrap_or_else(|| snippet(&r.body)),
+            None if html => html_title(&r.body)
+                .map(|t| format!("HTML error page: {t}"))
+                .unwrap_or_else(|| "HTML error page".to_string()),
+            None => snippet(&r.body),
+        };
+        let payment_status = json
+            .as_ref()
+            .and_then(|v| v.get("status"))
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        match r.status {
+            401 | 403 => ProviderError::Unauthorized {
+                status: r.status,
+                detail,
+            },
+            404 => ProviderError::NotFound { detail },
+            429 | 500..=599 => ProviderError::Upstream {
+                status: r.status,
+                detail,
+                html,
+                payment_status,
+            },
+            // Anything else that is not 2xx: 4xx, or an odd 1xx/3xx (redirects are not followed).
+            _ => ProviderError::Rejected {
+                status: r.status,
+                detail,
+            },
+        }
+    }
+}
+
+impl From<TransportError> for ProviderError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Timeout => ProviderError::Timeout,
+            TransportError::Network(m) => ProviderError::Network(m),
+            TransportError::TooLarge => ProviderError::InvalidResponse("response too large".into()),
+            TransportError::SlowBody => ProviderError::Timeout,
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProviderError::Timeout => write!(f, "timed out"),
+            ProviderError::Network(m) => write!(f, "network error: {m}"),
+            ProviderError::Upstream { status, detail, .. } => write!(f, "HTTP {status}: {detail}"),
+            ProviderError::Unauthorized { status, detail } => {
+                write!(f, "credentials refused (HTTP {status}): {detail}")
+            }
+            ProviderError::NotFound { detail } => write!(f, "HTTP 404: {detail}"),
+            ProviderError::Rejected { status, detail } => write!(f, "HTTP {status}: {detail}"),
+            ProviderError::Unhealthy(m) => write!(f, "unhealthy: {m}"),
+            ProviderError::Unsupported(m) => write!(f, "not supported by this backend: {m}"),
+            ProviderError::InvalidResponse(m) => write!(f, "invalid response: {m}"),
+        }
+    }
+}
+
+fn looks_like_html(r: &HttpResponse) -> bool {
+    let ct_html = r
+        .content_type
+        .as_deref()
+        .map(|c| c.to_ascii_lowercase().contains("text/html"))
+        .unwrap_or(false);
+    let head = r.body.trim_start();
+    ct_html || head.starts_with('<')
+}
+
+fn html_title(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = lower[start..].find("</title>")? + start;
+    body.get(start..end).map(|t| t.trim().to_string())
+}
+
+/// LNbits says `detail`, LND and CLNRest `message` (or `error`).
+fn json_detail(v: &Value) -> Option<String> {
+    for key in ["detail", "message", "error", "reason"] {
+        match v.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+            Some(Value::Object(o)) => {
+                if let Some(Value::String(s)) = o.get("message") {
+                    return Some(s.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A short, single-line excerpt of a body for error messages.
+pub fn snippet(body: &str) -> String {
+    let one_line: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if one_line.trim().is_empty() {
+        "(empty body)".to_string()
+    } else {
+        one_line.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::html_520;
+    use serde_json::json;
+
+    #[test]
+    fn html_520_is_transient_and_marked_html() {
+        let e = ProviderError::from_status(&html_520());
+        match &e {
+            ProviderError::Upstream {
+                status: 520,
+                html: true,
+                detail,
+                payment_status: None,
+            } => assert!(detail.contains("520"), "{detail}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(e.is_transient());
+        assert_eq!(e.code(), "upstream_520");
+    }
+
+    #[test]
+    fn lnbits_json_520_keeps_detail_and_payment_status() {
+        let r = HttpResponse::json(
+            520,
+            &json!({"detail": "Insufficient balance.", "status": "failed"}),
+        );
+        let e = ProviderError::from_status(&r);
+        assert_eq!(
+            e,
+            ProviderError::Upstream {
+                status: 520,
+                detail: "Insufficient balance.".into(),
+                html: false,
+                payment_status: Some("failed".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn client_errors_are_not_transient() {
+        let r = HttpResponse::json(401, &json!({"detail": "Invalid key"}));
+        assert!(!ProviderError::from_status(&r).is_transient());
+        let r = HttpResponse::json(400, &json!({"message": "bad amount"}));
+        assert_eq!(
+            ProviderError::from_status(&r),
+            ProviderError::Rejected {
+                status: 400,
+                detail: "bad amount".into()
+            }
+        );
+        let r = HttpResponse::json(429, &json!({}));
+        assert!(ProviderError::from_status(&r).is_transient());
+    }
+
+    #[test]
+    fn lnd_error_object_message_is_used() {
+        let r = HttpResponse::json(
+            500,
+            &json!({"code": 2, "message": "invoice expiry too large"}),
+        );
+        match ProviderError::from_status(&r) {
+            ProviderError::Upstream { detail, .. } => {
+                assert_eq!(detail, "invoice expiry too large")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_body_becomes_snippet() {
+        let r = HttpResponse {
+            status: 502,
+            content_type: None,
+            body: "\u{0}\u{1}bad gateway\n".into(),
+        };
+        match ProviderError::from_status(&r) {
+            ProviderError::Upstream { detail, .. } => assert_eq!(detail, "bad gateway"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

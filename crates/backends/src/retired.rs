@@ -1,0 +1,91 @@
+//! Backend kinds whose API no longer exists (the Alby wallet API, closed in
+//! January 2026). Stored invoice records and payouts may still name them, so
+//! the kind stays readable; configuration refuses it (see `core::config`),
+//! so no request is ever built for it. Should one be asked anyway, every
+//! operation refuses without sending anything: a payout pinned to a retired
+//! backend waits as `blocked`, it is never sent elsewhere.
+
+use super::{
+    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
+    ProviderError,
+};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::outcome::{LookupOutcome, PayOutcome};
+
+const WHY: &str = "this backend's API no longer exists (the Alby wallet API closed in January 2026; connect Alby Hub through Nostr Wallet Connect: NWC_URL)";
+
+pub struct Retired;
+
+impl Backend for Retired {
+    fn create_request(&self, _cfg: &ProviderConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
+        None
+    }
+    fn unsupported(&self, _p: &InvoiceParams) -> Option<String> {
+        Some(WHY.into())
+    }
+    fn parse_create(&self, _r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+        Err(ProviderError::Unsupported(WHY.into()))
+    }
+    fn check_request(&self, _cfg: &ProviderConfig, _payment_hash: &str) -> Option<HttpRequest> {
+        None
+    }
+    fn parse_check(&self, _r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+        Err(ProviderError::Unsupported(WHY.into()))
+    }
+    fn probe_request(&self, _cfg: &ProviderConfig) -> Option<HttpRequest> {
+        None
+    }
+    fn parse_probe(&self, _r: &HttpResponse) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported(WHY.into()))
+    }
+    fn pay_request(
+        &self,
+        _cfg: &ProviderConfig,
+        _invoice: &str,
+        _amount_sat: u64,
+    ) -> Option<HttpRequest> {
+        None
+    }
+    /// Nothing was sent: refused before acting.
+    fn classify_pay(&self, _r: &HttpResponse) -> PayOutcome {
+        PayOutcome::NotSent(WHY.into())
+    }
+    fn lookup_request(&self, _cfg: &ProviderConfig, _payment_hash: &str) -> Option<HttpRequest> {
+        None
+    }
+    /// Nothing is known: never "not found", which would let a hash be left.
+    fn classify_lookup(&self, _r: &HttpResponse) -> LookupOutcome {
+        LookupOutcome::Error(WHY.into())
+    }
+    /// Nothing is ever sent or looked up.
+    fn payment_facts(&self) -> PaymentFacts {
+        PaymentFacts {
+            preimage_on_pay: false,
+            preimage_on_lookup: false,
+            lookup_may_be_blind: true,
+            late_execution_floor_ms: 0,
+            not_found_may_hide_in_flight: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{of, ProviderKind};
+
+    #[test]
+    fn a_retired_kind_is_readable_but_never_acts() {
+        let k: ProviderKind = serde_json::from_str("\"alby\"").unwrap_or(ProviderKind::Mock);
+        assert_eq!(k, ProviderKind::Alby);
+        assert!(k.is_retired());
+        assert_eq!(ProviderKind::parse("alby"), None, "not configurable");
+        let b = of(k);
+        assert!(b.unsupported(&crate::test_support::params()).is_some());
+        let any = HttpResponse::json(200, &serde_json::json!({}));
+        assert!(matches!(b.classify_pay(&any), PayOutcome::NotSent(_)));
+        assert!(matches!(b.classify_lookup(&any), LookupOutcome::Error(_)));
+        assert!(b.parse_check(&any).is_err());
+        assert!(b.parse_probe(&any).is_err());
+    }
+}

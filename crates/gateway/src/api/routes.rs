@@ -1,0 +1,213 @@
+//! The route table: which handler serves a method and path. Unknown paths
+//! are 404 and known paths with the wrong method 405, both as JSON.
+
+use crate::api::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Index,
+    /// `GET /openapi.json`: the API contract.
+    OpenApi,
+    CreateInvoice,
+    CheckInvoice,
+    Health,
+    StatusPage,
+    CreatePayout,
+    ListPayouts,
+    GetPayout(String),
+    RetryPayout(String),
+    CancelPayout(String),
+    RedeliverWebhook(String),
+    PayoutAttention,
+    /// CORS preflight for a known path.
+    Preflight,
+}
+
+/// Paths without parameters; `/api/payouts/{id}...` is matched by `payout_route`.
+pub(crate) const TABLE: &[(&str, &str, Route)] = &[
+    ("/", "GET", Route::Index),
+    ("/openapi.json", "GET", Route::OpenApi),
+    ("/api/create-invoice", "POST", Route::CreateInvoice),
+    ("/api/check-invoice", "GET", Route::CheckInvoice),
+    ("/api/lightning/health", "GET", Route::Health),
+    ("/status", "GET", Route::StatusPage),
+    ("/api/payouts", "POST", Route::CreatePayout),
+    ("/api/payouts", "GET", Route::ListPayouts),
+    ("/api/payouts/attention", "GET", Route::PayoutAttention),
+];
+
+const GET: &[&str] = &["GET", "OPTIONS"];
+const POST: &[&str] = &["POST", "OPTIONS"];
+const BOTH: &[&str] = &["GET", "POST", "OPTIONS"];
+
+/// `/api/payouts/{id}` and its admin actions (`/retry`, `/cancel`,
+/// `/redeliver-webhook`). `attention` is no id (ids are `po_<hex>`): the table has it.
+fn payout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
+    let rest = path
+        .strip_prefix("/api/payouts/")
+        .filter(|r| *r != "attention")?;
+    let (id, tail) = match rest.split_once('/') {
+        Some((id, tail)) => (id, Some(tail)),
+        None => (rest, None),
+    };
+    let valid_id = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let (allowed, route) = match tail {
+        None => (GET, Route::GetPayout(id.to_string())),
+        Some("retry") => (POST, Route::RetryPayout(id.to_string())),
+        Some("cancel") => (POST, Route::CancelPayout(id.to_string())),
+        Some("redeliver-webhook") => (POST, Route::RedeliverWebhook(id.to_string())),
+        Some(_) => return Some(Err(ApiError::RouteNotFound)),
+    };
+    Some(if !valid_id {
+        Err(ApiError::PayoutNotFound)
+    } else if method.eq_ignore_ascii_case("OPTIONS") {
+        Ok(Route::Preflight)
+    } else if method.eq_ignore_ascii_case(allowed[0]) {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { allowed })
+    })
+}
+
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    if let Some(r) = payout_route(method, path) {
+        return r;
+    }
+    let known: Vec<&(&str, &str, Route)> = TABLE.iter().filter(|(p, _, _)| *p == path).collect();
+    if known.is_empty() {
+        return Err(ApiError::RouteNotFound);
+    }
+    if method.eq_ignore_ascii_case("OPTIONS") {
+        return Ok(Route::Preflight);
+    }
+    let allowed = match known.as_slice() {
+        [_, _, ..] => BOTH,
+        [(_, "POST", _)] => POST,
+        _ => GET,
+    };
+    known
+        .iter()
+        .find(|(_, m, _)| m.eq_ignore_ascii_case(method))
+        .map(|(_, _, r)| r.clone())
+        .ok_or(ApiError::MethodNotAllowed { allowed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(method: &str, path: &str) -> Result<Route, u16> {
+        route(method, path).map_err(|e| e.status())
+    }
+
+    #[test]
+    fn routes_methods_and_unknowns() {
+        assert_eq!(
+            route("POST", "/api/create-invoice"),
+            Ok(Route::CreateInvoice)
+        );
+        assert_eq!(
+            route("POST", "/api/create-invoice/"),
+            Ok(Route::CreateInvoice)
+        );
+        assert_eq!(route("GET", "/api/check-invoice"), Ok(Route::CheckInvoice));
+        assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
+        assert_eq!(
+            route("OPTIONS", "/api/create-invoice"),
+            Ok(Route::Preflight)
+        );
+        assert_eq!(route("GET", "/nope"), Err(ApiError::RouteNotFound));
+        assert_eq!(route("OPTIONS", "/nope"), Err(ApiError::RouteNotFound));
+        let e = route("GET", "/api/create-invoice").err();
+        assert_eq!(e.as_ref().map(|e| e.code()), Some("method_not_allowed"));
+        assert_eq!(status("GET", "/api/create-invoice"), Err(405));
+        assert_eq!(status("DELETE", "/api/check-invoice"), Err(405));
+    }
+
+    #[test]
+    fn payout_routes() {
+        assert_eq!(route("POST", "/api/payouts"), Ok(Route::CreatePayout));
+        assert_eq!(route("GET", "/api/payouts"), Ok(Route::ListPayouts));
+        assert_eq!(
+            route("GET", "/api/payouts/po_abc"),
+            Ok(Route::GetPayout("po_abc".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/payouts/po_abc/retry"),
+            Ok(Route::RetryPayout("po_abc".into()))
+        );
+        assert_eq!(
+            route("OPTIONS", "/api/payouts/po_abc/retry"),
+            Ok(Route::Preflight)
+        );
+        assert_eq!(status("GET", "/api/payouts/po_abc/retry"), Err(405));
+        assert_eq!(
+            route("POST", "/api/payouts/po_abc/cancel"),
+            Ok(Route::CancelPayout("po_abc".into()))
+        );
+        assert_eq!(
+            route("POST", "/api/payouts/po_abc/redeliver-webhook/"),
+            Ok(Route::RedeliverWebhook("po_abc".into()))
+        );
+        assert_eq!(status("GET", "/api/payouts/po_abc/cancel"), Err(405));
+        assert_eq!(
+            route("GET", "/api/payouts/attention"),
+            Ok(Route::PayoutAttention)
+        );
+        assert_eq!(status("POST", "/api/payouts/attention"), Err(405));
+        assert_eq!(
+            route("OPTIONS", "/api/payouts/attention"),
+            Ok(Route::Preflight)
+        );
+        assert_eq!(status("GET", "/api/payouts/po_abc/other"), Err(404));
+        assert_eq!(
+            route("GET", "/api/payouts/bad$id").err().map(|e| e.code()),
+            Some("payout_not_found")
+        );
+        assert_eq!(
+            route("DELETE", "/api/payouts").err(),
+            Some(ApiError::MethodNotAllowed { allowed: BOTH })
+        );
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Any method and path: a route, or a 404/405 JSON error; never a panic.
+        #[test]
+        fn any_request_is_routed_or_refused(
+            method in prop_oneof![
+                prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get", ""]).prop_map(String::from),
+                "\\PC{0,10}",
+            ],
+            path in prop_oneof![
+                "/api/payouts/\\PC{0,80}",
+                "/api/payouts/[a-z_0-9]{1,8}/(cancel|redeliver-webhook|retry|attention)/?",
+                "/[a-z/_.%0-9-]{0,80}",
+                "\\PC{0,80}",
+            ],
+        ) {
+            match route(&method, &path) {
+                Ok(Route::GetPayout(id)) | Ok(Route::RetryPayout(id)) | Ok(Route::CancelPayout(id)) | Ok(Route::RedeliverWebhook(id)) => {
+                    prop_assert!(!id.is_empty() && id.len() <= 64);
+                    prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{id}");
+                }
+                Ok(_) => {}
+                Err(e) => prop_assert!(matches!(e.status(), 404 | 405), "{e:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The gateway's rules, free of the Workers runtime: it builds and is
+//! tested on the host. The Worker feeds it requests and a
+//! [`backends::http::Runtime`]; the backends it speaks to are the
+//! `backends` crate's.
+//!
+//! By domain: `api` (routes, errors, CORS, auth, the contract), `receive`
+//! (the invoice chain), `health` (the health book, breaker, probes, report
+//! and status page) and `payout`; the rest is plumbing shared by all of them.
+
+// Request paths must not panic: errors are typed and answered as JSON.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod api;
+pub mod backoff;
+pub mod config;
+pub mod health;
+pub mod log;
+pub mod payout;
+pub mod receive;
+pub mod redact;
+pub mod time;
+
+#[cfg(test)]
+pub(crate) mod test_config;

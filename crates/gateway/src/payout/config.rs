@@ -1,0 +1,452 @@
+//! Payout settings. Parsed separately from the receive settings, so a
+//! deployment that does not use payouts is not broken by their absence.
+
+use crate::backoff::RetryPolicy;
+use crate::config::{Config, ConfigError, Environment};
+use crate::payout::machine::PayoutPolicy;
+use crate::payout::safe_url::UrlPolicy;
+use backends::bolt11::Network;
+use backends::{ProviderConfig, ProviderKind};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayoutConfig {
+    /// Accepted client keys: the current one and, during rotation, the previous.
+    pub api_keys: Vec<String>,
+    /// Where new payouts go (`PAYOUT_PROVIDER`, or the automatic choice).
+    pub provider: ProviderConfig,
+    /// Every configured backend that can pay, `provider` included. A payout
+    /// is acted on only through the one it is pinned to, so keeping the old
+    /// backend configured lets its payouts finish after a switch.
+    pub backends: Vec<ProviderConfig>,
+    pub network: Network,
+    pub max_sat: u64,
+    pub daily_limit_sat: u64,
+    pub policy: PayoutPolicy,
+    /// Webhook signing keys (`WEBHOOK_SECRET`, then `WEBHOOK_SECRET_PREVIOUS`
+    /// during a rotation); `None` when webhooks are off. Debug redacts them.
+    pub webhook_secret: Option<crate::payout::webhook::WebhookSecrets>,
+    pub url_policy: UrlPolicy,
+    pub lnurl_timeout_ms: u64,
+    /// Payouts in progress at once per backend within one queue shard.
+    pub max_in_flight_per_backend: usize,
+    /// Queue Durable Objects; a payout lives on the one its id names.
+    pub shards: u32,
+}
+
+fn err(var: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: var.into(),
+        message: msg.into(),
+    }
+}
+
+impl PayoutConfig {
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        get: F,
+        base: &Config,
+    ) -> Result<PayoutConfig, ConfigError> {
+        let var = |n: &str| {
+            get(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let num = |n: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match var(n) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|x| (min..=max).contains(x))
+                    .ok_or_else(|| {
+                        err(
+                            n,
+                            format!("`{v}` must be a whole number from {min} to {max}"),
+                        )
+                    }),
+            }
+        };
+        let mut api_keys = Vec::new();
+        for name in ["PAYOUT_API_KEY", "PAYOUT_API_KEY_PREVIOUS"] {
+            if let Some(k) = var(name) {
+                if k.len() < 16 {
+                    return Err(err(name, "must be at least 16 characters"));
+                }
+                api_keys.push(k);
+            }
+        }
+        if api_keys.is_empty() {
+            return Err(err("PAYOUT_API_KEY", "is required to use payouts"));
+        }
+        let lnbits_admin = var("LNBITS_ADMIN_KEY");
+        let chosen = match var("PAYOUT_PROVIDER") {
+            Some(name) if name.eq_ignore_ascii_case("alby") => {
+                return Err(err("PAYOUT_PROVIDER", crate::config::ALBY_MIGRATION))
+            }
+            Some(name) => ProviderKind::parse(&name).ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
+            None if lnbits_admin.is_some() => ProviderKind::Lnbits,
+            None => base
+                .providers
+                .iter()
+                .map(|p| p.kind)
+                .find(|k| *k != ProviderKind::Lnbits)
+                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?,
+        };
+        let lnbits_payer = match (base.provider("lnbits"), lnbits_admin.as_ref()) {
+            (Some(p), Some(key)) => Some(ProviderConfig {
+                kind: ProviderKind::Lnbits,
+                base_url: p.base_url.clone(),
+                credential: key.clone(),
+            }),
+            _ => None,
+        };
+        let provider = match chosen {
+            ProviderKind::Lnbits => {
+                let url = base
+                    .provider("lnbits")
+                    .map(|p| p.base_url.clone())
+                    .ok_or_else(|| {
+                        err(
+                            "LNBITS_URL",
+                            "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
+                        )
+                    })?;
+                ProviderConfig {
+                    kind: chosen,
+                    base_url: url,
+                    credential: lnbits_admin.ok_or_else(|| {
+                        err("LNBITS_ADMIN_KEY", "is required to pay through LNbits")
+                    })?,
+                }
+            }
+            ProviderKind::Mock if base.environment == Environment::Production => {
+                return Err(err(
+                    "PAYOUT_PROVIDER",
+                    "the mock provider is refused when ENVIRONMENT=production",
+                ))
+            }
+            kind => base.provider(kind.as_str()).cloned().ok_or_else(|| {
+                err(
+                    "PAYOUT_PROVIDER",
+                    format!(
+                        "`{}` is not configured (see LIGHTNING_PROVIDERS)",
+                        kind.as_str()
+                    ),
+                )
+            })?,
+        };
+        let mut backends = vec![provider.clone()];
+        let others = lnbits_payer.into_iter().chain(
+            base.providers
+                .iter()
+                .filter(|p| !matches!(p.kind, ProviderKind::Lnbits | ProviderKind::Mock))
+                .cloned(),
+        );
+        for b in others {
+            if !backends.contains(&b) {
+                backends.push(b);
+            }
+        }
+        let allow_http_hosts: Vec<String> = var("LNURL_ALLOW_HTTP_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !allow_http_hosts.is_empty() && base.environment == Environment::Production {
+            return Err(err(
+                "LNURL_ALLOW_HTTP_HOSTS",
+                "is for local tests and is refused when ENVIRONMENT=production",
+            ));
+        }
+        let defaults = PayoutPolicy::default();
+        let retry_base = num(
+            "PAYOUT_RETRY_BASE_MS",
+            defaults.retry.base_delay_ms,
+            1,
+            3_600_000,
+        )?;
+        let lookup_base = num(
+            "PAYOUT_LOOKUP_BASE_MS",
+            defaults.lookup.base_delay_ms,
+            1,
+            3_600_000,
+        )?;
+        let production = base.environment == Environment::Production;
+        let pay_timeout_ms = num(
+            "PAYOUT_PAY_TIMEOUT_MS",
+            defaults.pay_timeout_ms,
+            1_000,
+            120_000,
+        )?;
+        let policy = PayoutPolicy {
+            pay_timeout_ms,
+            late_execution_bound_ms: num(
+                "PAYOUT_LATE_EXECUTION_BOUND_SECS",
+                defaults.late_execution_bound_ms / 1000,
+                if production { 600 } else { 0 },
+                7 * 86_400,
+            )? * 1000,
+            late_execution_bound_set: var("PAYOUT_LATE_EXECUTION_BOUND_SECS").is_some(),
+            clock_skew_ms: num(
+                "PAYOUT_CLOCK_SKEW_SECS",
+                defaults.clock_skew_ms / 1000,
+                if production { 5 } else { 0 },
+                3_600,
+            )? * 1000,
+            // In production never below LND's largest total CLTV (2016
+            // blocks, about 14 days): a route's HTLCs may live that long.
+            in_flight_bound_ms: num(
+                "PAYOUT_IN_FLIGHT_BOUND_SECS",
+                defaults.in_flight_bound_ms / 1000,
+                if production {
+                    defaults.in_flight_bound_ms / 1000
+                } else {
+                    0
+                },
+                60 * 86_400,
+            )? * 1000,
+            expiry_lookup_margin_secs: num(
+                "PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS",
+                defaults.expiry_lookup_margin_secs,
+                if production { 60 } else { 0 },
+                86_400,
+            )?,
+            max_invoices: num(
+                "PAYOUT_MAX_INVOICES",
+                u64::from(defaults.max_invoices),
+                1,
+                50,
+            )? as u32,
+            max_attempts: num(
+                "PAYOUT_MAX_ATTEMPTS",
+                u64::from(defaults.max_attempts),
+                1,
+                50,
+            )? as u32,
+            max_age_ms: num(
+                "PAYOUT_MAX_AGE_SECS",
+                defaults.max_age_ms / 1000,
+                60,
+                30 * 86_400,
+            )? * 1000,
+            retry: RetryPolicy {
+                base_delay_ms: retry_base,
+                ..defaults.retry
+            },
+            lookup: RetryPolicy {
+                base_delay_ms: lookup_base,
+                max_delay_ms: num(
+                    "PAYOUT_LOOKUP_MAX_MS",
+                    defaults.lookup.max_delay_ms,
+                    1_000,
+                    3_600_000,
+                )?
+                .max(lookup_base),
+                ..defaults.lookup
+            },
+            // In production, "not found" is trusted (to re-send the same
+            // hash) only well after a send can no longer be on its way.
+            not_found_grace_ms: num(
+                "PAYOUT_NOT_FOUND_GRACE_MS",
+                defaults.not_found_grace_ms.max(3 * pay_timeout_ms),
+                if production { 3 * pay_timeout_ms } else { 0 },
+                3_600_000,
+            )?,
+            sending_timeout_ms: defaults.sending_timeout_ms.max(3 * pay_timeout_ms),
+            ..defaults
+        };
+        let in_flight_default = if provider.kind == ProviderKind::Lnbits {
+            1
+        } else {
+            8
+        };
+        Ok(PayoutConfig {
+            api_keys,
+            provider,
+            network: base.network,
+            max_sat: num("PAYOUT_MAX_SATS", 100_000, 1, 2_100_000_000_000_000)?,
+            daily_limit_sat: num(
+                "PAYOUT_DAILY_LIMIT_SATS",
+                1_000_000,
+                1,
+                2_100_000_000_000_000,
+            )?,
+            backends,
+            policy,
+            webhook_secret: crate::payout::webhook::WebhookSecrets::from_vars(
+                var("WEBHOOK_SECRET"),
+                var("WEBHOOK_SECRET_PREVIOUS"),
+            )?,
+            url_policy: UrlPolicy { allow_http_hosts },
+            lnurl_timeout_ms: num("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
+            // LNbits runs one wallet's payments one at a time: more in flight
+            // only queue there and run late.
+            max_in_flight_per_backend: num(
+                "PAYOUT_MAX_IN_FLIGHT_PER_BACKEND",
+                in_flight_default,
+                1,
+                64,
+            )? as usize,
+            shards: num("PAYOUT_QUEUE_SHARDS", 1, 1, 64)? as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_config as testing;
+
+    fn payout(env: &str, extra: &[(&str, &str)]) -> Result<PayoutConfig, ConfigError> {
+        let base_vars = [
+            ("ENVIRONMENT", env),
+            ("LNBITS_URL", "https://lnbits.example.com"),
+            ("LNBITS_INVOICE_KEY", "k"),
+        ];
+        let base = testing::config(&base_vars);
+        let mut all: Vec<(&str, &str)> = base_vars.to_vec();
+        all.extend_from_slice(&[
+            ("PAYOUT_API_KEY", "0123456789abcdef"),
+            ("LNBITS_ADMIN_KEY", "admin"),
+        ]);
+        all.extend_from_slice(extra);
+        PayoutConfig::from_lookup(
+            |k| {
+                all.iter()
+                    .rev()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            &base,
+        )
+    }
+
+    #[test]
+    fn lnbits_with_an_admin_key_is_the_default_payout_provider() {
+        let c = payout("production", &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.provider.kind, ProviderKind::Lnbits);
+        assert_eq!(c.provider.credential, "admin");
+        assert_eq!(c.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn nwc_pays_when_chosen_and_is_pinned_by_wallet_relay_and_key() {
+        use crate::payout::model::BackendId;
+        let wallet = "b889ff5b1513b641e2a139f661a661364979c5beee91842f8f0ef42ab558e9d4";
+        let secret = "71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c";
+        let uri =
+            format!("nostr+walletconnect://{wallet}?relay=wss://relay.example/v1&secret={secret}");
+        let vars = [
+            ("ENVIRONMENT", "production"),
+            ("NWC_URL", uri.as_str()),
+            ("PAYOUT_API_KEY", "0123456789abcdef"),
+            ("PAYOUT_PROVIDER", "nwc"),
+        ];
+        let base = testing::config(&vars);
+        let c = PayoutConfig::from_lookup(
+            |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            &base,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.provider.kind, ProviderKind::Nwc);
+        let id = BackendId::of(&c.provider);
+        assert!(id.base_url.contains(wallet) && id.base_url.contains("wss://relay.example/v1"));
+        assert!(!id.label().contains(secret) && !format!("{id:?}").contains(secret));
+        // Another secret for the same wallet and relay is another backend.
+        let mut other = c.provider.clone();
+        other.credential = "11".repeat(32);
+        assert!(!id.matches(&other));
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused_in_production() {
+        let var = |env: &str, extra: &[(&str, &str)]| payout(env, extra).err().map(|e| e.variable);
+        assert_eq!(
+            var("production", &[("PAYOUT_NOT_FOUND_GRACE_MS", "0")]),
+            Some("PAYOUT_NOT_FOUND_GRACE_MS".into())
+        );
+        assert_eq!(
+            var("development", &[("PAYOUT_NOT_FOUND_GRACE_MS", "0")]),
+            None
+        );
+        assert_eq!(
+            var("production", &[("LNURL_ALLOW_HTTP_HOSTS", "127.0.0.1")]),
+            Some("LNURL_ALLOW_HTTP_HOSTS".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_PROVIDER", "mock")]),
+            Some("PAYOUT_PROVIDER".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_API_KEY", "short")]),
+            Some("PAYOUT_API_KEY".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_PROVIDER", "lnd")]),
+            Some("PAYOUT_PROVIDER".into())
+        );
+        assert_eq!(
+            var("production", &[("PAYOUT_PROVIDER", "cln")]),
+            Some("PAYOUT_PROVIDER".into()),
+            "cln is not configured here"
+        );
+    }
+
+    #[test]
+    fn payout_provider_alby_says_how_to_move_to_nwc() {
+        let e = payout("production", &[("PAYOUT_PROVIDER", "alby")]).err();
+        assert_eq!(
+            e.as_ref().map(|e| e.variable.as_str()),
+            Some("PAYOUT_PROVIDER")
+        );
+        assert!(e.is_some_and(|e| e.message.contains("NWC_URL")));
+    }
+
+    /// CLN and phoenixd pay with their own credential and stay available
+    /// to the payouts pinned to them after `PAYOUT_PROVIDER` moves on.
+    #[test]
+    fn cln_and_phoenixd_can_pay_and_stay_pinnable() {
+        let vars = [
+            ("ENVIRONMENT", "production"),
+            ("CLN_REST_URL", "https://cln.example.com"),
+            ("CLN_RUNE", "rune"),
+            ("PHOENIXD_URL", "https://phoenixd.example.com"),
+            ("PHOENIXD_PASSWORD", "pw"),
+            ("PAYOUT_API_KEY", "0123456789abcdef"),
+        ];
+        let base = testing::config(&vars);
+        let with = |provider: Option<&str>| {
+            let mut all = vars.to_vec();
+            if let Some(p) = provider {
+                all.push(("PAYOUT_PROVIDER", p));
+            }
+            PayoutConfig::from_lookup(
+                |k| {
+                    all.iter()
+                        .find(|(n, _)| *n == k)
+                        .map(|(_, v)| v.to_string())
+                },
+                &base,
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let auto = with(None);
+        assert_eq!(
+            auto.provider.kind,
+            ProviderKind::Cln,
+            "the first configured"
+        );
+        let ph = with(Some("phoenixd"));
+        assert_eq!(ph.provider.kind, ProviderKind::Phoenixd);
+        assert_eq!(ph.provider.credential, "pw");
+        let kinds: Vec<ProviderKind> = ph.backends.iter().map(|b| b.kind).collect();
+        assert_eq!(kinds, vec![ProviderKind::Phoenixd, ProviderKind::Cln]);
+        assert_eq!(with(Some("cln")).provider.credential, "rune");
+    }
+}

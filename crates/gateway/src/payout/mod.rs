@@ -1,0 +1,17 @@
+//! Payouts: exactly-once payments to a Lightning Address, LNURL-pay or
+//! BOLT11 invoice, with a durable queue for the ones a backend could not
+//! settle at once.
+
+pub mod attention;
+pub mod config;
+pub mod destination;
+pub mod engine;
+pub mod listing;
+pub mod lnurl;
+pub mod machine;
+pub mod model;
+pub mod registry;
+pub mod request;
+pub mod safe_url;
+pub mod shard;
+pub mod webhook;

@@ -1,0 +1,381 @@
+//! A payout as the queue stores it, and its API view.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use sha2::{Digest, Sha256};
+
+use crate::payout::destination::DestinationKind;
+use crate::time::iso8601_ms;
+use backends::{ProviderConfig, ProviderKind};
+
+/// The exact backend a payout was pinned to. Every send and lookup of its
+/// hashes goes there and nowhere else: "not found" on another node or wallet
+/// says nothing about what this one did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendId {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// A fingerprint of the wallet credential, never the credential itself.
+    pub credential_fp: String,
+}
+
+impl BackendId {
+    pub fn of(cfg: &ProviderConfig) -> BackendId {
+        let digest = Sha256::digest(
+            format!(
+                "lightning-fallback/backend-credential/v1:{}",
+                cfg.credential
+            )
+            .as_bytes(),
+        );
+        BackendId {
+            kind: cfg.kind,
+            base_url: cfg.base_url.trim_end_matches('/').to_ascii_lowercase(),
+            credential_fp: hex::encode(&digest[..8]),
+        }
+    }
+
+    pub fn matches(&self, cfg: &ProviderConfig) -> bool {
+        *self == BackendId::of(cfg)
+    }
+
+    /// One string naming this identity (a storage key).
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.kind.as_str(),
+            self.base_url,
+            self.credential_fp
+        )
+    }
+
+    /// What the API and logs show: kind, URL and fingerprint.
+    pub fn label(&self) -> String {
+        if self.base_url.is_empty() {
+            format!("{} (key {})", self.kind.as_str(), self.credential_fp)
+        } else {
+            format!(
+                "{} at {} (key {})",
+                self.kind.as_str(),
+                self.base_url,
+                self.credential_fp
+            )
+        }
+    }
+}
+
+/// Why a payout cannot progress now, shown until it can.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub since_ms: u64,
+    pub reason: String,
+    /// Times the queue found it still blocked (drives the backoff).
+    pub checks: u32,
+}
+
+/// A hash the payout moved away from. It was proven unpayable before the
+/// move; it is still looked up for a while, so a payment that happened
+/// anyway is never hidden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedHash {
+    pub hash: String,
+    pub since_ms: u64,
+    /// `None` once the watch window is over or the hash was seen paid.
+    pub next_check_ms: Option<u64>,
+    pub checks: u32,
+}
+
+/// Where a payout stands. `Sending` is written before a pay request leaves;
+/// `Unknown` means the backend may or may not have paid, and only a status
+/// lookup of the payment hash on the same backend can tell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PayoutState {
+    /// Due at `next_at_ms`. With `verify_first`, the hash was sent before and
+    /// the backend must confirm it unpaid before anything is sent again.
+    Queued {
+        next_at_ms: u64,
+        verify_first: bool,
+    },
+    Sending {
+        since_ms: u64,
+        /// The queue instance that sent. Another instance finding it
+        /// `Sending` knows the sender died with the request in the air.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
+    },
+    Unknown {
+        since_ms: u64,
+        next_check_ms: u64,
+    },
+    Succeeded {
+        at_ms: u64,
+    },
+    Failed {
+        at_ms: u64,
+        reason: String,
+    },
+}
+
+impl PayoutState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PayoutState::Queued { .. } => "queued",
+            PayoutState::Sending { .. } => "sending",
+            PayoutState::Unknown { .. } => "unknown",
+            PayoutState::Succeeded { .. } => "succeeded",
+            PayoutState::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            PayoutState::Succeeded { .. } | PayoutState::Failed { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub at_ms: u64,
+    pub event: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Webhook delivery of the terminal event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub url: String,
+    /// Set when the terminal state is reached: one event per payout.
+    pub event_id: Option<String>,
+    pub next_at_ms: Option<u64>,
+    pub delivered_at_ms: Option<u64>,
+    pub attempts: Vec<Delivery>,
+    /// Attempts for the current event: each event gets the whole schedule.
+    #[serde(default)]
+    pub event_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub idempotency_key: String,
+    /// SHA-256 of the request body's meaning: a replay must match it.
+    pub fingerprint: String,
+    pub created_at_ms: u64,
+    /// Start of the max-age clock: creation, or an admin retry.
+    pub age_from_ms: u64,
+    pub destination: String,
+    pub destination_kind: DestinationKind,
+    /// The payRequest URL, kept to fetch a new invoice after a confirmed failure.
+    pub lnurl: Option<String>,
+    pub amount_sat: u64,
+    pub comment: Option<String>,
+    pub external_id: Option<String>,
+    pub provider: ProviderKind,
+    /// The backend this payout is pinned to; `None` only on rows stored
+    /// before pinning existed (pinned on first touch, see the engine).
+    #[serde(default)]
+    pub backend: Option<BackendId>,
+    /// Set while the payout cannot progress (its backend is not configured).
+    #[serde(default)]
+    pub blocked: Option<Blocked>,
+    pub invoice: String,
+    pub payment_hash: String,
+    pub invoice_expires_at_secs: u64,
+    /// Hashes of earlier invoices of this payout, each proven unpayable
+    /// (expired, and then confirmed absent or failed) before it was left.
+    pub previous_hashes: Vec<String>,
+    /// Earlier hashes still being looked up, in case one was paid after all.
+    #[serde(default)]
+    pub watched: Vec<WatchedHash>,
+    /// Every hash of this payout the backend reported paid. More than one
+    /// means the recipient was paid twice: `overpaid`, never hidden.
+    #[serde(default)]
+    pub paid_hashes: Vec<String>,
+    #[serde(default)]
+    pub overpaid: bool,
+    /// New invoices fetched for this payout (drives their backoff).
+    #[serde(default)]
+    pub invoice_refreshes: u32,
+    pub state: PayoutState,
+    pub send_attempts: u32,
+    /// A send of the current hash may have reached the backend: it is left
+    /// only once proven unpayable (`hash_dead`).
+    #[serde(default)]
+    pub hash_spent: bool,
+    /// The current invoice expired and a lookup after expiry plus a margin
+    /// found it absent or failed: nothing can pay it any more.
+    #[serde(default)]
+    pub hash_dead: bool,
+    /// Some hash of this payout may have reached its backend: the payout can
+    /// no longer move to another backend.
+    #[serde(default)]
+    pub ever_sent: bool,
+    /// Admin retries so far: each re-opening starts a new round whose
+    /// terminal event gets its own webhook id.
+    #[serde(default)]
+    pub reopened: u32,
+    /// Sends of the current hash. Rows stored before it was counted read
+    /// 0 with `hash_spent` set: unknown, taken as more than one.
+    #[serde(default)]
+    pub hash_sends: u32,
+    /// When the current hash was first sent (`None` on rows from before it
+    /// was recorded: their creation time bounds it from below).
+    #[serde(default)]
+    pub hash_first_sent_at_ms: Option<u64>,
+    /// The backend answered a send of the current hash with "already
+    /// paid": it may be paid, so it is never proven dead.
+    #[serde(default)]
+    pub hash_said_paid: bool,
+    /// The current hash is not sent again: a lookup said "failed" on a
+    /// backend whose lookups describe one attempt of several.
+    #[serde(default)]
+    pub no_resend: bool,
+    /// Since when every status lookup of the current hash has failed
+    /// (the attention list shows a payout stuck this way).
+    #[serde(default)]
+    pub lookups_failing_since_ms: Option<u64>,
+    pub last_sent_at_ms: Option<u64>,
+    pub lookups: u32,
+    /// Lookups since the last send: the lookup backoff starts over with
+    /// every send, so a fresh send is checked soon.
+    #[serde(default)]
+    pub lookups_since_send: u32,
+    pub last_error: Option<String>,
+    pub fee_msat: Option<u64>,
+    pub preimage: Option<String>,
+    pub webhook: Option<Webhook>,
+    pub log: Vec<LogEntry>,
+    /// Bumped on every save; a write after an `await` must match it.
+    pub version: u64,
+}
+
+const LOG_CAP: usize = 60;
+
+impl Payout {
+    pub fn status(&self) -> &'static str {
+        self.state.name()
+    }
+
+    pub fn note(&mut self, at_ms: u64, event: impl Into<String>) {
+        self.log.push(LogEntry {
+            at_ms,
+            event: event.into(),
+        });
+        if self.log.len() > LOG_CAP {
+            let excess = self.log.len() - LOG_CAP;
+            self.log.drain(..excess);
+        }
+    }
+
+    /// When the queue must next look at this payout (state or webhook).
+    pub fn wake_at_ms(&self, sending_recheck_ms: u64) -> Option<u64> {
+        let state = match &self.state {
+            PayoutState::Queued { next_at_ms, .. } => Some(*next_at_ms),
+            PayoutState::Sending { since_ms, .. } => {
+                Some(since_ms.saturating_add(sending_recheck_ms))
+            }
+            PayoutState::Unknown { next_check_ms, .. } => Some(*next_check_ms),
+            PayoutState::Succeeded { .. } | PayoutState::Failed { .. } => None,
+        };
+        let hook = self.webhook.as_ref().and_then(|w| w.next_at_ms);
+        let watch = self.watched.iter().filter_map(|w| w.next_check_ms).min();
+        [state, hook, watch].into_iter().flatten().min()
+    }
+
+    /// Counts against the daily limit unless it ended unpaid.
+    pub fn reserves_budget(&self) -> bool {
+        !matches!(self.state, PayoutState::Failed { .. })
+    }
+
+    /// The API representation.
+    pub fn view(&self) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "status": self.status(),
+            "payment_hash": self.payment_hash,
+            "destination": self.destination,
+            "destination_type": self.destination_kind,
+            "amount_sat": self.amount_sat,
+            "created_at": iso8601_ms(self.created_at_ms),
+            "provider": self.provider.as_str(),
+            "invoice": self.invoice,
+            "attempts": self.send_attempts,
+            "status_checks": self.lookups,
+            "previous_payment_hashes": self.previous_hashes,
+            "paid_payment_hashes": self.paid_hashes,
+            "overpaid": self.overpaid,
+            "backend": self.backend.as_ref().map(|b| json!({"kind": b.kind.as_str(), "url": b.base_url, "key_fingerprint": b.credential_fp})),
+            "log": self.log.iter().map(|l| json!({"at": iso8601_ms(l.at_ms), "event": l.event})).collect::<Vec<_>>(),
+        });
+        let o = match v.as_object_mut() {
+            Some(o) => o,
+            None => return v,
+        };
+        let mut put = |k: &str, val: Value| {
+            o.insert(k.into(), val);
+        };
+        if let Some(e) = &self.external_id {
+            put("external_id", json!(e));
+        }
+        if let Some(c) = &self.comment {
+            put("comment", json!(c));
+        }
+        if let Some(e) = &self.last_error {
+            put("last_error", json!(e));
+        }
+        if let Some(b) = &self.blocked {
+            put(
+                "blocked",
+                json!({"reason": b.reason, "since": iso8601_ms(b.since_ms)}),
+            );
+        }
+        match &self.state {
+            PayoutState::Succeeded { at_ms } => {
+                put("completed_at", json!(iso8601_ms(*at_ms)));
+                put("fee_msat", json!(self.fee_msat));
+                put("preimage", json!(self.preimage));
+            }
+            PayoutState::Failed { at_ms, reason } => {
+                put("completed_at", json!(iso8601_ms(*at_ms)));
+                put("failure_reason", json!(reason));
+            }
+            PayoutState::Queued { next_at_ms, .. } => {
+                put("next_attempt_at", json!(iso8601_ms(*next_at_ms)))
+            }
+            PayoutState::Unknown {
+                next_check_ms,
+                since_ms,
+            } => {
+                put("unknown_since", json!(iso8601_ms(*since_ms)));
+                put("next_status_check_at", json!(iso8601_ms(*next_check_ms)));
+            }
+            PayoutState::Sending { .. } => {}
+        }
+        if let Some(w) = &self.webhook {
+            put(
+                "webhook",
+                json!({
+                    "url": w.url,
+                    "event_id": w.event_id,
+                    "delivered": w.delivered_at_ms.is_some(),
+                    "delivered_at": w.delivered_at_ms.map(iso8601_ms),
+                    "next_attempt_at": w.next_at_ms.map(iso8601_ms),
+                    "attempts": w.attempts.iter().map(|d| json!({"at": iso8601_ms(d.at_ms), "status": d.status, "error": d.error})).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        v
+    }
+}

@@ -1,0 +1,26 @@
+//! Timestamps as the API shows them (RFC 3339, UTC).
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Formats Unix seconds as RFC 3339; out-of-range values fall back to the epoch.
+pub fn iso8601_secs(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(0);
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
+pub fn iso8601_ms(ms: u64) -> String {
+    iso8601_secs(ms / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::iso8601_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso8601_secs(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,25 @@
+//! What an incoming request carries besides its body: query parameters and
+//! a bearer key.
+
+use worker::Request;
+
+use gateway::api::auth;
+use gateway::api::error::ApiError;
+
+/// The first value of query parameter `name`, decoded.
+pub fn query(req: &Request, name: &str) -> Result<Option<String>, ApiError> {
+    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned()))
+}
+
+/// Accepts the request if its `Authorization: Bearer` key is one of `keys`.
+pub fn require_bearer(req: &Request, keys: &[&str]) -> Result<(), ApiError> {
+    let header = req.headers().get("authorization").ok().flatten();
+    match auth::bearer(header.as_deref()) {
+        Some(token) if auth::matches_any(token, keys) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}

@@ -1,0 +1,183 @@
+//! The core's [`Runtime`] on Workers: `fetch` with an abortable timeout and
+//! a body read chunk by chunk under a size cap (`nwc://` requests go to the
+//! relay transport in `edge::nwc`), `Delay` for sleeps, `Date.now()` and
+//! `crypto.getRandomValues`.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::{pin_mut, StreamExt};
+use wasm_bindgen::JsValue;
+use worker::{
+    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    ResponseBody,
+};
+
+use backends::http::{
+    self, BodyReader, HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError,
+};
+
+pub struct WorkerRuntime;
+
+fn build(req: &HttpRequest) -> worker::Result<Request> {
+    let headers = Headers::new();
+    for (k, v) in &req.headers {
+        headers.set(k, v)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(match req.method {
+        http::Method::Get => Method::Get,
+        http::Method::Post => Method::Post,
+    })
+    .with_headers(headers)
+    // A provider that redirects is misconfigured; never follow it with our keys.
+    .with_redirect(RequestRedirect::Manual);
+    if let Some(b) = &req.body {
+        init.with_body(Some(JsValue::from_str(b)));
+    }
+    Request::new_with_init(&req.url, &init)
+}
+
+/// Sends `request` and reads its body chunk by chunk under `limits`:
+/// reading stops as soon as the cap is passed or, in first-line mode, at the
+/// first newline. The second value is true when reading stopped before the
+/// end of the body; the caller then aborts the request so the rest of the
+/// stream is cancelled rather than left open.
+async fn fetch(
+    request: Request,
+    signal: &worker::AbortSignal,
+    limits: ReadLimits,
+    headers_seen: &Cell<bool>,
+) -> (Result<HttpResponse, TransportError>, bool) {
+    let net = |e: worker::Error| TransportError::Network(e.to_string());
+    let mut resp = match Fetch::Request(request).send_with_signal(signal).await {
+        Ok(r) => r,
+        Err(e) => return (Err(net(e)), false),
+    };
+    headers_seen.set(true);
+    let status = resp.status_code();
+    let content_type = resp.headers().get("content-type").ok().flatten();
+    // A declared length over the cap is refused before reading anything
+    // (not in first-line mode: the first line may be all that is wanted).
+    let declared_too_large = !limits.first_line_only
+        && resp
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .is_some_and(|l| l > limits.max_response_bytes as u64);
+    if declared_too_large {
+        return (Err(TransportError::TooLarge), true);
+    }
+    let mut reader = BodyReader::new(limits);
+    let mut stopped_early = false;
+    let inline = match resp.body() {
+        ResponseBody::Empty => Some(Vec::new()),
+        ResponseBody::Body(bytes) => Some(bytes.clone()),
+        ResponseBody::Stream(_) => None,
+    };
+    if let Some(bytes) = inline {
+        if let Err(e) = reader.push(&bytes) {
+            return (Err(e), false);
+        }
+    } else {
+        let mut stream = match resp.stream() {
+            Ok(s) => s,
+            Err(e) => return (Err(net(e)), true),
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return (Err(net(e)), true),
+            };
+            match reader.push(&chunk) {
+                Ok(false) => {}
+                Ok(true) => {
+                    stopped_early = true;
+                    break;
+                }
+                Err(e) => return (Err(e), true),
+            }
+        }
+        // Dropping the stream cancels it (wasm-streams cancels on drop).
+    }
+    (
+        Ok(HttpResponse {
+            status,
+            content_type,
+            body: reader.finish(),
+        }),
+        stopped_early,
+    )
+}
+
+impl Runtime for WorkerRuntime {
+    async fn send(
+        &self,
+        req: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
+        self.send_limited(req, timeout_ms, ReadLimits::default())
+            .await
+    }
+
+    async fn send_limited(
+        &self,
+        req: HttpRequest,
+        timeout_ms: u64,
+        limits: ReadLimits,
+    ) -> Result<HttpResponse, TransportError> {
+        // Nostr Wallet Connect goes over a relay WebSocket, not fetch.
+        if backends::nwc::is_nwc(&req) {
+            return limits.apply(super::nwc::send(&req, timeout_ms).await?);
+        }
+        let request = build(&req)
+            .map_err(|e| TransportError::Network(format!("could not build request: {e}")))?;
+        let controller = AbortController::default();
+        let signal = controller.signal();
+        let headers_seen = Cell::new(false);
+        let call = fetch(request, &signal, limits, &headers_seen);
+        let timer = Delay::from(Duration::from_millis(timeout_ms.max(1)));
+        pin_mut!(call);
+        pin_mut!(timer);
+        match select(call, timer).await {
+            Either::Left(((result, stopped_early), _)) => {
+                if stopped_early {
+                    // Cancel what is left of the body (an LND track stream
+                    // stays open while the payment is in flight).
+                    controller.abort();
+                }
+                result
+            }
+            Either::Right(_) => {
+                controller.abort();
+                Err(if headers_seen.get() {
+                    TransportError::SlowBody
+                } else {
+                    TransportError::Timeout
+                })
+            }
+        }
+    }
+
+    async fn sleep(&self, ms: u64) {
+        if ms > 0 {
+            Delay::from(Duration::from_millis(ms)).await;
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        Date::now().as_millis()
+    }
+
+    fn random_bytes(&self, buf: &mut [u8]) {
+        if getrandom::getrandom(buf).is_err() {
+            // Never expected on Workers; keep jitter working rather than fail a request.
+            for b in buf.iter_mut() {
+                *b = (js_sys::Math::random() * 256.0) as u8;
+            }
+        }
+    }
+}
