@@ -4,11 +4,12 @@
 
 use worker::{Env, Headers, Method, Request};
 
-use crate::health::require_admin;
-use crate::payouts::{call_object, every_shard};
+use crate::objects::call_object;
+use crate::payouts::every_shard;
 use crate::queue::payout_config;
 use crate::reply::Reply;
 use crate::request::query;
+use crate::request::require_admin;
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::payout::attention::AttentionQuery;

@@ -7,7 +7,7 @@ use worker::{Context, Env, Request};
 
 use crate::health_sync::HealthSession;
 use crate::reply::Reply;
-use crate::request::{query, require_bearer};
+use crate::request::{query, require_admin};
 use crate::runtime::WorkerRuntime;
 use crate::store::Store;
 use backends::http::Runtime;
@@ -17,11 +17,6 @@ use gateway::health::probe;
 use gateway::health::report::{self, HealthReport};
 use gateway::health::status_page;
 use gateway::health::{HealthBook, Source};
-
-pub fn require_admin(req: &Request, cfg: &Config) -> Result<(), ApiError> {
-    let key = cfg.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
-    require_bearer(req, &[key])
-}
 
 /// The current report: probes providers with no recent check first, so a
 /// fresh deployment reports facts rather than guesses.
@@ -39,7 +34,7 @@ async fn current(
         probe::probe_into(&rt, cfg, &mut session.book, &stale).await;
     }
     let deep_reports = if deep {
-        let reports = join_all(cfg.providers.iter().map(|p| probe::deep_check(&rt, cfg, p))).await;
+        let reports = join_all(cfg.backends.iter().map(|p| probe::deep_check(&rt, cfg, p))).await;
         let now = rt.now_ms();
         for r in &reports {
             let latency = r.steps.iter().map(|s| s.latency_ms).max().unwrap_or(0);
@@ -124,7 +119,7 @@ pub async fn cron_probe(env: &Env, cfg: &Config) -> Result<HealthBook, ApiError>
     let store = Store::open(env)?;
     let rt = WorkerRuntime;
     let mut book = store.health().await;
-    let all: Vec<_> = cfg.providers.iter().collect();
+    let all: Vec<_> = cfg.backends.iter().collect();
     probe::probe_into(&rt, cfg, &mut book, &all).await;
     // One write per cron run: the probe history the status page charts.
     if let Some(w) = store.commit_health(&book.take_journal(), true, "probe") {

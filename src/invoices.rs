@@ -50,7 +50,7 @@ pub async fn create(
                 invoice::create_response(&issued, &attempts),
             ))
         }
-        Err(f) => Err(ApiError::AllProvidersFailed {
+        Err(f) => Err(ApiError::AllBackendsFailed {
             failures: f.failures,
             attempts: f.attempts,
         }),
@@ -77,8 +77,8 @@ pub async fn check(
         return Ok(Reply::json(200, record.check_response(None, now)));
     }
     let provider =
-        cfg.provider(record.provider.as_str())
-            .ok_or_else(|| ApiError::ProviderUnavailable {
+        cfg.backend(record.provider.as_str())
+            .ok_or_else(|| ApiError::BackendUnavailable {
                 provider: record.provider.as_str().into(),
                 retry_after_secs: 60,
                 reason: "the provider is no longer configured on this gateway".into(),
@@ -86,7 +86,7 @@ pub async fn check(
     let mut session = session;
     let result = chain::check_invoice(&rt, cfg, &mut session.book, provider, &hash).await;
     session.flush(env, ctx).await;
-    let state = result.map_err(|u| ApiError::ProviderUnavailable {
+    let state = result.map_err(|u| ApiError::BackendUnavailable {
         provider: provider.name().into(),
         retry_after_secs: u.retry_after_secs,
         reason: u.reason,

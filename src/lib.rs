@@ -14,16 +14,17 @@
 
 mod admin;
 mod body;
+mod claims_link;
 mod env;
 mod health;
 mod health_sync;
 mod invoices;
 mod log;
 mod nwc;
+mod objects;
 mod payouts;
 mod queue;
 mod rate_limit;
-mod registry;
 mod reply;
 mod request;
 mod runtime;
@@ -61,7 +62,7 @@ async fn handle(
             json!({
                 "name": "lightning-fallback",
                 "version": env!("CARGO_PKG_VERSION"),
-                "providers": cfg.providers.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "providers": cfg.backends.iter().map(|p| p.name()).collect::<Vec<_>>(),
                 "network": cfg.network.as_str(),
                 "openapi": "/openapi.json",
                 "routes": [

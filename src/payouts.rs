@@ -1,13 +1,13 @@
 //! `/api/payouts` routes: authenticate and validate at the edge, then hand
 //! the payout to the queue's Durable Object, which owns every payout.
 
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::{Env, Headers, Method, Request};
 
 use crate::body::read_json_body;
-use crate::health::require_admin;
-use crate::queue::{self, payout_config, IDEMPOTENCY_HEADER, REPLAYED_HEADER};
+use crate::objects::call_object;
+use crate::queue::{self, payout_config, IDEMPOTENCY_HEADER};
 use crate::reply::Reply;
-use crate::request::require_bearer;
+use crate::request::{require_admin, require_bearer};
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::payout::listing::ListQuery;
@@ -32,110 +32,6 @@ pub async fn call_queue(
     body: Option<Vec<u8>>,
 ) -> Result<Reply, ApiError> {
     call_object(env, &shard::object_name(0), method, path, headers, body).await
-}
-
-/// Calls one queue object by name.
-/// A request's call to a queue shard ends within this: longer than the
-/// longest thing a shard does for one request (an LNURL resolution, a claim
-/// within its commit window, a pay request within its timeout).
-pub const OBJECT_CALL_TIMEOUT_MS: u64 = 150_000;
-/// A call from one object to another (the invoice registry, a holder's
-/// shard) ends within this: none of them does any outbound I/O.
-pub const PEER_CALL_TIMEOUT_MS: u64 = 10_000;
-
-/// Calls a queue shard (or the registry) from a request.
-pub async fn call_object(
-    env: &Env,
-    name: &str,
-    method: Method,
-    path: &str,
-    headers: Headers,
-    body: Option<Vec<u8>>,
-) -> Result<Reply, ApiError> {
-    call_with_timeout(
-        env,
-        name,
-        method,
-        path,
-        headers,
-        body,
-        OBJECT_CALL_TIMEOUT_MS,
-    )
-    .await
-}
-
-/// Calls another object from inside an object.
-pub async fn call_peer(
-    env: &Env,
-    name: &str,
-    method: Method,
-    path: &str,
-    body: Option<Vec<u8>>,
-) -> Result<Reply, ApiError> {
-    call_with_timeout(
-        env,
-        name,
-        method,
-        path,
-        Headers::new(),
-        body,
-        PEER_CALL_TIMEOUT_MS,
-    )
-    .await
-}
-
-async fn call_with_timeout(
-    env: &Env,
-    name: &str,
-    method: Method,
-    path: &str,
-    headers: Headers,
-    body: Option<Vec<u8>>,
-    timeout_ms: u64,
-) -> Result<Reply, ApiError> {
-    let ns = env
-        .durable_object(queue::BINDING)
-        .map_err(|_| ApiError::Configuration {
-            variable: queue::BINDING.into(),
-            message: "the Durable Object binding is missing from wrangler.toml".into(),
-        })?;
-    let stub = ns
-        .id_from_name(name)
-        .and_then(|id| id.get_stub())
-        .map_err(internal)?;
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(b) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
-    }
-    let req =
-        Request::new_with_init(&format!("https://payout-queue{path}"), &init).map_err(internal)?;
-    let call = async {
-        let mut resp = stub.fetch_with_request(req).await.map_err(internal)?;
-        let status = resp.status_code();
-        let replayed = resp.headers().get(REPLAYED_HEADER).ok().flatten();
-        let text = resp.text().await.map_err(internal)?;
-        Ok::<_, ApiError>((status, replayed, text))
-    };
-    let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
-    let (status, replayed, text) =
-        match futures_util::future::select(std::pin::pin!(call), timer).await {
-            futures_util::future::Either::Left((r, _)) => r?,
-            futures_util::future::Either::Right(_) => {
-                return Err(ApiError::StorageUnavailable(format!(
-                    "the payout queue object did not answer {path} within {} s",
-                    timeout_ms / 1000
-                )))
-            }
-        };
-    let value = serde_json::from_str(&text).map_err(|e| {
-        ApiError::Internal(format!("payout queue answered {status} with non-JSON: {e}"))
-    })?;
-    let mut reply = Reply::json(status, value);
-    if let Some(r) = replayed {
-        reply = reply.header(REPLAYED_HEADER, r);
-    }
-    Ok(reply)
 }
 
 /// Headers that tell a shard which one it is (for its share of the daily limit).

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
 
-use crate::registry::Registry;
+use crate::claims_link::ClaimsObject;
 use crate::reply::Reply;
 use crate::request::query;
 use crate::runtime::WorkerRuntime;
@@ -17,18 +17,13 @@ use gateway::api::error::ApiError;
 use gateway::log::{Event, Level, WakeLog};
 use gateway::payout::config::PayoutConfig;
 use gateway::payout::engine::{self, Created, Drain, PayoutStore};
-use gateway::payout::registry::{Answer, Takeover};
+use gateway::payout::invoice_claims::{Answer, Takeover};
 use gateway::payout::{request, shard};
 use gateway::time::iso8601_ms;
 
-pub const BINDING: &str = "PAYOUT_QUEUE";
+pub use crate::objects::{IDEMPOTENCY_HEADER, REPLAYED_HEADER, SHARD_HEADER};
 /// After a wake-up that failed as a whole (configuration, storage).
 const ALARM_ERROR_DELAY_MS: u64 = 30_000;
-pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-/// `<shard>/<shards>`, set by the Worker on calls that need the shard's
-/// share of the daily limit.
-pub const SHARD_HEADER: &str = "x-queue-shard";
 
 #[durable_object]
 pub struct PayoutQueue {
@@ -76,9 +71,9 @@ impl PayoutQueue {
     fn store(&self) -> Result<SqlStore, ApiError> {
         let store =
             SqlStore::open(self.state.storage().sql(), &self.instance).map_err(store_err)?;
-        // The registry object itself never claims; queue shards do when there are several.
+        // The claims object itself never claims; queue shards do when there are several.
         let shards = payout_config(&self.env).map_or(1, |c| c.shards);
-        Ok(store.with_registry((shards > 1).then(|| Registry {
+        Ok(store.with_claims((shards > 1).then(|| ClaimsObject {
             env: self.env.clone(),
             shards,
         })))
@@ -192,7 +187,7 @@ impl PayoutQueue {
         Ok(cfg)
     }
 
-    /// Registry role: before its first decision, the registry records the
+    /// Claims-object role: before its first decision, the claims object records the
     /// live hashes of every shard, so that payouts stored before shards
     /// claimed through it (an upgrade) hold their invoices too. Until every
     /// shard has answered, no claim is decided.
@@ -203,7 +198,7 @@ impl PayoutQueue {
         }
         let mut pairs = Vec::new();
         for shard in 0..shards {
-            let reply = crate::payouts::call_peer(
+            let reply = crate::objects::call_peer(
                 &self.env,
                 &shard::object_name(shard),
                 worker::Method::Get,
@@ -213,7 +208,7 @@ impl PayoutQueue {
             .await?;
             if reply.status != 200 {
                 return Err(ApiError::StorageUnavailable(format!(
-                    "invoice registry: shard {shard} could not list its invoices (HTTP {})",
+                    "invoice claims: shard {shard} could not list its invoices (HTTP {})",
                     reply.status
                 )));
             }

@@ -23,3 +23,9 @@ pub fn require_bearer(req: &Request, keys: &[&str]) -> Result<(), ApiError> {
         _ => Err(ApiError::Unauthorized),
     }
 }
+
+/// The admin key, or 401/403.
+pub fn require_admin(req: &Request, cfg: &gateway::config::Config) -> Result<(), ApiError> {
+    let key = cfg.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
+    require_bearer(req, &[key])
+}

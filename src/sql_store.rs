@@ -4,11 +4,11 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
-use crate::registry::{Link, Registry};
+use crate::claims_link::{ClaimsObject, ShardLink};
 use gateway::log::{Event, PayoutLog};
 use gateway::payout::engine::{day_of, Claim, PayoutStore, StoreError};
+use gateway::payout::invoice_claims;
 use gateway::payout::model::{BackendId, Payout};
-use gateway::payout::registry;
 use gateway::redact::Redactor;
 
 const SCHEMA: &str = "
@@ -43,7 +43,7 @@ pub struct SqlStore {
     /// The Durable Object instance this store was opened by.
     instance: String,
     /// With several queue shards: where hashes are claimed across them.
-    registry: Option<Registry>,
+    claims: Option<ClaimsObject>,
 }
 
 #[derive(Deserialize)]
@@ -102,13 +102,13 @@ impl SqlStore {
         Ok(SqlStore {
             sql,
             instance: instance.to_string(),
-            registry: None,
+            claims: None,
         })
     }
 
-    /// Claims hashes in the cross-shard registry before sending them.
-    pub fn with_registry(mut self, registry: Option<Registry>) -> SqlStore {
-        self.registry = registry;
+    /// Claims hashes in the invoice claims object before sending them.
+    pub fn with_claims(mut self, claims: Option<ClaimsObject>) -> SqlStore {
+        self.claims = claims;
         self
     }
 
@@ -141,8 +141,8 @@ impl SqlStore {
         }
     }
 
-    /// Registry role (sharded queues): the claim on `hash` after
-    /// Registry role: drops `id`'s claim on `hash`, if it still holds it.
+    /// Claims-object role (sharded queues): the claim on `hash` after
+    /// Claims-object role: drops `id`'s claim on `hash`, if it still holds it.
     pub fn release_claim(
         &self,
         hash: &str,
@@ -158,16 +158,16 @@ impl SqlStore {
         Ok(())
     }
 
-    /// [`registry::decide`]; a grant is written with `now_ms`, so a holder's
+    /// [`invoice_claims::decide`]; a grant is written with `now_ms`, so a holder's
     /// own re-claim refreshes it. Rows from before claims were timestamped
     /// count as settled.
     pub fn claim(
         &self,
         hash: &str,
         id: &str,
-        takeover: Option<&registry::Takeover>,
+        takeover: Option<&invoice_claims::Takeover>,
         now_ms: u64,
-    ) -> Result<registry::Answer, StoreError> {
+    ) -> Result<invoice_claims::Answer, StoreError> {
         #[derive(Deserialize)]
         struct Row {
             payout_id: String,
@@ -183,12 +183,12 @@ impl SqlStore {
             .map_err(e)?
             .to_array()
             .map_err(e)?;
-        let row = rows.first().map(|r| registry::ClaimRow {
+        let row = rows.first().map(|r| invoice_claims::ClaimRow {
             payout_id: r.payout_id.clone(),
             claimed_at_ms: r.claimed_at as u64,
         });
-        let claim = registry::decide(row.as_ref(), id, takeover, now_ms);
-        if matches!(claim, registry::Answer::Granted { .. }) {
+        let claim = invoice_claims::decide(row.as_ref(), id, takeover, now_ms);
+        if matches!(claim, invoice_claims::Answer::Granted { .. }) {
             self.sql
                 .exec(
                     "INSERT OR REPLACE INTO invoice_claims (hash, payout_id, claimed_at) VALUES (?, ?, ?)",
@@ -223,8 +223,8 @@ impl SqlStore {
         Ok(rows.into_iter().map(|r| (r.payment_hash, r.id)).collect())
     }
 
-    /// Registry role: whether every shard's live hashes were recorded
-    /// (payouts stored before the shards claimed through the registry).
+    /// Claims-object role: whether every shard's live hashes were recorded
+    /// (payouts stored before the shards claimed through the claims object).
     pub fn backfilled(&self, shards: u32) -> Result<bool, StoreError> {
         Ok(self
             .number(
@@ -234,7 +234,7 @@ impl SqlStore {
             .is_some_and(|n| n >= u64::from(shards)))
     }
 
-    /// Registry role: records `pairs` (hash, payout id) where no claim
+    /// Claims-object role: records `pairs` (hash, payout id) where no claim
     /// exists yet, as fresh claims, then marks the backfill done.
     pub fn backfill(
         &self,
@@ -374,13 +374,13 @@ impl SqlStore {
 
 impl PayoutStore for SqlStore {
     async fn claim_across_shards(&self, hash: &str, payout_id: &str) -> Result<Claim, StoreError> {
-        match &self.registry {
-            Some(registry) => {
-                let link = Link {
-                    registry,
+        match &self.claims {
+            Some(claims) => {
+                let link = ShardLink {
+                    claims,
                     local: self,
                 };
-                registry::claim(&link, hash, payout_id).await
+                invoice_claims::claim(&link, hash, payout_id).await
             }
             None => Ok(Claim::Granted { at_ms: 0 }),
         }
@@ -392,13 +392,13 @@ impl PayoutStore for SqlStore {
         payout_id: &str,
         at_ms: u64,
     ) -> Result<(), StoreError> {
-        match &self.registry {
-            Some(registry) => {
-                let link = Link {
-                    registry,
+        match &self.claims {
+            Some(claims) => {
+                let link = ShardLink {
+                    claims,
                     local: self,
                 };
-                registry::RegistryLink::release(&link, hash, payout_id, at_ms).await
+                invoice_claims::ClaimsLink::release(&link, hash, payout_id, at_ms).await
             }
             None => Ok(()),
         }

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use super::error::snippet;
 use super::{
-    json_body, str_field, Backend, CreatedInvoice, InvoiceParams, InvoiceState, LookedUp,
-    PaymentFacts, ProviderConfig, ProviderError,
+    json_body, str_field, Backend, BackendConfig, BackendError, CreatedInvoice, InvoiceParams,
+    InvoiceState, LookedUp, PaymentFacts,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{Covers, LookupOutcome, PayOutcome};
@@ -25,13 +25,13 @@ use crate::payment::fee_limit_sat;
 /// How long `xpay` keeps retrying routes before it gives up (its default).
 const XPAY_RETRY_FOR_SECS: u64 = 60;
 
-fn rpc(cfg: &ProviderConfig, method: &str, body: &Value) -> HttpRequest {
+fn rpc(cfg: &BackendConfig, method: &str, body: &Value) -> HttpRequest {
     HttpRequest::post_json(cfg.url(&format!("/v1/{method}")), body).header("rune", &cfg.credential)
 }
 
 /// `invoice` needs a `label` unique on the node (error 900 otherwise); one
 /// per attempt, from the attempt's fresh `nonce`.
-pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams, nonce: u64) -> HttpRequest {
+pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams, nonce: u64) -> HttpRequest {
     rpc(
         cfg,
         "invoice",
@@ -45,17 +45,17 @@ pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams, nonce: u64) -> Ht
 }
 
 /// `{"bolt11", "payment_hash", "payment_secret", "expires_at", "created_index", "warning_*"?}`.
-pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
     let v = json_body(r)?;
     let bolt11 = str_field(&v, "bolt11")
-        .ok_or_else(|| ProviderError::InvalidResponse("missing `bolt11`".into()))?;
+        .ok_or_else(|| BackendError::InvalidResponse("missing `bolt11`".into()))?;
     Ok(CreatedInvoice {
         payment_request: bolt11.to_string(),
         payment_hash: str_field(&v, "payment_hash").map(str::to_ascii_lowercase),
     })
 }
 
-pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> HttpRequest {
+pub fn check_request(cfg: &BackendConfig, payment_hash: &str) -> HttpRequest {
     rpc(
         cfg,
         "listinvoices",
@@ -65,14 +65,14 @@ pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> HttpRequest {
 
 /// `{"invoices": [{"status": "unpaid" | "paid" | "expired", "paid_at"?, ...}]}`;
 /// an empty list is CLN saying it has no such invoice.
-pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, BackendError> {
     let v = json_body(r)?;
     let invoices = v
         .get("invoices")
         .and_then(Value::as_array)
-        .ok_or_else(|| ProviderError::InvalidResponse("missing `invoices`".into()))?;
+        .ok_or_else(|| BackendError::InvalidResponse("missing `invoices`".into()))?;
     let Some(inv) = invoices.first() else {
-        return Err(ProviderError::NotFound {
+        return Err(BackendError::NotFound {
             detail: "CLN lists no invoice with this payment hash".into(),
         });
     };
@@ -82,29 +82,29 @@ pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
         }),
         Some("unpaid") => Ok(InvoiceState::Pending),
         Some("expired") => Ok(InvoiceState::Cancelled),
-        Some(other) => Err(ProviderError::InvalidResponse(format!(
+        Some(other) => Err(BackendError::InvalidResponse(format!(
             "unknown invoice status `{other}`"
         ))),
-        None => Err(ProviderError::InvalidResponse("missing `status`".into())),
+        None => Err(BackendError::InvalidResponse("missing `status`".into())),
     }
 }
 
-pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
+pub fn probe_request(cfg: &BackendConfig) -> HttpRequest {
     rpc(cfg, "getinfo", &json!({}))
 }
 
 /// `getinfo` answers with the node `id`; `warning_bitcoind_sync` or
 /// `warning_lightningd_sync` say the node is still catching up with the
 /// chain (LND's `synced_to_chain: false`): unfit to serve.
-pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
+pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
     let v = json_body(r)?;
     if str_field(&v, "id").is_none() {
-        return Err(ProviderError::InvalidResponse("missing `id`".into()));
+        return Err(BackendError::InvalidResponse("missing `id`".into()));
     }
     match str_field(&v, "warning_lightningd_sync")
         .or_else(|| str_field(&v, "warning_bitcoind_sync"))
     {
-        Some(w) => Err(ProviderError::Unhealthy(w.to_string())),
+        Some(w) => Err(BackendError::Unhealthy(w.to_string())),
         None => Ok(()),
     }
 }
@@ -122,13 +122,13 @@ impl Backend for Cln {
     }
     /// The chain uses `create_request_unique`; this one derives the label
     /// from the parameters alone, so two identical calls would collide.
-    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         let seed = p.amount_msat() ^ u64::from(p.expiry_secs).rotate_left(40);
         Some(create_request(cfg, p, seed))
     }
     fn create_request_unique(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         p: &InvoiceParams,
         nonce: u64,
     ) -> Option<HttpRequest> {
@@ -141,26 +141,26 @@ impl Backend for Cln {
             "CLN's `invoice` cannot commit to a given description_hash (it hashes its own description)".to_string()
         })
     }
-    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
         parse_create(r)
     }
-    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(check_request(cfg, payment_hash))
     }
-    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
-    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }
-    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError> {
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError> {
         parse_probe(r)
     }
     /// `xpay` with an absolute fee cap (`maxfee`, msat). The amount is the
     /// invoice's own: `amount_msat` is only for invoices without one.
     fn pay_request(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         invoice: &str,
         amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -177,7 +177,7 @@ impl Backend for Cln {
     fn classify_pay(&self, resp: &HttpResponse) -> PayOutcome {
         pay_outcome(resp)
     }
-    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(rpc(
             cfg,
             "listpays",
@@ -270,8 +270,8 @@ fn pay_outcome(resp: &HttpResponse) -> PayOutcome {
             snippet(&resp.body)
         )),
         // Refused by CLNRest before the call (bad content type, duplicate key).
-        (400..=499, None) => PayOutcome::Failed(ProviderError::from_status(resp).to_string()),
-        _ => PayOutcome::Unknown(ProviderError::from_status(resp).to_string()),
+        (400..=499, None) => PayOutcome::Failed(BackendError::from_status(resp).to_string()),
+        _ => PayOutcome::Unknown(BackendError::from_status(resp).to_string()),
     }
 }
 
@@ -290,7 +290,7 @@ fn fee_msat(v: &Value) -> Option<u64> {
 /// payment for this hash exists.
 fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
     if !resp.is_success() {
-        return LookupOutcome::Error(ProviderError::from_status(resp).to_string());
+        return LookupOutcome::Error(BackendError::from_status(resp).to_string());
     }
     let Some(pays) = serde_json::from_str::<Value>(&resp.body)
         .ok()
@@ -343,7 +343,7 @@ mod tests {
     use super::*;
     use crate::http::Method;
     use crate::test_support::{cfg, html_520, params};
-    use crate::ProviderKind;
+    use crate::BackendKind;
 
     fn body(r: &HttpRequest) -> Value {
         serde_json::from_str(r.body.as_deref().unwrap_or("")).unwrap_or_default()
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn requests_are_posts_with_the_rune() {
-        let c = cfg(ProviderKind::Cln);
+        let c = cfg(BackendKind::Cln);
         let r = Cln
             .create_request_unique(&c, &params(), 0xabc)
             .unwrap_or_else(|| panic!("request"));
@@ -418,7 +418,7 @@ mod tests {
         );
         assert!(matches!(
             parse_create(&rpc_err(900, "Duplicate label")),
-            Err(ProviderError::Upstream { status: 500, .. })
+            Err(BackendError::Upstream { status: 500, .. })
         ));
         let inv = |v: Value| parse_check(&HttpResponse::json(201, &json!({"invoices": [v]})));
         assert_eq!(
@@ -435,11 +435,11 @@ mod tests {
         assert!(inv(json!({"status": "odd"})).is_err());
         assert!(matches!(
             parse_check(&HttpResponse::json(201, &json!({"invoices": []}))),
-            Err(ProviderError::NotFound { .. })
+            Err(BackendError::NotFound { .. })
         ));
         assert!(matches!(
             parse_check(&html_520()),
-            Err(ProviderError::Upstream { html: true, .. })
+            Err(BackendError::Upstream { html: true, .. })
         ));
         assert!(parse_probe(&HttpResponse::json(
             201,
@@ -451,7 +451,7 @@ mod tests {
                 201,
                 &json!({"id": "02ab", "warning_lightningd_sync": "Still loading latest blocks from bitcoind."})
             )),
-            Err(ProviderError::Unhealthy(_))
+            Err(BackendError::Unhealthy(_))
         ));
         assert!(parse_probe(&HttpResponse::json(201, &json!({}))).is_err());
     }

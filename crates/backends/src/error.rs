@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::http::{HttpResponse, TransportError};
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum ProviderError {
+pub enum BackendError {
     /// No answer within the attempt timeout.
     Timeout,
     /// Connection refused, reset or cut.
@@ -39,34 +39,34 @@ pub enum ProviderError {
     InvalidResponse(String),
 }
 
-impl ProviderError {
+impl BackendError {
     /// Worth another attempt on the same provider.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ProviderError::Timeout | ProviderError::Network(_) | ProviderError::Upstream { .. }
+            BackendError::Timeout | BackendError::Network(_) | BackendError::Upstream { .. }
         )
     }
 
     /// Stable code for API bodies and logs.
     pub fn code(&self) -> &'static str {
         match self {
-            ProviderError::Timeout => "timeout",
-            ProviderError::Network(_) => "network_error",
-            ProviderError::Upstream { status: 520, .. } => "upstream_520",
-            ProviderError::Upstream { status: 429, .. } => "rate_limited",
-            ProviderError::Upstream { .. } => "upstream_error",
-            ProviderError::Unauthorized { .. } => "unauthorized",
-            ProviderError::NotFound { .. } => "not_found",
-            ProviderError::Rejected { .. } => "rejected",
-            ProviderError::Unhealthy(_) => "unhealthy",
-            ProviderError::Unsupported(_) => "unsupported",
-            ProviderError::InvalidResponse(_) => "invalid_response",
+            BackendError::Timeout => "timeout",
+            BackendError::Network(_) => "network_error",
+            BackendError::Upstream { status: 520, .. } => "upstream_520",
+            BackendError::Upstream { status: 429, .. } => "rate_limited",
+            BackendError::Upstream { .. } => "upstream_error",
+            BackendError::Unauthorized { .. } => "unauthorized",
+            BackendError::NotFound { .. } => "not_found",
+            BackendError::Rejected { .. } => "rejected",
+            BackendError::Unhealthy(_) => "unhealthy",
+            BackendError::Unsupported(_) => "unsupported",
+            BackendError::InvalidResponse(_) => "invalid_response",
         }
     }
 
     /// Classifies a non-2xx response.
-    pub fn from_status(r: &HttpResponse) -> ProviderError {
+    pub fn from_status(r: &HttpResponse) -> BackendError {
         let html = looks_like_html(r);
         let json: Option<Value> = if html {
             None
@@ -86,19 +86,19 @@ impl ProviderError {
             .and_then(|s| s.as_str())
             .map(str::to_string);
         match r.status {
-            401 | 403 => ProviderError::Unauthorized {
+            401 | 403 => BackendError::Unauthorized {
                 status: r.status,
                 detail,
             },
-            404 => ProviderError::NotFound { detail },
-            429 | 500..=599 => ProviderError::Upstream {
+            404 => BackendError::NotFound { detail },
+            429 | 500..=599 => BackendError::Upstream {
                 status: r.status,
                 detail,
                 html,
                 payment_status,
             },
             // Anything else that is not 2xx: 4xx, or an odd 1xx/3xx (redirects are not followed).
-            _ => ProviderError::Rejected {
+            _ => BackendError::Rejected {
                 status: r.status,
                 detail,
             },
@@ -106,31 +106,31 @@ impl ProviderError {
     }
 }
 
-impl From<TransportError> for ProviderError {
+impl From<TransportError> for BackendError {
     fn from(e: TransportError) -> Self {
         match e {
-            TransportError::Timeout => ProviderError::Timeout,
-            TransportError::Network(m) => ProviderError::Network(m),
-            TransportError::TooLarge => ProviderError::InvalidResponse("response too large".into()),
-            TransportError::SlowBody => ProviderError::Timeout,
+            TransportError::Timeout => BackendError::Timeout,
+            TransportError::Network(m) => BackendError::Network(m),
+            TransportError::TooLarge => BackendError::InvalidResponse("response too large".into()),
+            TransportError::SlowBody => BackendError::Timeout,
         }
     }
 }
 
-impl fmt::Display for ProviderError {
+impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProviderError::Timeout => write!(f, "timed out"),
-            ProviderError::Network(m) => write!(f, "network error: {m}"),
-            ProviderError::Upstream { status, detail, .. } => write!(f, "HTTP {status}: {detail}"),
-            ProviderError::Unauthorized { status, detail } => {
+            BackendError::Timeout => write!(f, "timed out"),
+            BackendError::Network(m) => write!(f, "network error: {m}"),
+            BackendError::Upstream { status, detail, .. } => write!(f, "HTTP {status}: {detail}"),
+            BackendError::Unauthorized { status, detail } => {
                 write!(f, "credentials refused (HTTP {status}): {detail}")
             }
-            ProviderError::NotFound { detail } => write!(f, "HTTP 404: {detail}"),
-            ProviderError::Rejected { status, detail } => write!(f, "HTTP {status}: {detail}"),
-            ProviderError::Unhealthy(m) => write!(f, "unhealthy: {m}"),
-            ProviderError::Unsupported(m) => write!(f, "not supported by this backend: {m}"),
-            ProviderError::InvalidResponse(m) => write!(f, "invalid response: {m}"),
+            BackendError::NotFound { detail } => write!(f, "HTTP 404: {detail}"),
+            BackendError::Rejected { status, detail } => write!(f, "HTTP {status}: {detail}"),
+            BackendError::Unhealthy(m) => write!(f, "unhealthy: {m}"),
+            BackendError::Unsupported(m) => write!(f, "not supported by this backend: {m}"),
+            BackendError::InvalidResponse(m) => write!(f, "invalid response: {m}"),
         }
     }
 }
@@ -190,9 +190,9 @@ mod tests {
 
     #[test]
     fn html_520_is_transient_and_marked_html() {
-        let e = ProviderError::from_status(&html_520());
+        let e = BackendError::from_status(&html_520());
         match &e {
-            ProviderError::Upstream {
+            BackendError::Upstream {
                 status: 520,
                 html: true,
                 detail,
@@ -210,10 +210,10 @@ mod tests {
             520,
             &json!({"detail": "Insufficient balance.", "status": "failed"}),
         );
-        let e = ProviderError::from_status(&r);
+        let e = BackendError::from_status(&r);
         assert_eq!(
             e,
-            ProviderError::Upstream {
+            BackendError::Upstream {
                 status: 520,
                 detail: "Insufficient balance.".into(),
                 html: false,
@@ -225,17 +225,17 @@ mod tests {
     #[test]
     fn client_errors_are_not_transient() {
         let r = HttpResponse::json(401, &json!({"detail": "Invalid key"}));
-        assert!(!ProviderError::from_status(&r).is_transient());
+        assert!(!BackendError::from_status(&r).is_transient());
         let r = HttpResponse::json(400, &json!({"message": "bad amount"}));
         assert_eq!(
-            ProviderError::from_status(&r),
-            ProviderError::Rejected {
+            BackendError::from_status(&r),
+            BackendError::Rejected {
                 status: 400,
                 detail: "bad amount".into()
             }
         );
         let r = HttpResponse::json(429, &json!({}));
-        assert!(ProviderError::from_status(&r).is_transient());
+        assert!(BackendError::from_status(&r).is_transient());
     }
 
     #[test]
@@ -244,8 +244,8 @@ mod tests {
             500,
             &json!({"code": 2, "message": "invoice expiry too large"}),
         );
-        match ProviderError::from_status(&r) {
-            ProviderError::Upstream { detail, .. } => {
+        match BackendError::from_status(&r) {
+            BackendError::Upstream { detail, .. } => {
                 assert_eq!(detail, "invoice expiry too large")
             }
             other => panic!("{other:?}"),
@@ -259,8 +259,8 @@ mod tests {
             content_type: None,
             body: "\u{0}\u{1}bad gateway\n".into(),
         };
-        match ProviderError::from_status(&r) {
-            ProviderError::Upstream { detail, .. } => assert_eq!(detail, "bad gateway"),
+        match BackendError::from_status(&r) {
+            BackendError::Upstream { detail, .. } => assert_eq!(detail, "bad gateway"),
             other => panic!("{other:?}"),
         }
     }

@@ -1,7 +1,7 @@
 //! The Lightning backends lightning-fallback speaks to, and what their
 //! answers mean. Each backend is one module: pure mapping, it turns an
 //! operation into an [`HttpRequest`] and the backend's [`HttpResponse`]
-//! into a typed result ([`outcome`], [`InvoiceState`], [`ProviderError`]).
+//! into a typed result ([`outcome`], [`InvoiceState`], [`BackendError`]).
 //! Sending is the caller's job, through the [`http::Runtime`] seam. This
 //! crate knows nothing of the gateway built on it.
 
@@ -27,7 +27,7 @@ pub mod timestamp;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::ProviderError;
+pub use error::BackendError;
 
 use crate::http::{HttpRequest, HttpResponse, ReadLimits};
 use crate::outcome::{LookupOutcome, PayOutcome};
@@ -37,7 +37,7 @@ use crate::outcome::{LookupOutcome, PayOutcome};
 /// retired variant that old rows can still name (see [`retired`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
+pub enum BackendKind {
     /// Retired: the Alby wallet API closed in January 2026. Only read back
     /// from stored rows; never configurable.
     Alby,
@@ -51,32 +51,32 @@ pub enum ProviderKind {
     Nwc,
 }
 
-impl ProviderKind {
+impl BackendKind {
     /// The kinds a deployment can configure (the retired ones are not here).
-    pub const ALL: [ProviderKind; 6] = [
-        ProviderKind::Nwc,
-        ProviderKind::Lnd,
-        ProviderKind::Cln,
-        ProviderKind::Phoenixd,
-        ProviderKind::Lnbits,
-        ProviderKind::Mock,
+    pub const ALL: [BackendKind; 6] = [
+        BackendKind::Nwc,
+        BackendKind::Lnd,
+        BackendKind::Cln,
+        BackendKind::Phoenixd,
+        BackendKind::Lnbits,
+        BackendKind::Mock,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            ProviderKind::Alby => "alby",
-            ProviderKind::Lnd => "lnd",
-            ProviderKind::Cln => "cln",
-            ProviderKind::Phoenixd => "phoenixd",
-            ProviderKind::Lnbits => "lnbits",
-            ProviderKind::Mock => "mock",
-            ProviderKind::Nwc => "nwc",
+            BackendKind::Alby => "alby",
+            BackendKind::Lnd => "lnd",
+            BackendKind::Cln => "cln",
+            BackendKind::Phoenixd => "phoenixd",
+            BackendKind::Lnbits => "lnbits",
+            BackendKind::Mock => "mock",
+            BackendKind::Nwc => "nwc",
         }
     }
 
     /// A configurable kind by name; retired kinds are `None`.
-    pub fn parse(s: &str) -> Option<ProviderKind> {
-        ProviderKind::ALL
+    pub fn parse(s: &str) -> Option<BackendKind> {
+        BackendKind::ALL
             .into_iter()
             .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
     }
@@ -84,14 +84,14 @@ impl ProviderKind {
     /// A kind whose API no longer exists: stored rows may name it, no
     /// configuration can.
     pub fn is_retired(self) -> bool {
-        matches!(self, ProviderKind::Alby)
+        matches!(self, BackendKind::Alby)
     }
 }
 
 /// One configured provider: where it is and how to authenticate.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProviderConfig {
-    pub kind: ProviderKind,
+pub struct BackendConfig {
+    pub kind: BackendKind,
     /// Base URL without a trailing slash; empty for the mock; for NWC the
     /// connection URI without its secret.
     pub base_url: String,
@@ -100,7 +100,7 @@ pub struct ProviderConfig {
     pub credential: String,
 }
 
-impl ProviderConfig {
+impl BackendConfig {
     pub fn name(&self) -> &'static str {
         self.kind.as_str()
     }
@@ -177,13 +177,13 @@ pub struct PaymentFacts {
 /// means the backend answers without HTTP (the mock) or cannot do that
 /// (no payouts).
 pub trait Backend: Sync {
-    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest>;
+    fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest>;
     /// Like `create_request`, with `nonce`: fresh randomness for each
     /// attempt, for backends that need a value unique to it (CLN's invoice
     /// `label`). The chain calls this one.
     fn create_request_unique(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         p: &InvoiceParams,
         _nonce: u64,
     ) -> Option<HttpRequest> {
@@ -194,17 +194,17 @@ pub trait Backend: Sync {
     fn unsupported(&self, _p: &InvoiceParams) -> Option<String> {
         None
     }
-    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError>;
-    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest>;
-    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError>;
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError>;
+    fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest>;
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError>;
     /// The cheap read used as a health probe.
-    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest>;
-    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError>;
+    fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest>;
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError>;
 
     /// `None`: the backend pays without HTTP (the mock).
     fn pay_request(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         invoice: &str,
         amount_sat: u64,
     ) -> Option<HttpRequest>;
@@ -212,7 +212,7 @@ pub trait Backend: Sync {
     /// backend shares (`payout::backend::classify_pay`). Anything that could
     /// mean "paid" must be `Unknown`.
     fn classify_pay(&self, r: &HttpResponse) -> PayOutcome;
-    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest>;
+    fn lookup_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest>;
     /// A lookup answer that arrived. `NotFound` needs the backend's own
     /// words: it lets a payout leave a hash.
     fn classify_lookup(&self, r: &HttpResponse) -> LookupOutcome;
@@ -231,26 +231,26 @@ pub trait Backend: Sync {
 }
 
 /// The registry: every backend kind's module.
-pub fn of(kind: ProviderKind) -> &'static dyn Backend {
+pub fn of(kind: BackendKind) -> &'static dyn Backend {
     match kind {
-        ProviderKind::Alby => &retired::Retired,
-        ProviderKind::Lnd => &lnd::Lnd,
-        ProviderKind::Cln => &cln::Cln,
-        ProviderKind::Phoenixd => &phoenixd::Phoenixd,
-        ProviderKind::Lnbits => &lnbits::Lnbits,
-        ProviderKind::Mock => &mock::Mock,
-        ProviderKind::Nwc => &nwc::Nwc,
+        BackendKind::Alby => &retired::Retired,
+        BackendKind::Lnd => &lnd::Lnd,
+        BackendKind::Cln => &cln::Cln,
+        BackendKind::Phoenixd => &phoenixd::Phoenixd,
+        BackendKind::Lnbits => &lnbits::Lnbits,
+        BackendKind::Mock => &mock::Mock,
+        BackendKind::Nwc => &nwc::Nwc,
     }
 }
 
 /// Builds the request that creates an invoice.
-pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
     of(cfg.kind).create_request(cfg, p)
 }
 
 /// Builds the request that creates an invoice, `nonce` being fresh for this attempt.
 pub fn create_request_unique(
-    cfg: &ProviderConfig,
+    cfg: &BackendConfig,
     p: &InvoiceParams,
     nonce: u64,
 ) -> Option<HttpRequest> {
@@ -258,19 +258,19 @@ pub fn create_request_unique(
 }
 
 /// Why `kind` cannot make this invoice, if it cannot.
-pub fn unsupported(kind: ProviderKind, p: &InvoiceParams) -> Option<String> {
+pub fn unsupported(kind: BackendKind, p: &InvoiceParams) -> Option<String> {
     of(kind).unsupported(p)
 }
 
-pub fn parse_create(kind: ProviderKind, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+pub fn parse_create(kind: BackendKind, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
     of(kind).parse_create(r)
 }
 
-pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+pub fn check_request(cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
     of(cfg.kind).check_request(cfg, payment_hash)
 }
 
-pub fn parse_check(kind: ProviderKind, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+pub fn parse_check(kind: BackendKind, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
     of(kind).parse_check(r)
 }
 
@@ -286,7 +286,7 @@ pub enum LookedUp {
 }
 
 /// The invoice in a successful lookup answer (`check_request`'s).
-pub fn lookup_invoice(kind: ProviderKind, r: &HttpResponse) -> LookedUp {
+pub fn lookup_invoice(kind: BackendKind, r: &HttpResponse) -> LookedUp {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
         return LookedUp::NoInvoice;
     };
@@ -294,21 +294,21 @@ pub fn lookup_invoice(kind: ProviderKind, r: &HttpResponse) -> LookedUp {
 }
 
 /// The cheap read used as a health probe.
-pub fn probe_request(cfg: &ProviderConfig) -> Option<HttpRequest> {
+pub fn probe_request(cfg: &BackendConfig) -> Option<HttpRequest> {
     of(cfg.kind).probe_request(cfg)
 }
 
-pub fn parse_probe(kind: ProviderKind, r: &HttpResponse) -> Result<(), ProviderError> {
+pub fn parse_probe(kind: BackendKind, r: &HttpResponse) -> Result<(), BackendError> {
     of(kind).parse_probe(r)
 }
 
 /// Parses a successful JSON body, or classifies the failure.
-pub(crate) fn json_body(r: &HttpResponse) -> Result<serde_json::Value, ProviderError> {
+pub(crate) fn json_body(r: &HttpResponse) -> Result<serde_json::Value, BackendError> {
     if !r.is_success() {
-        return Err(ProviderError::from_status(r));
+        return Err(BackendError::from_status(r));
     }
     serde_json::from_str(&r.body).map_err(|e| {
-        ProviderError::InvalidResponse(format!(
+        BackendError::InvalidResponse(format!(
             "HTTP {} body is not JSON ({e}): {}",
             r.status,
             error::snippet(&r.body)
@@ -342,8 +342,8 @@ pub(crate) fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a s
 pub(crate) mod test_support {
     use super::*;
 
-    pub fn cfg(kind: ProviderKind) -> ProviderConfig {
-        ProviderConfig {
+    pub fn cfg(kind: BackendKind) -> BackendConfig {
+        BackendConfig {
             kind,
             base_url: "https://example.test".into(),
             credential: "secret".into(),

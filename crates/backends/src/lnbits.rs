@@ -4,18 +4,18 @@ use serde_json::{json, Value};
 
 use super::error::snippet;
 use super::{
-    json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    LookedUp, PaymentFacts, ProviderConfig, ProviderError,
+    json_body, str_field, str_of, u64_of, Backend, BackendConfig, BackendError, CreatedInvoice,
+    InvoiceParams, InvoiceState, LookedUp, PaymentFacts,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{Covers, FailedRecord, LookupOutcome, PayOutcome};
 use crate::timestamp::parse_timestamp_ms;
 
-fn auth(cfg: &ProviderConfig, r: HttpRequest) -> HttpRequest {
+fn auth(cfg: &BackendConfig, r: HttpRequest) -> HttpRequest {
     r.header("x-api-key", &cfg.credential)
 }
 
-pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> HttpRequest {
+pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams) -> HttpRequest {
     // `out` must always be sent: LNbits defaults it to true (a payment).
     let mut body = json!({
         "out": false,
@@ -32,26 +32,26 @@ pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> HttpRequest {
     )
 }
 
-pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
     let v = json_body(r)?;
     // Older servers say `payment_request`, newer `bolt11`.
     let payment_request = str_field(&v, "bolt11")
         .or_else(|| str_field(&v, "payment_request"))
-        .ok_or_else(|| ProviderError::InvalidResponse("missing `bolt11`".into()))?;
+        .ok_or_else(|| BackendError::InvalidResponse("missing `bolt11`".into()))?;
     Ok(CreatedInvoice {
         payment_request: payment_request.to_string(),
         payment_hash: str_field(&v, "payment_hash").map(str::to_ascii_lowercase),
     })
 }
 
-pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> HttpRequest {
+pub fn check_request(cfg: &BackendConfig, payment_hash: &str) -> HttpRequest {
     auth(
         cfg,
         HttpRequest::get(cfg.url(&format!("/api/v1/payments/{payment_hash}"))),
     )
 }
 
-pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, BackendError> {
     let v = json_body(r)?;
     let paid = v.get("paid").and_then(Value::as_bool);
     match (paid, str_field(&v, "status")) {
@@ -60,20 +60,20 @@ pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
         }),
         (_, Some("failed")) => Ok(InvoiceState::Cancelled),
         (Some(false), _) | (_, Some("pending")) => Ok(InvoiceState::Pending),
-        _ => Err(ProviderError::InvalidResponse("missing `paid`".into())),
+        _ => Err(BackendError::InvalidResponse("missing `paid`".into())),
     }
 }
 
-pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
+pub fn probe_request(cfg: &BackendConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/api/v1/wallet")))
 }
 
-pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
+pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
     let v = json_body(r)?;
     if v.get("balance").is_some() {
         Ok(())
     } else {
-        Err(ProviderError::InvalidResponse("missing `balance`".into()))
+        Err(BackendError::InvalidResponse("missing `balance`".into()))
     }
 }
 
@@ -95,27 +95,27 @@ impl Backend for Lnbits {
             .or_else(|| str_field(details, "payment_request"))
             .map_or(LookedUp::NoInvoice, |s| LookedUp::Incoming(s.into()))
     }
-    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         Some(create_request(cfg, p))
     }
-    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
         parse_create(r)
     }
-    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(check_request(cfg, payment_hash))
     }
-    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
-    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }
-    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError> {
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError> {
         parse_probe(r)
     }
     fn pay_request(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         invoice: &str,
         _amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -130,7 +130,7 @@ impl Backend for Lnbits {
     fn classify_pay(&self, resp: &HttpResponse) -> PayOutcome {
         pay_outcome(resp)
     }
-    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(check_request(cfg, payment_hash))
     }
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
@@ -181,7 +181,7 @@ fn pay_outcome(resp: &HttpResponse) -> PayOutcome {
         (520, _) if json.is_some() => {
             PayOutcome::Unknown(format!("HTTP 520 without a failed status: {detail}"))
         }
-        (500..=599, _) => PayOutcome::Unknown(ProviderError::from_status(resp).to_string()),
+        (500..=599, _) => PayOutcome::Unknown(BackendError::from_status(resp).to_string()),
         (404, _) => PayOutcome::NotSent(format!("HTTP 404: {detail} (wrong URL or key)")),
         (400..=499, _) => PayOutcome::Failed(format!("HTTP {}: {detail}", resp.status)),
         _ => PayOutcome::Unknown(format!("unexpected HTTP {}", resp.status)),
@@ -208,7 +208,7 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
         };
     }
     if !resp.is_success() {
-        return LookupOutcome::Error(ProviderError::from_status(resp).to_string());
+        return LookupOutcome::Error(BackendError::from_status(resp).to_string());
     }
     let Some(v) = json else {
         return LookupOutcome::Error("lookup answer is not JSON".into());
@@ -268,11 +268,11 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
 mod tests {
     use super::*;
     use crate::test_support::{cfg, html_520, params};
-    use crate::ProviderKind;
+    use crate::BackendKind;
 
     #[test]
     fn create_request_always_sends_out_false() {
-        let r = create_request(&cfg(ProviderKind::Lnbits), &params());
+        let r = create_request(&cfg(BackendKind::Lnbits), &params());
         assert_eq!(r.url, "https://example.test/api/v1/payments");
         assert!(r.headers.contains(&("x-api-key".into(), "secret".into())));
         let body: Value = serde_json::from_str(r.body.as_deref().unwrap_or("")).unwrap_or_default();
@@ -308,7 +308,7 @@ mod tests {
             &json!({"detail": "Wallet not found.", "status": "failed"}),
         );
         match parse_create(&json520) {
-            Err(ProviderError::Upstream {
+            Err(BackendError::Upstream {
                 html: false,
                 detail,
                 payment_status,
@@ -321,7 +321,7 @@ mod tests {
         }
         assert!(matches!(
             parse_create(&html_520()),
-            Err(ProviderError::Upstream { html: true, .. })
+            Err(BackendError::Upstream { html: true, .. })
         ));
     }
 

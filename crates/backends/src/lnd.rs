@@ -7,18 +7,18 @@ use serde_json::{json, Value};
 
 use super::error::snippet;
 use super::{
-    json_body, str_field, str_of, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState,
-    LookedUp, PaymentFacts, ProviderConfig, ProviderError,
+    json_body, str_field, str_of, u64_of, Backend, BackendConfig, BackendError, CreatedInvoice,
+    InvoiceParams, InvoiceState, LookedUp, PaymentFacts,
 };
 use crate::http::{HttpRequest, HttpResponse, ReadLimits};
 use crate::outcome::{Covers, LookupOutcome, PayOutcome};
 use crate::payment::fee_limit_sat;
 
-fn auth(cfg: &ProviderConfig, r: HttpRequest) -> HttpRequest {
+fn auth(cfg: &BackendConfig, r: HttpRequest) -> HttpRequest {
     r.header("grpc-metadata-macaroon", &cfg.credential)
 }
 
-pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> HttpRequest {
+pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams) -> HttpRequest {
     // int64 fields travel as strings in LND's JSON mapping.
     let mut body = json!({
         "value": p.amount_sat.to_string(),
@@ -35,13 +35,13 @@ pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams) -> HttpRequest {
     auth(cfg, HttpRequest::post_json(cfg.url("/v1/invoices"), &body))
 }
 
-pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
     let v = json_body(r)?;
     let payment_request = str_field(&v, "payment_request")
-        .ok_or_else(|| ProviderError::InvalidResponse("missing `payment_request`".into()))?;
+        .ok_or_else(|| BackendError::InvalidResponse("missing `payment_request`".into()))?;
     let payment_hash = match str_field(&v, "r_hash") {
         Some(b) => Some(hex::encode(B64.decode(b).map_err(|_| {
-            ProviderError::InvalidResponse("`r_hash` is not base64".into())
+            BackendError::InvalidResponse("`r_hash` is not base64".into())
         })?)),
         None => None,
     };
@@ -51,7 +51,7 @@ pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
     })
 }
 
-pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> HttpRequest {
+pub fn check_request(cfg: &BackendConfig, payment_hash: &str) -> HttpRequest {
     auth(
         cfg,
         HttpRequest::get(cfg.url(&format!("/v1/invoice/{payment_hash}"))),
@@ -66,35 +66,35 @@ fn u64_field(v: &Value, key: &str) -> Option<u64> {
     }
 }
 
-pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, BackendError> {
     let v = json_body(r)?;
     let settled_at_secs = u64_field(&v, "settle_date").filter(|t| *t > 0);
     match str_field(&v, "state") {
         Some("SETTLED") => Ok(InvoiceState::Paid { settled_at_secs }),
         Some("OPEN") | Some("ACCEPTED") => Ok(InvoiceState::Pending),
         Some("CANCELED") => Ok(InvoiceState::Cancelled),
-        Some(other) => Err(ProviderError::InvalidResponse(format!(
+        Some(other) => Err(BackendError::InvalidResponse(format!(
             "unknown invoice state `{other}`"
         ))),
         None if v.get("settled").and_then(Value::as_bool) == Some(true) => {
             Ok(InvoiceState::Paid { settled_at_secs })
         }
-        None => Err(ProviderError::InvalidResponse("missing `state`".into())),
+        None => Err(BackendError::InvalidResponse("missing `state`".into())),
     }
 }
 
-pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
+pub fn probe_request(cfg: &BackendConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/v1/getinfo")))
 }
 
-pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
+pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
     let v = json_body(r)?;
     match v.get("synced_to_chain").and_then(Value::as_bool) {
         Some(true) => Ok(()),
-        Some(false) => Err(ProviderError::Unhealthy(
+        Some(false) => Err(BackendError::Unhealthy(
             "node is not synced to chain".into(),
         )),
-        None => Err(ProviderError::InvalidResponse(
+        None => Err(BackendError::InvalidResponse(
             "missing `synced_to_chain`".into(),
         )),
     }
@@ -108,27 +108,27 @@ impl Backend for Lnd {
         str_field(v, "payment_request")
             .map_or(LookedUp::NoInvoice, |s| LookedUp::Incoming(s.into()))
     }
-    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         Some(create_request(cfg, p))
     }
-    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
         parse_create(r)
     }
-    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(check_request(cfg, payment_hash))
     }
-    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
-    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }
-    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError> {
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError> {
         parse_probe(r)
     }
     fn pay_request(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         invoice: &str,
         amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -152,7 +152,7 @@ impl Backend for Lnd {
     /// line, then one line per change until the payment ends. Without
     /// `no_inflight_updates` (which would send nothing until the end) the
     /// first line answers at once; `lookup_read_limits` reads only that.
-    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         let raw = hex::decode(payment_hash).unwrap_or_default();
         Some(auth(
             cfg,
@@ -347,13 +347,13 @@ fn lnd_lookup(resp: &HttpResponse) -> LookupOutcome {
 mod tests {
     use super::*;
     use crate::test_support::{cfg, html_520, params};
-    use crate::ProviderKind;
+    use crate::BackendKind;
 
     #[test]
     fn create_request_shape() {
         let mut p = params();
         p.description_hash = Some("00".repeat(32));
-        let r = create_request(&cfg(ProviderKind::Lnd), &p);
+        let r = create_request(&cfg(BackendKind::Lnd), &p);
         assert_eq!(r.url, "https://example.test/v1/invoices");
         assert!(r
             .headers
@@ -375,7 +375,7 @@ mod tests {
         let bad = HttpResponse::json(200, &json!({"r_hash": "!!", "payment_request": "lnbc1x"}));
         assert!(matches!(
             parse_create(&bad),
-            Err(ProviderError::InvalidResponse(_))
+            Err(BackendError::InvalidResponse(_))
         ));
     }
 
@@ -399,14 +399,14 @@ mod tests {
         assert!(s("WEIRD").is_err());
         assert!(matches!(
             parse_check(&html_520()),
-            Err(ProviderError::Upstream { .. })
+            Err(BackendError::Upstream { .. })
         ));
         assert_eq!(
             parse_check(&HttpResponse::json(
                 404,
                 &json!({"message": "unable to locate invoice"})
             )),
-            Err(ProviderError::NotFound {
+            Err(BackendError::NotFound {
                 detail: "unable to locate invoice".into()
             })
         );
@@ -417,7 +417,7 @@ mod tests {
         assert!(parse_probe(&HttpResponse::json(200, &json!({"synced_to_chain": true}))).is_ok());
         assert!(matches!(
             parse_probe(&HttpResponse::json(200, &json!({"synced_to_chain": false}))),
-            Err(ProviderError::Unhealthy(_))
+            Err(BackendError::Unhealthy(_))
         ));
     }
 }

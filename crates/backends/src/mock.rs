@@ -8,8 +8,7 @@ use secp256k1::{Secp256k1, SecretKey};
 use std::time::Duration;
 
 use super::{
-    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
-    ProviderError,
+    Backend, BackendConfig, BackendError, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts,
 };
 use crate::bolt11::Network;
 use crate::http::{HttpRequest, HttpResponse};
@@ -71,27 +70,27 @@ pub fn sign_invoice(
 pub struct Mock;
 
 impl Backend for Mock {
-    fn create_request(&self, _cfg: &ProviderConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, _cfg: &BackendConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
         None
     }
-    fn parse_create(&self, _r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
-        Err(ProviderError::InvalidResponse("mock is not HTTP".into()))
+    fn parse_create(&self, _r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
+        Err(BackendError::InvalidResponse("mock is not HTTP".into()))
     }
-    fn check_request(&self, _cfg: &ProviderConfig, _payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, _cfg: &BackendConfig, _payment_hash: &str) -> Option<HttpRequest> {
         None
     }
-    fn parse_check(&self, _r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+    fn parse_check(&self, _r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         Ok(InvoiceState::Pending)
     }
-    fn probe_request(&self, _cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, _cfg: &BackendConfig) -> Option<HttpRequest> {
         None
     }
-    fn parse_probe(&self, _r: &HttpResponse) -> Result<(), ProviderError> {
+    fn parse_probe(&self, _r: &HttpResponse) -> Result<(), BackendError> {
         Ok(())
     }
     fn pay_request(
         &self,
-        _cfg: &ProviderConfig,
+        _cfg: &BackendConfig,
         _invoice: &str,
         _amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -103,7 +102,7 @@ impl Backend for Mock {
             fee_msat: Some(0),
         }
     }
-    fn lookup_request(&self, _cfg: &ProviderConfig, _payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, _cfg: &BackendConfig, _payment_hash: &str) -> Option<HttpRequest> {
         None
     }
     fn classify_lookup(&self, _r: &HttpResponse) -> LookupOutcome {

@@ -4,7 +4,7 @@
 
 use crate::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
 use crate::outcome::{LookupOutcome, PayOutcome};
-use crate::{ProviderConfig, ProviderKind};
+use crate::{BackendConfig, BackendKind};
 
 pub const LOOKUP_TIMEOUT_MS: u64 = 10_000;
 
@@ -13,15 +13,15 @@ pub fn fee_limit_sat(amount_sat: u64) -> u64 {
     (amount_sat / 100).max(10)
 }
 
-pub fn pay_request(cfg: &ProviderConfig, invoice: &str, amount_sat: u64) -> Option<HttpRequest> {
+pub fn pay_request(cfg: &BackendConfig, invoice: &str, amount_sat: u64) -> Option<HttpRequest> {
     crate::of(cfg.kind).pay_request(cfg, invoice, amount_sat)
 }
 
-pub fn lookup_request(cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+pub fn lookup_request(cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
     crate::of(cfg.kind).lookup_request(cfg, payment_hash)
 }
 
-pub fn lookup_read_limits(kind: ProviderKind) -> ReadLimits {
+pub fn lookup_read_limits(kind: BackendKind) -> ReadLimits {
     crate::of(kind).lookup_read_limits()
 }
 
@@ -49,7 +49,7 @@ fn common(r: &Result<HttpResponse, TransportError>) -> Result<&HttpResponse, Pay
     }
 }
 
-pub fn classify_pay(kind: ProviderKind, r: &Result<HttpResponse, TransportError>) -> PayOutcome {
+pub fn classify_pay(kind: BackendKind, r: &Result<HttpResponse, TransportError>) -> PayOutcome {
     let outcome = match common(r) {
         Ok(resp) => crate::of(kind).classify_pay(resp),
         Err(o) => o,
@@ -86,11 +86,11 @@ pub fn says_already_paid(message: &str) -> bool {
 }
 
 pub fn classify_lookup(
-    kind: ProviderKind,
+    kind: BackendKind,
     r: &Result<HttpResponse, TransportError>,
 ) -> LookupOutcome {
     match r {
-        Err(e) => LookupOutcome::Error(crate::ProviderError::from(e.clone()).to_string()),
+        Err(e) => LookupOutcome::Error(crate::BackendError::from(e.clone()).to_string()),
         Ok(resp) => crate::of(kind).classify_lookup(resp),
     }
 }
@@ -127,7 +127,7 @@ fn paid_proof(
 }
 
 /// A "succeeded" is accepted only with its proof (see [`paid_proof`]).
-pub fn verify_pay(kind: ProviderKind, outcome: PayOutcome, payment_hash: &str) -> PayOutcome {
+pub fn verify_pay(kind: BackendKind, outcome: PayOutcome, payment_hash: &str) -> PayOutcome {
     match &outcome {
         PayOutcome::Succeeded { preimage, .. } => {
             let carried = crate::of(kind).payment_facts().preimage_on_pay;
@@ -142,7 +142,7 @@ pub fn verify_pay(kind: ProviderKind, outcome: PayOutcome, payment_hash: &str) -
 
 /// A "paid" lookup is accepted only with its proof (see [`paid_proof`]).
 pub fn verify_lookup(
-    kind: ProviderKind,
+    kind: BackendKind,
     outcome: LookupOutcome,
     payment_hash: &str,
 ) -> LookupOutcome {
@@ -162,7 +162,7 @@ pub fn verify_lookup(
 /// pays at once), and checks the proof of any success.
 pub async fn pay<R: Runtime>(
     rt: &R,
-    cfg: &ProviderConfig,
+    cfg: &BackendConfig,
     invoice: &str,
     payment_hash: &str,
     amount_sat: u64,
@@ -179,7 +179,7 @@ pub async fn pay<R: Runtime>(
 }
 
 /// Looks `payment_hash` up, and checks the proof of any "paid".
-pub async fn lookup<R: Runtime>(rt: &R, cfg: &ProviderConfig, payment_hash: &str) -> LookupOutcome {
+pub async fn lookup<R: Runtime>(rt: &R, cfg: &BackendConfig, payment_hash: &str) -> LookupOutcome {
     let outcome = match lookup_request(cfg, payment_hash) {
         None => classify_lookup(
             cfg.kind,
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn lnbits_520_is_failed_only_when_it_says_so() {
-        let k = ProviderKind::Lnbits;
+        let k = BackendKind::Lnbits;
         assert!(matches!(
             classify_pay(
                 k,
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn lnbits_2xx_pending_is_unknown_and_success_is_success() {
-        let k = ProviderKind::Lnbits;
+        let k = BackendKind::Lnbits;
         assert!(matches!(
             classify_pay(
                 k,
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn lnbits_lookup() {
-        let k = ProviderKind::Lnbits;
+        let k = BackendKind::Lnbits;
         assert!(matches!(
             classify_lookup(
                 k,
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn lnd_stream_and_errors() {
-        let k = ProviderKind::Lnd;
+        let k = BackendKind::Lnd;
         let body = |s: &str| {
             Ok(HttpResponse {
                 status: 200,
@@ -426,10 +426,10 @@ mod tests {
     #[test]
     fn every_backend_shares_the_transport_outcomes() {
         for k in [
-            ProviderKind::Lnd,
-            ProviderKind::Cln,
-            ProviderKind::Phoenixd,
-            ProviderKind::Lnbits,
+            BackendKind::Lnd,
+            BackendKind::Cln,
+            BackendKind::Phoenixd,
+            BackendKind::Lnbits,
         ] {
             for r in [
                 Err(TransportError::Timeout),
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn lnd_lookup_reads_the_first_streamed_state() {
-        let k = ProviderKind::Lnd;
+        let k = BackendKind::Lnd;
         let line = |status: &str, extra: &str| {
             Ok(HttpResponse {
                 status: 200,
@@ -512,7 +512,7 @@ mod tests {
 
     #[test]
     fn lnd_lookup_not_found_needs_lnds_own_words() {
-        let k = ProviderKind::Lnd;
+        let k = BackendKind::Lnd;
         let html_404 = Ok(HttpResponse {
             status: 404,
             content_type: Some("text/html".into()),
@@ -544,8 +544,8 @@ mod tests {
 
     #[test]
     fn lnd_track_url_uses_base64url() {
-        let cfg = ProviderConfig {
-            kind: ProviderKind::Lnd,
+        let cfg = BackendConfig {
+            kind: BackendKind::Lnd,
             base_url: "https://n".into(),
             credential: "ab".into(),
         };

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::error::snippet;
 use super::{
-    json_body, str_field, u64_of, Backend, CreatedInvoice, InvoiceParams, InvoiceState, LookedUp,
-    PaymentFacts, ProviderConfig, ProviderError,
+    json_body, str_field, u64_of, Backend, BackendConfig, BackendError, CreatedInvoice,
+    InvoiceParams, InvoiceState, LookedUp, PaymentFacts,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{Covers, LookupOutcome, PayOutcome};
@@ -26,14 +26,14 @@ use crate::outcome::{Covers, LookupOutcome, PayOutcome};
 /// UTF-16 units as Kotlin's `String.length` does).
 pub const MAX_DESCRIPTION_CHARS: usize = 128;
 
-fn auth(cfg: &ProviderConfig, r: HttpRequest) -> HttpRequest {
+fn auth(cfg: &BackendConfig, r: HttpRequest) -> HttpRequest {
     let token = B64.encode(format!(":{}", cfg.credential));
     r.header("authorization", &format!("Basic {token}"))
 }
 
 /// `amountSat`, `description` or `descriptionHash` (exactly one of them),
 /// `expirySeconds`, and `externalId` (a tag for the operator's own records).
-pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams, nonce: u64) -> HttpRequest {
+pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams, nonce: u64) -> HttpRequest {
     let amount = p.amount_sat.to_string();
     let expiry = p.expiry_secs.to_string();
     let external_id = format!("lightning-fallback-{nonce:016x}");
@@ -51,17 +51,17 @@ pub fn create_request(cfg: &ProviderConfig, p: &InvoiceParams, nonce: u64) -> Ht
 }
 
 /// `{"amountSat", "paymentHash", "serialized"}`.
-pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+pub fn parse_create(r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
     let v = json_body(r)?;
     let serialized = str_field(&v, "serialized")
-        .ok_or_else(|| ProviderError::InvalidResponse("missing `serialized`".into()))?;
+        .ok_or_else(|| BackendError::InvalidResponse("missing `serialized`".into()))?;
     Ok(CreatedInvoice {
         payment_request: serialized.to_string(),
         payment_hash: str_field(&v, "paymentHash").map(str::to_ascii_lowercase),
     })
 }
 
-pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> HttpRequest {
+pub fn check_request(cfg: &BackendConfig, payment_hash: &str) -> HttpRequest {
     auth(
         cfg,
         HttpRequest::get(cfg.url(&format!("/payments/incoming/{payment_hash}"))),
@@ -69,7 +69,7 @@ pub fn check_request(cfg: &ProviderConfig, payment_hash: &str) -> HttpRequest {
 }
 
 /// An incoming payment: `{"isPaid", "isExpired", "completedAt" (ms)?, ...}`.
-pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, BackendError> {
     let v = json_body(r)?;
     let flag = |k: &str| v.get(k).and_then(Value::as_bool);
     match (flag("isPaid"), flag("isExpired")) {
@@ -81,20 +81,20 @@ pub fn parse_check(r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
         }),
         (Some(false), Some(true)) => Ok(InvoiceState::Cancelled),
         (Some(false), _) => Ok(InvoiceState::Pending),
-        (None, _) => Err(ProviderError::InvalidResponse("missing `isPaid`".into())),
+        (None, _) => Err(BackendError::InvalidResponse("missing `isPaid`".into())),
     }
 }
 
-pub fn probe_request(cfg: &ProviderConfig) -> HttpRequest {
+pub fn probe_request(cfg: &BackendConfig) -> HttpRequest {
     auth(cfg, HttpRequest::get(cfg.url("/getinfo")))
 }
 
 /// `{"nodeId", "channels", "chain", "blockHeight", "version"}`.
-pub fn parse_probe(r: &HttpResponse) -> Result<(), ProviderError> {
+pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
     let v = json_body(r)?;
     match str_field(&v, "nodeId") {
         Some(_) => Ok(()),
-        None => Err(ProviderError::InvalidResponse("missing `nodeId`".into())),
+        None => Err(BackendError::InvalidResponse("missing `nodeId`".into())),
     }
 }
 
@@ -105,12 +105,12 @@ impl Backend for Phoenixd {
     fn lookup_invoice(&self, v: &Value) -> LookedUp {
         str_field(v, "invoice").map_or(LookedUp::NoInvoice, |s| LookedUp::Incoming(s.into()))
     }
-    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         Some(create_request(cfg, p, 0))
     }
     fn create_request_unique(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         p: &InvoiceParams,
         nonce: u64,
     ) -> Option<HttpRequest> {
@@ -126,19 +126,19 @@ impl Backend for Phoenixd {
             format!("phoenixd takes descriptions of at most {MAX_DESCRIPTION_CHARS} characters")
         })
     }
-    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
         parse_create(r)
     }
-    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(check_request(cfg, payment_hash))
     }
-    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
-    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }
-    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError> {
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError> {
         parse_probe(r)
     }
     /// `payinvoice` with the invoice alone: `amountSat` would override the
@@ -146,7 +146,7 @@ impl Backend for Phoenixd {
     /// trampoline node at that node's fee); it answers when the payment ended.
     fn pay_request(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         invoice: &str,
         _amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -158,7 +158,7 @@ impl Backend for Phoenixd {
     fn classify_pay(&self, resp: &HttpResponse) -> PayOutcome {
         pay_outcome(resp)
     }
-    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(auth(
             cfg,
             HttpRequest::get(cfg.url(&format!("/payments/outgoingbyhash/{payment_hash}"))),
@@ -232,7 +232,7 @@ fn pay_outcome(resp: &HttpResponse) -> PayOutcome {
         )),
         // A refused parameter (an unreadable invoice), before paying.
         400 => PayOutcome::Failed(format!("HTTP 400: {}", snippet(&resp.body))),
-        _ => PayOutcome::Unknown(ProviderError::from_status(resp).to_string()),
+        _ => PayOutcome::Unknown(BackendError::from_status(resp).to_string()),
     }
 }
 
@@ -253,7 +253,7 @@ fn lookup_outcome(resp: &HttpResponse) -> LookupOutcome {
         };
     }
     if !resp.is_success() {
-        return LookupOutcome::Error(ProviderError::from_status(resp).to_string());
+        return LookupOutcome::Error(BackendError::from_status(resp).to_string());
     }
     let Some(v) = serde_json::from_str::<Value>(&resp.body).ok() else {
         return LookupOutcome::Error("lookup answer is not JSON".into());
@@ -283,7 +283,7 @@ mod tests {
     use super::*;
     use crate::http::Method;
     use crate::test_support::{cfg, html_520, params};
-    use crate::ProviderKind;
+    use crate::BackendKind;
     use serde_json::json;
 
     fn text(status: u16, body: &str) -> HttpResponse {
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn requests_are_form_encoded_with_basic_auth() {
-        let c = cfg(ProviderKind::Phoenixd);
+        let c = cfg(BackendKind::Phoenixd);
         let r = create_request(&c, &params(), 0xabc);
         assert_eq!(r.method, Method::Post);
         assert_eq!(r.url, "https://example.test/createinvoice");
@@ -366,7 +366,7 @@ mod tests {
                 400,
                 "Must provide either a description or descriptionHash"
             )),
-            Err(ProviderError::Rejected { status: 400, .. })
+            Err(BackendError::Rejected { status: 400, .. })
         ));
         let check = |v: Value| parse_check(&HttpResponse::json(200, &v));
         assert_eq!(
@@ -386,7 +386,7 @@ mod tests {
         assert!(check(json!({})).is_err());
         assert!(matches!(
             parse_check(&text(404, "Not found")),
-            Err(ProviderError::NotFound { .. })
+            Err(BackendError::NotFound { .. })
         ));
         assert!(parse_probe(&HttpResponse::json(
             200,
@@ -396,7 +396,7 @@ mod tests {
         assert!(parse_probe(&HttpResponse::json(200, &json!({}))).is_err());
         assert!(matches!(
             parse_probe(&text(401, "Invalid authentication (use basic auth with the http password set in phoenix.conf)")),
-            Err(ProviderError::Unauthorized { .. })
+            Err(BackendError::Unauthorized { .. })
         ));
     }
 

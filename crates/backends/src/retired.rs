@@ -6,8 +6,7 @@
 //! backend waits as `blocked`, it is never sent elsewhere.
 
 use super::{
-    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
-    ProviderError,
+    Backend, BackendConfig, BackendError, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{LookupOutcome, PayOutcome};
@@ -17,30 +16,30 @@ const WHY: &str = "this backend's API no longer exists (the Alby wallet API clos
 pub struct Retired;
 
 impl Backend for Retired {
-    fn create_request(&self, _cfg: &ProviderConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, _cfg: &BackendConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
         None
     }
     fn unsupported(&self, _p: &InvoiceParams) -> Option<String> {
         Some(WHY.into())
     }
-    fn parse_create(&self, _r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
-        Err(ProviderError::Unsupported(WHY.into()))
+    fn parse_create(&self, _r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
+        Err(BackendError::Unsupported(WHY.into()))
     }
-    fn check_request(&self, _cfg: &ProviderConfig, _payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, _cfg: &BackendConfig, _payment_hash: &str) -> Option<HttpRequest> {
         None
     }
-    fn parse_check(&self, _r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
-        Err(ProviderError::Unsupported(WHY.into()))
+    fn parse_check(&self, _r: &HttpResponse) -> Result<InvoiceState, BackendError> {
+        Err(BackendError::Unsupported(WHY.into()))
     }
-    fn probe_request(&self, _cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, _cfg: &BackendConfig) -> Option<HttpRequest> {
         None
     }
-    fn parse_probe(&self, _r: &HttpResponse) -> Result<(), ProviderError> {
-        Err(ProviderError::Unsupported(WHY.into()))
+    fn parse_probe(&self, _r: &HttpResponse) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(WHY.into()))
     }
     fn pay_request(
         &self,
-        _cfg: &ProviderConfig,
+        _cfg: &BackendConfig,
         _invoice: &str,
         _amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -50,7 +49,7 @@ impl Backend for Retired {
     fn classify_pay(&self, _r: &HttpResponse) -> PayOutcome {
         PayOutcome::NotSent(WHY.into())
     }
-    fn lookup_request(&self, _cfg: &ProviderConfig, _payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, _cfg: &BackendConfig, _payment_hash: &str) -> Option<HttpRequest> {
         None
     }
     /// Nothing is known: never "not found", which would let a hash be left.
@@ -72,14 +71,14 @@ impl Backend for Retired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{of, ProviderKind};
+    use crate::{of, BackendKind};
 
     #[test]
     fn a_retired_kind_is_readable_but_never_acts() {
-        let k: ProviderKind = serde_json::from_str("\"alby\"").unwrap_or(ProviderKind::Mock);
-        assert_eq!(k, ProviderKind::Alby);
+        let k: BackendKind = serde_json::from_str("\"alby\"").unwrap_or(BackendKind::Mock);
+        assert_eq!(k, BackendKind::Alby);
         assert!(k.is_retired());
-        assert_eq!(ProviderKind::parse("alby"), None, "not configurable");
+        assert_eq!(BackendKind::parse("alby"), None, "not configurable");
         let b = of(k);
         assert!(b.unsupported(&crate::test_support::params()).is_some());
         let any = HttpResponse::json(200, &serde_json::json!({}));

@@ -5,7 +5,7 @@ use lightning_fallback_backends as backends;
 use backends::http::{HttpRequest, HttpResponse, ReadLimits};
 use backends::outcome::{LookupOutcome, PayOutcome};
 use backends::payment::{lookup, lookup_read_limits, pay, pay_request};
-use backends::{ProviderConfig, ProviderKind};
+use backends::{BackendConfig, BackendKind};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use testkit::{FakeRuntime, Reply};
@@ -14,8 +14,8 @@ use testkit::{FakeRuntime, Reply};
 /// be sent or resolved by it: nothing is sent, nothing is "not found".
 #[test]
 fn a_retired_backend_never_sends_or_proves_absence() {
-    let cfg = ProviderConfig {
-        kind: ProviderKind::Alby,
+    let cfg = BackendConfig {
+        kind: BackendKind::Alby,
         base_url: "https://api.getalby.com".into(),
         credential: "old".into(),
     };
@@ -38,8 +38,8 @@ fn a_retired_backend_never_sends_or_proves_absence() {
 #[test]
 fn lnd_lookup_of_an_in_flight_payment_answers_pending_at_once() {
     use std::rc::Rc;
-    let cfg = ProviderConfig {
-        kind: ProviderKind::Lnd,
+    let cfg = BackendConfig {
+        kind: BackendKind::Lnd,
         base_url: "https://lnd.example".into(),
         credential: "ab".into(),
     };
@@ -78,7 +78,7 @@ fn lnd_lookup_of_an_in_flight_payment_answers_pending_at_once() {
         limits[0].0
     );
     assert_eq!(
-        lookup_read_limits(ProviderKind::Lnbits),
+        lookup_read_limits(BackendKind::Lnbits),
         ReadLimits::default()
     );
 }

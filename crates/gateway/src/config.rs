@@ -6,7 +6,7 @@ use crate::api::cors::AllowedOrigins;
 use crate::backoff::{HedgePolicy, RetryPolicy};
 use crate::health::breaker::BreakerPolicy;
 use backends::bolt11::Network;
-use backends::{nwc, ProviderConfig, ProviderKind};
+use backends::{nwc, BackendConfig, BackendKind};
 
 /// What an operator with an old Alby setup must do (the Alby wallet API
 /// closed in January 2026; Alby Hub speaks Nostr Wallet Connect).
@@ -74,7 +74,7 @@ pub struct Config {
     pub environment: Environment,
     pub network: Network,
     /// In fallback order.
-    pub providers: Vec<ProviderConfig>,
+    pub backends: Vec<BackendConfig>,
     pub retry: RetryPolicy,
     /// Invoice creation only; lookups always ask the issuer alone.
     pub strategy: Strategy,
@@ -87,8 +87,8 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
-        self.providers.iter().find(|p| p.name() == name)
+    pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        self.backends.iter().find(|p| p.name() == name)
     }
 }
 
@@ -164,9 +164,9 @@ fn base_url(name: &str, raw: &str, env: Environment) -> Result<String, ConfigErr
 
 fn provider<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
-    kind: ProviderKind,
+    kind: BackendKind,
     env: Environment,
-) -> Result<ProviderConfig, ConfigError> {
+) -> Result<BackendConfig, ConfigError> {
     let need = |names: &[&'static str]| {
         v.first(names).ok_or_else(|| {
             ConfigError::new(
@@ -176,57 +176,57 @@ fn provider<F: Fn(&str) -> Option<String>>(
         })
     };
     match kind {
-        ProviderKind::Alby => Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION)),
-        ProviderKind::Lnd => {
+        BackendKind::Alby => Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION)),
+        BackendKind::Lnd => {
             let (url_var, url) = need(&["LND_REST_URL"])?;
             let (mac_var, mac) = need(&["LND_ADMIN_MACAROON", "LND_MACAROON"])?;
             if hex::decode(&mac).is_err() {
                 return Err(ConfigError::new(mac_var, "must be the macaroon in hex"));
             }
-            Ok(ProviderConfig {
+            Ok(BackendConfig {
                 kind,
                 base_url: base_url(url_var, &url, env)?,
                 credential: mac,
             })
         }
-        ProviderKind::Cln => {
+        BackendKind::Cln => {
             let (url_var, url) = need(&["CLN_REST_URL"])?;
             let (_, rune) = need(&["CLN_RUNE"])?;
-            Ok(ProviderConfig {
+            Ok(BackendConfig {
                 kind,
                 base_url: base_url(url_var, &url, env)?,
                 credential: rune,
             })
         }
-        ProviderKind::Phoenixd => {
+        BackendKind::Phoenixd => {
             let (url_var, url) = need(&["PHOENIXD_URL"])?;
             let (_, password) = need(&["PHOENIXD_PASSWORD"])?;
-            Ok(ProviderConfig {
+            Ok(BackendConfig {
                 kind,
                 base_url: base_url(url_var, &url, env)?,
                 credential: password,
             })
         }
-        ProviderKind::Lnbits => {
+        BackendKind::Lnbits => {
             let (url_var, url) = need(&["LNBITS_URL"])?;
             let (_, key) = need(&["LNBITS_INVOICE_KEY", "LNBITS_API_KEY"])?;
-            Ok(ProviderConfig {
+            Ok(BackendConfig {
                 kind,
                 base_url: base_url(url_var, &url, env)?,
                 credential: key,
             })
         }
-        ProviderKind::Mock => Ok(ProviderConfig {
+        BackendKind::Mock => Ok(BackendConfig {
             kind,
             base_url: String::new(),
             credential: String::new(),
         }),
-        ProviderKind::Nwc => {
+        BackendKind::Nwc => {
             let (var, raw) = need(&["NWC_URL"])?;
             // The message never repeats the value: it holds the secret.
             let c = nwc::uri::parse(&raw, env == Environment::Development)
                 .map_err(|m| ConfigError::new(var, format!("the NWC connection URI {m}")))?;
-            Ok(ProviderConfig {
+            Ok(BackendConfig {
                 kind,
                 base_url: nwc::uri::public_form(&c.wallet, &c.relay),
                 credential: c.secret,
@@ -283,19 +283,19 @@ fn refuse_retired<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<(), Conf
 fn providers<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     env: Environment,
-) -> Result<Vec<ProviderConfig>, ConfigError> {
+) -> Result<Vec<BackendConfig>, ConfigError> {
     refuse_retired(v)?;
     let enable_mock = v.bool("LIGHTNING_FALLBACK_ENABLE_MOCK")?;
     let enable_lnd = v.bool("LIGHTNING_FALLBACK_ENABLE_LOCAL_LND")?;
-    let kinds: Vec<ProviderKind> = match v.get("LIGHTNING_PROVIDERS") {
+    let kinds: Vec<BackendKind> = match v.get("LIGHTNING_PROVIDERS") {
         Some(list) => {
             let mut kinds = Vec::new();
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 if name.eq_ignore_ascii_case("alby") {
                     return Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION));
                 }
-                let k = ProviderKind::parse(name).ok_or_else(|| {
-                    let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+                let k = BackendKind::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = BackendKind::ALL.iter().map(|k| k.as_str()).collect();
                     ConfigError::new(
                         "LIGHTNING_PROVIDERS",
                         format!("unknown provider `{name}` (known: {})", known.join(", ")),
@@ -309,7 +309,7 @@ fn providers<F: Fn(&str) -> Option<String>>(
                 }
                 kinds.push(k);
             }
-            if kinds.contains(&ProviderKind::Mock) && env == Environment::Production {
+            if kinds.contains(&BackendKind::Mock) && env == Environment::Production {
                 return Err(ConfigError::new(
                     "LIGHTNING_PROVIDERS",
                     "the mock provider is for development only and is refused when ENVIRONMENT=production",
@@ -320,20 +320,20 @@ fn providers<F: Fn(&str) -> Option<String>>(
         None => {
             let mut kinds = Vec::new();
             if v.get("NWC_URL").is_some() {
-                kinds.push(ProviderKind::Nwc);
+                kinds.push(BackendKind::Nwc);
             }
             if enable_lnd == Some(true) || (enable_lnd.is_none() && v.get("LND_REST_URL").is_some())
             {
-                kinds.push(ProviderKind::Lnd);
+                kinds.push(BackendKind::Lnd);
             }
             if v.get("CLN_REST_URL").is_some() {
-                kinds.push(ProviderKind::Cln);
+                kinds.push(BackendKind::Cln);
             }
             if v.get("PHOENIXD_URL").is_some() {
-                kinds.push(ProviderKind::Phoenixd);
+                kinds.push(BackendKind::Phoenixd);
             }
             if v.get("LNBITS_URL").is_some() {
-                kinds.push(ProviderKind::Lnbits);
+                kinds.push(BackendKind::Lnbits);
             }
             if enable_mock == Some(true) {
                 if env == Environment::Production {
@@ -342,7 +342,7 @@ fn providers<F: Fn(&str) -> Option<String>>(
                         "the mock provider is for development only and is refused when ENVIRONMENT=production",
                     ));
                 }
-                kinds.push(ProviderKind::Mock);
+                kinds.push(BackendKind::Mock);
             }
             kinds
         }
@@ -469,7 +469,7 @@ impl Config {
         Ok(Config {
             environment,
             network,
-            providers,
+            backends: providers,
             retry,
             strategy,
             hedge,
@@ -495,7 +495,7 @@ mod tests {
     }
 
     fn names(c: &Config) -> Vec<&'static str> {
-        c.providers.iter().map(|p| p.name()).collect()
+        c.backends.iter().map(|p| p.name()).collect()
     }
 
     #[test]
@@ -511,7 +511,7 @@ mod tests {
         ])
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(names(&c), vec!["lnd", "lnbits"]);
-        assert_eq!(c.providers[1].base_url, "https://lnbits.example.com");
+        assert_eq!(c.backends[1].base_url, "https://lnbits.example.com");
         assert_eq!(c.retry.max_retries, 4);
         assert_eq!(c.retry.base_delay_ms, 1000);
         assert_eq!(c.environment, Environment::Production);
@@ -578,9 +578,9 @@ mod tests {
         ])
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(names(&c), vec!["cln", "phoenixd"]);
-        assert_eq!(c.providers[0].base_url, "https://cln.example.com:3010");
-        assert_eq!(c.providers[0].credential, "rune-abc");
-        assert_eq!(c.providers[1].credential, "pw");
+        assert_eq!(c.backends[0].base_url, "https://cln.example.com:3010");
+        assert_eq!(c.backends[0].credential, "rune-abc");
+        assert_eq!(c.backends[1].credential, "pw");
         let var = |pairs: &[(&str, &str)]| cfg(pairs).err().map(|e| e.variable);
         assert_eq!(
             var(&[
@@ -782,7 +782,7 @@ mod tests {
             vec!["nwc", "lnbits"],
             "nwc comes first in the automatic order"
         );
-        let p = &c.providers[0];
+        let p = &c.backends[0];
         assert_eq!(p.credential, NWC_SECRET);
         assert!(!p.base_url.contains(NWC_SECRET), "{}", p.base_url);
         assert_eq!(

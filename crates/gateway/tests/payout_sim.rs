@@ -27,13 +27,13 @@ use sha2::Digest;
 
 use backends::bolt11::Network;
 use backends::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
-use backends::{nwc, ProviderConfig, ProviderKind};
+use backends::{nwc, BackendConfig, BackendKind};
 use gateway::backoff::RetryPolicy;
 use gateway::payout::config::PayoutConfig;
 use gateway::payout::engine::{self, Claim, Created, PayoutStore, StoreError};
+use gateway::payout::invoice_claims;
 use gateway::payout::machine::PayoutPolicy;
 use gateway::payout::model::{BackendId, Payout, PayoutState};
-use gateway::payout::registry;
 use gateway::payout::request::PayoutRequest;
 use gateway::payout::safe_url::UrlPolicy;
 use testkit::html_520;
@@ -201,7 +201,7 @@ fn preimage_of(hash: &str) -> String {
 }
 
 struct Sim {
-    /// Shared with the simulated registry object (same clock for every object).
+    /// Shared with the simulated claims object (same clock for every object).
     now: Rc<Cell<u64>>,
     seed: Cell<u64>,
     sends: RefCell<Vec<SendBehaviour>>,
@@ -327,7 +327,7 @@ impl Sim {
             self.truth
                 .borrow_mut()
                 .insert((url.to_string(), hash.clone()), t);
-            let lnbits = ProviderConfig {
+            let lnbits = BackendConfig {
                 base_url: url.to_string(),
                 ..lnbits_sim()
             };
@@ -844,17 +844,17 @@ struct MemStore {
     lease: RefCell<Option<(String, u64)>>,
     /// The queue instance; a restart changes it.
     instance: RefCell<String>,
-    /// With several shards: the registry they share.
-    registry: Option<Rc<SimRegistry>>,
+    /// With several shards: the claims object they share.
+    claims: Option<Rc<SimClaims>>,
     /// Per backend identity, the hashes seen paid through it and when.
     known_paid: RefCell<HashMap<String, Vec<(String, u64)>>>,
 }
 
-/// The registry object and the shards it can reach, as in the Worker
-/// (`edge/registry.rs`), with a call that can take a while.
-struct SimRegistry {
+/// The claims object and the shards it can reach, as in the Worker
+/// (`src/claims_link.rs`), with a call that can take a while.
+struct SimClaims {
     now: Rc<Cell<u64>>,
-    rows: RefCell<HashMap<String, registry::ClaimRow>>,
+    rows: RefCell<HashMap<String, invoice_claims::ClaimRow>>,
     shards: RefCell<Vec<Weak<MemStore>>>,
     /// How long each claim call takes.
     delay_ms: Cell<u64>,
@@ -862,9 +862,9 @@ struct SimRegistry {
     holder_delay_ms: Cell<u64>,
 }
 
-/// `n` shards sharing one registry.
-fn shards(sim: &Sim, n: usize) -> (Rc<SimRegistry>, Vec<Rc<MemStore>>) {
-    let reg = Rc::new(SimRegistry {
+/// `n` shards sharing one claims object.
+fn shards(sim: &Sim, n: usize) -> (Rc<SimClaims>, Vec<Rc<MemStore>>) {
+    let reg = Rc::new(SimClaims {
         now: sim.now.clone(),
         rows: RefCell::new(HashMap::new()),
         shards: RefCell::new(Vec::new()),
@@ -874,7 +874,7 @@ fn shards(sim: &Sim, n: usize) -> (Rc<SimRegistry>, Vec<Rc<MemStore>>) {
     let stores: Vec<Rc<MemStore>> = (0..n)
         .map(|_| {
             Rc::new(MemStore {
-                registry: Some(reg.clone()),
+                claims: Some(reg.clone()),
                 ..MemStore::default()
             })
         })
@@ -883,20 +883,20 @@ fn shards(sim: &Sim, n: usize) -> (Rc<SimRegistry>, Vec<Rc<MemStore>>) {
     (reg, stores)
 }
 
-impl registry::RegistryLink for SimRegistry {
+impl invoice_claims::ClaimsLink for SimClaims {
     async fn claim(
         &self,
         hash: &str,
         id: &str,
-        takeover: Option<&registry::Takeover>,
-    ) -> Result<registry::Answer, StoreError> {
+        takeover: Option<&invoice_claims::Takeover>,
+    ) -> Result<invoice_claims::Answer, StoreError> {
         self.now.set(self.now.get() + self.delay_ms.get());
         let now = self.now.get();
-        let claim = registry::decide(self.rows.borrow().get(hash), id, takeover, now);
-        if matches!(claim, registry::Answer::Granted { .. }) {
+        let claim = invoice_claims::decide(self.rows.borrow().get(hash), id, takeover, now);
+        if matches!(claim, invoice_claims::Answer::Granted { .. }) {
             self.rows.borrow_mut().insert(
                 hash.to_string(),
-                registry::ClaimRow {
+                invoice_claims::ClaimRow {
                     payout_id: id.to_string(),
                     claimed_at_ms: now,
                 },
@@ -905,17 +905,17 @@ impl registry::RegistryLink for SimRegistry {
         Ok(claim)
     }
 
-    async fn holder(&self, owner: &str) -> Result<registry::Holder, StoreError> {
+    async fn holder(&self, owner: &str) -> Result<invoice_claims::Holder, StoreError> {
         self.now.set(self.now.get() + self.holder_delay_ms.get());
         for shard in self.shards.borrow().iter().filter_map(Weak::upgrade) {
             if let Some(p) = shard.get(owner)? {
-                return Ok(registry::Holder::Found {
+                return Ok(invoice_claims::Holder::Found {
                     failed: matches!(p.state, PayoutState::Failed { .. }),
                     payment_hash: p.payment_hash,
                 });
             }
         }
-        Ok(registry::Holder::Absent)
+        Ok(invoice_claims::Holder::Absent)
     }
 
     async fn release(&self, hash: &str, id: &str, at: u64) -> Result<(), StoreError> {
@@ -932,8 +932,8 @@ impl registry::RegistryLink for SimRegistry {
 
 impl PayoutStore for MemStore {
     async fn claim_across_shards(&self, hash: &str, payout_id: &str) -> Result<Claim, StoreError> {
-        match &self.registry {
-            Some(reg) => registry::claim(reg.as_ref(), hash, payout_id).await,
+        match &self.claims {
+            Some(reg) => invoice_claims::claim(reg.as_ref(), hash, payout_id).await,
             None => Ok(Claim::Granted { at_ms: 0 }),
         }
     }
@@ -943,8 +943,10 @@ impl PayoutStore for MemStore {
         payout_id: &str,
         at: u64,
     ) -> Result<(), StoreError> {
-        match &self.registry {
-            Some(reg) => registry::RegistryLink::release(reg.as_ref(), hash, payout_id, at).await,
+        match &self.claims {
+            Some(reg) => {
+                invoice_claims::ClaimsLink::release(reg.as_ref(), hash, payout_id, at).await
+            }
             None => Ok(()),
         }
     }
@@ -1067,18 +1069,18 @@ impl PayoutStore for MemStore {
     }
 }
 
-fn lnbits_sim() -> ProviderConfig {
-    ProviderConfig {
-        kind: ProviderKind::Lnbits,
+fn lnbits_sim() -> BackendConfig {
+    BackendConfig {
+        kind: BackendKind::Lnbits,
         base_url: "http://lnbits.sim".into(),
         credential: "admin".into(),
     }
 }
 
 /// A simulated backend reached through NWC; `instance` picks the relay (the backend).
-fn nwc_sim(instance: usize) -> ProviderConfig {
-    ProviderConfig {
-        kind: ProviderKind::Nwc,
+fn nwc_sim(instance: usize) -> BackendConfig {
+    BackendConfig {
+        kind: BackendKind::Nwc,
         base_url: nwc::uri::public_form(&"b8".repeat(32), BACKENDS[instance]),
         credential: "71".repeat(32),
     }
@@ -1088,7 +1090,7 @@ fn nwc_sim(instance: usize) -> ProviderConfig {
 fn config_for(via_nwc: bool) -> PayoutConfig {
     let mut cfg = config();
     if via_nwc {
-        cfg.provider = nwc_sim(0);
+        cfg.default_backend = nwc_sim(0);
         cfg.backends = vec![nwc_sim(0)];
     }
     cfg
@@ -1097,7 +1099,7 @@ fn config_for(via_nwc: bool) -> PayoutConfig {
 fn config() -> PayoutConfig {
     PayoutConfig {
         api_keys: vec!["k".repeat(16)],
-        provider: lnbits_sim(),
+        default_backend: lnbits_sim(),
         backends: vec![lnbits_sim()],
         network: Network::Bitcoin,
         max_sat: 1_000_000,
@@ -1259,7 +1261,7 @@ fn switched(mode: u8, via_nwc: bool) -> PayoutConfig {
     } else {
         (
             lnbits_sim(),
-            ProviderConfig {
+            BackendConfig {
                 base_url: BACKENDS[1].into(),
                 ..lnbits_sim()
             },
@@ -1267,16 +1269,16 @@ fn switched(mode: u8, via_nwc: bool) -> PayoutConfig {
     };
     match mode {
         1 => {
-            cfg.provider = other.clone();
+            cfg.default_backend = other.clone();
             cfg.backends = vec![other, first];
         }
         2 => {
-            cfg.provider = other.clone();
+            cfg.default_backend = other.clone();
             cfg.backends = vec![other];
         }
         3 => {
             // Same kind and key, another instance behind the old name.
-            cfg.provider = other.clone();
+            cfg.default_backend = other.clone();
             cfg.backends = vec![other];
         }
         _ => {}
@@ -1676,7 +1678,7 @@ fn a_payout_pinned_to_the_retired_alby_kind_loads_and_waits() {
     json["backend"]["base_url"] = "https://api.getalby.com".into();
     let legacy: Payout = serde_json::from_value(json.clone())
         .unwrap_or_else(|e| panic!("an old row must stay readable: {e}"));
-    assert_eq!(legacy.provider, ProviderKind::Alby);
+    assert_eq!(legacy.provider, BackendKind::Alby);
     {
         let mut rows = store.rows.borrow_mut();
         let row = rows.get_mut(&id).unwrap_or_else(|| panic!("row"));
@@ -2047,7 +2049,7 @@ fn blind_lookups_never_prove_a_payment_absent() {
         let why = p.last_error.clone().unwrap_or_default();
         assert!(
             why.contains("may not see outgoing payments")
-                && why.contains(cfg.provider.kind.as_str()),
+                && why.contains(cfg.default_backend.kind.as_str()),
             "{why}"
         );
         assert_eq!(sim.paid_count(), 1);

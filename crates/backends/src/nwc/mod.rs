@@ -18,8 +18,7 @@ pub mod uri;
 use serde_json::{json, Value};
 
 use super::{
-    Backend, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts, ProviderConfig,
-    ProviderError,
+    Backend, BackendConfig, BackendError, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts,
 };
 use crate::error::snippet;
 use crate::http::{HttpRequest, HttpResponse, Method};
@@ -39,7 +38,7 @@ pub fn is_nwc(req: &HttpRequest) -> bool {
     req.url.starts_with(SCHEME)
 }
 
-fn call(cfg: &ProviderConfig, method: &str, params: Value) -> HttpRequest {
+fn call(cfg: &BackendConfig, method: &str, params: Value) -> HttpRequest {
     let (wallet, relay) = uri::split_public_form(&cfg.base_url);
     HttpRequest {
         method: Method::Post,
@@ -66,7 +65,7 @@ enum Reply {
 
 fn reply(r: &HttpResponse, methods: &[&str]) -> Reply {
     if r.status != 200 {
-        return Reply::Garbage(ProviderError::from_status(r).to_string());
+        return Reply::Garbage(BackendError::from_status(r).to_string());
     }
     let Ok(v) = serde_json::from_str::<Value>(&r.body) else {
         return Reply::Garbage(format!(
@@ -100,33 +99,33 @@ fn reply(r: &HttpResponse, methods: &[&str]) -> Reply {
 }
 
 /// A NIP-47 error as a provider error, for receiving and the probe.
-fn provider_error(code: &str, message: &str) -> ProviderError {
+fn provider_error(code: &str, message: &str) -> BackendError {
     let detail = format!("NWC {code}: {message}");
     match code {
-        "NOT_FOUND" => ProviderError::NotFound { detail },
-        "RATE_LIMITED" => ProviderError::Upstream {
+        "NOT_FOUND" => BackendError::NotFound { detail },
+        "RATE_LIMITED" => BackendError::Upstream {
             status: 429,
             detail,
             html: false,
             payment_status: None,
         },
-        "UNAUTHORIZED" | "RESTRICTED" => ProviderError::Unauthorized {
+        "UNAUTHORIZED" | "RESTRICTED" => BackendError::Unauthorized {
             status: 401,
             detail,
         },
-        "INTERNAL" | "OTHER" => ProviderError::Unhealthy(detail),
-        _ => ProviderError::Rejected {
+        "INTERNAL" | "OTHER" => BackendError::Unhealthy(detail),
+        _ => BackendError::Rejected {
             status: 400,
             detail,
         },
     }
 }
 
-fn result_of(r: &HttpResponse, methods: &[&str]) -> Result<Value, ProviderError> {
+fn result_of(r: &HttpResponse, methods: &[&str]) -> Result<Value, BackendError> {
     match reply(r, methods) {
         Reply::Result(v) => Ok(v),
         Reply::Error { code, message } => Err(provider_error(&code, &message)),
-        Reply::Garbage(m) => Err(ProviderError::InvalidResponse(m)),
+        Reply::Garbage(m) => Err(BackendError::InvalidResponse(m)),
     }
 }
 
@@ -166,7 +165,7 @@ fn tx_state(tx: &Value) -> TxState {
 pub struct Nwc;
 
 impl Backend for Nwc {
-    fn create_request(&self, cfg: &ProviderConfig, p: &InvoiceParams) -> Option<HttpRequest> {
+    fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         let mut params = json!({
             "amount": p.amount_msat(),
             "description": p.description.clone().unwrap_or_default(),
@@ -178,17 +177,17 @@ impl Backend for Nwc {
         Some(call(cfg, "make_invoice", params))
     }
 
-    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, ProviderError> {
+    fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
         let tx = result_of(r, &["make_invoice"])?;
         let invoice = str_at(&tx, "invoice")
-            .ok_or_else(|| ProviderError::InvalidResponse("missing `invoice`".into()))?;
+            .ok_or_else(|| BackendError::InvalidResponse("missing `invoice`".into()))?;
         Ok(CreatedInvoice {
             payment_request: invoice.to_string(),
             payment_hash: str_at(&tx, "payment_hash").map(str::to_ascii_lowercase),
         })
     }
 
-    fn check_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         Some(call(
             cfg,
             "lookup_invoice",
@@ -196,7 +195,7 @@ impl Backend for Nwc {
         ))
     }
 
-    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, ProviderError> {
+    fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         let tx = result_of(r, &["lookup_invoice"])?;
         match tx_state(&tx) {
             TxState::Settled => Ok(InvoiceState::Paid {
@@ -207,23 +206,23 @@ impl Backend for Nwc {
             }),
             TxState::Pending => Ok(InvoiceState::Pending),
             TxState::Expired | TxState::Failed => Ok(InvoiceState::Cancelled),
-            TxState::Unreadable => Err(ProviderError::InvalidResponse(
+            TxState::Unreadable => Err(BackendError::InvalidResponse(
                 "unknown transaction state".into(),
             )),
         }
     }
 
-    fn probe_request(&self, cfg: &ProviderConfig) -> Option<HttpRequest> {
+    fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(call(cfg, "get_balance", json!({})).header(HEADER_ALT_METHOD, "get_info"))
     }
 
-    fn parse_probe(&self, r: &HttpResponse) -> Result<(), ProviderError> {
+    fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError> {
         result_of(r, &["get_balance", "get_info"]).map(|_| ())
     }
 
     fn pay_request(
         &self,
-        cfg: &ProviderConfig,
+        cfg: &BackendConfig,
         invoice: &str,
         _amount_sat: u64,
     ) -> Option<HttpRequest> {
@@ -245,7 +244,7 @@ impl Backend for Nwc {
         }
     }
 
-    fn lookup_request(&self, cfg: &ProviderConfig, payment_hash: &str) -> Option<HttpRequest> {
+    fn lookup_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
         self.check_request(cfg, payment_hash)
     }
 
@@ -339,14 +338,14 @@ mod tests {
     use crate::http::TransportError;
     use crate::payment::{classify_lookup, classify_pay};
     use crate::test_support::params;
-    use crate::ProviderKind;
+    use crate::BackendKind;
 
     const WALLET: &str = "b889ff5b1513b641e2a139f661a661364979c5beee91842f8f0ef42ab558e9d4";
     const SECRET: &str = "71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c";
 
-    fn cfg() -> ProviderConfig {
-        ProviderConfig {
-            kind: ProviderKind::Nwc,
+    fn cfg() -> BackendConfig {
+        BackendConfig {
+            kind: BackendKind::Nwc,
             base_url: uri::public_form(WALLET, "wss://relay.example/"),
             credential: SECRET.into(),
         }
@@ -433,14 +432,14 @@ mod tests {
             Ok(InvoiceState::Cancelled)
         );
         let nf = Nwc.parse_check(&HttpResponse::json(200, &json!({"result_type": "lookup_invoice", "error": {"code": "NOT_FOUND", "message": "no"}})));
-        assert!(matches!(nf, Err(ProviderError::NotFound { .. })));
+        assert!(matches!(nf, Err(BackendError::NotFound { .. })));
         let rl = Nwc.parse_create(&HttpResponse::json(200, &json!({"result_type": "make_invoice", "error": {"code": "RATE_LIMITED", "message": "slow"}})));
         assert!(matches!(&rl, Err(e) if e.is_transient() && e.code() == "rate_limited"));
         let wrong = Nwc.parse_create(&HttpResponse::json(
             200,
             &json!({"result_type": "pay_invoice", "result": {"invoice": "lnbc1"}}),
         ));
-        assert!(matches!(wrong, Err(ProviderError::InvalidResponse(_))));
+        assert!(matches!(wrong, Err(BackendError::InvalidResponse(_))));
         assert!(Nwc
             .parse_probe(&HttpResponse::json(
                 200,
@@ -452,7 +451,7 @@ mod tests {
 
     #[test]
     fn pay_outcomes() {
-        let k = ProviderKind::Nwc;
+        let k = BackendKind::Nwc;
         assert_eq!(
             classify_pay(
                 k,
@@ -541,7 +540,7 @@ mod tests {
 
     #[test]
     fn lookup_outcomes() {
-        let k = ProviderKind::Nwc;
+        let k = BackendKind::Nwc;
         let tx = |v: Value| answer(json!({"result_type": "lookup_invoice", "result": v}));
         assert_eq!(
             classify_lookup(

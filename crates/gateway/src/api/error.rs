@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::receive::chain::{Attempt, ProviderFailure};
+use crate::receive::chain::{Attempt, BackendFailure};
 
 /// A client-visible error: what went wrong, as a typed value.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,12 +39,12 @@ pub enum ApiError {
     },
     InvoiceNotFound,
     /// Every provider of the chain failed or was skipped.
-    AllProvidersFailed {
-        failures: Vec<ProviderFailure>,
+    AllBackendsFailed {
+        failures: Vec<BackendFailure>,
         attempts: Vec<Attempt>,
     },
     /// The one provider that can answer (the issuer of an invoice) is down.
-    ProviderUnavailable {
+    BackendUnavailable {
         provider: String,
         retry_after_secs: u64,
         reason: String,
@@ -52,7 +52,7 @@ pub enum ApiError {
     /// The index missed the hash, nobody that answered knows it, and some
     /// providers could not answer: it may exist, so no 404.
     InvoiceLookupUnavailable {
-        failures: Vec<ProviderFailure>,
+        failures: Vec<BackendFailure>,
         retry_after_secs: u64,
     },
     MissingIdempotencyKey,
@@ -140,8 +140,8 @@ impl ApiError {
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::InvoiceNotFound => "invoice_not_found",
-            ApiError::AllProvidersFailed { .. } => "all_providers_failed",
-            ApiError::ProviderUnavailable { .. } => "provider_unavailable",
+            ApiError::AllBackendsFailed { .. } => "all_providers_failed",
+            ApiError::BackendUnavailable { .. } => "provider_unavailable",
             ApiError::InvoiceLookupUnavailable { .. } => "invoice_lookup_unavailable",
             ApiError::MissingIdempotencyKey => "missing_idempotency_key",
             ApiError::IdempotencyConflict => "idempotency_conflict",
@@ -190,8 +190,8 @@ impl ApiError {
             ApiError::PayoutsDisabled(_) => 403,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::RateLimited { .. } => 429,
-            ApiError::AllProvidersFailed { .. }
-            | ApiError::ProviderUnavailable { .. }
+            ApiError::AllBackendsFailed { .. }
+            | ApiError::BackendUnavailable { .. }
             | ApiError::InvoiceLookupUnavailable { .. }
             | ApiError::StorageUnavailable(_)
             | ApiError::PayoutMayExist(_) => 503,
@@ -225,11 +225,11 @@ impl ApiError {
                 "no invoice with this payment_hash was issued by this gateway (or it has expired from the index)"
                     .to_string()
             }
-            ApiError::AllProvidersFailed { failures, .. } => {
+            ApiError::AllBackendsFailed { failures, .. } => {
                 let names: Vec<&str> = failures.iter().map(|f| f.provider.as_str()).collect();
                 format!("every provider failed: {}", names.join(", "))
             }
-            ApiError::ProviderUnavailable {
+            ApiError::BackendUnavailable {
                 provider, reason, ..
             } => format!("provider `{provider}` that issued this invoice is unavailable: {reason}"),
             ApiError::InvoiceLookupUnavailable { failures, .. } => {
@@ -276,14 +276,14 @@ impl ApiError {
     /// `Retry-After` seconds, for errors a client should retry later.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::ProviderUnavailable {
+            ApiError::BackendUnavailable {
                 retry_after_secs, ..
             }
             | ApiError::InvoiceLookupUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            ApiError::AllProvidersFailed { .. }
+            ApiError::AllBackendsFailed { .. }
             | ApiError::StorageUnavailable(_)
             | ApiError::PayoutMayExist(_)
             | ApiError::LnurlUnreachable(_) => Some(5),
@@ -312,14 +312,14 @@ impl ApiError {
                 ApiError::MethodNotAllowed { allowed } => {
                     obj.insert("allowed".into(), json!(allowed));
                 }
-                ApiError::AllProvidersFailed { failures, attempts } => {
+                ApiError::AllBackendsFailed { failures, attempts } => {
                     obj.insert("providers".into(), json!(failures));
                     obj.insert("attempts".into(), json!(attempts));
                 }
                 ApiError::InvoiceLookupUnavailable { failures, .. } => {
                     obj.insert("providers".into(), json!(failures));
                 }
-                ApiError::ProviderUnavailable { provider, .. } => {
+                ApiError::BackendUnavailable { provider, .. } => {
                     obj.insert("provider".into(), json!(provider));
                 }
                 ApiError::Configuration { variable, .. } => {
@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn provider_unavailable_carries_retry_hint() {
-        let e = ApiError::ProviderUnavailable {
+        let e = ApiError::BackendUnavailable {
             provider: "lnd".into(),
             retry_after_secs: 30,
             reason: "circuit open".into(),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::health::breaker::BreakerState;
-use crate::health::{HealthBook, Journal, ProviderHealth, Sample, HISTORY, WINDOW};
+use crate::health::{BackendHealth, HealthBook, Journal, Sample, HISTORY, WINDOW};
 
 /// `local` and `remote` as one book (`local`'s journal is dropped: merge
 /// copies, not requests).
@@ -41,7 +41,7 @@ fn caution(b: &BreakerState) -> u8 {
     }
 }
 
-fn merge_provider(l: &ProviderHealth, r: &ProviderHealth) -> ProviderHealth {
+fn merge_provider(l: &BackendHealth, r: &BackendHealth) -> BackendHealth {
     let newer = if r.last_check_ms > l.last_check_ms {
         r
     } else {

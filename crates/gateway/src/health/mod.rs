@@ -39,7 +39,7 @@ pub struct Sample {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ProviderHealth {
+pub struct BackendHealth {
     #[serde(default)]
     pub breaker: BreakerState,
     /// When the breaker last changed state: of two copies, the newer
@@ -64,7 +64,7 @@ pub struct ProviderHealth {
     pub history: Vec<Sample>,
 }
 
-impl ProviderHealth {
+impl BackendHealth {
     /// Online while the breaker lets calls through and the last outcome was good.
     pub fn online(&self) -> bool {
         matches!(self.breaker, BreakerState::Closed) && self.consecutive_failures == 0
@@ -137,7 +137,7 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct HealthBook {
     #[serde(default)]
-    pub providers: BTreeMap<String, ProviderHealth>,
+    pub providers: BTreeMap<String, BackendHealth>,
     #[serde(default)]
     pub written_at_ms: u64,
     /// What was recorded in this copy since it was handed out: how a
@@ -183,7 +183,7 @@ impl PartialEq for Journal {
 }
 
 /// Moves a breaker, noting when it changed state.
-fn set_breaker(h: &mut ProviderHealth, next: BreakerState, now_ms: u64) {
+fn set_breaker(h: &mut BackendHealth, next: BreakerState, now_ms: u64) {
     if next != h.breaker {
         h.breaker = next;
         h.breaker_since_ms = now_ms;
@@ -199,11 +199,11 @@ fn push_capped(v: &mut Vec<Sample>, s: Sample, cap: usize) {
 }
 
 impl HealthBook {
-    pub fn get(&self, name: &str) -> ProviderHealth {
+    pub fn get(&self, name: &str) -> BackendHealth {
         self.providers.get(name).cloned().unwrap_or_default()
     }
 
-    fn entry(&mut self, name: &str) -> &mut ProviderHealth {
+    fn entry(&mut self, name: &str) -> &mut BackendHealth {
         self.providers.entry(name.to_string()).or_default()
     }
 

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::health::{HealthBook, Source};
 use crate::receive::chain;
 use backends::http::{HttpResponse, Runtime};
-use backends::{self, InvoiceParams, ProviderConfig, ProviderError};
+use backends::{self, BackendConfig, BackendError, InvoiceParams};
 
 /// A provider not checked for this long is probed live when health is read.
 pub const STALE_AFTER_MS: u64 = 15 * 60 * 1000;
@@ -19,11 +19,11 @@ pub const STALE_AFTER_MS: u64 = 15 * 60 * 1000;
 pub struct ProbeOutcome {
     pub provider: &'static str,
     pub latency_ms: u64,
-    pub result: Result<(), ProviderError>,
+    pub result: Result<(), BackendError>,
 }
 
 /// One cheap read of `p`.
-pub async fn probe<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) -> ProbeOutcome {
+pub async fn probe<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> ProbeOutcome {
     let start = rt.now_ms();
     let result = match backends::probe_request(p) {
         // No HTTP (the mock): the backend's own answer.
@@ -45,7 +45,7 @@ pub async fn probe_into<R: Runtime>(
     rt: &R,
     cfg: &Config,
     book: &mut HealthBook,
-    which: &[&ProviderConfig],
+    which: &[&BackendConfig],
 ) -> Vec<ProbeOutcome> {
     let outcomes = join_all(which.iter().map(|p| probe(rt, cfg, p))).await;
     let now = rt.now_ms();
@@ -66,8 +66,8 @@ pub async fn probe_into<R: Runtime>(
 }
 
 /// Providers with no check, or only an old one.
-pub fn stale<'a>(cfg: &'a Config, book: &HealthBook, now_ms: u64) -> Vec<&'a ProviderConfig> {
-    cfg.providers
+pub fn stale<'a>(cfg: &'a Config, book: &HealthBook, now_ms: u64) -> Vec<&'a BackendConfig> {
+    cfg.backends
         .iter()
         .filter(|p| match book.get(p.name()).last_check_ms {
             None => true,
@@ -97,7 +97,7 @@ pub struct DeepReport {
     pub diagnosis: String,
 }
 
-fn step(name: &'static str, latency_ms: u64, r: &Result<(), ProviderError>) -> Step {
+fn step(name: &'static str, latency_ms: u64, r: &Result<(), BackendError>) -> Step {
     Step {
         step: name,
         ok: r.is_ok(),
@@ -108,7 +108,7 @@ fn step(name: &'static str, latency_ms: u64, r: &Result<(), ProviderError>) -> S
 }
 
 /// Read, then write (a 1-sat invoice that expires in a minute), then look it up.
-pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &ProviderConfig) -> DeepReport {
+pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> DeepReport {
     let read = probe(rt, cfg, p).await;
     let mut steps = vec![step("read", read.latency_ms, &read.result)];
 
@@ -201,7 +201,7 @@ mod tests {
             vec![Reply::Respond(html_520(), 5)],
         );
         let c = cfg();
-        let r = block_on(deep_check(&rt, &c, &c.providers[0]));
+        let r = block_on(deep_check(&rt, &c, &c.backends[0]));
         assert!(!r.ok);
         let steps: Vec<(&str, bool)> = r.steps.iter().map(|s| (s.step, s.ok)).collect();
         assert_eq!(steps, vec![("read", true), ("write", false)]);
@@ -235,7 +235,7 @@ mod tests {
             vec![invoice_reply("phoenixd", Network::Bitcoin, 5)],
         );
         let c = cfg();
-        let r = block_on(deep_check(&rt, &c, &c.providers[0]));
+        let r = block_on(deep_check(&rt, &c, &c.backends[0]));
         assert!(r.ok, "{r:?}");
         assert_eq!(r.steps.len(), 3);
     }
@@ -259,7 +259,7 @@ mod tests {
         );
         let c = cfg();
         let mut book = HealthBook::default();
-        let all: Vec<&ProviderConfig> = c.providers.iter().take(2).collect();
+        let all: Vec<&BackendConfig> = c.backends.iter().take(2).collect();
         assert_eq!(stale(&c, &book, 1_000).len(), 3);
         block_on(probe_into(&rt, &c, &mut book, &all));
         assert!(book.get("phoenixd").online());
@@ -302,7 +302,7 @@ mod tests {
             )],
         );
         let c = cfg();
-        let cln = &c.providers[2];
+        let cln = &c.backends[2];
         let r = block_on(deep_check(&rt, &c, cln));
         let steps: Vec<(&str, bool)> = r.steps.iter().map(|s| (s.step, s.ok)).collect();
         assert_eq!(steps, vec![("read", true), ("write", false)]);

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::health::breaker::BreakerState;
 use crate::health::{HealthBook, Sample};
 use crate::time::iso8601_ms;
-use backends::ProviderKind;
+use backends::BackendKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,21 +80,21 @@ impl HealthReport {
     }
 }
 
-pub fn label(kind: ProviderKind) -> &'static str {
+pub fn label(kind: BackendKind) -> &'static str {
     match kind {
-        ProviderKind::Alby => "Alby wallet API (retired)",
-        ProviderKind::Lnd => "LND (REST)",
-        ProviderKind::Cln => "Core Lightning (CLNRest)",
-        ProviderKind::Phoenixd => "phoenixd",
-        ProviderKind::Lnbits => "LNbits",
-        ProviderKind::Mock => "Mock (development)",
-        ProviderKind::Nwc => "Nostr Wallet Connect",
+        BackendKind::Alby => "Alby wallet API (retired)",
+        BackendKind::Lnd => "LND (REST)",
+        BackendKind::Cln => "Core Lightning (CLNRest)",
+        BackendKind::Phoenixd => "phoenixd",
+        BackendKind::Lnbits => "LNbits",
+        BackendKind::Mock => "Mock (development)",
+        BackendKind::Nwc => "Nostr Wallet Connect",
     }
 }
 
 pub fn report(cfg: &Config, book: &HealthBook, now_ms: u64) -> HealthReport {
     let services: Vec<Service> = cfg
-        .providers
+        .backends
         .iter()
         .map(|p| {
             let h = book.get(p.name());

@@ -6,18 +6,18 @@ use crate::config::{Config, ConfigError, Environment};
 use crate::payout::machine::PayoutPolicy;
 use crate::payout::safe_url::UrlPolicy;
 use backends::bolt11::Network;
-use backends::{ProviderConfig, ProviderKind};
+use backends::{BackendConfig, BackendKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayoutConfig {
     /// Accepted client keys: the current one and, during rotation, the previous.
     pub api_keys: Vec<String>,
     /// Where new payouts go (`PAYOUT_PROVIDER`, or the automatic choice).
-    pub provider: ProviderConfig,
+    pub default_backend: BackendConfig,
     /// Every configured backend that can pay, `provider` included. A payout
     /// is acted on only through the one it is pinned to, so keeping the old
     /// backend configured lets its payouts finish after a switch.
-    pub backends: Vec<ProviderConfig>,
+    pub backends: Vec<BackendConfig>,
     pub network: Network,
     pub max_sat: u64,
     pub daily_limit_sat: u64,
@@ -82,27 +82,27 @@ impl PayoutConfig {
             Some(name) if name.eq_ignore_ascii_case("alby") => {
                 return Err(err("PAYOUT_PROVIDER", crate::config::ALBY_MIGRATION))
             }
-            Some(name) => ProviderKind::parse(&name).ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
-            None if lnbits_admin.is_some() => ProviderKind::Lnbits,
+            Some(name) => BackendKind::parse(&name).ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
+            None if lnbits_admin.is_some() => BackendKind::Lnbits,
             None => base
-                .providers
+                .backends
                 .iter()
                 .map(|p| p.kind)
-                .find(|k| *k != ProviderKind::Lnbits)
+                .find(|k| *k != BackendKind::Lnbits)
                 .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?,
         };
-        let lnbits_payer = match (base.provider("lnbits"), lnbits_admin.as_ref()) {
-            (Some(p), Some(key)) => Some(ProviderConfig {
-                kind: ProviderKind::Lnbits,
+        let lnbits_payer = match (base.backend("lnbits"), lnbits_admin.as_ref()) {
+            (Some(p), Some(key)) => Some(BackendConfig {
+                kind: BackendKind::Lnbits,
                 base_url: p.base_url.clone(),
                 credential: key.clone(),
             }),
             _ => None,
         };
         let provider = match chosen {
-            ProviderKind::Lnbits => {
+            BackendKind::Lnbits => {
                 let url = base
-                    .provider("lnbits")
+                    .backend("lnbits")
                     .map(|p| p.base_url.clone())
                     .ok_or_else(|| {
                         err(
@@ -110,7 +110,7 @@ impl PayoutConfig {
                             "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
                         )
                     })?;
-                ProviderConfig {
+                BackendConfig {
                     kind: chosen,
                     base_url: url,
                     credential: lnbits_admin.ok_or_else(|| {
@@ -118,13 +118,13 @@ impl PayoutConfig {
                     })?,
                 }
             }
-            ProviderKind::Mock if base.environment == Environment::Production => {
+            BackendKind::Mock if base.environment == Environment::Production => {
                 return Err(err(
                     "PAYOUT_PROVIDER",
                     "the mock provider is refused when ENVIRONMENT=production",
                 ))
             }
-            kind => base.provider(kind.as_str()).cloned().ok_or_else(|| {
+            kind => base.backend(kind.as_str()).cloned().ok_or_else(|| {
                 err(
                     "PAYOUT_PROVIDER",
                     format!(
@@ -136,9 +136,9 @@ impl PayoutConfig {
         };
         let mut backends = vec![provider.clone()];
         let others = lnbits_payer.into_iter().chain(
-            base.providers
+            base.backends
                 .iter()
-                .filter(|p| !matches!(p.kind, ProviderKind::Lnbits | ProviderKind::Mock))
+                .filter(|p| !matches!(p.kind, BackendKind::Lnbits | BackendKind::Mock))
                 .cloned(),
         );
         for b in others {
@@ -257,14 +257,14 @@ impl PayoutConfig {
             sending_timeout_ms: defaults.sending_timeout_ms.max(3 * pay_timeout_ms),
             ..defaults
         };
-        let in_flight_default = if provider.kind == ProviderKind::Lnbits {
+        let in_flight_default = if provider.kind == BackendKind::Lnbits {
             1
         } else {
             8
         };
         Ok(PayoutConfig {
             api_keys,
-            provider,
+            default_backend: provider,
             network: base.network,
             max_sat: num("PAYOUT_MAX_SATS", 100_000, 1, 2_100_000_000_000_000)?,
             daily_limit_sat: num(
@@ -326,8 +326,8 @@ mod tests {
     #[test]
     fn lnbits_with_an_admin_key_is_the_default_payout_provider() {
         let c = payout("production", &[]).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(c.provider.kind, ProviderKind::Lnbits);
-        assert_eq!(c.provider.credential, "admin");
+        assert_eq!(c.default_backend.kind, BackendKind::Lnbits);
+        assert_eq!(c.default_backend.credential, "admin");
         assert_eq!(c.api_keys.len(), 1);
     }
 
@@ -354,12 +354,12 @@ mod tests {
             &base,
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(c.provider.kind, ProviderKind::Nwc);
-        let id = BackendId::of(&c.provider);
+        assert_eq!(c.default_backend.kind, BackendKind::Nwc);
+        let id = BackendId::of(&c.default_backend);
         assert!(id.base_url.contains(wallet) && id.base_url.contains("wss://relay.example/v1"));
         assert!(!id.label().contains(secret) && !format!("{id:?}").contains(secret));
         // Another secret for the same wallet and relay is another backend.
-        let mut other = c.provider.clone();
+        let mut other = c.default_backend.clone();
         other.credential = "11".repeat(32);
         assert!(!id.matches(&other));
     }
@@ -438,15 +438,15 @@ mod tests {
         };
         let auto = with(None);
         assert_eq!(
-            auto.provider.kind,
-            ProviderKind::Cln,
+            auto.default_backend.kind,
+            BackendKind::Cln,
             "the first configured"
         );
         let ph = with(Some("phoenixd"));
-        assert_eq!(ph.provider.kind, ProviderKind::Phoenixd);
-        assert_eq!(ph.provider.credential, "pw");
-        let kinds: Vec<ProviderKind> = ph.backends.iter().map(|b| b.kind).collect();
-        assert_eq!(kinds, vec![ProviderKind::Phoenixd, ProviderKind::Cln]);
-        assert_eq!(with(Some("cln")).provider.credential, "rune");
+        assert_eq!(ph.default_backend.kind, BackendKind::Phoenixd);
+        assert_eq!(ph.default_backend.credential, "pw");
+        let kinds: Vec<BackendKind> = ph.backends.iter().map(|b| b.kind).collect();
+        assert_eq!(kinds, vec![BackendKind::Phoenixd, BackendKind::Cln]);
+        assert_eq!(with(Some("cln")).default_backend.credential, "rune");
     }
 }

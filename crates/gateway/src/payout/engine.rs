@@ -20,7 +20,7 @@ use crate::time::iso8601_ms;
 use backends::bolt11::{self, Expectation};
 use backends::http::Runtime;
 use backends::payment;
-use backends::{self, ProviderConfig};
+use backends::{self, BackendConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreError(pub String);
@@ -31,23 +31,23 @@ impl fmt::Display for StoreError {
     }
 }
 
-/// What the cross-shard invoice registry says about a payment hash.
+/// What the invoice claims object says about a payment hash.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// The hash is this payout's. `at_ms`: when the registry granted it, on
-    /// its clock (0 without a registry); a release names it.
+    /// The hash is this payout's. `at_ms`: when the claims object granted it, on
+    /// its clock (0 with one shard); a release names it.
     Granted { at_ms: u64 },
     /// Another live payout (its id) holds the hash.
     HeldBy(String),
 }
 
 /// A claim is committed (the payout stored or switched to the hash) within
-/// this long of the claim's request, or given up. The registry never hands a
+/// this long of the claim's request, or given up. The claims object never hands a
 /// claim younger than [`CLAIM_SETTLE_MS`] to another payout, so a claim whose
 /// payout is still on its way cannot be taken over.
 pub const CLAIM_COMMIT_MS: u64 = 30_000;
 /// See [`CLAIM_COMMIT_MS`]. Both are durations, each on one clock (the
-/// shard's, the registry's), so clock offsets between objects do not matter;
+/// shard's, the claims object's), so clock offsets between objects do not matter;
 /// four times the commit bound leaves room for the claimant's own checks and
 /// for clock-rate drift.
 pub const CLAIM_SETTLE_MS: u64 = 4 * CLAIM_COMMIT_MS;
@@ -58,8 +58,8 @@ pub const CLAIM_SETTLE_MS: u64 = 4 * CLAIM_COMMIT_MS;
 #[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` bound is wanted.
 pub trait PayoutStore {
     /// Across queue shards, one invoice belongs to one live payout: claims
-    /// `hash` for `payout_id` in the shared registry before any payout of
-    /// this store may send it. One shard has no registry (its own table is
+    /// `hash` for `payout_id` in the shared claims object before any payout of
+    /// this store may send it. One shard has no claims object (its own table is
     /// the whole truth), hence the default.
     async fn claim_across_shards(
         &self,
@@ -234,7 +234,7 @@ async fn claim_hash<R: Runtime, S: PayoutStore>(
                 let _ = store.release_across_shards(hash, id, at_ms).await;
             }
             Err(PayoutError::Store(StoreError(
-                "the invoice registry answered too late; try again".into(),
+                "the invoice claims object answered too late; try again".into(),
             )))
         }
         Claim::Granted { .. } => Ok(()),
@@ -434,8 +434,8 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         amount_sat,
         comment: req.comment.clone(),
         external_id: req.external_id.clone(),
-        provider: cfg.provider.kind,
-        backend: Some(BackendId::of(&cfg.provider)),
+        provider: cfg.default_backend.kind,
+        backend: Some(BackendId::of(&cfg.default_backend)),
         blocked: None,
         invoice,
         payment_hash,
@@ -527,7 +527,7 @@ fn pinned_backend(
     p: &mut Payout,
     cfg: &PayoutConfig,
     now_ms: u64,
-) -> Result<(backends::ProviderConfig, bool), String> {
+) -> Result<(backends::BackendConfig, bool), String> {
     let sending = matches!(p.state, PayoutState::Sending { .. });
     match p.backend.clone() {
         Some(id) => {
@@ -535,7 +535,7 @@ fn pinned_backend(
                 return Ok((b.clone(), false));
             }
             if !p.ever_sent && !p.hash_spent && !sending {
-                let to = BackendId::of(&cfg.provider);
+                let to = BackendId::of(&cfg.default_backend);
                 p.note(
                     now_ms,
                     format!(
@@ -545,8 +545,8 @@ fn pinned_backend(
                     ),
                 );
                 p.backend = Some(to);
-                p.provider = cfg.provider.kind;
-                return Ok((cfg.provider.clone(), true));
+                p.provider = cfg.default_backend.kind;
+                return Ok((cfg.default_backend.clone(), true));
             }
             Err(format!(
                 "its payout backend {} is no longer configured; configure it again to finish this payout",
@@ -630,7 +630,7 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
                 }
             }
         };
-        let backend_cfg = backend_cfg.as_ref().unwrap_or(&cfg.provider);
+        let backend_cfg = backend_cfg.as_ref().unwrap_or(&cfg.default_backend);
         match action {
             Action::Nothing => return Ok(()),
             Action::Send => {
@@ -822,7 +822,7 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
 async fn confirm_not_found<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
-    backend_cfg: &ProviderConfig,
+    backend_cfg: &BackendConfig,
     hash: &str,
     first_sent_ms: u64,
 ) -> Result<LookupOutcome, StoreError> {

@@ -1015,7 +1015,7 @@ pub fn cancel(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
 mod tests {
     use super::*;
     use crate::payout::destination::DestinationKind;
-    use backends::ProviderKind;
+    use backends::BackendKind;
 
     const I: &str = "inst-a";
 
@@ -1032,9 +1032,9 @@ mod tests {
             amount_sat: 10,
             comment: None,
             external_id: None,
-            provider: ProviderKind::Lnbits,
+            provider: BackendKind::Lnbits,
             backend: Some(crate::payout::model::BackendId {
-                kind: backends::ProviderKind::Lnbits,
+                kind: backends::BackendKind::Lnbits,
                 base_url: "http://lnbits.test".into(),
                 credential_fp: "fp".into(),
             }),

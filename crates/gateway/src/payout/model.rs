@@ -7,21 +7,21 @@ use sha2::{Digest, Sha256};
 
 use crate::payout::destination::DestinationKind;
 use crate::time::iso8601_ms;
-use backends::{ProviderConfig, ProviderKind};
+use backends::{BackendConfig, BackendKind};
 
 /// The exact backend a payout was pinned to. Every send and lookup of its
 /// hashes goes there and nowhere else: "not found" on another node or wallet
 /// says nothing about what this one did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendId {
-    pub kind: ProviderKind,
+    pub kind: BackendKind,
     pub base_url: String,
     /// A fingerprint of the wallet credential, never the credential itself.
     pub credential_fp: String,
 }
 
 impl BackendId {
-    pub fn of(cfg: &ProviderConfig) -> BackendId {
+    pub fn of(cfg: &BackendConfig) -> BackendId {
         let digest = Sha256::digest(
             format!(
                 "lightning-fallback/backend-credential/v1:{}",
@@ -36,7 +36,7 @@ impl BackendId {
         }
     }
 
-    pub fn matches(&self, cfg: &ProviderConfig) -> bool {
+    pub fn matches(&self, cfg: &BackendConfig) -> bool {
         *self == BackendId::of(cfg)
     }
 
@@ -182,7 +182,7 @@ pub struct Payout {
     pub amount_sat: u64,
     pub comment: Option<String>,
     pub external_id: Option<String>,
-    pub provider: ProviderKind,
+    pub provider: BackendKind,
     /// The backend this payout is pinned to; `None` only on rows stored
     /// before pinning existed (pinned on first touch, see the engine).
     #[serde(default)]

@@ -29,8 +29,8 @@ pub fn object_name(shard: u32) -> String {
 }
 
 /// The object that records which payout holds which payment hash across
-/// shards (rules in `registry.rs`).
-pub const REGISTRY_OBJECT: &str = "invoice-registry";
+/// shards (rules in `invoice_claims.rs`).
+pub const CLAIMS_OBJECT: &str = "invoice-registry";
 
 /// This shard's share of the daily limit: the shares add up to `limit`.
 pub fn daily_share(limit: u64, shards: u32, shard: u32) -> u64 {

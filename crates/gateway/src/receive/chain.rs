@@ -20,8 +20,8 @@ use crate::health::{HealthBook, Source};
 use backends::bolt11::{self, Expectation};
 use backends::http::{HttpResponse, Runtime};
 use backends::{
-    self, mock, CreatedInvoice, InvoiceParams, InvoiceState, ProviderConfig, ProviderError,
-    ProviderKind,
+    self, mock, BackendConfig, BackendError, BackendKind, CreatedInvoice, InvoiceParams,
+    InvoiceState,
 };
 
 /// One try (or skip) of one provider, reported back to the client.
@@ -49,7 +49,7 @@ pub struct Attempt {
 
 /// Why one provider could not serve the request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProviderFailure {
+pub struct BackendFailure {
     pub provider: String,
     pub code: &'static str,
     pub message: String,
@@ -58,7 +58,7 @@ pub struct ProviderFailure {
 /// A verified invoice and who issued it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Issued {
-    pub provider: ProviderKind,
+    pub provider: BackendKind,
     pub payment_request: String,
     pub payment_hash: String,
     pub amount_sat: u64,
@@ -68,34 +68,34 @@ pub struct Issued {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChainFailure {
-    pub failures: Vec<ProviderFailure>,
+    pub failures: Vec<BackendFailure>,
     pub attempts: Vec<Attempt>,
 }
 
 /// Counts against the provider's health: everything except a refusal of
 /// this particular request (a 4xx that is not about our credentials or URL,
 /// or a feature the backend lacks).
-fn counts_against_health(e: &ProviderError) -> bool {
+fn counts_against_health(e: &BackendError) -> bool {
     !matches!(
         e,
-        ProviderError::Rejected { .. } | ProviderError::Unsupported(_)
+        BackendError::Rejected { .. } | BackendError::Unsupported(_)
     )
 }
 
 /// On a lookup, a 404 is an answer about the invoice, not about the provider.
-pub(crate) fn lookup_counts_against_health(e: &ProviderError) -> bool {
-    counts_against_health(e) && !matches!(e, ProviderError::NotFound { .. })
+pub(crate) fn lookup_counts_against_health(e: &BackendError) -> bool {
+    counts_against_health(e) && !matches!(e, BackendError::NotFound { .. })
 }
 
 async fn call_create<R: Runtime>(
     rt: &R,
     cfg: &Config,
-    p: &ProviderConfig,
+    p: &BackendConfig,
     params: &InvoiceParams,
     timeout_ms: u64,
-) -> Result<CreatedInvoice, ProviderError> {
+) -> Result<CreatedInvoice, BackendError> {
     if let Some(why) = backends::unsupported(p.kind, params) {
-        return Err(ProviderError::Unsupported(why));
+        return Err(BackendError::Unsupported(why));
     }
     match backends::create_request_unique(p, params, rt.random_u64()) {
         None => {
@@ -110,7 +110,7 @@ async fn call_create<R: Runtime>(
                 rt.now_ms() / 1000,
                 preimage,
             )
-            .map_err(ProviderError::InvalidResponse)?;
+            .map_err(BackendError::InvalidResponse)?;
             Ok(CreatedInvoice {
                 payment_request: inv.payment_request,
                 payment_hash: Some(inv.payment_hash),
@@ -126,11 +126,11 @@ async fn call_create<R: Runtime>(
 /// Checks that the provider made the invoice we asked for.
 fn verify_created(
     cfg: &Config,
-    p: &ProviderConfig,
+    p: &BackendConfig,
     params: &InvoiceParams,
     created: CreatedInvoice,
     now_secs: u64,
-) -> Result<Issued, ProviderError> {
+) -> Result<Issued, BackendError> {
     let want = Expectation {
         network: cfg.network,
         amount_msat: params.amount_msat(),
@@ -138,10 +138,10 @@ fn verify_created(
         now_secs,
     };
     let inv = bolt11::verify(&created.payment_request, &want)
-        .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+        .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
     if let Some(h) = &params.description_hash {
         if inv.description_hash.as_deref() != Some(h.as_str()) {
-            return Err(ProviderError::InvalidResponse(
+            return Err(BackendError::InvalidResponse(
                 "invoice does not commit to the requested description_hash".into(),
             ));
         }
@@ -160,10 +160,10 @@ fn verify_created(
 pub async fn create_once<R: Runtime>(
     rt: &R,
     cfg: &Config,
-    p: &ProviderConfig,
+    p: &BackendConfig,
     params: &InvoiceParams,
     timeout_ms: u64,
-) -> Result<Issued, ProviderError> {
+) -> Result<Issued, BackendError> {
     let created = call_create(rt, cfg, p, params, timeout_ms).await?;
     verify_created(cfg, p, params, created, rt.now_ms() / 1000)
 }
@@ -191,7 +191,7 @@ struct Lane {
     /// `(attempt number, start)` of the attempt in flight.
     in_flight: Option<(u32, u64)>,
     /// The error a pending retry would replace.
-    last_error: Option<ProviderError>,
+    last_error: Option<BackendError>,
 }
 
 /// What the run waits for: an attempt's answer, a retry's backoff, or a
@@ -199,7 +199,7 @@ struct Lane {
 enum Event {
     Attempt {
         lane: usize,
-        result: Result<Issued, ProviderError>,
+        result: Result<Issued, BackendError>,
     },
     Retry {
         lane: usize,
@@ -235,7 +235,7 @@ pub struct CreateRun<R: Runtime + 'static> {
     next: usize,
     pending: FuturesUnordered<LocalBoxFuture<'static, Event>>,
     attempts: Vec<(usize, Attempt)>,
-    failures: Vec<(usize, ProviderFailure)>,
+    failures: Vec<(usize, BackendFailure)>,
     winner: Option<Issued>,
 }
 
@@ -245,7 +245,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
         CreateRun {
             started_ms: now,
             deadline_ms: now.saturating_add(cfg.retry.total_timeout_ms),
-            lanes: cfg.providers.iter().map(|_| Lane::default()).collect(),
+            lanes: cfg.backends.iter().map(|_| Lane::default()).collect(),
             next: 0,
             pending: FuturesUnordered::new(),
             attempts: Vec::new(),
@@ -306,7 +306,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
                         let e = self.lanes[i]
                             .last_error
                             .take()
-                            .unwrap_or(ProviderError::Timeout);
+                            .unwrap_or(BackendError::Timeout);
                         self.lanes[i].done = true;
                         self.failures.push((i, failure(name_of(&self.cfg, i), &e)));
                     }
@@ -375,7 +375,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
                     1,
                     "deadline_exceeded",
                     "the request's total deadline was used up".into(),
-                    ProviderError::Timeout,
+                    BackendError::Timeout,
                 );
                 continue;
             }
@@ -404,7 +404,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
                         ));
                         self.failures.push((
                             i,
-                            ProviderFailure {
+                            BackendFailure {
                                 provider: name.into(),
                                 code: "circuit_open",
                                 message,
@@ -437,7 +437,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
         }
     }
 
-    fn skip(&mut self, i: usize, n: u32, code: &'static str, message: String, e: ProviderError) {
+    fn skip(&mut self, i: usize, n: u32, code: &'static str, message: String, e: BackendError) {
         let name = name_of(&self.cfg, i);
         self.attempts.push((
             i,
@@ -459,7 +459,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
     fn on_answer(
         &mut self,
         i: usize,
-        result: Result<Issued, ProviderError>,
+        result: Result<Issued, BackendError>,
         health: &mut HealthBook,
     ) {
         let now = self.rt.now_ms();
@@ -543,7 +543,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
     fn retry_delay(
         &self,
         i: usize,
-        e: &ProviderError,
+        e: &BackendError,
         now: u64,
         health: &HealthBook,
     ) -> Option<u64> {
@@ -578,7 +578,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
             let e = self.lanes[i]
                 .last_error
                 .take()
-                .unwrap_or(ProviderError::Timeout);
+                .unwrap_or(BackendError::Timeout);
             self.lane_failed(i, e, health);
         } else {
             self.lanes[i].last_error = None;
@@ -587,7 +587,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
     }
 
     /// Provider `i` is out; the next one starts unless a hedge already did.
-    fn lane_failed(&mut self, i: usize, e: ProviderError, health: &mut HealthBook) {
+    fn lane_failed(&mut self, i: usize, e: BackendError, health: &mut HealthBook) {
         self.lanes[i].done = true;
         self.failures.push((i, failure(name_of(&self.cfg, i), &e)));
         if i + 1 == self.next {
@@ -603,9 +603,9 @@ impl<R: Runtime + 'static> CreateRun<R> {
         let (rt, cfg, params) = (self.rt.clone(), self.cfg.clone(), self.params.clone());
         self.pending.push(
             async move {
-                let result = match cfg.providers.get(i) {
+                let result = match cfg.backends.get(i) {
                     Some(p) => create_once(&*rt, &cfg, p, &params, timeout_ms).await,
-                    None => Err(ProviderError::InvalidResponse("no such provider".into())),
+                    None => Err(BackendError::InvalidResponse("no such provider".into())),
                 };
                 Event::Attempt { lane: i, result }
             }
@@ -626,11 +626,11 @@ impl<R: Runtime + 'static> CreateRun<R> {
 }
 
 fn name_of(cfg: &Config, i: usize) -> &'static str {
-    cfg.providers.get(i).map_or("unknown", |p| p.name())
+    cfg.backends.get(i).map_or("unknown", |p| p.name())
 }
 
-fn failure(provider: &str, e: &ProviderError) -> ProviderFailure {
-    ProviderFailure {
+fn failure(provider: &str, e: &BackendError) -> BackendFailure {
+    BackendFailure {
         provider: provider.into(),
         code: e.code(),
         message: e.to_string(),
@@ -664,7 +664,7 @@ pub async fn check_invoice<R: Runtime>(
     rt: &R,
     cfg: &Config,
     health: &mut HealthBook,
-    p: &ProviderConfig,
+    p: &BackendConfig,
     payment_hash: &str,
 ) -> Result<InvoiceState, CheckUnavailable> {
     let Some(req) = backends::check_request(p, payment_hash) else {
@@ -690,7 +690,7 @@ pub async fn check_invoice<R: Runtime>(
         }
     };
     let deadline = rt.now_ms().saturating_add(cfg.retry.total_timeout_ms);
-    let mut last = ProviderError::Timeout;
+    let mut last = BackendError::Timeout;
     for n in 0..max_tries {
         let start = rt.now_ms();
         let remaining = deadline.saturating_sub(start);
@@ -859,7 +859,7 @@ mod tests {
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &config(&[]), &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        assert_eq!(issued.provider, BackendKind::Phoenixd);
         assert_eq!(steps(&attempts), vec!["phoenixd#1@0:ok:"]);
         assert_eq!(took, 20);
         assert_eq!(rt.calls_to(LND), 0, "no hedge before the hedge delay");
@@ -879,7 +879,7 @@ mod tests {
         let cfg = config(&[("BREAKER_FAILURE_THRESHOLD", "10")]);
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnbits);
+        assert_eq!(issued.provider, BackendKind::Lnbits);
         assert_eq!(
             steps(&attempts),
             vec![
@@ -901,7 +901,7 @@ mod tests {
         let mut h = HealthBook::default();
         let cfg = config(&[("BREAKER_FAILURE_THRESHOLD", "10")]);
         let (issued, attempts) = ok(create(&rt, &cfg, &mut h).0);
-        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        assert_eq!(issued.provider, BackendKind::Phoenixd);
         let phoenixd: Vec<u32> = attempts
             .iter()
             .filter(|a| a.provider == "phoenixd")
@@ -930,7 +930,7 @@ mod tests {
         rt.on(LND, vec![invoice_reply("lnd", Network::Bitcoin, 5)]);
         let mut h = HealthBook::default();
         let (issued, _) = ok(create(&rt, &config(&[]), &mut h).0);
-        assert_eq!(issued.provider, ProviderKind::Lnd);
+        assert_eq!(issued.provider, BackendKind::Lnd);
         assert_eq!(rt.calls_to(PHOENIXD), 1);
     }
 
@@ -943,7 +943,7 @@ mod tests {
         let cfg = config(&[("LIGHTNING_FALLBACK_MAX_RETRIES", "0")]);
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnd);
+        assert_eq!(issued.provider, BackendKind::Lnd);
         assert_eq!(attempts[0].code, Some("timeout"));
         assert_eq!(rt.sent.borrow()[0].1, 1000);
         assert_eq!(took, 1005);
@@ -971,7 +971,7 @@ mod tests {
         rt.on(LNBITS, vec![invoice_reply("lnbits", Network::Bitcoin, 5)]);
         let mut h = HealthBook::default();
         let (issued, attempts) = ok(create(&rt, &config(&[]), &mut h).0);
-        assert_eq!(issued.provider, ProviderKind::Lnbits);
+        assert_eq!(issued.provider, BackendKind::Lnbits);
         assert_eq!(attempts[0].code, Some("invalid_response"));
         assert!(attempts[0]
             .message
@@ -1027,7 +1027,7 @@ mod tests {
         for request in 1..=3 {
             let (r, took) = create(&rt, &cfg, &mut h);
             let (issued, attempts) = ok(r);
-            assert_eq!(issued.provider, ProviderKind::Lnd);
+            assert_eq!(issued.provider, BackendKind::Lnd);
             assert_eq!(took, 2_040, "request {request}");
             assert_eq!(
                 steps(&attempts),
@@ -1097,7 +1097,7 @@ mod tests {
         seasoned(&mut h, "lnd", 500, 5);
         let (r, took) = create(&rt, &defaults(&[]), &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnbits);
+        assert_eq!(issued.provider, BackendKind::Lnbits);
         assert_eq!(took, 840);
         assert_eq!(
             steps(&attempts),
@@ -1122,7 +1122,7 @@ mod tests {
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        assert_eq!(issued.provider, BackendKind::Phoenixd);
         assert_eq!(took, 2_500);
         assert_eq!(
             steps(&attempts),
@@ -1155,7 +1155,7 @@ mod tests {
             );
         }
         let (r, took) = create(&rt, &cfg, &mut h);
-        assert_eq!(ok(r).0.provider, ProviderKind::Lnd);
+        assert_eq!(ok(r).0.provider, BackendKind::Lnd);
         assert_eq!(took, 2_040);
         let phoenixd = h.get("phoenixd");
         assert_eq!(phoenixd.consecutive_failures, 0);
@@ -1186,7 +1186,7 @@ mod tests {
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, _) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnbits);
+        assert_eq!(issued.provider, BackendKind::Lnbits);
         // phoenixd failed at 400, so lnd started then; lnd failed at 800, so lnbits.
         assert_eq!(took, 840);
         // phoenixd's tries stayed within its budget: the third attempt's timeout
@@ -1221,7 +1221,7 @@ mod tests {
         let calls = rt.calls_to(PHOENIXD);
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnd);
+        assert_eq!(issued.provider, BackendKind::Lnd);
         assert_eq!(
             rt.calls_to(PHOENIXD),
             calls,
@@ -1256,7 +1256,7 @@ mod tests {
         ));
         rt.advance(10_000);
         let (issued, _) = ok(create(&rt, &cfg, &mut h).0);
-        assert_eq!(issued.provider, ProviderKind::Phoenixd);
+        assert_eq!(issued.provider, BackendKind::Phoenixd);
         assert_eq!(h.get("phoenixd").breaker, BreakerState::Closed);
     }
 
@@ -1285,7 +1285,7 @@ mod tests {
         // The cooldown (30 s) has passed: this request carries the probe.
         let mut run = CreateRun::new(rt.clone(), Rc::new(cfg.clone()), params());
         let (issued, attempts) = ok(rt.run(run.outcome(&mut h)));
-        assert_eq!(issued.provider, ProviderKind::Lnd);
+        assert_eq!(issued.provider, BackendKind::Lnd);
         assert_eq!(
             rt.now_ms() - T0,
             290,
@@ -1317,7 +1317,7 @@ mod tests {
         let mut h = HealthBook::default();
         let (r, took) = create(&rt, &cfg, &mut h);
         let (issued, attempts) = ok(r);
-        assert_eq!(issued.provider, ProviderKind::Lnd);
+        assert_eq!(issued.provider, BackendKind::Lnd);
         assert_eq!(
             steps(&attempts),
             vec![
@@ -1373,16 +1373,13 @@ mod tests {
         );
         let cfg = config(&[]);
         let mut h = HealthBook::default();
-        let lnd = cfg
-            .provider("lnd")
-            .cloned()
-            .unwrap_or_else(|| panic!("lnd"));
+        let lnd = cfg.backend("lnd").cloned().unwrap_or_else(|| panic!("lnd"));
         let r = block_on(check_invoice(&rt, &cfg, &mut h, &lnd, &"ab".repeat(32)));
         assert!(matches!(r, Err(CheckUnavailable { .. })), "{r:?}");
         assert_eq!(rt.calls_to(PHOENIXD), 0, "never ask another provider");
         assert_eq!(rt.calls_to(LND), 3);
         let phoenixd = cfg
-            .provider("phoenixd")
+            .backend("phoenixd")
             .cloned()
             .unwrap_or_else(|| panic!("phoenixd"));
         let r = block_on(check_invoice(

@@ -9,7 +9,7 @@ use crate::config::InvoiceLimits;
 use crate::receive::chain::{Attempt, Issued};
 use crate::time::iso8601_secs;
 use backends::bolt11::is_payment_hash;
-use backends::{InvoiceParams, InvoiceState, ProviderKind};
+use backends::{BackendKind, InvoiceParams, InvoiceState};
 
 /// BOLT11 caps the `d` field at 639 bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 639;
@@ -129,7 +129,7 @@ pub fn parse_payment_hash(raw: Option<&str>) -> Result<String, ApiError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvoiceRecord {
     pub payment_hash: String,
-    pub provider: ProviderKind,
+    pub provider: BackendKind,
     pub amount_sat: u64,
     pub created_at: u64,
     pub expires_at: u64,
@@ -303,7 +303,7 @@ mod tests {
     fn status_follows_provider_then_clock() {
         let mut r = InvoiceRecord {
             payment_hash: "ab".repeat(32),
-            provider: ProviderKind::Lnd,
+            provider: BackendKind::Lnd,
             amount_sat: 5,
             created_at: 100,
             expires_at: 200,

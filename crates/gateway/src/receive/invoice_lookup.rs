@@ -12,11 +12,11 @@ use futures_util::future::join_all;
 use crate::config::Config;
 use crate::health::breaker::Admission;
 use crate::health::{HealthBook, Source};
-use crate::receive::chain::{lookup_counts_against_health, ProviderFailure};
+use crate::receive::chain::{lookup_counts_against_health, BackendFailure};
 use crate::receive::invoice::InvoiceRecord;
 use backends::bolt11;
 use backends::http::{HttpResponse, Runtime, TransportError};
-use backends::{self, InvoiceState, LookedUp, ProviderConfig, ProviderError};
+use backends::{self, BackendConfig, BackendError, InvoiceState, LookedUp};
 
 /// One provider's answer about the hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +26,7 @@ pub enum Answer {
     NotFound,
     /// It could not say (error, timeout, breaker open, or an answer that
     /// does not hold together).
-    Failed(ProviderFailure),
+    Failed(BackendFailure),
 }
 
 /// What the lookup concludes.
@@ -37,22 +37,22 @@ pub enum Verdict {
     NotFound,
     /// Nobody knows it and some could not answer.
     Unavailable {
-        failures: Vec<ProviderFailure>,
+        failures: Vec<BackendFailure>,
         retry_after_secs: u64,
     },
 }
 
 /// Providers that can look an invoice up by hash: all but the mock, whose
 /// invoices are signed locally and known to nobody.
-pub fn askable(cfg: &Config) -> Vec<&ProviderConfig> {
-    cfg.providers
+pub fn askable(cfg: &Config) -> Vec<&BackendConfig> {
+    cfg.backends
         .iter()
         .filter(|p| backends::check_request(p, &"00".repeat(32)).is_some())
         .collect()
 }
 
-fn failed(p: &ProviderConfig, e: &ProviderError) -> Answer {
-    Answer::Failed(ProviderFailure {
+fn failed(p: &BackendConfig, e: &BackendError) -> Answer {
+    Answer::Failed(BackendFailure {
         provider: p.name().into(),
         code: e.code(),
         message: e.to_string(),
@@ -63,7 +63,7 @@ fn failed(p: &ProviderConfig, e: &ProviderError) -> Answer {
 /// must carry the provider's own BOLT11 for exactly this hash: the index
 /// entry is rebuilt from it (amount, creation, expiry).
 pub fn interpret(
-    p: &ProviderConfig,
+    p: &BackendConfig,
     hash: &str,
     result: Result<HttpResponse, TransportError>,
 ) -> Answer {
@@ -73,10 +73,10 @@ pub fn interpret(
     };
     let state = match backends::parse_check(p.kind, &resp) {
         Ok(s) => s,
-        Err(ProviderError::NotFound { .. }) => return Answer::NotFound,
+        Err(BackendError::NotFound { .. }) => return Answer::NotFound,
         Err(e) => return failed(p, &e),
     };
-    let bad = |m: &str| failed(p, &ProviderError::InvalidResponse(m.into()));
+    let bad = |m: &str| failed(p, &BackendError::InvalidResponse(m.into()));
     let pr = match backends::lookup_invoice(p.kind, &resp) {
         LookedUp::Incoming(pr) => pr,
         // A payment this wallet made, not an invoice it issued.
@@ -132,16 +132,16 @@ pub fn merge(answers: Vec<Answer>, retry_after_secs: u64) -> Verdict {
 async fn ask<R: Runtime>(
     rt: &R,
     cfg: &Config,
-    p: &ProviderConfig,
+    p: &BackendConfig,
     hash: &str,
     max_tries: u32,
     deadline_ms: u64,
-) -> (Answer, Vec<(Result<(), ProviderError>, u64)>) {
+) -> (Answer, Vec<(Result<(), BackendError>, u64)>) {
     let mut outcomes = Vec::new();
     let Some(req) = backends::check_request(p, hash) else {
         return (Answer::NotFound, outcomes);
     };
-    let mut answer = failed(p, &ProviderError::Timeout);
+    let mut answer = failed(p, &BackendError::Timeout);
     for n in 0..max_tries {
         let start = rt.now_ms();
         let remaining = deadline_ms.saturating_sub(start);
@@ -153,14 +153,14 @@ async fn ask<R: Runtime>(
             .await;
         let latency = rt.now_ms().saturating_sub(start);
         let transient = match &result {
-            Err(e) => ProviderError::from(e.clone()).is_transient(),
-            Ok(r) => !r.is_success() && ProviderError::from_status(r).is_transient(),
+            Err(e) => BackendError::from(e.clone()).is_transient(),
+            Ok(r) => !r.is_success() && BackendError::from_status(r).is_transient(),
         };
         answer = interpret(p, hash, result.clone());
         let health = match (&result, &answer) {
             (Err(e), _) => Err(e.clone().into()),
-            (Ok(r), _) if !r.is_success() => Err(ProviderError::from_status(r)),
-            (Ok(_), Answer::Failed(f)) => Err(ProviderError::InvalidResponse(f.message.clone())),
+            (Ok(r), _) if !r.is_success() => Err(BackendError::from_status(r)),
+            (Ok(_), Answer::Failed(f)) => Err(BackendError::InvalidResponse(f.message.clone())),
             (Ok(_), _) => Ok(()),
         };
         outcomes.push((health, latency));
@@ -200,7 +200,7 @@ pub async fn locate<R: Runtime>(
         match tries {
             Some(n) => ask(rt, cfg, p, hash, *n, deadline).await,
             None => (
-                Answer::Failed(ProviderFailure {
+                Answer::Failed(BackendFailure {
                     provider: p.name().into(),
                     code: "circuit_open",
                     message: "circuit breaker open".into(),
@@ -236,7 +236,7 @@ mod tests {
     use super::*;
     use backends::bolt11::Network;
     use backends::mock::sign_invoice;
-    use backends::ProviderKind;
+    use backends::BackendKind;
     use serde_json::json;
     use testkit::{self, Reply, VirtualRuntime};
 
@@ -314,7 +314,7 @@ mod tests {
                         settled_at_secs: Some(1_800_000_100)
                     }
                 );
-                assert_eq!(record.provider, ProviderKind::Lnd);
+                assert_eq!(record.provider, BackendKind::Lnd);
                 assert_eq!(record.amount_sat, 2_100);
                 assert_eq!(record.created_at, T0 / 1000);
                 assert_eq!(record.expires_at, T0 / 1000 + 600);
@@ -386,7 +386,7 @@ mod tests {
         let mut h = HealthBook::default();
         let v = run(&rt, &cfg, &mut h, &hash);
         assert!(
-            matches!(v, Verdict::Found(InvoiceState::Pending, ref r) if r.provider == ProviderKind::Lnbits),
+            matches!(v, Verdict::Found(InvoiceState::Pending, ref r) if r.provider == BackendKind::Lnbits),
             "{v:?}"
         );
         let took = rt.now_ms() - T0;
@@ -425,17 +425,17 @@ mod tests {
     #[test]
     fn answers_that_do_not_hold_together_are_failures_not_findings() {
         let (pr, hash) = invoice();
-        let lnbits = ProviderConfig {
-            kind: ProviderKind::Lnbits,
+        let lnbits = BackendConfig {
+            kind: BackendKind::Lnbits,
             base_url: LNBITS.into(),
             credential: "k".into(),
         };
-        let phoenixd = ProviderConfig {
-            kind: ProviderKind::Phoenixd,
+        let phoenixd = BackendConfig {
+            kind: BackendKind::Phoenixd,
             base_url: PHOENIXD.into(),
             credential: "k".into(),
         };
-        let ans = |p: &ProviderConfig, v: serde_json::Value, h: &str| {
+        let ans = |p: &BackendConfig, v: serde_json::Value, h: &str| {
             interpret(p, h, Ok(HttpResponse::json(200, &v)))
         };
         // Another hash's invoice.
@@ -498,7 +498,7 @@ mod tests {
             settled_at: None,
             paid: false,
         };
-        let f = ProviderFailure {
+        let f = BackendFailure {
             provider: "phoenixd".into(),
             code: "timeout",
             message: "timed out".into(),
@@ -507,13 +507,13 @@ mod tests {
             vec![
                 Answer::Failed(f.clone()),
                 Answer::NotFound,
-                Answer::Known(InvoiceState::Pending, rec(ProviderKind::Lnbits)),
+                Answer::Known(InvoiceState::Pending, rec(BackendKind::Lnbits)),
             ],
             5,
         );
         assert_eq!(
             v,
-            Verdict::Found(InvoiceState::Pending, rec(ProviderKind::Lnbits))
+            Verdict::Found(InvoiceState::Pending, rec(BackendKind::Lnbits))
         );
         assert_eq!(merge(vec![], 5), Verdict::NotFound);
         assert_eq!(

@@ -1,5 +1,5 @@
-//! Several queue shards sharing the invoice registry: one invoice is one
-//! live payout across all of them, whatever the registry's timing.
+//! Several queue shards sharing the invoice claims object: one invoice is one
+//! live payout across all of them, whatever the claims object's timing.
 
 use super::*;
 use gateway::payout::request::payout_id;
@@ -100,7 +100,7 @@ fn a_leftover_claim_settles_before_anyone_takes_it() {
         .unwrap_or_default();
     reg.rows.borrow_mut().insert(
         hash,
-        registry::ClaimRow {
+        invoice_claims::ClaimRow {
             payout_id: payout_id("ka"),
             claimed_at_ms: sim.now.get(),
         },

@@ -1,32 +1,32 @@
-//! The cross-shard invoice registry as a queue shard reaches it over
-//! Durable Object calls (the rules are in `core::payout::registry`).
+//! The invoice claims object (one invoice, one live payout across the
+//! queue's shards) as a queue shard reaches it over Durable Object calls;
+//! the rules are in `gateway::payout::invoice_claims`.
 
 use serde_json::json;
 use worker::{Env, Method};
 
-use crate::payouts::call_peer;
-use crate::sql_store::SqlStore;
+use crate::objects::call_peer;
 use gateway::payout::engine::{PayoutStore, StoreError};
+use gateway::payout::invoice_claims::{Answer, ClaimsLink, Holder, Takeover};
 use gateway::payout::model::PayoutState;
-use gateway::payout::registry::{Answer, Holder, RegistryLink, Takeover};
 use gateway::payout::shard;
 
-pub struct Registry {
+pub struct ClaimsObject {
     pub env: Env,
     pub shards: u32,
 }
 
-/// One shard's view: the registry object, other shards, and its own store.
-pub struct Link<'a> {
-    pub registry: &'a Registry,
-    pub local: &'a SqlStore,
+/// One shard's view: the claims object, the other shards, and its own store.
+pub struct ShardLink<'a, S: PayoutStore> {
+    pub claims: &'a ClaimsObject,
+    pub local: &'a S,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("invoice registry: {what}: {e}"))
+    StoreError(format!("invoice claims: {what}: {e}"))
 }
 
-impl RegistryLink for Link<'_> {
+impl<S: PayoutStore> ClaimsLink for ShardLink<'_, S> {
     async fn claim(
         &self,
         hash: &str,
@@ -40,8 +40,8 @@ impl RegistryLink for Link<'_> {
             "seen_at_ms": takeover.map(|t| t.seen_at_ms),
         });
         let reply = call_peer(
-            &self.registry.env,
-            shard::REGISTRY_OBJECT,
+            &self.claims.env,
+            shard::CLAIMS_OBJECT,
             Method::Post,
             "/claim",
             Some(body.to_string().into_bytes()),
@@ -76,8 +76,8 @@ impl RegistryLink for Link<'_> {
     async fn release(&self, hash: &str, id: &str, claimed_at_ms: u64) -> Result<(), StoreError> {
         let body = json!({"hash": hash, "id": id, "claimed_at_ms": claimed_at_ms});
         let reply = call_peer(
-            &self.registry.env,
-            shard::REGISTRY_OBJECT,
+            &self.claims.env,
+            shard::CLAIMS_OBJECT,
             Method::Post,
             "/release",
             Some(body.to_string().into_bytes()),
@@ -98,8 +98,8 @@ impl RegistryLink for Link<'_> {
             });
         }
         let reply = call_peer(
-            &self.registry.env,
-            &shard::object_name(shard::shard_of(owner, self.registry.shards)),
+            &self.claims.env,
+            &shard::object_name(shard::shard_of(owner, self.claims.shards)),
             Method::Get,
             &format!("/payout/{owner}"),
             None,

@@ -1,29 +1,29 @@
-//! The cross-shard invoice registry's rules. With several queue shards, a
-//! payment hash is claimed in one registry object before any payout sends
+//! The invoice claims object's rules. With several queue shards, a
+//! payment hash is claimed in one claims object before any payout sends
 //! it, so one invoice belongs to one live payout across every shard.
 
 use crate::payout::engine::{Claim, StoreError, CLAIM_COMMIT_MS, CLAIM_SETTLE_MS};
 
-/// A registry row: who holds a hash, and since when (the registry's clock).
+/// A claims row: who holds a hash, and since when (the claims object's clock).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimRow {
     pub payout_id: String,
     pub claimed_at_ms: u64,
 }
 
-/// The registry's answer to one claim request.
+/// The claims object's answer to one claim request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    /// Given to the claimant at `claimed_at_ms` (the registry's clock).
+    /// Given to the claimant at `claimed_at_ms` (the claims object's clock).
     Granted { claimed_at_ms: u64 },
-    /// Another payout holds the hash; `seen_at_ms` is the registry's clock
+    /// Another payout holds the hash; `seen_at_ms` is the claims object's clock
     /// when it said so. A takeover must come back within the commit window
     /// of that reading.
     HeldBy { owner: String, seen_at_ms: u64 },
 }
 
 /// A request to take a claim over from `owner`, whose shard was asked
-/// after the registry answered "held by `owner`" at `seen_at_ms`.
+/// after the claims object answered "held by `owner`" at `seen_at_ms`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Takeover {
     pub owner: String,
@@ -31,7 +31,7 @@ pub struct Takeover {
 }
 
 /// Gives `hash` to `id` (writing `now_ms`), keeps it with its holder, or
-/// hands it over on a [`Takeover`] when all of this holds on the registry's
+/// hands it over on a [`Takeover`] when all of this holds on the claims object's
 /// own clock: the holder is the one named, it has not re-claimed the hash
 /// since the "held by" answer, that answer is at most [`CLAIM_COMMIT_MS`]
 /// old (so the claimant's read of the holder is too), and the holder's
@@ -94,11 +94,11 @@ pub fn holder_frees(holder: &Holder, hash: &str) -> bool {
     }
 }
 
-/// How a queue shard reaches the registry object and the other shards.
+/// How a queue shard reaches the claims object and the other shards.
 /// Every call is bounded in time by the caller's transport.
 #[allow(async_fn_in_trait)] // Wasm is single-threaded: no `Send` bound is wanted.
-pub trait RegistryLink {
-    /// Asks the registry object to [`decide`] on `hash` for `id`.
+pub trait ClaimsLink {
+    /// Asks the claims object to [`decide`] on `hash` for `id`.
     async fn claim(
         &self,
         hash: &str,
@@ -116,8 +116,8 @@ pub trait RegistryLink {
 
 /// Claims `hash` for `id`. When another payout holds it, its shard is asked
 /// whether it still does, and only then is the claim taken over (the
-/// registry decides whether the answer is still fresh and settled).
-pub async fn claim<L: RegistryLink>(link: &L, hash: &str, id: &str) -> Result<Claim, StoreError> {
+/// claims object decides whether the answer is still fresh and settled).
+pub async fn claim<L: ClaimsLink>(link: &L, hash: &str, id: &str) -> Result<Claim, StoreError> {
     let mut takeover: Option<Takeover> = None;
     for _ in 0..3 {
         let (owner, seen_at_ms) = match link.claim(hash, id, takeover.as_ref()).await? {
@@ -138,7 +138,7 @@ pub async fn claim<L: RegistryLink>(link: &L, hash: &str, id: &str) -> Result<Cl
         takeover = Some(Takeover { owner, seen_at_ms });
     }
     Err(StoreError(
-        "invoice registry: the holder kept changing; try again".into(),
+        "invoice claims object: the holder kept changing; try again".into(),
     ))
 }
 
@@ -227,7 +227,7 @@ mod tests {
             decide(Some(&reclaimed), "b", Some(&takeover("a", seen)), t),
             held("a", t)
         );
-        // A reading from the future of the registry's clock is refused.
+        // A reading from the future of the claims object's clock is refused.
         assert_eq!(
             decide(Some(&old), "b", Some(&takeover("a", seen + 5)), seen),
             held("a", seen)
