@@ -11,12 +11,14 @@
 //! are `doc/schemas/*.json` in ElementsProject/lightning). Payouts use
 //! `xpay` (CLN v24.11 and later; `pay` is deprecated since v26.06).
 
+use crate::descriptor::{Descriptor, Setting, NODE_FACTS};
+use crate::BackendKind;
 use serde_json::{json, Value};
 
 use super::error::snippet;
 use super::{
     json_body, str_field, Backend, BackendConfig, BackendError, CreatedInvoice, InvoiceParams,
-    InvoiceState, LookedUp, PaymentFacts,
+    InvoiceState, LookedUp,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{Covers, LookupOutcome, PayOutcome};
@@ -111,6 +113,20 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
 
 pub struct Cln;
 
+/// CLN v26.06: xpay's success carries `payment_preimage`
+/// (`plugins/xpay/xpay.c:payment_succeeded`); a `complete` listpays
+/// entry carries `preimage` (`plugins/xpay/listpays.c`). listpays reads
+/// the node's own sendpay table: a rune without permission is refused
+/// (401/403), never an empty list.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Cln,
+    label: "Core Lightning (CLNRest)",
+    location: Some(Setting::public(&["CLN_REST_URL"])),
+    credential: Some(Setting::secret(&["CLN_RUNE"])),
+    other: &[],
+    facts: NODE_FACTS,
+};
+
 impl Backend for Cln {
     /// `listinvoices` lists only this node's own invoices, with their BOLT11.
     fn lookup_invoice(&self, v: &Value) -> LookedUp {
@@ -187,19 +203,8 @@ impl Backend for Cln {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lookup_outcome(resp)
     }
-    /// CLN v26.06: xpay's success carries `payment_preimage`
-    /// (`plugins/xpay/xpay.c:payment_succeeded`); a `complete` listpays
-    /// entry carries `preimage` (`plugins/xpay/listpays.c`). listpays reads
-    /// the node's own sendpay table: a rune without permission is refused
-    /// (401/403), never an empty list.
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: true,
-            preimage_on_lookup: true,
-            lookup_may_be_blind: false,
-            late_execution_floor_ms: 0,
-            not_found_may_hide_in_flight: false,
-        }
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
     }
 }
 

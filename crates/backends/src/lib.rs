@@ -13,6 +13,7 @@
 
 pub mod bolt11;
 pub mod cln;
+pub mod descriptor;
 pub mod error;
 pub mod http;
 pub mod lnbits;
@@ -27,6 +28,7 @@ pub mod timestamp;
 
 use serde::{Deserialize, Serialize};
 
+pub use descriptor::{Descriptor, PaymentFacts, Setting, SettingError, Values};
 pub use error::BackendError;
 
 use crate::http::{HttpRequest, HttpResponse, ReadLimits};
@@ -145,31 +147,6 @@ pub enum InvoiceState {
     Cancelled,
 }
 
-/// What a backend's pay and lookup answers carry, as its source shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PaymentFacts {
-    /// A successful pay answer carries the preimage: one without it, or
-    /// with one that does not hash to the payment hash, is not success.
-    pub preimage_on_pay: bool,
-    /// A lookup that finds the payment paid carries the preimage.
-    pub preimage_on_lookup: bool,
-    /// Its lookup may answer "not found" for a payment it made (a key or
-    /// wallet that cannot see outgoing payments): "not found" counts only
-    /// once the same backend shows a payment it is known to have made.
-    pub lookup_may_be_blind: bool,
-    /// The longest this backend is known to hold a pay request before
-    /// running it, beyond which it drops it. The payout's late-execution
-    /// bound is at least this unless `PAYOUT_LATE_EXECUTION_BOUND_SECS` is
-    /// set. 0: nothing known beyond the default.
-    pub late_execution_floor_ms: u64,
-    /// Its "not found" may hide a payment still in flight (a wallet whose
-    /// lookup lists only some of its payments): the known-paid hash that
-    /// confirms a "not found" must have been paid before the hash was first
-    /// sent, and "not found" proves a hash dead only once nothing sent for
-    /// it can still be in flight.
-    pub not_found_may_hide_in_flight: bool,
-}
-
 /// One Lightning backend's whole protocol: receiving, the health probe,
 /// paying and looking up payments, and the classification of every answer
 /// into the typed outcomes. Pure mapping: requests are built and answers
@@ -216,9 +193,14 @@ pub trait Backend: Sync {
     /// A lookup answer that arrived. `NotFound` needs the backend's own
     /// words: it lets a payout leave a hash.
     fn classify_lookup(&self, r: &HttpResponse) -> LookupOutcome;
-    /// What this backend's payment answers carry and can prove, from its
-    /// own source (README, Backends). Every backend states it.
-    fn payment_facts(&self) -> PaymentFacts;
+    /// Its name, label, settings and what its payment answers carry (from
+    /// its own source: docs/backends.md). Every backend states it.
+    fn descriptor(&self) -> &'static Descriptor;
+    /// Its configuration from its settings. The usual one: a base URL and a
+    /// credential, both required.
+    fn configure(&self, v: &Values) -> Result<BackendConfig, SettingError> {
+        descriptor::url_and_credential(self.descriptor().kind, v)
+    }
     /// How much of a lookup answer to read.
     fn lookup_read_limits(&self) -> ReadLimits {
         ReadLimits::default()
@@ -230,48 +212,31 @@ pub trait Backend: Sync {
     }
 }
 
-/// The registry: every backend kind's module.
-pub fn of(kind: BackendKind) -> &'static dyn Backend {
-    match kind {
-        BackendKind::Alby => &retired::Retired,
-        BackendKind::Lnd => &lnd::Lnd,
-        BackendKind::Cln => &cln::Cln,
-        BackendKind::Phoenixd => &phoenixd::Phoenixd,
-        BackendKind::Lnbits => &lnbits::Lnbits,
-        BackendKind::Mock => &mock::Mock,
-        BackendKind::Nwc => &nwc::Nwc,
+impl BackendKind {
+    /// This kind's module: the one place a backend is registered.
+    pub fn adapter(self) -> &'static dyn Backend {
+        match self {
+            BackendKind::Alby => &retired::Retired,
+            BackendKind::Lnd => &lnd::Lnd,
+            BackendKind::Cln => &cln::Cln,
+            BackendKind::Phoenixd => &phoenixd::Phoenixd,
+            BackendKind::Lnbits => &lnbits::Lnbits,
+            BackendKind::Mock => &mock::Mock,
+            BackendKind::Nwc => &nwc::Nwc,
+        }
+    }
+
+    /// This kind's descriptor.
+    pub fn descriptor(self) -> &'static Descriptor {
+        self.adapter().descriptor()
     }
 }
 
-/// Builds the request that creates an invoice.
-pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
-    of(cfg.kind).create_request(cfg, p)
-}
-
-/// Builds the request that creates an invoice, `nonce` being fresh for this attempt.
-pub fn create_request_unique(
-    cfg: &BackendConfig,
-    p: &InvoiceParams,
-    nonce: u64,
-) -> Option<HttpRequest> {
-    of(cfg.kind).create_request_unique(cfg, p, nonce)
-}
-
-/// Why `kind` cannot make this invoice, if it cannot.
-pub fn unsupported(kind: BackendKind, p: &InvoiceParams) -> Option<String> {
-    of(kind).unsupported(p)
-}
-
-pub fn parse_create(kind: BackendKind, r: &HttpResponse) -> Result<CreatedInvoice, BackendError> {
-    of(kind).parse_create(r)
-}
-
-pub fn check_request(cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
-    of(cfg.kind).check_request(cfg, payment_hash)
-}
-
-pub fn parse_check(kind: BackendKind, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
-    of(kind).parse_check(r)
+impl BackendConfig {
+    /// The module that speaks to this backend.
+    pub fn adapter(&self) -> &'static dyn Backend {
+        self.kind.adapter()
+    }
 }
 
 /// What a successful lookup says about who holds the hash.
@@ -290,16 +255,7 @@ pub fn lookup_invoice(kind: BackendKind, r: &HttpResponse) -> LookedUp {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
         return LookedUp::NoInvoice;
     };
-    of(kind).lookup_invoice(&v)
-}
-
-/// The cheap read used as a health probe.
-pub fn probe_request(cfg: &BackendConfig) -> Option<HttpRequest> {
-    of(cfg.kind).probe_request(cfg)
-}
-
-pub fn parse_probe(kind: BackendKind, r: &HttpResponse) -> Result<(), BackendError> {
-    of(kind).parse_probe(r)
+    kind.adapter().lookup_invoice(&v)
 }
 
 /// Parses a successful JSON body, or classifies the failure.

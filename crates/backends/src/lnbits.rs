@@ -1,5 +1,7 @@
 //! LNbits-compatible wallets (LNbits itself, Voltz), `X-Api-Key` auth.
 
+use crate::descriptor::{Descriptor, Setting};
+use crate::BackendKind;
 use serde_json::{json, Value};
 
 use super::error::snippet;
@@ -79,6 +81,27 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
 
 pub struct Lnbits;
 
+/// LNbits 1.6.2 (`lnbits/core/views/payment_api.py`, `core/services/
+/// payments.py`, `core/crud/payments.py`): a successful payment is the
+/// `Payment` row with its `preimage`, and a paid lookup carries
+/// `preimage`. Its 404 "Payment does not exist." is also the answer for
+/// a row the key's wallet may not see (`get_standalone_payment`: a
+/// shared wallet without view permission).
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Lnbits,
+    label: "LNbits",
+    location: Some(Setting::public(&["LNBITS_URL"])),
+    credential: Some(Setting::secret(&["LNBITS_INVOICE_KEY", "LNBITS_API_KEY"])),
+    other: &[Setting::secret(&["LNBITS_ADMIN_KEY"])],
+    facts: PaymentFacts {
+        preimage_on_pay: true,
+        preimage_on_lookup: true,
+        lookup_may_be_blind: true,
+        late_execution_floor_ms: 0,
+        not_found_may_hide_in_flight: false,
+    },
+};
+
 impl Backend for Lnbits {
     /// `GET /api/v1/payments/{hash}` with the wallet's key answers its payments
     /// of either direction; `details.amount` (msat) is negative for outgoing ones.
@@ -136,20 +159,8 @@ impl Backend for Lnbits {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lookup_outcome(resp)
     }
-    /// LNbits 1.6.2 (`lnbits/core/views/payment_api.py`, `core/services/
-    /// payments.py`, `core/crud/payments.py`): a successful payment is the
-    /// `Payment` row with its `preimage`, and a paid lookup carries
-    /// `preimage`. Its 404 "Payment does not exist." is also the answer for
-    /// a row the key's wallet may not see (`get_standalone_payment`: a
-    /// shared wallet without view permission).
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: true,
-            preimage_on_lookup: true,
-            lookup_may_be_blind: true,
-            late_execution_floor_ms: 0,
-            not_found_may_hide_in_flight: false,
-        }
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
     }
 }
 

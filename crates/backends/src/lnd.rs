@@ -1,5 +1,7 @@
 //! LND REST, authenticated with a hex macaroon header.
 
+use crate::descriptor::{self, Descriptor, Setting, SettingError, Values, NODE_FACTS};
+use crate::BackendKind;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -8,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::snippet;
 use super::{
     json_body, str_field, str_of, u64_of, Backend, BackendConfig, BackendError, CreatedInvoice,
-    InvoiceParams, InvoiceState, LookedUp, PaymentFacts,
+    InvoiceParams, InvoiceState, LookedUp,
 };
 use crate::http::{HttpRequest, HttpResponse, ReadLimits};
 use crate::outcome::{Covers, LookupOutcome, PayOutcome};
@@ -102,6 +104,20 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
 
 pub struct Lnd;
 
+/// `SendPaymentV2`/`TrackPaymentV2` stream `lnrpc.Payment`: SUCCEEDED
+/// needs a settled HTLC, whose preimage `MarshallPayment` puts in
+/// `payment_preimage`. The record exists before any HTLC leaves, so
+/// "payment isn't initiated" is LND's word (lnd v0.21
+/// `routing/router.go:PreparePayment`, `payments/db`).
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Lnd,
+    label: "LND (REST)",
+    location: Some(Setting::public(&["LND_REST_URL"])),
+    credential: Some(Setting::secret(&["LND_ADMIN_MACAROON", "LND_MACAROON"])),
+    other: &[],
+    facts: NODE_FACTS,
+};
+
 impl Backend for Lnd {
     /// `GET /v1/invoice/{hash}` knows only the node's own invoices.
     fn lookup_invoice(&self, v: &Value) -> LookedUp {
@@ -162,19 +178,20 @@ impl Backend for Lnd {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lnd_lookup(resp)
     }
-    /// `SendPaymentV2`/`TrackPaymentV2` stream `lnrpc.Payment`: SUCCEEDED
-    /// needs a settled HTLC, whose preimage `MarshallPayment` puts in
-    /// `payment_preimage`. The record exists before any HTLC leaves, so
-    /// "payment isn't initiated" is LND's word (lnd v0.21
-    /// `routing/router.go:PreparePayment`, `payments/db`).
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: true,
-            preimage_on_lookup: true,
-            lookup_may_be_blind: false,
-            late_execution_floor_ms: 0,
-            not_found_may_hide_in_flight: false,
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+    /// The macaroon goes in a header as hex: anything else is refused here.
+    fn configure(&self, v: &Values) -> Result<BackendConfig, SettingError> {
+        let c = descriptor::url_and_credential(BackendKind::Lnd, v)?;
+        if hex::decode(&c.credential).is_err() {
+            let var = v
+                .credential
+                .as_ref()
+                .map_or("LND_ADMIN_MACAROON", |(n, _)| n);
+            return Err(SettingError::new(var, "must be the macaroon in hex"));
         }
+        Ok(c)
     }
     /// The track stream stays open while the payment is in flight: only its
     /// first line (the current state) is read and the rest is cancelled.

@@ -2,6 +2,8 @@
 //! publicly known key, so the whole flow works with no keys. It is refused in
 //! production (see `config`), since nobody can pay these invoices.
 
+use crate::descriptor::{Descriptor, SettingError, Values};
+use crate::BackendKind;
 use bitcoin_hashes::{sha256, Hash};
 use lightning_invoice::{InvoiceBuilder, PaymentSecret};
 use secp256k1::{Secp256k1, SecretKey};
@@ -69,6 +71,22 @@ pub fn sign_invoice(
 /// (see the chain), payments "succeed" at once, and nothing is sent.
 pub struct Mock;
 
+/// The mock pays without HTTP and answers without preimages.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Mock,
+    label: "Mock (development)",
+    location: None,
+    credential: None,
+    other: &[],
+    facts: PaymentFacts {
+        preimage_on_pay: false,
+        preimage_on_lookup: false,
+        lookup_may_be_blind: false,
+        late_execution_floor_ms: 0,
+        not_found_may_hide_in_flight: false,
+    },
+};
+
 impl Backend for Mock {
     fn create_request(&self, _cfg: &BackendConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
         None
@@ -111,15 +129,16 @@ impl Backend for Mock {
             fee_msat: Some(0),
         }
     }
-    /// The mock pays without HTTP and answers without preimages.
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: false,
-            preimage_on_lookup: false,
-            lookup_may_be_blind: false,
-            late_execution_floor_ms: 0,
-            not_found_may_hide_in_flight: false,
-        }
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+    /// Nothing to configure.
+    fn configure(&self, _v: &Values) -> Result<BackendConfig, SettingError> {
+        Ok(BackendConfig {
+            kind: BackendKind::Mock,
+            base_url: String::new(),
+            credential: String::new(),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! backend shares, then the backend's own classification (its module in
 //! `core::backends`). Anything that could mean "paid" is `Unknown`.
 
-use crate::http::{HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError};
+use crate::http::{HttpResponse, Runtime, TransportError};
 use crate::outcome::{LookupOutcome, PayOutcome};
 use crate::{BackendConfig, BackendKind};
 
@@ -11,18 +11,6 @@ pub const LOOKUP_TIMEOUT_MS: u64 = 10_000;
 /// The routing fee a payout may spend: 1 %, at least 10 sat.
 pub fn fee_limit_sat(amount_sat: u64) -> u64 {
     (amount_sat / 100).max(10)
-}
-
-pub fn pay_request(cfg: &BackendConfig, invoice: &str, amount_sat: u64) -> Option<HttpRequest> {
-    crate::of(cfg.kind).pay_request(cfg, invoice, amount_sat)
-}
-
-pub fn lookup_request(cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest> {
-    crate::of(cfg.kind).lookup_request(cfg, payment_hash)
-}
-
-pub fn lookup_read_limits(kind: BackendKind) -> ReadLimits {
-    crate::of(kind).lookup_read_limits()
 }
 
 /// The shared part: transport errors and statuses that mean the same on every backend.
@@ -51,7 +39,7 @@ fn common(r: &Result<HttpResponse, TransportError>) -> Result<&HttpResponse, Pay
 
 pub fn classify_pay(kind: BackendKind, r: &Result<HttpResponse, TransportError>) -> PayOutcome {
     let outcome = match common(r) {
-        Ok(resp) => crate::of(kind).classify_pay(resp),
+        Ok(resp) => kind.adapter().classify_pay(resp),
         Err(o) => o,
     };
     match outcome {
@@ -91,7 +79,7 @@ pub fn classify_lookup(
 ) -> LookupOutcome {
     match r {
         Err(e) => LookupOutcome::Error(crate::BackendError::from(e.clone()).to_string()),
-        Ok(resp) => crate::of(kind).classify_lookup(resp),
+        Ok(resp) => kind.adapter().classify_lookup(resp),
     }
 }
 
@@ -130,7 +118,7 @@ fn paid_proof(
 pub fn verify_pay(kind: BackendKind, outcome: PayOutcome, payment_hash: &str) -> PayOutcome {
     match &outcome {
         PayOutcome::Succeeded { preimage, .. } => {
-            let carried = crate::of(kind).payment_facts().preimage_on_pay;
+            let carried = kind.descriptor().facts.preimage_on_pay;
             match paid_proof(preimage.as_deref(), carried, payment_hash, kind.as_str()) {
                 Ok(()) => outcome,
                 Err(why) => PayOutcome::Unknown(why),
@@ -148,7 +136,7 @@ pub fn verify_lookup(
 ) -> LookupOutcome {
     match &outcome {
         LookupOutcome::Paid { preimage, .. } => {
-            let carried = crate::of(kind).payment_facts().preimage_on_lookup;
+            let carried = kind.descriptor().facts.preimage_on_lookup;
             match paid_proof(preimage.as_deref(), carried, payment_hash, kind.as_str()) {
                 Ok(()) => outcome,
                 Err(why) => LookupOutcome::Error(why),
@@ -168,7 +156,7 @@ pub async fn pay<R: Runtime>(
     amount_sat: u64,
     timeout_ms: u64,
 ) -> PayOutcome {
-    let outcome = match pay_request(cfg, invoice, amount_sat) {
+    let outcome = match cfg.adapter().pay_request(cfg, invoice, amount_sat) {
         None => classify_pay(
             cfg.kind,
             &Ok(HttpResponse::json(200, &serde_json::json!({}))),
@@ -180,14 +168,14 @@ pub async fn pay<R: Runtime>(
 
 /// Looks `payment_hash` up, and checks the proof of any "paid".
 pub async fn lookup<R: Runtime>(rt: &R, cfg: &BackendConfig, payment_hash: &str) -> LookupOutcome {
-    let outcome = match lookup_request(cfg, payment_hash) {
+    let outcome = match cfg.adapter().lookup_request(cfg, payment_hash) {
         None => classify_lookup(
             cfg.kind,
             &Ok(HttpResponse::json(200, &serde_json::json!({}))),
         ),
         Some(req) => classify_lookup(
             cfg.kind,
-            &rt.send_limited(req, LOOKUP_TIMEOUT_MS, lookup_read_limits(cfg.kind))
+            &rt.send_limited(req, LOOKUP_TIMEOUT_MS, cfg.adapter().lookup_read_limits())
                 .await,
         ),
     };
@@ -549,7 +537,7 @@ mod tests {
             base_url: "https://n".into(),
             credential: "ab".into(),
         };
-        let r = lookup_request(&cfg, &"ff".repeat(32)).unwrap_or_else(|| panic!("req"));
+        let r = cfg.adapter().lookup_request(&cfg, &"ff".repeat(32)).unwrap_or_else(|| panic!("req"));
         assert!(r.url.contains(&B64URL.encode([0xffu8; 32])), "{}", r.url);
     }
 }

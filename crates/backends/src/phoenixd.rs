@@ -10,6 +10,8 @@
 //! lightning-kmp's `FinalFailure`). phoenixd binds 127.0.0.1 and its docs
 //! say not to expose it: a Worker reaches it through a tunnel.
 
+use crate::descriptor::{Descriptor, Setting, NODE_FACTS};
+use crate::BackendKind;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::Value;
@@ -17,7 +19,7 @@ use serde_json::Value;
 use super::error::snippet;
 use super::{
     json_body, str_field, u64_of, Backend, BackendConfig, BackendError, CreatedInvoice,
-    InvoiceParams, InvoiceState, LookedUp, PaymentFacts,
+    InvoiceParams, InvoiceState, LookedUp,
 };
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{Covers, LookupOutcome, PayOutcome};
@@ -100,6 +102,19 @@ pub fn parse_probe(r: &HttpResponse) -> Result<(), BackendError> {
 
 pub struct Phoenixd;
 
+/// phoenixd 0.8.0 (`Api.kt`, `json/JsonSerializers.kt`): `PaymentSent`
+/// carries `paymentPreimage`; a paid `OutgoingPayment` carries
+/// `preimage`. `outgoingbyhash` reads the wallet's own table: its 404
+/// "Not found" means no attempt was ever recorded.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Phoenixd,
+    label: "phoenixd",
+    location: Some(Setting::public(&["PHOENIXD_URL"])),
+    credential: Some(Setting::secret(&["PHOENIXD_PASSWORD"])),
+    other: &[],
+    facts: NODE_FACTS,
+};
+
 impl Backend for Phoenixd {
     /// `/payments/incoming/{hash}` knows only this node's own invoices.
     fn lookup_invoice(&self, v: &Value) -> LookedUp {
@@ -167,18 +182,8 @@ impl Backend for Phoenixd {
     fn classify_lookup(&self, resp: &HttpResponse) -> LookupOutcome {
         lookup_outcome(resp)
     }
-    /// phoenixd 0.8.0 (`Api.kt`, `json/JsonSerializers.kt`): `PaymentSent`
-    /// carries `paymentPreimage`; a paid `OutgoingPayment` carries
-    /// `preimage`. `outgoingbyhash` reads the wallet's own table: its 404
-    /// "Not found" means no attempt was ever recorded.
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: true,
-            preimage_on_lookup: true,
-            lookup_may_be_blind: false,
-            late_execution_floor_ms: 0,
-            not_found_may_hide_in_flight: false,
-        }
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
     }
 }
 

@@ -8,12 +8,30 @@
 use super::{
     Backend, BackendConfig, BackendError, CreatedInvoice, InvoiceParams, InvoiceState, PaymentFacts,
 };
+use crate::descriptor::{Descriptor, Setting, SettingError, Values};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::outcome::{LookupOutcome, PayOutcome};
+use crate::BackendKind;
 
 const WHY: &str = "this backend's API no longer exists (the Alby wallet API closed in January 2026; connect Alby Hub through Nostr Wallet Connect: NWC_URL)";
 
 pub struct Retired;
+
+/// Nothing is ever sent or looked up.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Alby,
+    label: "Alby wallet API (retired)",
+    location: None,
+    credential: None,
+    other: &[Setting::secret(&["ALBY_API_KEY", "DAZNODE_API_KEY"])],
+    facts: PaymentFacts {
+        preimage_on_pay: false,
+        preimage_on_lookup: false,
+        lookup_may_be_blind: true,
+        late_execution_floor_ms: 0,
+        not_found_may_hide_in_flight: false,
+    },
+};
 
 impl Backend for Retired {
     fn create_request(&self, _cfg: &BackendConfig, _p: &InvoiceParams) -> Option<HttpRequest> {
@@ -56,22 +74,19 @@ impl Backend for Retired {
     fn classify_lookup(&self, _r: &HttpResponse) -> LookupOutcome {
         LookupOutcome::Error(WHY.into())
     }
-    /// Nothing is ever sent or looked up.
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: false,
-            preimage_on_lookup: false,
-            lookup_may_be_blind: true,
-            late_execution_floor_ms: 0,
-            not_found_may_hide_in_flight: false,
-        }
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+    /// Never configurable.
+    fn configure(&self, _v: &Values) -> Result<BackendConfig, SettingError> {
+        Err(SettingError::new("LIGHTNING_PROVIDERS", WHY))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{of, BackendKind};
+    use crate::BackendKind;
 
     #[test]
     fn a_retired_kind_is_readable_but_never_acts() {
@@ -79,7 +94,7 @@ mod tests {
         assert_eq!(k, BackendKind::Alby);
         assert!(k.is_retired());
         assert_eq!(BackendKind::parse("alby"), None, "not configurable");
-        let b = of(k);
+        let b = k.adapter();
         assert!(b.unsupported(&crate::test_support::params()).is_some());
         let any = HttpResponse::json(200, &serde_json::json!({}));
         assert!(matches!(b.classify_pay(&any), PayOutcome::NotSent(_)));

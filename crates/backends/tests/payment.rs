@@ -4,7 +4,7 @@ use lightning_fallback_backends as backends;
 
 use backends::http::{HttpRequest, HttpResponse, ReadLimits};
 use backends::outcome::{LookupOutcome, PayOutcome};
-use backends::payment::{lookup, lookup_read_limits, pay, pay_request};
+use backends::payment::{lookup, pay};
 use backends::{BackendConfig, BackendKind};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -19,7 +19,7 @@ fn a_retired_backend_never_sends_or_proves_absence() {
         base_url: "https://api.getalby.com".into(),
         credential: "old".into(),
     };
-    assert!(pay_request(&cfg, "lnbc1x", 10).is_none());
+    assert!(cfg.adapter().pay_request(&cfg, "lnbc1x", 10).is_none());
     let rt = FakeRuntime::new(0);
     assert!(matches!(
         futures_executor::block_on(pay(&rt, &cfg, "lnbc1x", &"ab".repeat(32), 10, 1_000)),
@@ -78,7 +78,7 @@ fn lnd_lookup_of_an_in_flight_payment_answers_pending_at_once() {
         limits[0].0
     );
     assert_eq!(
-        lookup_read_limits(BackendKind::Lnbits),
+        BackendKind::Lnbits.adapter().lookup_read_limits(),
         ReadLimits::default()
     );
 }

@@ -6,19 +6,13 @@ use crate::api::cors::AllowedOrigins;
 use crate::backoff::{HedgePolicy, RetryPolicy};
 use crate::health::breaker::BreakerPolicy;
 use backends::bolt11::Network;
-use backends::{nwc, BackendConfig, BackendKind};
+use backends::{BackendConfig, BackendKind, Setting, Values};
 
 /// What an operator with an old Alby setup must do (the Alby wallet API
 /// closed in January 2026; Alby Hub speaks Nostr Wallet Connect).
 pub const ALBY_MIGRATION: &str = "the Alby wallet API closed in January 2026 and this gateway no longer speaks it: connect Alby Hub (or another wallet) through Nostr Wallet Connect by setting NWC_URL to its connection URI (nostr+walletconnect://...), list `nwc` in LIGHTNING_PROVIDERS (and PAYOUT_PROVIDER), and remove ALBY_API_KEY, ALBY_API_URL, DAZNODE_API_KEY and DAZNODE_API_URL";
 
 /// The settings of each backend kind, for messages: `(kind, variables)`.
-pub const BACKEND_SETTINGS: &[(&str, &str)] = &[
-    ("lnd", "LND_REST_URL and LND_ADMIN_MACAROON"),
-    ("cln", "CLN_REST_URL and CLN_RUNE"),
-    ("phoenixd", "PHOENIXD_URL and PHOENIXD_PASSWORD"),
-    ("lnbits", "LNBITS_URL and LNBITS_INVOICE_KEY"),
-];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -135,104 +129,33 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
-fn base_url(name: &str, raw: &str, env: Environment) -> Result<String, ConfigError> {
-    let u = url::Url::parse(raw)
-        .map_err(|e| ConfigError::new(name, format!("`{raw}` is not a URL: {e}")))?;
-    match u.scheme() {
-        "https" => {}
-        "http" if env == Environment::Development => {}
-        "http" => {
-            return Err(ConfigError::new(
-                name,
-                "must use https in production (a Worker cannot reach a node without a publicly trusted certificate anyway)",
-            ))
-        }
-        other => return Err(ConfigError::new(name, format!("scheme `{other}` is not http(s)"))),
-    }
-    if u.host_str().is_none()
-        || u.query().is_some()
-        || u.fragment().is_some()
-        || !u.username().is_empty()
-    {
-        return Err(ConfigError::new(
-            name,
-            "must be a plain base URL without credentials, query or fragment",
-        ));
-    }
-    Ok(u.as_str().trim_end_matches('/').to_string())
-}
-
+/// One backend's configuration, from the settings its descriptor names.
 fn provider<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     kind: BackendKind,
     env: Environment,
 ) -> Result<BackendConfig, ConfigError> {
-    let need = |names: &[&'static str]| {
-        v.first(names).ok_or_else(|| {
-            ConfigError::new(
-                names[0],
-                format!("is required for the `{}` provider", kind.as_str()),
-            )
-        })
-    };
-    match kind {
-        BackendKind::Alby => Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION)),
-        BackendKind::Lnd => {
-            let (url_var, url) = need(&["LND_REST_URL"])?;
-            let (mac_var, mac) = need(&["LND_ADMIN_MACAROON", "LND_MACAROON"])?;
-            if hex::decode(&mac).is_err() {
-                return Err(ConfigError::new(mac_var, "must be the macaroon in hex"));
-            }
-            Ok(BackendConfig {
-                kind,
-                base_url: base_url(url_var, &url, env)?,
-                credential: mac,
-            })
-        }
-        BackendKind::Cln => {
-            let (url_var, url) = need(&["CLN_REST_URL"])?;
-            let (_, rune) = need(&["CLN_RUNE"])?;
-            Ok(BackendConfig {
-                kind,
-                base_url: base_url(url_var, &url, env)?,
-                credential: rune,
-            })
-        }
-        BackendKind::Phoenixd => {
-            let (url_var, url) = need(&["PHOENIXD_URL"])?;
-            let (_, password) = need(&["PHOENIXD_PASSWORD"])?;
-            Ok(BackendConfig {
-                kind,
-                base_url: base_url(url_var, &url, env)?,
-                credential: password,
-            })
-        }
-        BackendKind::Lnbits => {
-            let (url_var, url) = need(&["LNBITS_URL"])?;
-            let (_, key) = need(&["LNBITS_INVOICE_KEY", "LNBITS_API_KEY"])?;
-            Ok(BackendConfig {
-                kind,
-                base_url: base_url(url_var, &url, env)?,
-                credential: key,
-            })
-        }
-        BackendKind::Mock => Ok(BackendConfig {
-            kind,
-            base_url: String::new(),
-            credential: String::new(),
-        }),
-        BackendKind::Nwc => {
-            let (var, raw) = need(&["NWC_URL"])?;
-            // The message never repeats the value: it holds the secret.
-            let c = nwc::uri::parse(&raw, env == Environment::Development)
-                .map_err(|m| ConfigError::new(var, format!("the NWC connection URI {m}")))?;
-            Ok(BackendConfig {
-                kind,
-                base_url: nwc::uri::public_form(&c.wallet, &c.relay),
-                credential: c.secret,
-            })
-        }
+    if kind.is_retired() {
+        return Err(ConfigError::new("LIGHTNING_PROVIDERS", ALBY_MIGRATION));
     }
+    let d = kind.descriptor();
+    let read = |s: Option<Setting>| s.and_then(|s| v.first(s.names));
+    let values = Values {
+        location: read(d.location),
+        credential: read(d.credential),
+        allow_http: env == Environment::Development,
+    };
+    kind.adapter()
+        .configure(&values)
+        .map_err(|e| ConfigError::new(e.variable, e.message))
+}
+
+/// Whether `kind`'s location setting is present (it then joins the
+/// automatic order).
+fn located<F: Fn(&str) -> Option<String>>(v: &Vars<F>, kind: BackendKind) -> bool {
+    kind.descriptor()
+        .location
+        .is_some_and(|s| v.first(s.names).is_some())
 }
 
 /// Refuses the settings of the retired Alby wallet API, saying what to do.
@@ -263,9 +186,18 @@ fn refuse_retired<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<(), Conf
             Err(ConfigError::new(name, ALBY_MIGRATION))
         }
         Some(h) => {
-            let kinds: Vec<String> = BACKEND_SETTINGS
+            // The backends configured by a URL and a key, each with its settings.
+            let kinds: Vec<String> = BackendKind::ALL
                 .iter()
-                .map(|(k, vars)| format!("{k}: {vars}"))
+                .filter_map(|k| {
+                    let d = k.descriptor();
+                    match (d.location, d.credential) {
+                        (Some(l), Some(c)) => {
+                            Some(format!("{}: {} and {}", k.as_str(), l.name(), c.name()))
+                        }
+                        _ => None,
+                    }
+                })
                 .collect();
             Err(ConfigError::new(
                 "DAZNODE_API_URL",
@@ -319,30 +251,24 @@ fn providers<F: Fn(&str) -> Option<String>>(
         }
         None => {
             let mut kinds = Vec::new();
-            if v.get("NWC_URL").is_some() {
-                kinds.push(BackendKind::Nwc);
-            }
-            if enable_lnd == Some(true) || (enable_lnd.is_none() && v.get("LND_REST_URL").is_some())
-            {
-                kinds.push(BackendKind::Lnd);
-            }
-            if v.get("CLN_REST_URL").is_some() {
-                kinds.push(BackendKind::Cln);
-            }
-            if v.get("PHOENIXD_URL").is_some() {
-                kinds.push(BackendKind::Phoenixd);
-            }
-            if v.get("LNBITS_URL").is_some() {
-                kinds.push(BackendKind::Lnbits);
-            }
-            if enable_mock == Some(true) {
-                if env == Environment::Production {
+            for k in BackendKind::ALL {
+                let selected = match k {
+                    // LIGHTNING_FALLBACK_ENABLE_LOCAL_LND=false leaves LND out
+                    // even with its URL set; true takes it in.
+                    BackendKind::Lnd => enable_lnd.unwrap_or_else(|| located(v, k)),
+                    BackendKind::Mock => enable_mock == Some(true),
+                    _ => located(v, k),
+                };
+                if !selected {
+                    continue;
+                }
+                if k == BackendKind::Mock && env == Environment::Production {
                     return Err(ConfigError::new(
                         "LIGHTNING_FALLBACK_ENABLE_MOCK",
                         "the mock provider is for development only and is refused when ENVIRONMENT=production",
                     ));
                 }
-                kinds.push(BackendKind::Mock);
+                kinds.push(k);
             }
             kinds
         }

@@ -7,29 +7,36 @@
 
 use serde_json::Value;
 
+use backends::BackendKind;
+
 pub const REDACTED: &str = "[redacted]";
 
-/// Variables known to hold a secret. Their values never appear in a log
-/// line; nor do those of any other variable [`is_secret_var`] flags (so a
-/// backend added later is covered without a change here).
-pub const SECRET_VARS: &[&str] = &[
-    "ALBY_API_KEY",
-    "DAZNODE_API_KEY",
-    "LND_ADMIN_MACAROON",
-    "LND_MACAROON",
-    "LNBITS_INVOICE_KEY",
-    "LNBITS_API_KEY",
-    "LNBITS_ADMIN_KEY",
+/// The gateway's own variables that hold a secret. Its values never
+/// appear in a log line; nor do those of every backend's secret settings
+/// (its descriptor says which: [`secret_vars`]), nor of any other variable
+/// [`is_secret_var`] flags.
+pub const GATEWAY_SECRET_VARS: &[&str] = &[
     "ADMIN_API_KEY",
     "PAYOUT_API_KEY",
     "PAYOUT_API_KEY_PREVIOUS",
     "WEBHOOK_SECRET",
     "WEBHOOK_SECRET_PREVIOUS",
-    "NWC_URL",
-    "NWC_CONNECTION_URI",
-    "CLN_RUNE",
-    "PHOENIXD_PASSWORD",
 ];
+
+/// Every variable known to hold a secret: the gateway's own, and each
+/// backend's secret settings (retired ones included: old deployments may
+/// still carry them).
+pub fn secret_vars() -> Vec<&'static str> {
+    let backends = [BackendKind::Alby]
+        .into_iter()
+        .chain(BackendKind::ALL)
+        .flat_map(|k| k.descriptor().secret_names());
+    GATEWAY_SECRET_VARS
+        .iter()
+        .copied()
+        .chain(backends)
+        .collect()
+}
 
 /// A field whose name contains one of these is blanked (case-insensitive).
 const SENSITIVE_NAMES: &[&str] = &[
@@ -89,12 +96,12 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Collects the values of [`SECRET_VARS`].
+    /// Collects the values of [`secret_vars`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Redactor {
         Redactor::from_vars(std::iter::empty::<&str>(), lookup)
     }
 
-    /// Collects the values of [`SECRET_VARS`] and of every name in `names`
+    /// Collects the values of [`secret_vars`] and of every name in `names`
     /// that [`is_secret_var`] flags.
     pub fn from_vars<'a>(
         names: impl IntoIterator<Item = &'a str>,
@@ -102,7 +109,7 @@ impl Redactor {
     ) -> Redactor {
         let mut values = Vec::new();
         let extra = names.into_iter().filter(|n| is_secret_var(n));
-        for name in SECRET_VARS.iter().copied().chain(extra) {
+        for name in secret_vars().into_iter().chain(extra) {
             let Some(v) = lookup(name) else { continue };
             let v = v.trim().to_string();
             // A Standard Webhooks secret is also used without its prefix.

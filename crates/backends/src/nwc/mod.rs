@@ -15,6 +15,8 @@ pub mod event;
 pub mod exchange;
 pub mod uri;
 
+use crate::descriptor::{self, Descriptor, Setting, SettingError, Values};
+use crate::BackendKind;
 use serde_json::{json, Value};
 
 use super::{
@@ -164,6 +166,27 @@ fn tx_state(tx: &Value) -> TxState {
 
 pub struct Nwc;
 
+/// NIP-47: `pay_invoice` answers `preimage`; `lookup_invoice` carries it
+/// once paid ("optional if unpaid"). Nothing in NIP-47 makes a lookup
+/// cover the wallet's outgoing payments. Alby Hub drops a request only
+/// once its event is over 6 hours old (`nip47/event_handler.go`; it
+/// ignores NIP-47's `expiration` tag), so a request the gateway gave up
+/// on may run that much later.
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    kind: BackendKind::Nwc,
+    label: "Nostr Wallet Connect",
+    location: Some(Setting::secret(&["NWC_URL", "NWC_CONNECTION_URI"])),
+    credential: None,
+    other: &[],
+    facts: PaymentFacts {
+        preimage_on_pay: true,
+        preimage_on_lookup: true,
+        lookup_may_be_blind: true,
+        late_execution_floor_ms: 6 * 3600 * 1000 + 10 * 60 * 1000,
+        not_found_may_hide_in_flight: true,
+    },
+};
+
 impl Backend for Nwc {
     fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest> {
         let mut params = json!({
@@ -298,20 +321,24 @@ impl Backend for Nwc {
         }
     }
 
-    /// NIP-47: `pay_invoice` answers `preimage`; `lookup_invoice` carries it
-    /// once paid ("optional if unpaid"). Nothing in NIP-47 makes a lookup
-    /// cover the wallet's outgoing payments. Alby Hub drops a request only
-    /// once its event is over 6 hours old (`nip47/event_handler.go`; it
-    /// ignores NIP-47's `expiration` tag), so a request the gateway gave up
-    /// on may run that much later.
-    fn payment_facts(&self) -> PaymentFacts {
-        PaymentFacts {
-            preimage_on_pay: true,
-            preimage_on_lookup: true,
-            lookup_may_be_blind: true,
-            late_execution_floor_ms: 6 * 3600 * 1000 + 10 * 60 * 1000,
-            not_found_may_hide_in_flight: true,
-        }
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+    /// The connection URI holds the secret: the base URL is its public form
+    /// (wallet and relay), the credential its secret. The error never
+    /// repeats the value.
+    fn configure(&self, v: &Values) -> Result<BackendConfig, SettingError> {
+        let (var, raw) = v
+            .location
+            .clone()
+            .ok_or_else(|| descriptor::missing(BackendKind::Nwc, "location"))?;
+        let c = uri::parse(&raw, v.allow_http)
+            .map_err(|m| SettingError::new(var, format!("the NWC connection URI {m}")))?;
+        Ok(BackendConfig {
+            kind: BackendKind::Nwc,
+            base_url: uri::public_form(&c.wallet, &c.relay),
+            credential: c.secret,
+        })
     }
 }
 

@@ -25,11 +25,14 @@ pub struct ProbeOutcome {
 /// One cheap read of `p`.
 pub async fn probe<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> ProbeOutcome {
     let start = rt.now_ms();
-    let result = match backends::probe_request(p) {
+    let result = match p.adapter().probe_request(p) {
         // No HTTP (the mock): the backend's own answer.
-        None => backends::parse_probe(p.kind, &HttpResponse::json(200, &serde_json::json!({}))),
+        None => p
+            .kind
+            .adapter()
+            .parse_probe(&HttpResponse::json(200, &serde_json::json!({}))),
         Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
-            Ok(resp) => backends::parse_probe(p.kind, &resp),
+            Ok(resp) => p.kind.adapter().parse_probe(&resp),
             Err(e) => Err(e.into()),
         },
     };
@@ -130,13 +133,14 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> 
     let lookup_result = match &written {
         Ok(issued) => {
             let start = rt.now_ms();
-            let r = match backends::check_request(p, &issued.payment_hash) {
-                None => {
-                    backends::parse_check(p.kind, &HttpResponse::json(200, &serde_json::json!({})))
-                        .map(|_| ())
-                }
+            let r = match p.adapter().check_request(p, &issued.payment_hash) {
+                None => p
+                    .kind
+                    .adapter()
+                    .parse_check(&HttpResponse::json(200, &serde_json::json!({})))
+                    .map(|_| ()),
                 Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
-                    Ok(resp) => backends::parse_check(p.kind, &resp).map(|_| ()),
+                    Ok(resp) => p.kind.adapter().parse_check(&resp).map(|_| ()),
                     Err(e) => Err(e.into()),
                 },
             };

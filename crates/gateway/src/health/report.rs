@@ -80,16 +80,9 @@ impl HealthReport {
     }
 }
 
+/// How health and `/status` name a backend: its descriptor's label.
 pub fn label(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Alby => "Alby wallet API (retired)",
-        BackendKind::Lnd => "LND (REST)",
-        BackendKind::Cln => "Core Lightning (CLNRest)",
-        BackendKind::Phoenixd => "phoenixd",
-        BackendKind::Lnbits => "LNbits",
-        BackendKind::Mock => "Mock (development)",
-        BackendKind::Nwc => "Nostr Wallet Connect",
-    }
+    kind.descriptor().label
 }
 
 pub fn report(cfg: &Config, book: &HealthBook, now_ms: u64) -> HealthReport {

@@ -590,7 +590,7 @@ fn pinned_backend(
 /// The payout policy for `p`'s backend (see [`machine::PayoutPolicy::for_backend`]).
 fn policy_for(cfg: &PayoutConfig, p: &Payout) -> machine::PayoutPolicy {
     let kind = p.backend.as_ref().map_or(p.provider, |b| b.kind);
-    cfg.policy.for_backend(&backends::of(kind).payment_facts())
+    cfg.policy.for_backend(&kind.descriptor().facts)
 }
 
 /// Moves one payout through the state machine as far as it can go now.
@@ -826,7 +826,7 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
     hash: &str,
     first_sent_ms: u64,
 ) -> Result<LookupOutcome, StoreError> {
-    let facts = backends::of(backend_cfg.kind).payment_facts();
+    let facts = backend_cfg.kind.descriptor().facts;
     if !facts.lookup_may_be_blind {
         return Ok(LookupOutcome::NotFound);
     }

@@ -94,10 +94,13 @@ async fn call_create<R: Runtime>(
     params: &InvoiceParams,
     timeout_ms: u64,
 ) -> Result<CreatedInvoice, BackendError> {
-    if let Some(why) = backends::unsupported(p.kind, params) {
+    if let Some(why) = p.kind.adapter().unsupported(params) {
         return Err(BackendError::Unsupported(why));
     }
-    match backends::create_request_unique(p, params, rt.random_u64()) {
+    match p
+        .adapter()
+        .create_request_unique(p, params, rt.random_u64())
+    {
         None => {
             let mut preimage = [0u8; 32];
             rt.random_bytes(&mut preimage);
@@ -118,7 +121,7 @@ async fn call_create<R: Runtime>(
         }
         Some(req) => {
             let resp = rt.send(req, timeout_ms).await?;
-            backends::parse_create(p.kind, &resp)
+            p.kind.adapter().parse_create(&resp)
         }
     }
 }
@@ -667,9 +670,12 @@ pub async fn check_invoice<R: Runtime>(
     p: &BackendConfig,
     payment_hash: &str,
 ) -> Result<InvoiceState, CheckUnavailable> {
-    let Some(req) = backends::check_request(p, payment_hash) else {
+    let Some(req) = p.adapter().check_request(p, payment_hash) else {
         // No HTTP (the mock, which never sees a payment): its own answer.
-        let r = backends::parse_check(p.kind, &HttpResponse::json(200, &serde_json::json!({})));
+        let r = p
+            .kind
+            .adapter()
+            .parse_check(&HttpResponse::json(200, &serde_json::json!({})));
         return r.map_err(|e| CheckUnavailable {
             retry_after_secs: 60,
             reason: e.to_string(),
@@ -701,7 +707,7 @@ pub async fn check_invoice<R: Runtime>(
             .send(req.clone(), cfg.retry.attempt_timeout(remaining))
             .await
         {
-            Ok(resp) => backends::parse_check(p.kind, &resp),
+            Ok(resp) => p.kind.adapter().parse_check(&resp),
             Err(e) => Err(e.into()),
         };
         let latency = rt.now_ms().saturating_sub(start);

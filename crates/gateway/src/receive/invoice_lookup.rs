@@ -47,7 +47,7 @@ pub enum Verdict {
 pub fn askable(cfg: &Config) -> Vec<&BackendConfig> {
     cfg.backends
         .iter()
-        .filter(|p| backends::check_request(p, &"00".repeat(32)).is_some())
+        .filter(|p| p.adapter().check_request(p, &"00".repeat(32)).is_some())
         .collect()
 }
 
@@ -71,7 +71,7 @@ pub fn interpret(
         Ok(r) => r,
         Err(e) => return failed(p, &e.into()),
     };
-    let state = match backends::parse_check(p.kind, &resp) {
+    let state = match p.kind.adapter().parse_check(&resp) {
         Ok(s) => s,
         Err(BackendError::NotFound { .. }) => return Answer::NotFound,
         Err(e) => return failed(p, &e),
@@ -138,7 +138,7 @@ async fn ask<R: Runtime>(
     deadline_ms: u64,
 ) -> (Answer, Vec<(Result<(), BackendError>, u64)>) {
     let mut outcomes = Vec::new();
-    let Some(req) = backends::check_request(p, hash) else {
+    let Some(req) = p.adapter().check_request(p, hash) else {
         return (Answer::NotFound, outcomes);
     };
     let mut answer = failed(p, &BackendError::Timeout);
