@@ -263,7 +263,91 @@ pub struct Payout {
 
 const LOG_CAP: usize = 60;
 
+/// What a payout is accepted with.
+pub struct Accepted<'a> {
+    pub id: String,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub now_ms: u64,
+    pub destination: String,
+    pub destination_kind: DestinationKind,
+    pub lnurl: Option<String>,
+    pub amount_sat: u64,
+    pub comment: Option<String>,
+    pub external_id: Option<String>,
+    /// The backend new payouts go to: this one is pinned to it.
+    pub backend: &'a BackendConfig,
+    pub invoice: String,
+    pub payment_hash: String,
+    pub invoice_expires_at_secs: u64,
+    pub webhook_url: Option<String>,
+}
+
 impl Payout {
+    /// A payout just accepted: queued, due now, nothing sent.
+    pub fn accepted(a: Accepted) -> Payout {
+        let mut p = Payout {
+            id: a.id,
+            idempotency_key: a.idempotency_key,
+            fingerprint: a.fingerprint,
+            created_at_ms: a.now_ms,
+            age_from_ms: a.now_ms,
+            destination: a.destination,
+            destination_kind: a.destination_kind,
+            lnurl: a.lnurl,
+            amount_sat: a.amount_sat,
+            comment: a.comment,
+            external_id: a.external_id,
+            provider: a.backend.kind,
+            backend: Some(BackendId::of(a.backend)),
+            blocked: None,
+            invoice: a.invoice,
+            payment_hash: a.payment_hash,
+            invoice_expires_at_secs: a.invoice_expires_at_secs,
+            previous_hashes: Vec::new(),
+            watched: Vec::new(),
+            paid_hashes: Vec::new(),
+            overpaid: false,
+            invoice_refreshes: 0,
+            state: PayoutState::Queued {
+                next_at_ms: a.now_ms,
+                verify_first: false,
+            },
+            send_attempts: 0,
+            hash_spent: false,
+            hash_dead: false,
+            ever_sent: false,
+            reopened: 0,
+            hash_sends: 0,
+            hash_first_sent_at_ms: None,
+            hash_said_paid: false,
+            no_resend: false,
+            lookups_failing_since_ms: None,
+            last_sent_at_ms: None,
+            lookups: 0,
+            lookups_since_send: 0,
+            last_error: None,
+            fee_msat: None,
+            preimage: None,
+            webhook: a.webhook_url.map(|url| Webhook {
+                url,
+                event_id: None,
+                next_at_ms: None,
+                delivered_at_ms: None,
+                attempts: Vec::new(),
+                event_attempts: 0,
+            }),
+            log: Vec::new(),
+            version: 1,
+        };
+        let note = format!(
+            "accepted; invoice {} for {} sat",
+            p.payment_hash, p.amount_sat
+        );
+        p.note(a.now_ms, note);
+        p
+    }
+
     pub fn status(&self) -> &'static str {
         self.state.name()
     }

@@ -1,0 +1,368 @@
+//! Moving a payout through the state machine as far as it can go now: one
+//! step per due action, each acting only through version-checked writes.
+
+use crate::payout::config::PayoutConfig;
+use crate::payout::machine::{self, Action, LookupOutcome, PayOutcome, PayoutPolicy};
+use crate::payout::model::{BackendId, Payout, PayoutState, WatchedHash};
+use crate::payout::webhook;
+use backends::http::Runtime;
+use backends::{payment, BackendConfig};
+
+use super::refresh::new_invoice;
+use super::{deliver_webhook, save, PayoutStore, StoreError};
+
+/// What a step leaves the loop to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Look at the payout again: it may have more to do now.
+    Again,
+    /// Nothing more to do now.
+    Stop,
+}
+
+/// Moves one payout as far as it can go now, then delivers its webhook if
+/// one is due. Safe to call at any time from any wake-up: it acts only on
+/// what is due, and only through version-checked writes.
+pub async fn advance<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+) -> Result<(), StoreError> {
+    advance_state(rt, store, cfg, id).await?;
+    deliver_webhook(rt, store, cfg, id).await
+}
+
+/// Finds the backend `p` is pinned to. A payout none of whose hashes
+/// ever reached a backend may move to the current one; rows stored before
+/// pinning are pinned to the configured backend of their kind. `Err` names
+/// what is missing.
+fn pinned_backend(
+    p: &mut Payout,
+    cfg: &PayoutConfig,
+    now_ms: u64,
+) -> Result<(backends::BackendConfig, bool), String> {
+    let sending = matches!(p.state, PayoutState::Sending { .. });
+    match p.backend.clone() {
+        Some(id) => {
+            if let Some(b) = cfg.backends.iter().find(|b| id.matches(b)) {
+                return Ok((b.clone(), false));
+            }
+            if !p.ever_sent && !p.hash_spent && !sending {
+                let to = BackendId::of(&cfg.default_backend);
+                p.note(
+                    now_ms,
+                    format!(
+                        "moved to {} (never sent; {} is no longer configured)",
+                        to.label(),
+                        id.label()
+                    ),
+                );
+                p.backend = Some(to);
+                p.provider = cfg.default_backend.kind;
+                return Ok((cfg.default_backend.clone(), true));
+            }
+            Err(format!(
+                "its payout backend {} is no longer configured; configure it again to finish this payout",
+                id.label()
+            ))
+        }
+        None => match cfg.backends.iter().find(|b| b.kind == p.provider) {
+            Some(b) => {
+                // Stored before pinning: an earlier rule left hashes after a
+                // "not found". Treat every earlier hash as possibly paid.
+                let id = BackendId::of(b);
+                p.ever_sent |= p.hash_spent || p.send_attempts > 0 || !p.previous_hashes.is_empty();
+                for h in p.previous_hashes.clone() {
+                    if !p.watched.iter().any(|w| w.hash == h) {
+                        p.watched.push(WatchedHash {
+                            hash: h,
+                            since_ms: now_ms,
+                            next_check_ms: Some(now_ms),
+                            checks: 0,
+                        });
+                    }
+                }
+                p.note(
+                    now_ms,
+                    format!(
+                        "pinned to {} (stored before pinning; assumed to be the backend it was sent through)",
+                        id.label()
+                    ),
+                );
+                p.backend = Some(id);
+                Ok((b.clone(), true))
+            }
+            None => Err(format!(
+                "no {} payout backend is configured; configure it again to finish this payout",
+                p.provider.as_str()
+            )),
+        },
+    }
+}
+
+/// The payout policy for `p`'s backend (see [`machine::PayoutPolicy::for_backend`]).
+fn policy_for(cfg: &PayoutConfig, p: &Payout) -> machine::PayoutPolicy {
+    let kind = p.backend.as_ref().map_or(p.provider, |b| b.kind);
+    cfg.policy.for_backend(&kind.descriptor().facts)
+}
+
+/// Moves one payout through the state machine as far as it can go now.
+pub async fn advance_state<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+) -> Result<(), StoreError> {
+    let instance = store.instance();
+    for _ in 0..8 {
+        let Some(mut p) = store.get(id)? else {
+            return Ok(());
+        };
+        let now = rt.now_ms();
+        let policy = policy_for(cfg, &p);
+        let action = machine::next_action(&p, now, &policy, &instance);
+        let next = match action {
+            Action::Nothing => Next::Stop,
+            Action::RecoverSending => {
+                if machine::recover_sending(&mut p, now).is_ok() {
+                    save(store, &mut p, cfg)?;
+                }
+                Next::Again
+            }
+            action => match pin(rt, store, cfg, &mut p, &policy)? {
+                Pinned::Saved(next) => next,
+                Pinned::To(backend) => {
+                    let ctx = Step {
+                        rt,
+                        store,
+                        cfg,
+                        policy: &policy,
+                        backend: &backend,
+                        instance: &instance,
+                    };
+                    ctx.run(p, action).await?
+                }
+            },
+        };
+        if next == Next::Stop {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Where a payout that acts now goes.
+enum Pinned {
+    /// Through this backend.
+    To(BackendConfig),
+    /// Its pin or its blocked state changed and was saved.
+    Saved(Next),
+}
+
+/// Resolves the payout's backend: unblocks, repins or blocks it (saved),
+/// or names the backend it acts through.
+fn pin<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    p: &mut Payout,
+    policy: &PayoutPolicy,
+) -> Result<Pinned, StoreError> {
+    let now = rt.now_ms();
+    match pinned_backend(p, cfg, now) {
+        Ok((b, changed)) if !changed && p.blocked.is_none() => Ok(Pinned::To(b)),
+        Ok(_) => {
+            machine::unblock(p, now);
+            save(store, p, cfg)?;
+            Ok(Pinned::Saved(Next::Again))
+        }
+        Err(reason) => {
+            machine::block(p, reason, now, policy, rt.random_u64());
+            save(store, p, cfg)?;
+            Ok(Pinned::Saved(Next::Stop))
+        }
+    }
+}
+
+/// One step's context: the runtime, the store, the policy for the
+/// payout's backend, and that backend.
+pub(super) struct Step<'a, R: Runtime, S: PayoutStore> {
+    pub rt: &'a R,
+    pub store: &'a S,
+    pub cfg: &'a PayoutConfig,
+    pub policy: &'a PayoutPolicy,
+    pub backend: &'a BackendConfig,
+    pub instance: &'a str,
+}
+
+impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
+    async fn run(&self, mut p: Payout, action: Action) -> Result<Next, StoreError> {
+        let now = self.rt.now_ms();
+        match action {
+            Action::Send => self.send(p).await,
+            Action::Lookup => {
+                let hash = p.payment_hash.clone();
+                self.lookup(p, hash, false).await
+            }
+            Action::Watch(hash) => self.lookup(p, hash, true).await,
+            Action::NewInvoice => new_invoice(self, p).await,
+            Action::AwaitExpiry => {
+                if machine::await_expiry(&mut p, now, self.policy).is_ok() {
+                    save(self.store, &mut p, self.cfg)?;
+                }
+                Ok(Next::Again)
+            }
+            Action::GiveUp(reason) => {
+                if machine::give_up(&mut p, reason, now).is_ok() {
+                    webhook::arm(&mut p, now);
+                    save(self.store, &mut p, self.cfg)?;
+                }
+                Ok(Next::Again)
+            }
+            Action::Nothing | Action::RecoverSending => Ok(Next::Stop),
+        }
+    }
+
+    /// `Sending` is saved first; from then on this hash is never sent
+    /// again without a lookup.
+    async fn send(&self, mut p: Payout) -> Result<Next, StoreError> {
+        let (rt, store, cfg) = (self.rt, self.store, self.cfg);
+        if machine::begin_send(&mut p, rt.now_ms(), self.instance).is_err()
+            || !save(store, &mut p, cfg)?
+        {
+            return Ok(Next::Again);
+        }
+        let outcome = payment::pay(
+            rt,
+            self.backend,
+            &p.invoice,
+            &p.payment_hash,
+            p.amount_sat,
+            cfg.policy.pay_timeout_ms,
+        )
+        .await;
+        if matches!(outcome, PayOutcome::Succeeded { .. }) {
+            store.remember_paid(&BackendId::of(self.backend), &p.payment_hash, rt.now_ms())?;
+        }
+        apply_with_retry(store, cfg, &p.id, &p.payment_hash, rt.now_ms(), |cur| {
+            machine::apply_pay(cur, outcome.clone(), rt.now_ms(), self.policy, rt.random_u64())
+                .is_ok()
+        })?;
+        Ok(Next::Again)
+    }
+
+    /// Looks up the current hash, or (`watched`) an earlier one.
+    async fn lookup(&self, p: Payout, hash: String, watched: bool) -> Result<Next, StoreError> {
+        let (rt, store) = (self.rt, self.store);
+        let outcome = payment::lookup(rt, self.backend, &hash).await;
+        let outcome = match outcome {
+            LookupOutcome::NotFound if !watched => {
+                let first_sent = p.hash_first_sent_at_ms.unwrap_or(p.created_at_ms);
+                confirm_not_found(rt, store, self.backend, &hash, first_sent).await?
+            }
+            o => o,
+        };
+        if matches!(outcome, LookupOutcome::Paid { .. }) {
+            store.remember_paid(&BackendId::of(self.backend), &hash, rt.now_ms())?;
+        }
+        let Some(mut cur) = store.get(&p.id)? else {
+            return Ok(Next::Stop);
+        };
+        if cur.version != p.version {
+            return Ok(Next::Again); // someone else moved it meanwhile
+        }
+        let (now, random) = (rt.now_ms(), rt.random_u64());
+        let applied = if watched {
+            machine::apply_watch(&mut cur, &hash, outcome, now, self.policy, random)
+        } else {
+            machine::apply_lookup(&mut cur, outcome, now, self.policy, random)
+        };
+        if applied.is_ok() {
+            webhook::arm(&mut cur, now);
+            save(store, &mut cur, self.cfg)?;
+        }
+        Ok(Next::Again)
+    }
+}
+
+/// Applies a pay outcome to the freshest copy, retrying on version conflicts.
+fn apply_with_retry<S: PayoutStore>(
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+    hash: &str,
+    now_ms: u64,
+    apply: impl Fn(&mut Payout) -> bool,
+) -> Result<(), StoreError> {
+    for _ in 0..3 {
+        let Some(mut cur) = store.get(id)? else {
+            return Ok(());
+        };
+        if cur.payment_hash != hash || !apply(&mut cur) {
+            return Ok(()); // already resolved by another path
+        }
+        webhook::arm(&mut cur, now_ms);
+        if save(store, &mut cur, cfg)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A "not found" from a backend whose lookups may not see outgoing
+/// payments counts only if, right now, the same backend shows as paid a
+/// hash it is known to have paid (this store's own history of it). Where a
+/// "not found" may also hide a payment in flight, that hash must have been
+/// paid before `first_sent_ms` (the looked-up hash's first send): a wallet
+/// that shows an older payment shows a newer one. Otherwise it proves
+/// nothing: a lookup error, naming the backend.
+async fn confirm_not_found<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    backend_cfg: &BackendConfig,
+    hash: &str,
+    first_sent_ms: u64,
+) -> Result<LookupOutcome, StoreError> {
+    let facts = backend_cfg.kind.descriptor().facts;
+    if !facts.lookup_may_be_blind {
+        return Ok(LookupOutcome::NotFound);
+    }
+    let id = BackendId::of(backend_cfg);
+    let blind = |why: String| {
+        LookupOutcome::Error(format!(
+            "{} answered \"not found\", but its lookups may not see outgoing payments: {why}",
+            id.label()
+        ))
+    };
+    let known = store
+        .known_paid(&id)?
+        .into_iter()
+        .find(|(k, at)| k != hash && (!facts.not_found_may_hide_in_flight || *at <= first_sent_ms));
+    let Some((known, _)) = known else {
+        return Ok(blind(if facts.not_found_may_hide_in_flight {
+            "no payment it made before this one was first sent is known, to check that they do"
+                .into()
+        } else {
+            "no payment it made is known yet to check that they do".into()
+        }));
+    };
+    Ok(match payment::lookup(rt, backend_cfg, &known).await {
+        LookupOutcome::Paid { .. } => LookupOutcome::NotFound,
+        other => blind(format!(
+            "it did not show {known}, a payment it made, as paid ({})",
+            lookup_summary(&other)
+        )),
+    })
+}
+
+fn lookup_summary(o: &LookupOutcome) -> String {
+    match o {
+        LookupOutcome::Paid { .. } => "paid".into(),
+        LookupOutcome::Failed(r) => format!("failed: {}", r.reason),
+        LookupOutcome::Pending => "pending".into(),
+        LookupOutcome::NotFound => "not found".into(),
+        LookupOutcome::Error(e) => format!("error: {e}"),
+    }
+}
+
