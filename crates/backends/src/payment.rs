@@ -537,7 +537,10 @@ mod tests {
             base_url: "https://n".into(),
             credential: "ab".into(),
         };
-        let r = cfg.adapter().lookup_request(&cfg, &"ff".repeat(32)).unwrap_or_else(|| panic!("req"));
+        let r = cfg
+            .adapter()
+            .lookup_request(&cfg, &"ff".repeat(32))
+            .unwrap_or_else(|| panic!("req"));
         assert!(r.url.contains(&B64URL.encode([0xffu8; 32])), "{}", r.url);
     }
 }

@@ -5,6 +5,8 @@
 use crate::api::cors::AllowedOrigins;
 use crate::backoff::{HedgePolicy, RetryPolicy};
 use crate::health::breaker::BreakerPolicy;
+pub use crate::vars::ConfigError;
+use crate::vars::Vars;
 use backends::bolt11::Network;
 use backends::{BackendConfig, BackendKind, Setting, Values};
 
@@ -13,21 +15,6 @@ use backends::{BackendConfig, BackendKind, Setting, Values};
 pub const ALBY_MIGRATION: &str = "the Alby wallet API closed in January 2026 and this gateway no longer speaks it: connect Alby Hub (or another wallet) through Nostr Wallet Connect by setting NWC_URL to its connection URI (nostr+walletconnect://...), list `nwc` in LIGHTNING_PROVIDERS (and PAYOUT_PROVIDER), and remove ALBY_API_KEY, ALBY_API_URL, DAZNODE_API_KEY and DAZNODE_API_URL";
 
 /// The settings of each backend kind, for messages: `(kind, variables)`.
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(variable: &str, message: impl Into<String>) -> Self {
-        ConfigError {
-            variable: variable.to_string(),
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -83,49 +70,6 @@ pub struct Config {
 impl Config {
     pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
         self.backends.iter().find(|p| p.name() == name)
-    }
-}
-
-/// Reads variables through `get`; empty values count as unset.
-struct Vars<F: Fn(&str) -> Option<String>>(F);
-
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The first of `names` that is set, with the name it was found under.
-    fn first(&self, names: &[&'static str]) -> Option<(&'static str, String)> {
-        names.iter().find_map(|n| self.get(n).map(|v| (*n, v)))
-    }
-
-    fn bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(Some(true)),
-                "0" | "false" | "no" | "off" => Ok(Some(false)),
-                _ => Err(ConfigError::new(
-                    name,
-                    format!("`{v}` is not a boolean (use true or false)"),
-                )),
-            },
-        }
-    }
-
-    fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => match v.parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(ConfigError::new(
-                    name,
-                    format!("`{v}` must be a whole number from {min} to {max}"),
-                )),
-            },
-        }
     }
 }
 
@@ -285,126 +229,145 @@ fn providers<F: Fn(&str) -> Option<String>>(
 impl Config {
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(get: F) -> Result<Config, ConfigError> {
         let v = Vars(get);
-        let environment = match v
-            .get("ENVIRONMENT")
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("production") | Some("prod") => Environment::Production,
-            Some("development") | Some("dev") | Some("test") | Some("local") | Some("staging") => {
-                Environment::Development
-            }
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "ENVIRONMENT",
-                    format!("`{other}` is not one of production, development"),
-                ))
-            }
-        };
-        let network = match v.get("LIGHTNING_NETWORK") {
-            None => Network::Bitcoin,
-            Some(n) => Network::parse(&n).ok_or_else(|| {
-                ConfigError::new(
-                    "LIGHTNING_NETWORK",
-                    format!("`{n}` is not one of bitcoin, testnet, signet, regtest"),
-                )
-            })?,
-        };
-        let providers = providers(&v, environment)?;
-        let strategy = match v
-            .get("LIGHTNING_FALLBACK_STRATEGY")
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("hedged") => Strategy::Hedged,
-            Some("sequential") => Strategy::Sequential,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "LIGHTNING_FALLBACK_STRATEGY",
-                    format!("`{other}` is not one of hedged, sequential"),
-                ))
-            }
-        };
-        // The seed waited 2 s (then 4 s) between tries; the baseline keeps that.
-        let default_delay = match strategy {
-            Strategy::Hedged => 250,
-            Strategy::Sequential => 2_000,
-        };
-        let retry = RetryPolicy {
-            max_retries: v.number("LIGHTNING_FALLBACK_MAX_RETRIES", 2, 0, 10)? as u32,
-            base_delay_ms: v.number("LIGHTNING_FALLBACK_RETRY_DELAY", default_delay, 0, 60_000)?,
-            max_delay_ms: v.number("LIGHTNING_FALLBACK_MAX_RETRY_DELAY", 2_000, 0, 60_000)?,
-            attempt_timeout_ms: v.number(
-                "LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS",
-                5_000,
-                100,
-                60_000,
-            )?,
-            total_timeout_ms: v.number(
-                "LIGHTNING_FALLBACK_TOTAL_TIMEOUT_MS",
-                15_000,
-                100,
-                120_000,
-            )?,
-        };
-        let min_delay_ms = v.number("LIGHTNING_FALLBACK_HEDGE_MIN_MS", 250, 0, 60_000)?;
-        let hedge = HedgePolicy {
-            min_delay_ms,
-            max_delay_ms: v.number(
-                "LIGHTNING_FALLBACK_HEDGE_MAX_MS",
-                2_000.max(min_delay_ms),
-                min_delay_ms.max(1),
-                60_000,
-            )?,
-            provider_budget_ms: v.number(
-                "LIGHTNING_FALLBACK_PROVIDER_BUDGET_MS",
-                retry.attempt_timeout_ms,
-                100,
-                120_000,
-            )?,
-        };
-        let breaker = BreakerPolicy {
-            failure_threshold: v.number("BREAKER_FAILURE_THRESHOLD", 3, 1, 100)? as u32,
-            cooldown_ms: v.number("BREAKER_COOLDOWN_SECS", 30, 1, 3_600)? * 1_000,
-        };
-        let max_expiry = v.number("INVOICE_MAX_EXPIRY_SECS", 604_800, 60, 31_536_000)? as u32;
-        let limits = InvoiceLimits {
-            max_sat: v.number("INVOICE_MAX_SATS", 10_000_000, 1, 2_100_000_000_000_000)?,
-            default_expiry_secs: v.number(
-                "INVOICE_DEFAULT_EXPIRY_SECS",
-                3_600,
-                60,
-                u64::from(max_expiry),
-            )? as u32,
-            max_expiry_secs: max_expiry,
-        };
-        let cors = match v.get("CORS_ALLOWED_ORIGINS") {
-            None => AllowedOrigins::Any,
-            Some(s) => AllowedOrigins::parse(&s)
-                .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
-        };
-        let admin_key = v.get("ADMIN_API_KEY");
-        if let Some(k) = &admin_key {
-            if k.len() < 16 {
-                return Err(ConfigError::new(
-                    "ADMIN_API_KEY",
-                    "must be at least 16 characters",
-                ));
-            }
-        }
+        let environment = environment(&v)?;
+        let strategy = strategy(&v)?;
+        let retry = retry_policy(&v, strategy)?;
         Ok(Config {
             environment,
-            network,
-            backends: providers,
+            network: network(&v)?,
+            backends: providers(&v, environment)?,
+            hedge: hedge_policy(&v, &retry)?,
             retry,
             strategy,
-            hedge,
-            breaker,
-            limits,
-            cors,
-            admin_key,
+            breaker: BreakerPolicy {
+                failure_threshold: v.number("BREAKER_FAILURE_THRESHOLD", 3, 1, 100)? as u32,
+                cooldown_ms: v.number("BREAKER_COOLDOWN_SECS", 30, 1, 3_600)? * 1_000,
+            },
+            limits: invoice_limits(&v)?,
+            cors: match v.get("CORS_ALLOWED_ORIGINS") {
+                None => AllowedOrigins::Any,
+                Some(s) => AllowedOrigins::parse(&s)
+                    .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
+            },
+            admin_key: admin_key(&v)?,
         })
     }
+}
+
+fn environment<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Environment, ConfigError> {
+    match v
+        .get("ENVIRONMENT")
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("production") | Some("prod") => Ok(Environment::Production),
+        Some("development") | Some("dev") | Some("test") | Some("local") | Some("staging") => {
+            Ok(Environment::Development)
+        }
+        Some(other) => Err(ConfigError::new(
+            "ENVIRONMENT",
+            format!("`{other}` is not one of production, development"),
+        )),
+    }
+}
+
+fn network<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Network, ConfigError> {
+    match v.get("LIGHTNING_NETWORK") {
+        None => Ok(Network::Bitcoin),
+        Some(n) => Network::parse(&n).ok_or_else(|| {
+            ConfigError::new(
+                "LIGHTNING_NETWORK",
+                format!("`{n}` is not one of bitcoin, testnet, signet, regtest"),
+            )
+        }),
+    }
+}
+
+fn strategy<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Strategy, ConfigError> {
+    match v
+        .get("LIGHTNING_FALLBACK_STRATEGY")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("hedged") => Ok(Strategy::Hedged),
+        Some("sequential") => Ok(Strategy::Sequential),
+        Some(other) => Err(ConfigError::new(
+            "LIGHTNING_FALLBACK_STRATEGY",
+            format!("`{other}` is not one of hedged, sequential"),
+        )),
+    }
+}
+
+fn retry_policy<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    strategy: Strategy,
+) -> Result<RetryPolicy, ConfigError> {
+    // The seed waited 2 s (then 4 s) between tries; the baseline keeps that.
+    let default_delay = match strategy {
+        Strategy::Hedged => 250,
+        Strategy::Sequential => 2_000,
+    };
+    Ok(RetryPolicy {
+        max_retries: v.number("LIGHTNING_FALLBACK_MAX_RETRIES", 2, 0, 10)? as u32,
+        base_delay_ms: v.number("LIGHTNING_FALLBACK_RETRY_DELAY", default_delay, 0, 60_000)?,
+        max_delay_ms: v.number("LIGHTNING_FALLBACK_MAX_RETRY_DELAY", 2_000, 0, 60_000)?,
+        attempt_timeout_ms: v.number(
+            "LIGHTNING_FALLBACK_ATTEMPT_TIMEOUT_MS",
+            5_000,
+            100,
+            60_000,
+        )?,
+        total_timeout_ms: v.number("LIGHTNING_FALLBACK_TOTAL_TIMEOUT_MS", 15_000, 100, 120_000)?,
+    })
+}
+
+fn hedge_policy<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    retry: &RetryPolicy,
+) -> Result<HedgePolicy, ConfigError> {
+    let min_delay_ms = v.number("LIGHTNING_FALLBACK_HEDGE_MIN_MS", 250, 0, 60_000)?;
+    Ok(HedgePolicy {
+        min_delay_ms,
+        max_delay_ms: v.number(
+            "LIGHTNING_FALLBACK_HEDGE_MAX_MS",
+            2_000.max(min_delay_ms),
+            min_delay_ms.max(1),
+            60_000,
+        )?,
+        provider_budget_ms: v.number(
+            "LIGHTNING_FALLBACK_PROVIDER_BUDGET_MS",
+            retry.attempt_timeout_ms,
+            100,
+            120_000,
+        )?,
+    })
+}
+
+fn invoice_limits<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+) -> Result<InvoiceLimits, ConfigError> {
+    let max_expiry = v.number("INVOICE_MAX_EXPIRY_SECS", 604_800, 60, 31_536_000)? as u32;
+    Ok(InvoiceLimits {
+        max_sat: v.number("INVOICE_MAX_SATS", 10_000_000, 1, 2_100_000_000_000_000)?,
+        default_expiry_secs: v.number(
+            "INVOICE_DEFAULT_EXPIRY_SECS",
+            3_600,
+            60,
+            u64::from(max_expiry),
+        )? as u32,
+        max_expiry_secs: max_expiry,
+    })
+}
+
+fn admin_key<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Option<String>, ConfigError> {
+    let key = v.get("ADMIN_API_KEY");
+    if key.as_ref().is_some_and(|k| k.len() < 16) {
+        return Err(ConfigError::new(
+            "ADMIN_API_KEY",
+            "must be at least 16 characters",
+        ));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]

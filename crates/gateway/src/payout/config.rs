@@ -5,6 +5,7 @@ use crate::backoff::RetryPolicy;
 use crate::config::{Config, ConfigError, Environment};
 use crate::payout::machine::PayoutPolicy;
 use crate::payout::safe_url::UrlPolicy;
+use crate::vars::Vars;
 use backends::bolt11::Network;
 use backends::{BackendConfig, BackendKind};
 
@@ -34,10 +35,7 @@ pub struct PayoutConfig {
 }
 
 fn err(var: &str, msg: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable: var.into(),
-        message: msg.into(),
-    }
+    ConfigError::new(var, msg)
 }
 
 impl PayoutConfig {
@@ -45,253 +43,231 @@ impl PayoutConfig {
         get: F,
         base: &Config,
     ) -> Result<PayoutConfig, ConfigError> {
-        let var = |n: &str| {
-            get(n)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let num = |n: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match var(n) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|x| (min..=max).contains(x))
-                    .ok_or_else(|| {
-                        err(
-                            n,
-                            format!("`{v}` must be a whole number from {min} to {max}"),
-                        )
-                    }),
-            }
-        };
-        let mut api_keys = Vec::new();
-        for name in ["PAYOUT_API_KEY", "PAYOUT_API_KEY_PREVIOUS"] {
-            if let Some(k) = var(name) {
-                if k.len() < 16 {
-                    return Err(err(name, "must be at least 16 characters"));
-                }
-                api_keys.push(k);
-            }
-        }
-        if api_keys.is_empty() {
-            return Err(err("PAYOUT_API_KEY", "is required to use payouts"));
-        }
-        let lnbits_admin = var("LNBITS_ADMIN_KEY");
-        let chosen = match var("PAYOUT_PROVIDER") {
-            Some(name) if name.eq_ignore_ascii_case("alby") => {
-                return Err(err("PAYOUT_PROVIDER", crate::config::ALBY_MIGRATION))
-            }
-            Some(name) => BackendKind::parse(&name).ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
-            None if lnbits_admin.is_some() => BackendKind::Lnbits,
-            None => base
-                .backends
-                .iter()
-                .map(|p| p.kind)
-                .find(|k| *k != BackendKind::Lnbits)
-                .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?,
-        };
-        let lnbits_payer = match (base.backend("lnbits"), lnbits_admin.as_ref()) {
-            (Some(p), Some(key)) => Some(BackendConfig {
-                kind: BackendKind::Lnbits,
-                base_url: p.base_url.clone(),
-                credential: key.clone(),
-            }),
-            _ => None,
-        };
-        let provider = match chosen {
-            BackendKind::Lnbits => {
-                let url = base
-                    .backend("lnbits")
-                    .map(|p| p.base_url.clone())
-                    .ok_or_else(|| {
-                        err(
-                            "LNBITS_URL",
-                            "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
-                        )
-                    })?;
-                BackendConfig {
-                    kind: chosen,
-                    base_url: url,
-                    credential: lnbits_admin.ok_or_else(|| {
-                        err("LNBITS_ADMIN_KEY", "is required to pay through LNbits")
-                    })?,
-                }
-            }
-            BackendKind::Mock if base.environment == Environment::Production => {
-                return Err(err(
-                    "PAYOUT_PROVIDER",
-                    "the mock provider is refused when ENVIRONMENT=production",
-                ))
-            }
-            kind => base.backend(kind.as_str()).cloned().ok_or_else(|| {
-                err(
-                    "PAYOUT_PROVIDER",
-                    format!(
-                        "`{}` is not configured (see LIGHTNING_PROVIDERS)",
-                        kind.as_str()
-                    ),
-                )
-            })?,
-        };
-        let mut backends = vec![provider.clone()];
-        let others = lnbits_payer.into_iter().chain(
-            base.backends
-                .iter()
-                .filter(|p| !matches!(p.kind, BackendKind::Lnbits | BackendKind::Mock))
-                .cloned(),
-        );
-        for b in others {
-            if !backends.contains(&b) {
-                backends.push(b);
-            }
-        }
-        let allow_http_hosts: Vec<String> = var("LNURL_ALLOW_HTTP_HOSTS")
-            .map(|v| {
-                v.split(',')
-                    .map(|h| h.trim().to_string())
-                    .filter(|h| !h.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !allow_http_hosts.is_empty() && base.environment == Environment::Production {
-            return Err(err(
-                "LNURL_ALLOW_HTTP_HOSTS",
-                "is for local tests and is refused when ENVIRONMENT=production",
-            ));
-        }
-        let defaults = PayoutPolicy::default();
-        let retry_base = num(
-            "PAYOUT_RETRY_BASE_MS",
-            defaults.retry.base_delay_ms,
-            1,
-            3_600_000,
-        )?;
-        let lookup_base = num(
-            "PAYOUT_LOOKUP_BASE_MS",
-            defaults.lookup.base_delay_ms,
-            1,
-            3_600_000,
-        )?;
+        let v = Vars(get);
         let production = base.environment == Environment::Production;
-        let pay_timeout_ms = num(
-            "PAYOUT_PAY_TIMEOUT_MS",
-            defaults.pay_timeout_ms,
-            1_000,
-            120_000,
-        )?;
-        let policy = PayoutPolicy {
-            pay_timeout_ms,
-            late_execution_bound_ms: num(
-                "PAYOUT_LATE_EXECUTION_BOUND_SECS",
-                defaults.late_execution_bound_ms / 1000,
-                if production { 600 } else { 0 },
-                7 * 86_400,
-            )? * 1000,
-            late_execution_bound_set: var("PAYOUT_LATE_EXECUTION_BOUND_SECS").is_some(),
-            clock_skew_ms: num(
-                "PAYOUT_CLOCK_SKEW_SECS",
-                defaults.clock_skew_ms / 1000,
-                if production { 5 } else { 0 },
-                3_600,
-            )? * 1000,
-            // In production never below LND's largest total CLTV (2016
-            // blocks, about 14 days): a route's HTLCs may live that long.
-            in_flight_bound_ms: num(
-                "PAYOUT_IN_FLIGHT_BOUND_SECS",
-                defaults.in_flight_bound_ms / 1000,
-                if production {
-                    defaults.in_flight_bound_ms / 1000
-                } else {
-                    0
-                },
-                60 * 86_400,
-            )? * 1000,
-            expiry_lookup_margin_secs: num(
-                "PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS",
-                defaults.expiry_lookup_margin_secs,
-                if production { 60 } else { 0 },
-                86_400,
-            )?,
-            max_invoices: num(
-                "PAYOUT_MAX_INVOICES",
-                u64::from(defaults.max_invoices),
-                1,
-                50,
-            )? as u32,
-            max_attempts: num(
-                "PAYOUT_MAX_ATTEMPTS",
-                u64::from(defaults.max_attempts),
-                1,
-                50,
-            )? as u32,
-            max_age_ms: num(
-                "PAYOUT_MAX_AGE_SECS",
-                defaults.max_age_ms / 1000,
-                60,
-                30 * 86_400,
-            )? * 1000,
-            retry: RetryPolicy {
-                base_delay_ms: retry_base,
-                ..defaults.retry
-            },
-            lookup: RetryPolicy {
-                base_delay_ms: lookup_base,
-                max_delay_ms: num(
-                    "PAYOUT_LOOKUP_MAX_MS",
-                    defaults.lookup.max_delay_ms,
-                    1_000,
-                    3_600_000,
-                )?
-                .max(lookup_base),
-                ..defaults.lookup
-            },
-            // In production, "not found" is trusted (to re-send the same
-            // hash) only well after a send can no longer be on its way.
-            not_found_grace_ms: num(
-                "PAYOUT_NOT_FOUND_GRACE_MS",
-                defaults.not_found_grace_ms.max(3 * pay_timeout_ms),
-                if production { 3 * pay_timeout_ms } else { 0 },
-                3_600_000,
-            )?,
-            sending_timeout_ms: defaults.sending_timeout_ms.max(3 * pay_timeout_ms),
-            ..defaults
-        };
-        let in_flight_default = if provider.kind == BackendKind::Lnbits {
+        let api_keys = api_keys(&v)?;
+        let (default_backend, backends) = payout_backends(&v, base)?;
+        // LNbits runs one wallet's payments one at a time: more in flight
+        // only queue there and run late.
+        let in_flight_default = if default_backend.kind == BackendKind::Lnbits {
             1
         } else {
             8
         };
         Ok(PayoutConfig {
             api_keys,
-            default_backend: provider,
+            default_backend,
             network: base.network,
-            max_sat: num("PAYOUT_MAX_SATS", 100_000, 1, 2_100_000_000_000_000)?,
-            daily_limit_sat: num(
+            max_sat: v.number("PAYOUT_MAX_SATS", 100_000, 1, 2_100_000_000_000_000)?,
+            daily_limit_sat: v.number(
                 "PAYOUT_DAILY_LIMIT_SATS",
                 1_000_000,
                 1,
                 2_100_000_000_000_000,
             )?,
             backends,
-            policy,
+            policy: policy(&v, production)?,
             webhook_secret: crate::payout::webhook::WebhookSecrets::from_vars(
-                var("WEBHOOK_SECRET"),
-                var("WEBHOOK_SECRET_PREVIOUS"),
+                v.get("WEBHOOK_SECRET"),
+                v.get("WEBHOOK_SECRET_PREVIOUS"),
             )?,
-            url_policy: UrlPolicy { allow_http_hosts },
-            lnurl_timeout_ms: num("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
-            // LNbits runs one wallet's payments one at a time: more in flight
-            // only queue there and run late.
-            max_in_flight_per_backend: num(
+            url_policy: url_policy(&v, production)?,
+            lnurl_timeout_ms: v.number("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
+            max_in_flight_per_backend: v.number(
                 "PAYOUT_MAX_IN_FLIGHT_PER_BACKEND",
                 in_flight_default,
                 1,
                 64,
             )? as usize,
-            shards: num("PAYOUT_QUEUE_SHARDS", 1, 1, 64)? as u32,
+            shards: v.number("PAYOUT_QUEUE_SHARDS", 1, 1, 64)? as u32,
         })
     }
+}
+
+/// The client keys: the current one and, during a rotation, the previous.
+fn api_keys<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Vec<String>, ConfigError> {
+    let mut keys = Vec::new();
+    for name in ["PAYOUT_API_KEY", "PAYOUT_API_KEY_PREVIOUS"] {
+        if let Some(k) = v.get(name) {
+            if k.len() < 16 {
+                return Err(err(name, "must be at least 16 characters"));
+            }
+            keys.push(k);
+        }
+    }
+    if keys.is_empty() {
+        return Err(err("PAYOUT_API_KEY", "is required to use payouts"));
+    }
+    Ok(keys)
+}
+
+/// The backend new payouts go to (`PAYOUT_PROVIDER`, or LNbits when its
+/// admin key is set, or the first other configured backend), and every
+/// backend that can pay: payouts pinned to an older one finish there.
+fn payout_backends<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    base: &Config,
+) -> Result<(BackendConfig, Vec<BackendConfig>), ConfigError> {
+    let lnbits_admin = v.get("LNBITS_ADMIN_KEY");
+    let chosen = match v.get("PAYOUT_PROVIDER") {
+        Some(name) if name.eq_ignore_ascii_case("alby") => {
+            return Err(err("PAYOUT_PROVIDER", crate::config::ALBY_MIGRATION))
+        }
+        Some(name) => BackendKind::parse(&name)
+            .ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
+        None if lnbits_admin.is_some() => BackendKind::Lnbits,
+        None => base
+            .backends
+            .iter()
+            .map(|p| p.kind)
+            .find(|k| *k != BackendKind::Lnbits)
+            .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?,
+    };
+    // LNbits pays with its admin key, at the URL it receives on.
+    let lnbits_payer = match (base.backend("lnbits"), lnbits_admin.as_ref()) {
+        (Some(p), Some(key)) => Some(BackendConfig {
+            kind: BackendKind::Lnbits,
+            base_url: p.base_url.clone(),
+            credential: key.clone(),
+        }),
+        _ => None,
+    };
+    let default = match chosen {
+        BackendKind::Lnbits => match (&lnbits_payer, base.backend("lnbits")) {
+            (Some(payer), _) => payer.clone(),
+            (None, Some(_)) => {
+                return Err(err("LNBITS_ADMIN_KEY", "is required to pay through LNbits"))
+            }
+            (None, None) => {
+                return Err(err(
+                    "LNBITS_URL",
+                    "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
+                ))
+            }
+        },
+        BackendKind::Mock if base.environment == Environment::Production => {
+            return Err(err(
+                "PAYOUT_PROVIDER",
+                "the mock provider is refused when ENVIRONMENT=production",
+            ))
+        }
+        kind => base.backend(kind.as_str()).cloned().ok_or_else(|| {
+            err(
+                "PAYOUT_PROVIDER",
+                format!(
+                    "`{}` is not configured (see LIGHTNING_PROVIDERS)",
+                    kind.as_str()
+                ),
+            )
+        })?,
+    };
+    let mut backends = vec![default.clone()];
+    let others = lnbits_payer.into_iter().chain(
+        base.backends
+            .iter()
+            .filter(|p| !matches!(p.kind, BackendKind::Lnbits | BackendKind::Mock))
+            .cloned(),
+    );
+    for b in others {
+        if !backends.contains(&b) {
+            backends.push(b);
+        }
+    }
+    Ok((default, backends))
+}
+
+/// Hosts whose LNURLs may be plain http (local tests only).
+fn url_policy<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    production: bool,
+) -> Result<UrlPolicy, ConfigError> {
+    let allow_http_hosts: Vec<String> = v
+        .get("LNURL_ALLOW_HTTP_HOSTS")
+        .map(|v| {
+            v.split(',')
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !allow_http_hosts.is_empty() && production {
+        return Err(err(
+            "LNURL_ALLOW_HTTP_HOSTS",
+            "is for local tests and is refused when ENVIRONMENT=production",
+        ));
+    }
+    Ok(UrlPolicy { allow_http_hosts })
+}
+
+/// The payout timings. In production the bounds that keep money safe
+/// cannot be set below what the backends need.
+fn policy<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    production: bool,
+) -> Result<PayoutPolicy, ConfigError> {
+    let d = PayoutPolicy::default();
+    let floor = |prod: u64| if production { prod } else { 0 };
+    let pay_timeout_ms = v.number("PAYOUT_PAY_TIMEOUT_MS", d.pay_timeout_ms, 1_000, 120_000)?;
+    let retry_base = v.number("PAYOUT_RETRY_BASE_MS", d.retry.base_delay_ms, 1, 3_600_000)?;
+    let lookup_base = v.number(
+        "PAYOUT_LOOKUP_BASE_MS",
+        d.lookup.base_delay_ms,
+        1,
+        3_600_000,
+    )?;
+    let lookup_max = v.number(
+        "PAYOUT_LOOKUP_MAX_MS",
+        d.lookup.max_delay_ms,
+        1_000,
+        3_600_000,
+    )?;
+    Ok(PayoutPolicy {
+        pay_timeout_ms,
+        late_execution_bound_ms: v.secs_as_ms(
+            "PAYOUT_LATE_EXECUTION_BOUND_SECS",
+            d.late_execution_bound_ms,
+            floor(600),
+            7 * 86_400,
+        )?,
+        late_execution_bound_set: v.get("PAYOUT_LATE_EXECUTION_BOUND_SECS").is_some(),
+        clock_skew_ms: v.secs_as_ms("PAYOUT_CLOCK_SKEW_SECS", d.clock_skew_ms, floor(5), 3_600)?,
+        // In production never below LND's largest total CLTV (2016 blocks,
+        // about 14 days): a route's HTLCs may live that long.
+        in_flight_bound_ms: v.secs_as_ms(
+            "PAYOUT_IN_FLIGHT_BOUND_SECS",
+            d.in_flight_bound_ms,
+            floor(d.in_flight_bound_ms / 1000),
+            60 * 86_400,
+        )?,
+        expiry_lookup_margin_secs: v.number(
+            "PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS",
+            d.expiry_lookup_margin_secs,
+            floor(60),
+            86_400,
+        )?,
+        max_invoices: v.number("PAYOUT_MAX_INVOICES", u64::from(d.max_invoices), 1, 50)? as u32,
+        max_attempts: v.number("PAYOUT_MAX_ATTEMPTS", u64::from(d.max_attempts), 1, 50)? as u32,
+        max_age_ms: v.secs_as_ms("PAYOUT_MAX_AGE_SECS", d.max_age_ms, 60, 30 * 86_400)?,
+        retry: RetryPolicy {
+            base_delay_ms: retry_base,
+            ..d.retry
+        },
+        lookup: RetryPolicy {
+            base_delay_ms: lookup_base,
+            max_delay_ms: lookup_max.max(lookup_base),
+            ..d.lookup
+        },
+        // In production, "not found" is trusted (to re-send the same hash)
+        // only well after a send can no longer be on its way.
+        not_found_grace_ms: v.number(
+            "PAYOUT_NOT_FOUND_GRACE_MS",
+            d.not_found_grace_ms.max(3 * pay_timeout_ms),
+            floor(3 * pay_timeout_ms),
+            3_600_000,
+        )?,
+        sending_timeout_ms: d.sending_timeout_ms.max(3 * pay_timeout_ms),
+        ..d
+    })
 }
 
 #[cfg(test)]

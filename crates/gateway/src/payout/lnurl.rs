@@ -194,44 +194,7 @@ pub async fn resolve<R: Runtime>(
     p: &ResolveParams<'_>,
 ) -> Result<ResolvedInvoice, ResolveError> {
     let pay = get_json(rt, url, p).await?;
-    if pay.get("tag").and_then(Value::as_str) != Some("payRequest") {
-        return Err(ResolveError::Protocol(
-            "not an LNURL-pay endpoint (tag is not payRequest)".into(),
-        ));
-    }
-    let callback = pay
-        .get("callback")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ResolveError::Protocol("payRequest has no callback".into()))?;
-    let (min, max) = match (u64_of(&pay, "minSendable"), u64_of(&pay, "maxSendable")) {
-        (Some(a), Some(b)) if a <= b => (a, b),
-        _ => {
-            return Err(ResolveError::Protocol(
-                "payRequest has no valid minSendable/maxSendable".into(),
-            ))
-        }
-    };
-    if p.amount_msat < min || p.amount_msat > max {
-        return Err(ResolveError::Protocol(format!(
-            "amount {} sat is outside what the recipient accepts ({} to {} sat)",
-            p.amount_msat / 1000,
-            min.div_ceil(1000),
-            max / 1000
-        )));
-    }
-    let comment_allowed = u64_of(&pay, "commentAllowed").unwrap_or(0);
-    if let Some(c) = p.comment {
-        if comment_allowed == 0 {
-            return Err(ResolveError::Protocol(
-                "the recipient does not accept comments".into(),
-            ));
-        }
-        if c.chars().count() as u64 > comment_allowed {
-            return Err(ResolveError::Protocol(format!(
-                "the recipient accepts comments of at most {comment_allowed} characters"
-            )));
-        }
-    }
+    let callback = check_pay_request(&pay, p)?;
     let mut cb = p
         .policy
         .check(callback)
@@ -277,6 +240,43 @@ pub async fn resolve<R: Runtime>(
         payment_hash: inv.payment_hash,
         warnings,
     })
+}
+
+/// The payRequest's promises (LUD-06, LUD-12): its tag, a callback, the
+/// amount within its bounds, a comment it accepts. Its callback.
+fn check_pay_request<'a>(pay: &'a Value, p: &ResolveParams<'_>) -> Result<&'a str, ResolveError> {
+    let protocol = |m: String| Err(ResolveError::Protocol(m));
+    if pay.get("tag").and_then(Value::as_str) != Some("payRequest") {
+        return protocol("not an LNURL-pay endpoint (tag is not payRequest)".into());
+    }
+    let callback = pay
+        .get("callback")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ResolveError::Protocol("payRequest has no callback".into()))?;
+    let (min, max) = match (u64_of(pay, "minSendable"), u64_of(pay, "maxSendable")) {
+        (Some(a), Some(b)) if a <= b => (a, b),
+        _ => return protocol("payRequest has no valid minSendable/maxSendable".into()),
+    };
+    if p.amount_msat < min || p.amount_msat > max {
+        return protocol(format!(
+            "amount {} sat is outside what the recipient accepts ({} to {} sat)",
+            p.amount_msat / 1000,
+            min.div_ceil(1000),
+            max / 1000
+        ));
+    }
+    let comment_allowed = u64_of(pay, "commentAllowed").unwrap_or(0);
+    if let Some(c) = p.comment {
+        if comment_allowed == 0 {
+            return protocol("the recipient does not accept comments".into());
+        }
+        if c.chars().count() as u64 > comment_allowed {
+            return protocol(format!(
+                "the recipient accepts comments of at most {comment_allowed} characters"
+            ));
+        }
+    }
+    Ok(callback)
 }
 
 #[cfg(test)]

@@ -464,6 +464,109 @@ fn judge_failed(
     }
 }
 
+/// Where a lookup of the current hash leaves the payout: unknown (it may
+/// be paid), or queued waiting to verify, as it was.
+struct LookupTurn<'a> {
+    now_ms: u64,
+    policy: &'a PayoutPolicy,
+    random: u64,
+    /// `Unknown` since then; `None` when the payout was queued.
+    since: u64,
+    queued: bool,
+    /// Lookups since the last send (the backoff's step).
+    n: u32,
+}
+
+impl LookupTurn<'_> {
+    fn next(&self) -> u64 {
+        next_lookup(self.now_ms, &self.policy.lookup, self.n, self.random)
+    }
+
+    /// Nothing decided: looked up again later, in the same state.
+    fn keep_checking(&self, p: &mut Payout, why: String) {
+        p.note(self.now_ms, why);
+        p.state = if self.queued {
+            PayoutState::Queued {
+                next_at_ms: self.next(),
+                verify_first: true,
+            }
+        } else {
+            PayoutState::Unknown {
+                since_ms: self.since,
+                next_check_ms: self.next(),
+            }
+        };
+    }
+
+    /// A lookup that proves nothing: the payout waits, and the attention
+    /// list shows it once that has lasted.
+    fn unproven(&self, p: &mut Payout, why: String) {
+        p.lookups_failing_since_ms.get_or_insert(self.now_ms);
+        p.last_error = Some(why.clone());
+        self.keep_checking(p, why);
+    }
+
+    /// In flight is never a failure to retry: wait for its end, as unknown.
+    fn in_flight(&self, p: &mut Payout, note: String) {
+        p.lookups_failing_since_ms = None;
+        spend(p);
+        p.note(self.now_ms, note);
+        p.state = PayoutState::Unknown {
+            since_ms: self.since,
+            next_check_ms: self.next(),
+        };
+    }
+}
+
+/// What a lookup answer says about the current hash.
+enum Reading {
+    Paid {
+        preimage: Option<String>,
+        fee_msat: Option<u64>,
+    },
+    InFlight(String),
+    /// Proves nothing: why (counted as a failing lookup).
+    Unproven(String),
+    /// Not trusted yet; nothing is counted.
+    TooSoon,
+    /// Unpaid for now, and when such an answer proves the hash dead.
+    Unpaid(Unpaid, u64),
+}
+
+fn read_lookup(p: &Payout, outcome: LookupOutcome, now_ms: u64, policy: &PayoutPolicy) -> Reading {
+    match outcome {
+        LookupOutcome::Paid { preimage, fee_msat } => Reading::Paid { preimage, fee_msat },
+        LookupOutcome::Pending => Reading::InFlight("status lookup: still in flight".into()),
+        LookupOutcome::Error(e) => Reading::Unproven(format!("status lookup failed: {e}")),
+        LookupOutcome::NotFound => {
+            let recent = p
+                .last_sent_at_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) < policy.not_found_grace_ms);
+            if p.hash_spent && recent {
+                return Reading::TooSoon;
+            }
+            Reading::Unpaid(
+                Unpaid::Resendable("the backend has no payment with this hash".to_string()),
+                not_found_proof_at_ms(p, policy),
+            )
+        }
+        LookupOutcome::Failed(rec) => {
+            let proof_at = failed_proof_at_ms(p, &rec, policy);
+            if rec.may_still_settle && now_ms < proof_at {
+                return Reading::InFlight(format!(
+                    "status lookup: {}, which this backend also says of payments still in flight: unknown until {}",
+                    rec.reason,
+                    crate::time::iso8601_ms(proof_at)
+                ));
+            }
+            match judge_failed(p, &rec, now_ms, policy) {
+                Ok(u) => Reading::Unpaid(u, proof_at),
+                Err(why) => Reading::Unproven(format!("status lookup proves nothing: {why}")),
+            }
+        }
+    }
+}
+
 /// Applies a status lookup of the current hash, in `Unknown` or `Queued`.
 pub fn apply_lookup(
     p: &mut Payout,
@@ -472,124 +575,64 @@ pub fn apply_lookup(
     policy: &PayoutPolicy,
     random: u64,
 ) -> Result<(), WrongState> {
-    let (since, verify_first) = match p.state {
-        PayoutState::Unknown { since_ms, .. } => (since_ms, None),
-        PayoutState::Queued { verify_first, .. } => (now_ms, Some(verify_first)),
+    let (since, queued) = match p.state {
+        PayoutState::Unknown { since_ms, .. } => (since_ms, false),
+        PayoutState::Queued { .. } => (now_ms, true),
         _ => return Err(WrongState("a lookup needs an unknown or queued payout")),
     };
     p.lookups += 1;
     p.lookups_since_send += 1;
-    let n = p.lookups_since_send;
-    let keep_checking = |p: &mut Payout, why: String| {
-        p.note(now_ms, why);
-        let next = next_lookup(now_ms, &policy.lookup, n, random);
-        p.state = match verify_first {
-            None => PayoutState::Unknown {
-                since_ms: since,
-                next_check_ms: next,
-            },
-            Some(_) => PayoutState::Queued {
-                next_at_ms: next,
-                verify_first: true,
-            },
-        };
+    let turn = LookupTurn {
+        now_ms,
+        policy,
+        random,
+        since,
+        queued,
+        n: p.lookups_since_send,
     };
-    // A lookup that proves nothing: the payout waits, and the attention
-    // list shows it once that has lasted.
-    let unproven = |p: &mut Payout, why: String| {
-        p.lookups_failing_since_ms.get_or_insert(now_ms);
-        p.last_error = Some(why.clone());
-        keep_checking(p, why);
-    };
-    let unpaid = match outcome {
-        LookupOutcome::Paid { preimage, fee_msat } => {
+    match read_lookup(p, outcome, now_ms, policy) {
+        Reading::Paid { preimage, fee_msat } => {
             p.lookups_failing_since_ms = None;
             spend(p);
             succeed(p, now_ms, preimage, fee_msat, "status lookup");
-            return Ok(());
         }
-        LookupOutcome::Pending => {
-            p.lookups_failing_since_ms = None;
-            spend(p);
-            p.note(now_ms, "status lookup: still in flight");
-            // In flight is never a failure to retry: wait for its end, as unknown.
-            p.state = PayoutState::Unknown {
-                since_ms: since,
-                next_check_ms: next_lookup(now_ms, &policy.lookup, n, random),
-            };
-            return Ok(());
-        }
-        LookupOutcome::Error(e) => {
-            unproven(p, format!("status lookup failed: {e}"));
-            return Ok(());
-        }
-        LookupOutcome::NotFound => {
-            let recent = p
-                .last_sent_at_ms
-                .is_some_and(|t| now_ms.saturating_sub(t) < policy.not_found_grace_ms);
-            if p.hash_spent && recent {
-                keep_checking(
-                    p,
-                    "status lookup: not found yet; too soon after the send to trust".into(),
-                );
-                return Ok(());
-            }
-            (
-                Unpaid::Resendable("the backend has no payment with this hash".to_string()),
-                not_found_proof_at_ms(p, policy),
-            )
-        }
-        LookupOutcome::Failed(rec)
-            if rec.may_still_settle && now_ms < failed_proof_at_ms(p, &rec, policy) =>
-        {
-            p.lookups_failing_since_ms = None;
-            spend(p);
-            let until = failed_proof_at_ms(p, &rec, policy);
-            p.note(
-                now_ms,
-                format!(
-                    "status lookup: {}, which this backend also says of payments still in flight: unknown until {}",
-                    rec.reason,
-                    crate::time::iso8601_ms(until)
-                ),
-            );
-            p.state = PayoutState::Unknown {
-                since_ms: since,
-                next_check_ms: next_lookup(now_ms, &policy.lookup, n, random),
-            };
-            return Ok(());
-        }
-        LookupOutcome::Failed(rec) => match judge_failed(p, &rec, now_ms, policy) {
-            Ok(u) => (u, failed_proof_at_ms(p, &rec, policy)),
-            Err(why) => {
-                unproven(p, format!("status lookup proves nothing: {why}"));
-                return Ok(());
-            }
-        },
-    };
-    let (unpaid, proof_at) = unpaid;
-    if p.hash_said_paid && p.hash_spent {
-        let why = match &unpaid {
-            Unpaid::Resendable(w) | Unpaid::Final(w) => w.clone(),
-        };
-        unproven(
+        Reading::InFlight(note) => turn.in_flight(p, note),
+        Reading::Unproven(why) => turn.unproven(p, why),
+        Reading::TooSoon => turn.keep_checking(
             p,
-            format!("status lookup: {why}; but the backend said this invoice was already paid, so only a lookup that finds it paid ends this"),
-        );
-        return Ok(());
+            "status lookup: not found yet; too soon after the send to trust".into(),
+        ),
+        Reading::Unpaid(u, _) if p.hash_said_paid && p.hash_spent => {
+            let why = match u {
+                Unpaid::Resendable(w) | Unpaid::Final(w) => w,
+            };
+            turn.unproven(
+                p,
+                format!("status lookup: {why}; but the backend said this invoice was already paid, so only a lookup that finds it paid ends this"),
+            );
+        }
+        Reading::Unpaid(u, proof_at) => apply_unpaid(p, u, proof_at, &turn),
     }
+    Ok(())
+}
+
+/// The backend says the current hash is unpaid for now: it was never sent,
+/// it is proven dead, it may be sent again, or it waits for its proof time.
+fn apply_unpaid(p: &mut Payout, unpaid: Unpaid, proof_at: u64, turn: &LookupTurn) {
+    let (now_ms, policy) = (turn.now_ms, turn.policy);
     p.lookups_failing_since_ms = None;
     let (unpaid_now, resendable) = match unpaid {
         Unpaid::Resendable(w) => (w, true),
         Unpaid::Final(w) => (w, false),
     };
     p.last_error = Some(unpaid_now.clone());
+    let queued_now = PayoutState::Queued {
+        next_at_ms: now_ms,
+        verify_first: false,
+    };
     if !p.hash_spent {
         p.note(now_ms, format!("status lookup: {unpaid_now}; never sent"));
-        p.state = PayoutState::Queued {
-            next_at_ms: now_ms,
-            verify_first: false,
-        };
+        p.state = queued_now;
     } else if now_ms >= proof_at {
         p.hash_dead = true;
         p.note(
@@ -598,23 +641,20 @@ pub fn apply_lookup(
                 "the invoice expired and the backend says: {unpaid_now}; it can no longer be paid"
             ),
         );
-        p.state = PayoutState::Queued {
-            next_at_ms: now_ms,
-            verify_first: false,
-        };
+        p.state = queued_now;
     } else if resendable && !p.no_resend && !out_of_attempts(p, now_ms, policy) {
         p.note(
             now_ms,
             format!("unpaid for now ({unpaid_now}); the same invoice may be sent again"),
         );
+        let retry = later(
+            now_ms,
+            &policy.retry,
+            p.send_attempts.saturating_sub(1),
+            turn.random,
+        );
         p.state = PayoutState::Queued {
-            next_at_ms: later(
-                now_ms,
-                &policy.retry,
-                p.send_attempts.saturating_sub(1),
-                random,
-            )
-            .max(resend_gap_end(p, policy)),
+            next_at_ms: retry.max(resend_gap_end(p, policy)),
             verify_first: false,
         };
     } else {
@@ -631,13 +671,10 @@ pub fn apply_lookup(
         // Looked up again as usual, at the latest at the proof time: a
         // payment that settles meanwhile is seen.
         p.state = PayoutState::Queued {
-            next_at_ms: next_lookup(now_ms, &policy.lookup, n, random)
-                .min(proof_at)
-                .max(now_ms + 1),
+            next_at_ms: turn.next().min(proof_at).max(now_ms + 1),
             verify_first: true,
         };
     }
-    Ok(())
 }
 
 /// When a lookup's "failed" can prove the current hash dead: the proof

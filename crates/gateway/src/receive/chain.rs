@@ -673,7 +673,6 @@ pub async fn check_invoice<R: Runtime>(
     let Some(req) = p.adapter().check_request(p, payment_hash) else {
         // No HTTP (the mock, which never sees a payment): its own answer.
         let r = p
-            .kind
             .adapter()
             .parse_check(&HttpResponse::json(200, &serde_json::json!({})));
         return r.map_err(|e| CheckUnavailable {
@@ -741,16 +740,21 @@ pub async fn check_invoice<R: Runtime>(
             }
         }
     }
-    let retry_after_secs = match health.get(name).breaker {
-        crate::health::breaker::BreakerState::Open { until_ms } => {
-            until_ms.saturating_sub(rt.now_ms()).div_ceil(1000).max(1)
-        }
-        _ => 5,
-    };
     Err(CheckUnavailable {
-        retry_after_secs,
+        retry_after_secs: retry_after_secs(health, name, rt.now_ms()),
         reason: last.to_string(),
     })
+}
+
+/// When a check that failed may be asked again: when the breaker lets it
+/// through, or in a few seconds.
+fn retry_after_secs(health: &HealthBook, name: &str, now_ms: u64) -> u64 {
+    match health.get(name).breaker {
+        crate::health::breaker::BreakerState::Open { until_ms } => {
+            until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
+        }
+        _ => 5,
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use crate::payout::webhook;
 use backends::http::Runtime;
 
 use super::advance::advance_state;
-use super::{check_budget, claim_hash, deliver_webhook, live_holder, save, PayoutError, PayoutStore};
+use super::{
+    check_budget, claim_hash, deliver_webhook, live_holder, save, PayoutError, PayoutStore,
+};
 
 /// Admin retry of a dead-lettered payout. A payout fails only when none of
 /// its hashes can pay; a sent hash is still looked up once more before any

@@ -246,8 +246,14 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
             store.remember_paid(&BackendId::of(self.backend), &p.payment_hash, rt.now_ms())?;
         }
         apply_with_retry(store, cfg, &p.id, &p.payment_hash, rt.now_ms(), |cur| {
-            machine::apply_pay(cur, outcome.clone(), rt.now_ms(), self.policy, rt.random_u64())
-                .is_ok()
+            machine::apply_pay(
+                cur,
+                outcome.clone(),
+                rt.now_ms(),
+                self.policy,
+                rt.random_u64(),
+            )
+            .is_ok()
         })?;
         Ok(Next::Again)
     }
@@ -365,4 +371,3 @@ fn lookup_summary(o: &LookupOutcome) -> String {
         LookupOutcome::Error(e) => format!("error: {e}"),
     }
 }
-

@@ -218,7 +218,10 @@ async fn store_and_send<R: Runtime, S: PayoutStore>(
     let unreadable = || PayoutError::StoredThen(StoreError("the payout could not be read".into()));
     if !store.insert(&p, wake_of(&p, cfg), &day_of(p.created_at_ms))? {
         // Another request stored it: it exists, whatever happens next.
-        let existing = store.get(&p.id).map_err(stored_then)?.ok_or_else(unreadable)?;
+        let existing = store
+            .get(&p.id)
+            .map_err(stored_then)?
+            .ok_or_else(unreadable)?;
         return replay(existing, fingerprint);
     }
     // Webhooks go out from the queue's alarm: the caller does not wait on its own endpoint.

@@ -131,4 +131,3 @@ fn wake_unblocked<S: PayoutStore>(
     }
     Ok(())
 }
-

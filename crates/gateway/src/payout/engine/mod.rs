@@ -349,4 +349,3 @@ pub(super) async fn deliver_webhook<R: Runtime, S: PayoutStore>(
     save(store, &mut cur, cfg)?;
     Ok(())
 }
-

@@ -7,7 +7,9 @@ use crate::payout::model::Payout;
 use backends::http::Runtime;
 
 use super::advance::{Next, Step};
-use super::{claim_hash, live_holder, min_invoice_lifetime_secs, save, PayoutError, PayoutStore, StoreError};
+use super::{
+    claim_hash, live_holder, min_invoice_lifetime_secs, save, PayoutError, PayoutStore, StoreError,
+};
 
 const ANOTHER_PAYOUT: &str = "the recipient returned an invoice another payout pays";
 
@@ -42,7 +44,9 @@ pub(super) async fn new_invoice<R: Runtime, S: PayoutStore>(
     let result = match result {
         Ok(r) => match claim_hash(rt, store, &r.payment_hash, &cur.id).await {
             Ok(()) => Ok(r),
-            Err(PayoutError::InvoiceAlreadyUsed(_)) => Err(ResolveError::Protocol(ANOTHER_PAYOUT.into())),
+            Err(PayoutError::InvoiceAlreadyUsed(_)) => {
+                Err(ResolveError::Protocol(ANOTHER_PAYOUT.into()))
+            }
             Err(PayoutError::Store(e)) => return Err(e),
             Err(other) => return Err(StoreError(format!("{other:?}"))),
         },
