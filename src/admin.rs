@@ -2,10 +2,9 @@
 //! redelivery and the list of payouts that need attention. Each action runs
 //! in the queue shard that holds the payout, and is noted in its log.
 
-use worker::{Env, Headers, Method, Request};
+use worker::{Env, Request};
 
-use crate::objects::call_object;
-use crate::payouts::every_shard;
+use crate::payouts::{call_holder, every_shard};
 use crate::queue::payout_config;
 use crate::reply::Reply;
 use crate::request::query;
@@ -13,9 +12,10 @@ use crate::request::require_admin;
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::payout::attention::AttentionQuery;
+use gateway::payout::queue_call::QueueCall;
 use gateway::payout::shard;
 
-/// `POST /api/payouts/{id}/cancel` and `POST /api/payouts/{id}/redeliver-webhook`.
+/// `POST /api/payouts/{id}/cancel` and `.../redeliver-webhook` (admin).
 pub async fn act(
     req: &Request,
     env: &Env,
@@ -25,15 +25,12 @@ pub async fn act(
 ) -> Result<Reply, ApiError> {
     require_admin(req, cfg)?;
     let pcfg = payout_config(env)?;
-    call_object(
-        env,
-        &shard::object_name(shard::shard_of(id, pcfg.shards)),
-        Method::Post,
-        &format!("/{action}/{id}"),
-        Headers::new(),
-        None,
-    )
-    .await
+    let call = match action {
+        "cancel" => QueueCall::Cancel { id: id.into() },
+        "redeliver-webhook" => QueueCall::RedeliverWebhook { id: id.into() },
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    call_holder(env, pcfg.shards, call, id).await
 }
 
 /// `GET /api/payouts/attention`: every shard's flagged payouts, merged
@@ -47,16 +44,15 @@ pub async fn attention(req: &Request, env: &Env, cfg: &Config) -> Result<Reply, 
         query(req, "limit")?.as_deref(),
         query(req, "cursor")?.as_deref(),
     )?;
-    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let qs = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let (limit, threshold) = (q.page.limit, q.unknown_older_than_secs);
     let mut pages = Vec::new();
-    for r in every_shard(env, pcfg.shards, Method::Get, &format!("/attention{qs}")).await? {
+    for r in every_shard(env, pcfg.shards, &QueueCall::Attention(q)).await? {
         if r.status != 200 {
             return Ok(r);
         }
         pages.push(r.into_json());
     }
-    let mut merged = shard::merge_pages(&pages, q.page.limit);
-    merged["unknown_older_than_secs"] = q.unknown_older_than_secs.into();
+    let mut merged = shard::merge_pages(&pages, limit);
+    merged["unknown_older_than_secs"] = threshold.into();
     Ok(Reply::json(200, merged))
 }

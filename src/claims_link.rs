@@ -1,14 +1,17 @@
 //! The invoice claims object (one invoice, one live payout across the
-//! queue's shards) as a queue shard reaches it over Durable Object calls;
-//! the rules are in `gateway::payout::invoice_claims`.
+//! queue's shards) as a queue shard reaches it over Durable Object calls,
+//! and the shards as the claims object reaches them; the rules are in
+//! `gateway::payout::invoice_claims`, the messages in `queue_call`.
 
-use serde_json::json;
-use worker::{Env, Method};
+use worker::Env;
 
-use crate::objects::call_peer;
+use crate::objects::{call_peer, decode};
 use gateway::payout::engine::{PayoutStore, StoreError};
-use gateway::payout::invoice_claims::{Answer, ClaimsLink, Holder, Takeover};
+use gateway::payout::invoice_claims::{Answer, ClaimsLink, Holder, ShardPeers, Takeover};
 use gateway::payout::model::PayoutState;
+use gateway::payout::queue_call::{
+    ClaimReply, ClaimRequest, LiveHashes, PayoutSummary, QueueCall, ReleaseReply, ReleaseRequest,
+};
 use gateway::payout::shard;
 
 pub struct ClaimsObject {
@@ -33,61 +36,27 @@ impl<S: PayoutStore> ClaimsLink for ShardLink<'_, S> {
         id: &str,
         takeover: Option<&Takeover>,
     ) -> Result<Answer, StoreError> {
-        let body = json!({
-            "hash": hash,
-            "id": id,
-            "replace": takeover.map(|t| t.owner.as_str()),
-            "seen_at_ms": takeover.map(|t| t.seen_at_ms),
-        });
-        let reply = call_peer(
-            &self.claims.env,
-            shard::CLAIMS_OBJECT,
-            Method::Post,
-            "/claim",
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .map_err(|e| unavailable("claim", e.message()))?;
-        if reply.status != 200 {
-            return Err(unavailable("claim", format!("HTTP {}", reply.status)));
-        }
-        let answer = reply.into_json();
-        match (
-            answer["granted"].as_bool(),
-            answer["owner"].as_str(),
-            answer["seen_at_ms"].as_u64(),
-        ) {
-            (Some(true), _, _) => Ok(Answer::Granted {
-                claimed_at_ms: answer["claimed_at_ms"]
-                    .as_u64()
-                    .ok_or_else(|| unavailable("claim", "a grant without claimed_at_ms"))?,
-            }),
-            (_, Some(owner), Some(seen_at_ms)) => Ok(Answer::HeldBy {
-                owner: owner.to_string(),
-                seen_at_ms,
-            }),
-            _ => Err(unavailable(
-                "claim",
-                "an answer without granted, or owner and seen_at_ms",
-            )),
-        }
+        let call = QueueCall::Claim(ClaimRequest::new(hash, id, takeover));
+        let reply = call_peer(&self.claims.env, shard::CLAIMS_OBJECT, &call)
+            .await
+            .map_err(|e| unavailable("claim", e.message()))?;
+        decode::<ClaimReply>(reply, "claim")
+            .map_err(|e| unavailable("claim", e))?
+            .answer()
+            .map_err(|e| unavailable("claim", e))
     }
 
     async fn release(&self, hash: &str, id: &str, claimed_at_ms: u64) -> Result<(), StoreError> {
-        let body = json!({"hash": hash, "id": id, "claimed_at_ms": claimed_at_ms});
-        let reply = call_peer(
-            &self.claims.env,
-            shard::CLAIMS_OBJECT,
-            Method::Post,
-            "/release",
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .map_err(|e| unavailable("release", e.message()))?;
-        match reply.status {
-            200 => Ok(()),
-            s => Err(unavailable("release", format!("HTTP {s}"))),
-        }
+        let call = QueueCall::Release(ReleaseRequest {
+            hash: hash.into(),
+            id: id.into(),
+            claimed_at_ms,
+        });
+        let reply = call_peer(&self.claims.env, shard::CLAIMS_OBJECT, &call)
+            .await
+            .map_err(|e| unavailable("release", e.message()))?;
+        decode::<ReleaseReply>(reply, "release").map_err(|e| unavailable("release", e))?;
+        Ok(())
     }
 
     async fn holder(&self, owner: &str) -> Result<Holder, StoreError> {
@@ -97,26 +66,49 @@ impl<S: PayoutStore> ClaimsLink for ShardLink<'_, S> {
                 payment_hash: p.payment_hash,
             });
         }
+        let call = QueueCall::Get { id: owner.into() };
+        let name = shard::object_name(shard::shard_of(owner, self.claims.shards));
+        let reply = call_peer(&self.claims.env, &name, &call)
+            .await
+            .map_err(|e| unavailable("holder", e.message()))?;
+        let status = reply.status;
+        if status == 404 {
+            let body = reply.into_json();
+            // Only the queue's own "no such payout" is an answer; a 404 of
+            // anything else (a route, a proxy) is not.
+            return match body["error"]["code"].as_str() {
+                Some("payout_not_found") => Ok(Holder::Absent),
+                _ => Err(unavailable("holder", "HTTP 404")),
+            };
+        }
+        match decode::<PayoutSummary>(reply, "holder").map_err(|e| unavailable("holder", e))? {
+            PayoutSummary {
+                status,
+                payment_hash: Some(h),
+            } => Ok(Holder::Found {
+                failed: status == "failed",
+                payment_hash: h,
+            }),
+            _ => Err(unavailable(
+                "holder",
+                format!("HTTP {status} without a payment hash"),
+            )),
+        }
+    }
+}
+
+impl ShardPeers for ClaimsObject {
+    async fn live_hashes(&self, shard: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let what = format!("shard {shard} could not list its invoices");
         let reply = call_peer(
-            &self.claims.env,
-            &shard::object_name(shard::shard_of(owner, self.claims.shards)),
-            Method::Get,
-            &format!("/payout/{owner}"),
-            None,
+            &self.env,
+            &shard::object_name(shard),
+            &QueueCall::LiveHashes,
         )
         .await
-        .map_err(|e| unavailable("holder", e.message()))?;
-        let status = reply.status;
-        let body = reply.into_json();
-        match (status, body["payment_hash"].as_str()) {
-            (200, Some(h)) => Ok(Holder::Found {
-                failed: body["status"].as_str() == Some("failed"),
-                payment_hash: h.to_string(),
-            }),
-            (404, _) if body["error"]["code"].as_str() == Some("payout_not_found") => {
-                Ok(Holder::Absent)
-            }
-            _ => Err(unavailable("holder", format!("HTTP {status}"))),
-        }
+        .map_err(|e| unavailable(&what, e.message()))?;
+        Ok(decode::<LiveHashes>(reply, "live hashes")
+            .map_err(|e| unavailable(&what, e))?
+            .hashes)
     }
 }

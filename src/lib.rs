@@ -119,7 +119,7 @@ fn log_request(
         replayed: reply
             .headers
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(queue::REPLAYED_HEADER)),
+            .any(|(k, _)| k.eq_ignore_ascii_case(gateway::payout::queue_call::REPLAYED_HEADER)),
         duration_ms: log::now_ms().saturating_sub(started_ms),
         ray: req.headers().get("cf-ray").ok().flatten(),
     });

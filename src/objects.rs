@@ -1,24 +1,17 @@
 //! Calls to the queue's Durable Objects (its shards and the invoice
-//! claims object), each bounded in time.
+//! claims object), each bounded in time. What a call carries is a
+//! [`QueueCall`]; this module only moves it over the runtime.
 
+use serde::de::DeserializeOwned;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
 use crate::reply::Reply;
 use gateway::api::error::ApiError;
+use gateway::payout::queue_call::{QueueCall, Verb, REPLAYED_HEADER};
 
 /// The payout queue's Durable Object binding (wrangler.toml).
 pub const BINDING: &str = "PAYOUT_QUEUE";
-pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-/// `<shard>/<shards>`, set by the Worker on calls that need the shard's
-/// share of the daily limit.
-pub const SHARD_HEADER: &str = "x-queue-shard";
 
-pub fn internal(e: worker::Error) -> ApiError {
-    ApiError::StorageUnavailable(format!("payout queue: {e}"))
-}
-
-/// Calls one queue object by name.
 /// A request's call to a queue shard ends within this: longer than the
 /// longest thing a shard does for one request (an LNURL resolution, a claim
 /// within its commit window, a pay request within its timeout).
@@ -27,54 +20,50 @@ pub const OBJECT_CALL_TIMEOUT_MS: u64 = 150_000;
 /// shard) ends within this: none of them does any outbound I/O.
 pub const PEER_CALL_TIMEOUT_MS: u64 = 10_000;
 
+pub fn internal(e: worker::Error) -> ApiError {
+    ApiError::StorageUnavailable(format!("payout queue: {e}"))
+}
+
 /// Calls a queue shard (or the claims object) from a request.
-pub async fn call_object(
-    env: &Env,
-    name: &str,
-    method: Method,
-    path: &str,
-    headers: Headers,
-    body: Option<Vec<u8>>,
-) -> Result<Reply, ApiError> {
-    call_with_timeout(
-        env,
-        name,
-        method,
-        path,
-        headers,
-        body,
-        OBJECT_CALL_TIMEOUT_MS,
-    )
-    .await
+pub async fn call_object(env: &Env, name: &str, call: &QueueCall) -> Result<Reply, ApiError> {
+    call_with_timeout(env, name, call, OBJECT_CALL_TIMEOUT_MS).await
 }
 
 /// Calls another object from inside an object.
-pub async fn call_peer(
-    env: &Env,
-    name: &str,
-    method: Method,
-    path: &str,
-    body: Option<Vec<u8>>,
-) -> Result<Reply, ApiError> {
-    call_with_timeout(
-        env,
-        name,
-        method,
-        path,
-        Headers::new(),
-        body,
-        PEER_CALL_TIMEOUT_MS,
-    )
-    .await
+pub async fn call_peer(env: &Env, name: &str, call: &QueueCall) -> Result<Reply, ApiError> {
+    call_with_timeout(env, name, call, PEER_CALL_TIMEOUT_MS).await
+}
+
+/// A 200 answer read as `T`; anything else is an error naming the call.
+pub fn decode<T: DeserializeOwned>(reply: Reply, what: &str) -> Result<T, String> {
+    if reply.status != 200 {
+        return Err(format!("{what}: HTTP {}", reply.status));
+    }
+    serde_json::from_value(reply.into_json()).map_err(|e| format!("{what}: {e}"))
+}
+
+fn request(call: &QueueCall) -> Result<Request, ApiError> {
+    let wire = call.to_wire();
+    let headers = Headers::new();
+    for (name, value) in &wire.headers {
+        headers.set(name, value).map_err(internal)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(match wire.verb {
+        Verb::Get => Method::Get,
+        Verb::Post => Method::Post,
+    })
+    .with_headers(headers);
+    if let Some(b) = wire.body {
+        init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
+    }
+    Request::new_with_init(&format!("https://payout-queue{}", wire.path), &init).map_err(internal)
 }
 
 async fn call_with_timeout(
     env: &Env,
     name: &str,
-    method: Method,
-    path: &str,
-    headers: Headers,
-    body: Option<Vec<u8>>,
+    call: &QueueCall,
     timeout_ms: u64,
 ) -> Result<Reply, ApiError> {
     let ns = env
@@ -87,14 +76,8 @@ async fn call_with_timeout(
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(internal)?;
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(b) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
-    }
-    let req =
-        Request::new_with_init(&format!("https://payout-queue{path}"), &init).map_err(internal)?;
-    let call = async {
+    let req = request(call)?;
+    let sent = async {
         let mut resp = stub.fetch_with_request(req).await.map_err(internal)?;
         let status = resp.status_code();
         let replayed = resp.headers().get(REPLAYED_HEADER).ok().flatten();
@@ -103,11 +86,12 @@ async fn call_with_timeout(
     };
     let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
     let (status, replayed, text) =
-        match futures_util::future::select(std::pin::pin!(call), timer).await {
+        match futures_util::future::select(std::pin::pin!(sent), timer).await {
             futures_util::future::Either::Left((r, _)) => r?,
             futures_util::future::Either::Right(_) => {
                 return Err(ApiError::StorageUnavailable(format!(
-                    "the payout queue object did not answer {path} within {} s",
+                    "the payout queue object did not answer {} within {} s",
+                    call.to_wire().path,
                     timeout_ms / 1000
                 )))
             }

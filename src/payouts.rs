@@ -1,17 +1,19 @@
 //! `/api/payouts` routes: authenticate and validate at the edge, then hand
-//! the payout to the queue's Durable Object, which owns every payout.
+//! the payout to the queue shard that owns it.
 
-use worker::{Env, Headers, Method, Request};
+use worker::{Env, Request};
 
 use crate::body::read_json_body;
 use crate::objects::call_object;
-use crate::queue::{self, payout_config, IDEMPOTENCY_HEADER};
+use crate::queue::payout_config;
 use crate::reply::Reply;
-use crate::request::{require_admin, require_bearer};
+use crate::request::{query, require_admin, require_bearer};
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::payout::listing::ListQuery;
-use gateway::payout::{request, shard};
+use gateway::payout::queue_call::QueueCall;
+use gateway::payout::request;
+use gateway::payout::shard::{self, ShardSlot};
 
 fn require_client(req: &Request, env: &Env) -> Result<(), ApiError> {
     let cfg = payout_config(env)?;
@@ -19,27 +21,14 @@ fn require_client(req: &Request, env: &Env) -> Result<(), ApiError> {
     require_bearer(req, &keys)
 }
 
-fn internal(e: worker::Error) -> ApiError {
-    ApiError::StorageUnavailable(format!("payout queue: {e}"))
-}
-
-/// Calls the queue object (shard 0); its answer is already in the API's shape.
-pub async fn call_queue(
+/// Calls the shard that holds payout `id`.
+pub(crate) async fn call_holder(
     env: &Env,
-    method: Method,
-    path: &str,
-    headers: Headers,
-    body: Option<Vec<u8>>,
+    shards: u32,
+    call: QueueCall,
+    id: &str,
 ) -> Result<Reply, ApiError> {
-    call_object(env, &shard::object_name(0), method, path, headers, body).await
-}
-
-/// Headers that tell a shard which one it is (for its share of the daily limit).
-fn shard_headers(shard: u32, shards: u32) -> Result<Headers, ApiError> {
-    let h = Headers::new();
-    h.set(queue::SHARD_HEADER, &format!("{shard}/{shards}"))
-        .map_err(internal)?;
-    Ok(h)
+    call_object(env, &shard::object_name(shard::shard_of(id, shards)), &call).await
 }
 
 pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
@@ -55,110 +44,71 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     let body = read_json_body(req).await?;
     request::parse(&body)?; // bad input is answered here, before the queue
     let id = request::payout_id(&key);
-    let shard = shard::shard_of(&id, cfg.shards);
-    if cfg.shards > 1 && shard != 0 {
+    let slot = ShardSlot {
+        shard: shard::shard_of(&id, cfg.shards),
+        shards: cfg.shards,
+    };
+    if cfg.shards > 1 && slot.shard != 0 {
         // Shard 0 holds the count payouts were placed with: refuse a change.
-        let check = call_object(
-            env,
-            &shard::object_name(0),
-            Method::Post,
-            "/shards",
-            shard_headers(0, cfg.shards)?,
-            None,
-        )
-        .await?;
+        let first = ShardSlot { shard: 0, ..slot };
+        let check =
+            call_object(env, &shard::object_name(0), &QueueCall::CheckShards(first)).await?;
         if check.status != 200 {
             return Ok(check);
         }
     }
-    let headers = shard_headers(shard, cfg.shards)?;
-    headers.set(IDEMPOTENCY_HEADER, &key).map_err(internal)?;
-    headers
-        .set("content-type", "application/json")
-        .map_err(internal)?;
+    let call = QueueCall::Create {
+        slot,
+        idempotency_key: key,
+        body,
+    };
     // The shard may have stored (and sent) the payout before the call
     // failed in transit: say so, never "nothing was stored".
-    call_object(
-        env,
-        &shard::object_name(shard),
-        Method::Post,
-        "/create",
-        headers,
-        Some(body),
-    )
-    .await
-    .map_err(|e| match e {
-        ApiError::StorageUnavailable(m) | ApiError::Internal(m) => ApiError::PayoutMayExist(m),
-        other => other,
-    })
+    call_object(env, &shard::object_name(slot.shard), &call)
+        .await
+        .map_err(|e| match e {
+            ApiError::StorageUnavailable(m) | ApiError::Internal(m) => ApiError::PayoutMayExist(m),
+            other => other,
+        })
 }
 
 pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Reply, ApiError> {
     require_client(req, env)?;
     let cfg = payout_config(env)?;
-    call_object(
-        env,
-        &shard::object_name(shard::shard_of(id, cfg.shards)),
-        Method::Get,
-        &format!("/payout/{id}"),
-        Headers::new(),
-        None,
-    )
-    .await
+    call_holder(env, cfg.shards, QueueCall::Get { id: id.into() }, id).await
 }
 
 pub async fn list(req: &Request, env: &Env) -> Result<Reply, ApiError> {
     require_client(req, env)?;
     let cfg = payout_config(env)?;
-    let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
-    if cfg.shards <= 1 {
-        return call_queue(
-            env,
-            Method::Get,
-            &format!("/list{query}"),
-            Headers::new(),
-            None,
-        )
-        .await;
-    }
-    // Validate once here, then merge every shard's newest items.
+    // Validated once here, so a bad parameter is one 400, not one per shard.
     let q = ListQuery::parse(
-        crate::request::query(req, "status")?.as_deref(),
-        crate::request::query(req, "limit")?.as_deref(),
-        crate::request::query(req, "cursor")?.as_deref(),
+        query(req, "status")?.as_deref(),
+        query(req, "limit")?.as_deref(),
+        query(req, "cursor")?.as_deref(),
     )?;
+    if cfg.shards <= 1 {
+        return call_object(env, &shard::object_name(0), &QueueCall::List(q)).await;
+    }
+    let limit = q.limit;
     let mut pages = Vec::new();
-    for r in every_shard(env, cfg.shards, Method::Get, &format!("/list-shard{query}")).await? {
+    for r in every_shard(env, cfg.shards, &QueueCall::ListShard(q)).await? {
         if r.status != 200 {
             return Ok(r);
         }
         pages.push(r.into_json());
     }
-    Ok(Reply::json(200, shard::merge_pages(&pages, q.limit)))
+    Ok(Reply::json(200, shard::merge_pages(&pages, limit)))
 }
 
-/// Calls `path` on every shard at once; the answers in shard order.
+/// Makes `call` to every shard at once; the answers in shard order.
 pub(crate) async fn every_shard(
     env: &Env,
     shards: u32,
-    method: Method,
-    path: &str,
+    call: &QueueCall,
 ) -> Result<Vec<Reply>, ApiError> {
-    let calls = (0..shards).map(|s| {
-        let method = method.clone();
-        async move {
-            call_object(
-                env,
-                &shard::object_name(s),
-                method,
-                path,
-                Headers::new(),
-                None,
-            )
-            .await
-        }
-    });
+    let names: Vec<String> = (0..shards).map(shard::object_name).collect();
+    let calls = names.iter().map(|name| call_object(env, name, call));
     futures_util::future::join_all(calls)
         .await
         .into_iter()
@@ -168,7 +118,7 @@ pub(crate) async fn every_shard(
 /// Queue figures of every shard, added up.
 pub async fn stats(env: &Env) -> Result<serde_json::Value, ApiError> {
     let cfg = payout_config(env)?;
-    let mut all: Vec<serde_json::Value> = every_shard(env, cfg.shards, Method::Get, "/stats")
+    let mut all: Vec<serde_json::Value> = every_shard(env, cfg.shards, &QueueCall::Stats)
         .await?
         .into_iter()
         .map(Reply::into_json)
@@ -183,7 +133,7 @@ pub async fn stats(env: &Env) -> Result<serde_json::Value, ApiError> {
 /// Wakes every shard (the cron trigger).
 pub async fn drain_all(env: &Env) -> Result<Vec<u16>, ApiError> {
     let cfg = payout_config(env)?;
-    Ok(every_shard(env, cfg.shards, Method::Post, "/drain")
+    Ok(every_shard(env, cfg.shards, &QueueCall::Drain)
         .await?
         .iter()
         .map(|r| r.status)
@@ -193,15 +143,13 @@ pub async fn drain_all(env: &Env) -> Result<Vec<u16>, ApiError> {
 pub async fn retry(req: &Request, env: &Env, cfg: &Config, id: &str) -> Result<Reply, ApiError> {
     require_admin(req, cfg)?;
     let pcfg = payout_config(env)?;
-    let shard = shard::shard_of(id, pcfg.shards);
-    let name = shard::object_name(shard);
-    call_object(
-        env,
-        &name,
-        Method::Post,
-        &format!("/retry/{id}"),
-        shard_headers(shard, pcfg.shards)?,
-        None,
-    )
-    .await
+    let slot = ShardSlot {
+        shard: shard::shard_of(id, pcfg.shards),
+        shards: pcfg.shards,
+    };
+    let call = QueueCall::Retry {
+        id: id.into(),
+        slot,
+    };
+    call_holder(env, pcfg.shards, call, id).await
 }

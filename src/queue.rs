@@ -2,12 +2,10 @@
 //! so limits and idempotency are exact. The Worker and the cron trigger
 //! call it over internal HTTP; its alarm wakes it for the next due retry.
 
-use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, ScheduledTime, State};
 
 use crate::claims_link::ClaimsObject;
 use crate::reply::Reply;
-use crate::request::query;
 use crate::runtime::WorkerRuntime;
 use crate::sql_store::SqlStore;
 use crate::{env, log};
@@ -15,13 +13,20 @@ use backends::http::Runtime;
 use gateway::api::cors::AllowedOrigins;
 use gateway::api::error::ApiError;
 use gateway::log::{Event, Level, WakeLog};
+use gateway::payout::attention::{self, AttentionQuery};
 use gateway::payout::config::PayoutConfig;
 use gateway::payout::engine::{self, Created, Drain, PayoutStore};
-use gateway::payout::invoice_claims::{Answer, Takeover};
-use gateway::payout::{request, shard};
+use gateway::payout::invoice_claims::gather_live_hashes;
+use gateway::payout::listing::{self, ListQuery};
+use gateway::payout::model::Payout;
+use gateway::payout::queue_call::{
+    ClaimReply, ClaimRequest, DrainReply, LiveHashes, QueueCall, ReleaseReply, ShardsChecked, Verb,
+    REPLAYED_HEADER,
+};
+use gateway::payout::request;
+use gateway::payout::shard::{self, ShardSlot};
 use gateway::time::iso8601_ms;
 
-pub use crate::objects::{IDEMPOTENCY_HEADER, REPLAYED_HEADER, SHARD_HEADER};
 /// After a wake-up that failed as a whole (configuration, storage).
 const ALARM_ERROR_DELAY_MS: u64 = 30_000;
 
@@ -53,18 +58,15 @@ fn holder(instance: &str, rt: &WorkerRuntime, who: &str) -> String {
     format!("{instance}/{who}-{:016x}", rt.random_u64())
 }
 
-/// 201 when paid at once, 202 while it goes on, 422 when it already ended
-/// failed (the payout is stored; the body says why).
-fn created_reply(p: &gateway::payout::model::Payout) -> Reply {
-    let mut view = p.view();
-    match &p.state {
-        gateway::payout::model::PayoutState::Succeeded { .. } => Reply::json(201, view),
-        gateway::payout::model::PayoutState::Failed { reason, .. } => {
-            view["error"] = json!({"code": "payout_failed", "message": reason});
-            Reply::json(422, view)
-        }
-        _ => Reply::json(202, view),
-    }
+fn json<T: serde::Serialize>(value: &T) -> Result<Reply, ApiError> {
+    serde_json::to_value(value)
+        .map(|v| Reply::json(200, v))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn created(p: &Payout) -> Reply {
+    let (status, body) = p.created_answer();
+    Reply::json(status, body)
 }
 
 impl PayoutQueue {
@@ -73,10 +75,14 @@ impl PayoutQueue {
             SqlStore::open(self.state.storage().sql(), &self.instance).map_err(store_err)?;
         // The claims object itself never claims; queue shards do when there are several.
         let shards = payout_config(&self.env).map_or(1, |c| c.shards);
-        Ok(store.with_claims((shards > 1).then(|| ClaimsObject {
+        Ok(store.with_claims((shards > 1).then(|| self.claims_object(shards))))
+    }
+
+    fn claims_object(&self, shards: u32) -> ClaimsObject {
+        ClaimsObject {
             env: self.env.clone(),
             shards,
-        })))
+        }
     }
 
     /// Arms the alarm for the next due payout or webhook (never in the past).
@@ -114,7 +120,7 @@ impl PayoutQueue {
     }
 
     /// One wake-up (`who` is `alarm` or `cron`), logged as one line.
-    async fn drain(&self, who: &str) -> Result<Value, ApiError> {
+    async fn drain(&self, who: &str) -> Result<DrainReply, ApiError> {
         let started_ms = log::now_ms();
         let result = self.drain_once(who).await;
         let mut line = WakeLog {
@@ -140,16 +146,7 @@ impl PayoutQueue {
         }
         line.duration_ms = log::now_ms().saturating_sub(started_ms);
         log::emit(&self.env, line.level(), Event::QueueWake(line));
-        Ok(match result? {
-            Drain::Busy => json!({"drained": false, "reason": "another wake-up holds the lease"}),
-            Drain::Done {
-                processed,
-                errors,
-                next_wake_ms,
-            } => {
-                json!({"drained": true, "processed": processed, "errors": errors, "next_wake": next_wake_ms.map(iso8601_ms)})
-            }
-        })
+        Ok(DrainReply::from(&result?))
     }
 
     async fn drain_once(&self, who: &str) -> Result<Drain, ApiError> {
@@ -169,260 +166,181 @@ impl PayoutQueue {
         Ok(result)
     }
 
-    /// The configuration as this shard applies it: its share of the daily limit.
-    fn shard_config(&self, req: &Request) -> Result<PayoutConfig, ApiError> {
-        let mut cfg = payout_config(&self.env)?;
-        let header = req.headers().get(SHARD_HEADER).ok().flatten();
-        let (shard, shards) = header
-            .as_deref()
-            .and_then(|h| h.split_once('/'))
-            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
-            .unwrap_or((0, 1));
-        if shards > 1 {
-            cfg.daily_limit_sat = shard::daily_share(cfg.daily_limit_sat, shards, shard);
+    /// The configuration as shard `slot` applies it; shard 0 also refuses a
+    /// shard count other than the one payouts were placed with.
+    fn shard_config(&self, slot: ShardSlot) -> Result<PayoutConfig, ApiError> {
+        if slot.shard == 0 {
+            if let Err(was) = self.store()?.check_shards(slot.shards).map_err(store_err)? {
+                return Err(shard::count_changed(slot.shards, was));
+            }
         }
-        if shard == 0 {
-            self.check_shards(shards)?;
-        }
-        Ok(cfg)
+        Ok(payout_config(&self.env)?.for_shard(slot))
     }
 
-    /// Claims-object role: before its first decision, the claims object records the
-    /// live hashes of every shard, so that payouts stored before shards
-    /// claimed through it (an upgrade) hold their invoices too. Until every
-    /// shard has answered, no claim is decided.
+    /// Claims-object role: no claim is decided before the live hashes of
+    /// every shard are recorded (see `invoice_claims::gather_live_hashes`).
     async fn backfill_claims(&self, store: &SqlStore) -> Result<(), ApiError> {
         let shards = payout_config(&self.env).map_or(1, |c| c.shards);
         if store.backfilled(shards).map_err(store_err)? {
             return Ok(());
         }
-        let mut pairs = Vec::new();
-        for shard in 0..shards {
-            let reply = crate::objects::call_peer(
-                &self.env,
-                &shard::object_name(shard),
-                worker::Method::Get,
-                "/live-hashes",
-                None,
-            )
-            .await?;
-            if reply.status != 200 {
-                return Err(ApiError::StorageUnavailable(format!(
-                    "invoice claims: shard {shard} could not list its invoices (HTTP {})",
-                    reply.status
-                )));
-            }
-            let body = reply.into_json();
-            for pair in body["hashes"].as_array().into_iter().flatten() {
-                if let (Some(h), Some(id)) = (pair[0].as_str(), pair[1].as_str()) {
-                    pairs.push((h.to_string(), id.to_string()));
-                }
-            }
-        }
+        let pairs = gather_live_hashes(&self.claims_object(shards), shards)
+            .await
+            .map_err(store_err)?;
         store
             .backfill(&pairs, shards, WorkerRuntime.now_ms())
             .map_err(store_err)
     }
 
-    /// The payouts a listing query asks for, one more than its page (to
-    /// tell whether another page follows), and the page size.
-    fn listed(
-        &self,
-        req: &Request,
-    ) -> Result<(Vec<gateway::payout::model::Payout>, u32), ApiError> {
-        let list = gateway::payout::listing::ListQuery::parse(
-            query(req, "status")?.as_deref(),
-            query(req, "limit")?.as_deref(),
-            query(req, "cursor")?.as_deref(),
-        )?;
+    /// The payouts of one page, one more than its size (to tell whether
+    /// another page follows).
+    fn listed(&self, list: &ListQuery) -> Result<Vec<Payout>, ApiError> {
+        self.store()?
+            .list(list.status, list.limit + 1, list.after.clone())
+            .map_err(store_err)
+    }
+
+    async fn create(&self, slot: ShardSlot, key: &str, body: &[u8]) -> Result<Reply, ApiError> {
+        let cfg = self.shard_config(slot)?;
+        let key = request::parse_idempotency_key(Some(key).filter(|k| !k.is_empty()))?;
+        let parsed = request::parse(body)?;
+        let store = self.store()?;
+        self.ensure_wake_by(&cfg).await;
+        let result = engine::create(&WorkerRuntime, &store, &cfg, parsed, &key).await;
+        self.arm(&store).await;
+        Ok(match result? {
+            Created::New(p) => created(&p),
+            Created::Replayed(p) => Reply::json(200, p.view()).header(REPLAYED_HEADER, "true"),
+        })
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Reply, ApiError> {
+        let store = self.store()?;
+        self.backfill_claims(&store).await?;
+        let takeover = req.takeover();
+        let answer = store
+            .claim(
+                &req.hash,
+                &req.id,
+                takeover.as_ref(),
+                WorkerRuntime.now_ms(),
+            )
+            .map_err(store_err)?;
+        json(&ClaimReply::from(&answer))
+    }
+
+    fn stats(&self) -> Result<Reply, ApiError> {
+        let store = self.store()?;
+        let counts = store.counts().map_err(store_err)?;
+        let (blocked, overpaid) = store.attention().map_err(store_err)?;
+        let mut stats = listing::stats(
+            counts
+                .iter()
+                .map(|c| (c.status.as_str(), c.n as u64, c.oldest.map(|o| o as u64))),
+        );
+        stats["waiting_for_backend"] = blocked.into();
+        stats["overpaid"] = overpaid.into();
+        Ok(Reply::json(200, stats))
+    }
+
+    fn attention(&self, q: &AttentionQuery) -> Result<Reply, ApiError> {
+        let cutoff = q.unknown_since_cutoff_ms(WorkerRuntime.now_ms());
         let items = self
             .store()?
-            .list(list.status, list.limit + 1, list.after)
+            .attention_list(cutoff, q.page.limit + 1, q.page.after.clone())
             .map_err(store_err)?;
-        Ok((items, list.limit))
+        Ok(Reply::json(200, attention::shard_page(&items, cutoff)))
     }
 
-    fn check_shards(&self, shards: u32) -> Result<(), ApiError> {
-        match self.store()?.check_shards(shards).map_err(store_err)? {
-            Ok(()) => Ok(()),
-            Err(was) => Err(ApiError::Configuration {
-                variable: "PAYOUT_QUEUE_SHARDS".into(),
-                message: format!(
-                    "is {shards}, but payouts were placed with {was}: a changed count would send retries of existing idempotency keys to another shard; set it back to {was}"
-                ),
-            }),
-        }
-    }
-
-    async fn handle(&self, req: &mut Request) -> Result<Reply, ApiError> {
-        let path = req.path();
-        let method = req.method().to_string();
+    /// An admin action on one payout, then the alarm re-armed.
+    async fn act(&self, call: &QueueCall) -> Result<Reply, ApiError> {
         let rt = WorkerRuntime;
-        match (method.as_str(), path.as_str()) {
-            ("POST", "/create") => {
-                let cfg = self.shard_config(req)?;
-                let key = request::parse_idempotency_key(
-                    req.headers()
-                        .get(IDEMPOTENCY_HEADER)
-                        .ok()
-                        .flatten()
-                        .as_deref(),
-                )?;
-                let body = req
-                    .bytes()
-                    .await
-                    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-                let parsed = request::parse(&body)?;
-                let store = self.store()?;
+        let store = self.store()?;
+        let result = match call {
+            QueueCall::Cancel { id } => {
+                engine::cancel(&rt, &store, &payout_config(&self.env)?, id).await
+            }
+            QueueCall::RedeliverWebhook { id } => {
+                engine::redeliver_webhook(&rt, &store, &payout_config(&self.env)?, id).await
+            }
+            QueueCall::Retry { id, slot } => {
+                let cfg = self.shard_config(*slot)?;
                 self.ensure_wake_by(&cfg).await;
-                let created = engine::create(&rt, &store, &cfg, parsed, &key).await;
+                let result = engine::retry(&rt, &store, &cfg, id).await;
                 self.arm(&store).await;
-                match created? {
-                    Created::New(p) => Ok(created_reply(&p)),
-                    Created::Replayed(p) => {
-                        Ok(Reply::json(200, p.view()).header(REPLAYED_HEADER, "true"))
-                    }
-                }
+                return Ok(created(&result?));
             }
-            ("GET", "/list") => {
-                let (items, limit) = self.listed(req)?;
-                Ok(Reply::json(
-                    200,
-                    gateway::payout::listing::page(items, limit),
-                ))
-            }
-            ("GET", "/list-shard") => {
-                let (items, _) = self.listed(req)?;
-                Ok(Reply::json(
-                    200,
-                    gateway::payout::listing::shard_page(&items),
-                ))
-            }
-            ("POST", "/shards") => {
-                self.shard_config(req)?;
-                Ok(Reply::json(200, json!({"ok": true})))
-            }
-            ("POST", "/claim") => {
-                let body = req
-                    .json::<Value>()
-                    .await
-                    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-                let (Some(hash), Some(id)) = (body["hash"].as_str(), body["id"].as_str()) else {
-                    return Err(ApiError::InvalidJson("hash and id are required".into()));
-                };
-                let takeover = match (body["replace"].as_str(), body["seen_at_ms"].as_u64()) {
-                    (Some(owner), Some(seen_at_ms)) => Some(Takeover {
-                        owner: owner.to_string(),
-                        seen_at_ms,
-                    }),
-                    _ => None,
-                };
+            _ => return Err(ApiError::RouteNotFound),
+        };
+        self.arm(&store).await;
+        Ok(Reply::json(200, result?.view()))
+    }
+
+    async fn handle(&self, call: QueueCall) -> Result<Reply, ApiError> {
+        match call {
+            QueueCall::Create {
+                slot,
+                idempotency_key,
+                body,
+            } => self.create(slot, &idempotency_key, &body).await,
+            QueueCall::Get { id } => {
                 let store = self.store()?;
-                self.backfill_claims(&store).await?;
-                Ok(
-                    match store
-                        .claim(hash, id, takeover.as_ref(), rt.now_ms())
-                        .map_err(store_err)?
-                    {
-                        Answer::Granted { claimed_at_ms } => Reply::json(
-                            200,
-                            json!({"granted": true, "claimed_at_ms": claimed_at_ms}),
-                        ),
-                        Answer::HeldBy { owner, seen_at_ms } => {
-                            Reply::json(200, json!({"owner": owner, "seen_at_ms": seen_at_ms}))
-                        }
-                    },
-                )
+                let p = store.get(&id).map_err(store_err)?;
+                Ok(Reply::json(200, p.ok_or(ApiError::PayoutNotFound)?.view()))
             }
-            ("POST", "/release") => {
-                let body = req
-                    .json::<Value>()
-                    .await
-                    .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-                let (Some(hash), Some(id), Some(at)) = (
-                    body["hash"].as_str(),
-                    body["id"].as_str(),
-                    body["claimed_at_ms"].as_u64(),
-                ) else {
-                    return Err(ApiError::InvalidJson(
-                        "hash, id and claimed_at_ms are required".into(),
-                    ));
-                };
-                self.store()?
-                    .release_claim(hash, id, at)
+            QueueCall::List(q) => Ok(Reply::json(200, listing::page(self.listed(&q)?, q.limit))),
+            QueueCall::ListShard(q) => Ok(Reply::json(200, listing::shard_page(&self.listed(&q)?))),
+            QueueCall::CheckShards(slot) => {
+                self.shard_config(slot)?;
+                json(&ShardsChecked { ok: true })
+            }
+            QueueCall::Claim(req) => self.claim(&req).await,
+            QueueCall::Release(r) => {
+                let store = self.store()?;
+                store
+                    .release_claim(&r.hash, &r.id, r.claimed_at_ms)
                     .map_err(store_err)?;
-                Ok(Reply::json(200, json!({"released": true})))
+                json(&ReleaseReply { released: true })
             }
-            ("GET", "/live-hashes") => {
+            QueueCall::LiveHashes => {
                 let store = self.store()?;
-                let pairs = store.live_hashes(rt.now_ms() / 1000).map_err(store_err)?;
-                Ok(Reply::json(200, json!({ "hashes": pairs })))
-            }
-            ("GET", "/stats") => {
-                let store = self.store()?;
-                let counts = store.counts().map_err(store_err)?;
-                let (blocked, overpaid) = store.attention().map_err(store_err)?;
-                let mut stats = gateway::payout::listing::stats(
-                    counts
-                        .iter()
-                        .map(|c| (c.status.as_str(), c.n as u64, c.oldest.map(|o| o as u64))),
-                );
-                stats["waiting_for_backend"] = json!(blocked);
-                stats["overpaid"] = json!(overpaid);
-                Ok(Reply::json(200, stats))
-            }
-            ("POST", "/drain") => Ok(Reply::json(200, self.drain("cron").await?)),
-            ("GET", "/attention") => {
-                let q = gateway::payout::attention::AttentionQuery::parse(
-                    query(req, "unknown_older_than_secs")?.as_deref(),
-                    query(req, "limit")?.as_deref(),
-                    query(req, "cursor")?.as_deref(),
-                )?;
-                let cutoff = q.unknown_since_cutoff_ms(rt.now_ms());
-                let items = self
-                    .store()?
-                    .attention_list(cutoff, q.page.limit + 1, q.page.after.clone())
+                let hashes = store
+                    .live_hashes(WorkerRuntime.now_ms() / 1000)
                     .map_err(store_err)?;
-                Ok(Reply::json(
-                    200,
-                    gateway::payout::attention::shard_page(&items, cutoff),
-                ))
+                json(&LiveHashes { hashes })
             }
-            _ => {
-                if let Some(id) = path.strip_prefix("/payout/") {
-                    let store = self.store()?;
-                    let p = store
-                        .get(id)
-                        .map_err(store_err)?
-                        .ok_or(ApiError::PayoutNotFound)?;
-                    return Ok(Reply::json(200, p.view()));
-                }
-                if let Some(id) = path.strip_prefix("/cancel/") {
-                    let cfg = payout_config(&self.env)?;
-                    let store = self.store()?;
-                    let result = engine::cancel(&rt, &store, &cfg, id).await;
-                    self.arm(&store).await;
-                    return Ok(Reply::json(200, result?.view()));
-                }
-                if let Some(id) = path.strip_prefix("/redeliver-webhook/") {
-                    let cfg = payout_config(&self.env)?;
-                    let store = self.store()?;
-                    let result = engine::redeliver_webhook(&rt, &store, &cfg, id).await;
-                    self.arm(&store).await;
-                    return Ok(Reply::json(200, result?.view()));
-                }
-                if let Some(id) = path.strip_prefix("/retry/") {
-                    let cfg = self.shard_config(req)?;
-                    let store = self.store()?;
-                    self.ensure_wake_by(&cfg).await;
-                    let result = engine::retry(&rt, &store, &cfg, id).await;
-                    self.arm(&store).await;
-                    let p = result?;
-                    return Ok(created_reply(&p));
-                }
-                Err(ApiError::RouteNotFound)
-            }
+            QueueCall::Stats => self.stats(),
+            QueueCall::Drain => json(&self.drain("cron").await?),
+            QueueCall::Attention(q) => self.attention(&q),
+            call @ (QueueCall::Cancel { .. }
+            | QueueCall::RedeliverWebhook { .. }
+            | QueueCall::Retry { .. }) => self.act(&call).await,
         }
+    }
+
+    /// The call a request carries.
+    async fn call_of(req: &mut Request) -> Result<QueueCall, ApiError> {
+        let verb = match req.method() {
+            Method::Get => Verb::Get,
+            Method::Post => Verb::Post,
+            _ => return Err(ApiError::RouteNotFound),
+        };
+        let url = req.url().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let body = match verb {
+            Verb::Post => req
+                .bytes()
+                .await
+                .map_err(|e| ApiError::InvalidJson(e.to_string()))?,
+            Verb::Get => Vec::new(),
+        };
+        let headers = req.headers();
+        QueueCall::from_wire(
+            verb,
+            url.path(),
+            url.query(),
+            |name| headers.get(name).ok().flatten(),
+            body,
+        )
     }
 }
 
@@ -436,10 +354,11 @@ impl DurableObject for PayoutQueue {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let reply = self
-            .handle(&mut req)
-            .await
-            .unwrap_or_else(|e| Reply::error(&e));
+        let reply = match Self::call_of(&mut req).await {
+            Ok(call) => self.handle(call).await,
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|e| Reply::error(&e));
         reply.into_response(&AllowedOrigins::Any, None)
     }
 

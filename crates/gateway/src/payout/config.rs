@@ -5,6 +5,7 @@ use crate::backoff::RetryPolicy;
 use crate::config::{Config, ConfigError, Environment};
 use crate::payout::machine::PayoutPolicy;
 use crate::payout::safe_url::UrlPolicy;
+use crate::payout::shard::{daily_share, ShardSlot};
 use crate::vars::Vars;
 use backends::bolt11::Network;
 use backends::{BackendConfig, BackendKind};
@@ -39,6 +40,14 @@ fn err(var: &str, msg: impl Into<String>) -> ConfigError {
 }
 
 impl PayoutConfig {
+    /// The configuration as one shard applies it: its share of the daily limit.
+    pub fn for_shard(mut self, slot: ShardSlot) -> PayoutConfig {
+        if slot.shards > 1 {
+            self.daily_limit_sat = daily_share(self.daily_limit_sat, slot.shards, slot.shard);
+        }
+        self
+    }
+
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         get: F,
         base: &Config,

@@ -142,6 +142,29 @@ pub async fn claim<L: ClaimsLink>(link: &L, hash: &str, id: &str) -> Result<Clai
     ))
 }
 
+/// How the claims object reaches the queue shards.
+#[allow(async_fn_in_trait)]
+pub trait ShardPeers {
+    /// `(payment hash, payout id)` of every live payout of `shard`.
+    async fn live_hashes(&self, shard: u32) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// Before its first decision the claims object records the live hashes of
+/// every shard, so that payouts stored before shards claimed through it
+/// (an upgrade from one shard) hold their invoices too. Any shard that does
+/// not answer fails the whole gathering: no claim is decided until every
+/// shard has answered.
+pub async fn gather_live_hashes<P: ShardPeers>(
+    peers: &P,
+    shards: u32,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut pairs = Vec::new();
+    for shard in 0..shards.max(1) {
+        pairs.extend(peers.live_hashes(shard).await?);
+    }
+    Ok(pairs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +276,29 @@ mod tests {
             payment_hash: "cd".repeat(32),
         };
         assert!(holder_frees(&other, &h));
+    }
+
+    struct Peers(Vec<Option<Vec<(String, String)>>>);
+
+    impl ShardPeers for Peers {
+        async fn live_hashes(&self, shard: u32) -> Result<Vec<(String, String)>, StoreError> {
+            self.0[shard as usize]
+                .clone()
+                .ok_or_else(|| StoreError(format!("shard {shard} did not answer")))
+        }
+    }
+
+    #[test]
+    fn the_backfill_covers_every_shard_or_fails() {
+        let pair = |h: &str, id: &str| (h.to_string(), id.to_string());
+        let all = Peers(vec![
+            Some(vec![pair("a", "po_1")]),
+            Some(vec![]),
+            Some(vec![pair("b", "po_2"), pair("c", "po_3")]),
+        ]);
+        let got = futures_executor::block_on(gather_live_hashes(&all, 3)).unwrap();
+        assert_eq!(got.len(), 3);
+        let one_silent = Peers(vec![Some(vec![pair("a", "po_1")]), None, Some(vec![])]);
+        assert!(futures_executor::block_on(gather_live_hashes(&one_silent, 3)).is_err());
     }
 }

@@ -27,7 +27,12 @@ fn bad(param: &'static str, message: &str) -> ApiError {
 }
 
 pub fn cursor_of(p: &Payout) -> String {
-    B64.encode(format!("{}:{}", p.created_at_ms, p.id))
+    cursor_from(p.created_at_ms, &p.id)
+}
+
+/// The cursor of the item created at `created_at_ms` with id `id`.
+pub fn cursor_from(created_at_ms: u64, id: &str) -> String {
+    B64.encode(format!("{created_at_ms}:{id}"))
 }
 
 impl ListQuery {

@@ -11,6 +11,7 @@ pub mod listing;
 pub mod lnurl;
 pub mod machine;
 pub mod model;
+pub mod queue_call;
 pub mod request;
 pub mod safe_url;
 pub mod shard;

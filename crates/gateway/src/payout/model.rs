@@ -383,6 +383,21 @@ impl Payout {
         !matches!(self.state, PayoutState::Failed { .. })
     }
 
+    /// The answer to the request that created (or retried) it: 201 when
+    /// paid at once, 202 while it goes on, 422 when it already ended failed
+    /// (it is stored all the same; the body says why).
+    pub fn created_answer(&self) -> (u16, Value) {
+        let mut view = self.view();
+        match &self.state {
+            PayoutState::Succeeded { .. } => (201, view),
+            PayoutState::Failed { reason, .. } => {
+                view["error"] = json!({"code": "payout_failed", "message": reason});
+                (422, view)
+            }
+            _ => (202, view),
+        }
+    }
+
     /// The API representation.
     pub fn view(&self) -> Value {
         let mut v = json!({

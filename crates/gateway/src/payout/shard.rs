@@ -6,6 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::error::ApiError;
 use crate::payout::listing::ListQuery;
 
 /// The shard that holds payout `id` (`po_<hex>`).
@@ -31,6 +32,45 @@ pub fn object_name(shard: u32) -> String {
 /// The object that records which payout holds which payment hash across
 /// shards (rules in `invoice_claims.rs`).
 pub const CLAIMS_OBJECT: &str = "invoice-registry";
+
+/// A shard and the count of shards the Worker placed the call with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSlot {
+    pub shard: u32,
+    pub shards: u32,
+}
+
+impl ShardSlot {
+    pub const SINGLE: ShardSlot = ShardSlot {
+        shard: 0,
+        shards: 1,
+    };
+
+    pub fn header(self) -> String {
+        format!("{}/{}", self.shard, self.shards)
+    }
+
+    /// A missing or unreadable header is the single queue (as before shards).
+    pub fn parse(header: Option<&str>) -> ShardSlot {
+        header
+            .and_then(|h| h.split_once('/'))
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .map_or(ShardSlot::SINGLE, |(shard, shards)| ShardSlot {
+                shard,
+                shards,
+            })
+    }
+}
+
+/// Shard 0's refusal of a shard count other than the one payouts were placed with.
+pub fn count_changed(shards: u32, was: u32) -> ApiError {
+    ApiError::Configuration {
+        variable: "PAYOUT_QUEUE_SHARDS".into(),
+        message: format!(
+            "is {shards}, but payouts were placed with {was}: a changed count would send retries of existing idempotency keys to another shard; set it back to {was}"
+        ),
+    }
+}
 
 /// This shard's share of the daily limit: the shares add up to `limit`.
 pub fn daily_share(limit: u64, shards: u32, shard: u32) -> u64 {
@@ -153,7 +193,6 @@ mod tests {
 #[cfg(test)]
 mod paging {
     use super::*;
-    use crate::payout::listing::ListQuery;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
 
