@@ -7,6 +7,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import zlib from "node:zlib";
 import { ROOT } from "./invoice.mjs";
 
 export async function freePort() {
@@ -26,18 +27,28 @@ export async function freePort() {
  * [build] section left out. Without it, `wrangler dev` watches src/ and, on
  * any edit there, runs scripts/build.sh and reloads the Worker mid-test.
  * `editConfig` (snapshot only) rewrites that copy of wrangler.toml.
+ * `build` (snapshot only) runs another build folder than build/ (a gzipped
+ * `.wasm.gz` in it is unpacked), and `state` keeps the Worker's local KV and
+ * Durable Objects in a folder of its own that outlives `stop()`: two builds
+ * run one after the other on one `state` see the same data (the upgrade test).
  *
  * The invoice rate limit is off unless a test turns it on
  * (INVOICE_RATE_LIMIT_ENABLED: "true"): tests send everything from one IP.
  */
-export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null, snapshot = false, logLevel = "info", editConfig = (t) => t } = {}) {
+export async function startWorker(vars, { name = "worker", dir: reuseDir = null, port: fixedPort = null, snapshot = false, logLevel = "info", editConfig = (t) => t, build = path.join(ROOT, "build"), state = null } = {}) {
   const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), `lnfb-${name}-`));
   fs.mkdirSync(dir, { recursive: true });
   const configArgs = [];
   if (snapshot) {
     const config = path.join(dir, "wrangler.toml");
     if (!fs.existsSync(config)) {
-      fs.cpSync(path.join(ROOT, "build"), path.join(dir, "build"), { recursive: true });
+      fs.cpSync(build, path.join(dir, "build"), { recursive: true });
+      for (const f of fs.readdirSync(path.join(dir, "build"))) {
+        if (!f.endsWith(".wasm.gz")) continue;
+        const gz = path.join(dir, "build", f);
+        fs.writeFileSync(gz.slice(0, -3), zlib.gunzipSync(fs.readFileSync(gz)));
+        fs.rmSync(gz);
+      }
       const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
       // Drop the [build] table (up to the next table header): no build command, no watcher.
       fs.writeFileSync(config, editConfig(toml.replace(/^\[build\]\n(?:(?!\[)[^\n]*\n)*/m, "")));
@@ -56,7 +67,7 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
   const previousLogs = [];
   async function launch() {
     const args = [
-      "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", path.join(dir, "state"),
+      "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state ?? path.join(dir, "state"),
       "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false",
       "--inspector-port", String(await freePort()), "--log-level", logLevel, ...configArgs,
     ];
