@@ -1,7 +1,7 @@
 //! One request's view of the health book: this isolate's copy, handed out
 //! at the start; the request's recorded changes are applied to the
 //! isolate's copy at the end (logging the breakers they move) and written
-//! to KV only when it matters (`core::health::isolate`).
+//! to KV only when it matters (`gateway::health::isolate`).
 
 use worker::{Context, Env};
 

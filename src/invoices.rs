@@ -24,7 +24,7 @@ pub async fn create(
     cfg: &Config,
 ) -> Result<Reply, ApiError> {
     let body = read_json_body(req).await?;
-    let params = invoice::parse_create_request(&body, &cfg.limits)?;
+    let params = invoice::parse_create_request(&body, &cfg.limits, cfg.network)?;
     let store = Store::open(env)?;
     let rt = Rc::new(WorkerRuntime);
     let mut session = HealthSession::load(&store).await;

@@ -1,6 +1,6 @@
 //! The core's [`Runtime`] on Workers: `fetch` with an abortable timeout and
 //! a body read chunk by chunk under a size cap (`nwc://` requests go to the
-//! relay transport in `edge::nwc`), `Delay` for sleeps, `Date.now()` and
+//! relay transport in `crate::nwc`), `Delay` for sleeps, `Date.now()` and
 //! `crypto.getRandomValues`.
 
 use std::cell::Cell;

@@ -334,7 +334,7 @@ impl SqlStore {
         self.payouts(&q, args)
     }
 
-    /// Payouts that need attention (`core::payout::attention::reasons`):
+    /// Payouts that need attention (`gateway::payout::attention::reasons`):
     /// failed, unknown since `unknown_cutoff_ms` or earlier, waiting for a
     /// backend, or overpaid. Newest first, after the cursor if given.
     pub fn attention_list(

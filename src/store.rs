@@ -12,7 +12,7 @@ pub const KV_BINDING: &str = "LIGHTNING_KV";
 
 thread_local! {
     /// This isolate's health book: every request's changes applied, the
-    /// stored copy merged in when read (see `core::health::isolate`).
+    /// stored copy merged in when read (see `gateway::health::isolate`).
     static ISOLATE: std::cell::RefCell<IsolateHealth> =
         std::cell::RefCell::new(IsolateHealth::default());
 }

@@ -23,7 +23,7 @@ test("GET /openapi.json serves the document in the repository, as JSON", async (
   const res = await worker.request("GET", "/openapi.json");
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type"), /^application\/json/);
-  assert.equal(res.text, fs.readFileSync(path.join(ROOT, "src/core/api/openapi.json"), "utf8"));
+  assert.equal(res.text, fs.readFileSync(path.join(ROOT, "crates/gateway/src/api/openapi.json"), "utf8"));
   assert.match(res.json.openapi, /^3\.1\./);
   assert.ok(res.json.paths["/api/payouts/{id}/retry"].post);
 });

@@ -39,7 +39,7 @@ after(async () => {
   await lnurl?.stop();
 });
 
-// The shard of a key, as src/core/payout/{request,shard}.rs place it.
+// The shard of a key, as crates/gateway/src/payout/{request,shard}.rs place it.
 const shardOf = (key, shards = 4) => {
   const id = createHash("sha256").update(`payout:${key}`).digest("hex").slice(0, 24);
   return Number(BigInt(`0x${id.slice(0, 12)}`) % BigInt(shards));

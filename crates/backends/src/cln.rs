@@ -125,6 +125,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     credential: Some(Setting::secret(&["CLN_RUNE"])),
     other: &[],
     facts: NODE_FACTS,
+    finds_invoices_by_hash: true,
 };
 
 impl Backend for Cln {

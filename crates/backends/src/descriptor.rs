@@ -86,6 +86,9 @@ pub struct Descriptor {
     /// Other settings of its own (the key that pays, where it differs).
     pub other: &'static [Setting],
     pub facts: PaymentFacts,
+    /// It can find an invoice it issued by its payment hash alone
+    /// (check-invoice asks it when its own index misses a hash).
+    pub finds_invoices_by_hash: bool,
 }
 
 impl Descriptor {

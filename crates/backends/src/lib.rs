@@ -18,6 +18,7 @@ pub mod bolt11;
 pub mod cln;
 pub mod descriptor;
 pub mod error;
+pub mod exchange;
 pub mod http;
 pub mod lnbits;
 pub mod lnd;
@@ -123,6 +124,9 @@ pub struct InvoiceParams {
     /// Hex of a SHA-256 the invoice commits to instead of a description.
     pub description_hash: Option<String>,
     pub expiry_secs: u32,
+    /// The chain the gateway expects the invoice on (only the mock, which
+    /// signs invoices itself, needs to be told).
+    pub network: bolt11::Network,
 }
 
 impl InvoiceParams {
@@ -153,9 +157,8 @@ pub enum InvoiceState {
 /// One Lightning backend's whole protocol: receiving, the health probe,
 /// paying and looking up payments, and the classification of every answer
 /// into the typed outcomes. Pure mapping: requests are built and answers
-/// read here; the runtime sends them. A request builder answering `None`
-/// means the backend answers without HTTP (the mock) or cannot do that
-/// (no payouts).
+/// read here; `exchange` carries them out. A request builder answering
+/// `None` means the backend cannot do that (a retired backend).
 pub trait Backend: Sync {
     fn create_request(&self, cfg: &BackendConfig, p: &InvoiceParams) -> Option<HttpRequest>;
     /// Like `create_request`, with `nonce`: fresh randomness for each
@@ -181,7 +184,6 @@ pub trait Backend: Sync {
     fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest>;
     fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError>;
 
-    /// `None`: the backend pays without HTTP (the mock).
     fn pay_request(
         &self,
         cfg: &BackendConfig,
@@ -315,6 +317,7 @@ pub(crate) mod test_support {
             description: Some("coffee".into()),
             description_hash: None,
             expiry_secs: 600,
+            network: crate::bolt11::Network::Bitcoin,
         }
     }
 

@@ -100,6 +100,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         late_execution_floor_ms: 0,
         not_found_may_hide_in_flight: false,
     },
+    finds_invoices_by_hash: true,
 };
 
 impl Backend for Lnbits {

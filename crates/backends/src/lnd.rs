@@ -116,6 +116,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     credential: Some(Setting::secret(&["LND_ADMIN_MACAROON", "LND_MACAROON"])),
     other: &[],
     facts: NODE_FACTS,
+    finds_invoices_by_hash: true,
 };
 
 impl Backend for Lnd {

@@ -1,7 +1,8 @@
 //! Paying and looking up payments on a backend: the transport outcomes every
 //! backend shares, then the backend's own classification (its module in
-//! `core::backends`). Anything that could mean "paid" is `Unknown`.
+//! this crate). Anything that could mean "paid" is `Unknown`.
 
+use crate::exchange;
 use crate::http::{HttpResponse, Runtime, TransportError};
 use crate::outcome::{LookupOutcome, PayOutcome};
 use crate::{BackendConfig, BackendKind};
@@ -146,8 +147,8 @@ pub fn verify_lookup(
     }
 }
 
-/// Sends the pay request for `payment_hash`'s invoice (or, for the mock,
-/// pays at once), and checks the proof of any success.
+/// Sends the pay request for `payment_hash`'s invoice, and checks the
+/// proof of any success.
 pub async fn pay<R: Runtime>(
     rt: &R,
     cfg: &BackendConfig,
@@ -157,11 +158,9 @@ pub async fn pay<R: Runtime>(
     timeout_ms: u64,
 ) -> PayOutcome {
     let outcome = match cfg.adapter().pay_request(cfg, invoice, amount_sat) {
-        None => classify_pay(
-            cfg.kind,
-            &Ok(HttpResponse::json(200, &serde_json::json!({}))),
-        ),
-        Some(req) => classify_pay(cfg.kind, &rt.send(req, timeout_ms).await),
+        // Nothing left: a backend that cannot pay.
+        None => PayOutcome::NotSent(format!("{} cannot pay", cfg.kind.descriptor().label)),
+        Some(req) => classify_pay(cfg.kind, &exchange::send(rt, req, timeout_ms).await),
     };
     verify_pay(cfg.kind, outcome, payment_hash)
 }
@@ -169,14 +168,20 @@ pub async fn pay<R: Runtime>(
 /// Looks `payment_hash` up, and checks the proof of any "paid".
 pub async fn lookup<R: Runtime>(rt: &R, cfg: &BackendConfig, payment_hash: &str) -> LookupOutcome {
     let outcome = match cfg.adapter().lookup_request(cfg, payment_hash) {
-        None => classify_lookup(
-            cfg.kind,
-            &Ok(HttpResponse::json(200, &serde_json::json!({}))),
-        ),
+        // Nothing is known: never "not found", which would let a hash be left.
+        None => LookupOutcome::Error(format!(
+            "{} cannot look payments up",
+            cfg.kind.descriptor().label
+        )),
         Some(req) => classify_lookup(
             cfg.kind,
-            &rt.send_limited(req, LOOKUP_TIMEOUT_MS, cfg.adapter().lookup_read_limits())
-                .await,
+            &exchange::send_limited(
+                rt,
+                req,
+                LOOKUP_TIMEOUT_MS,
+                cfg.adapter().lookup_read_limits(),
+            )
+            .await,
         ),
     };
     verify_lookup(cfg.kind, outcome, payment_hash)

@@ -113,6 +113,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     credential: Some(Setting::secret(&["PHOENIXD_PASSWORD"])),
     other: &[],
     facts: NODE_FACTS,
+    finds_invoices_by_hash: true,
 };
 
 impl Backend for Phoenixd {

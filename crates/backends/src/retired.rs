@@ -1,6 +1,6 @@
 //! Backend kinds whose API no longer exists (the Alby wallet API, closed in
 //! January 2026). Stored invoice records and payouts may still name them, so
-//! the kind stays readable; configuration refuses it (see `core::config`),
+//! the kind stays readable; configuration refuses it (in the gateway crate),
 //! so no request is ever built for it. Should one be asked anyway, every
 //! operation refuses without sending anything: a payout pinned to a retired
 //! backend waits as `blocked`, it is never sent elsewhere.
@@ -31,6 +31,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         late_execution_floor_ms: 0,
         not_found_may_hide_in_flight: false,
     },
+    finds_invoices_by_hash: false,
 };
 
 impl Backend for Retired {

@@ -185,6 +185,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
         late_execution_floor_ms: 6 * 3600 * 1000 + 10 * 60 * 1000,
         not_found_may_hide_in_flight: true,
     },
+    finds_invoices_by_hash: true,
 };
 
 impl Backend for Nwc {

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::health::{HealthBook, Source};
 use crate::receive::chain;
-use backends::http::{HttpResponse, Runtime};
+use backends::exchange;
+use backends::http::Runtime;
 use backends::{self, BackendConfig, BackendError, InvoiceParams};
 
 /// A provider not checked for this long is probed live when health is read.
@@ -26,12 +27,8 @@ pub struct ProbeOutcome {
 pub async fn probe<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> ProbeOutcome {
     let start = rt.now_ms();
     let result = match p.adapter().probe_request(p) {
-        // No HTTP (the mock): the backend's own answer.
-        None => p
-            .kind
-            .adapter()
-            .parse_probe(&HttpResponse::json(200, &serde_json::json!({}))),
-        Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
+        None => Err(chain::cannot(p, "be probed")),
+        Some(req) => match exchange::send(rt, req, cfg.retry.attempt_timeout_ms).await {
             Ok(resp) => p.kind.adapter().parse_probe(&resp),
             Err(e) => Err(e.into()),
         },
@@ -120,6 +117,7 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> 
         description: Some("lightning-fallback deep health check".into()),
         description_hash: None,
         expiry_secs: 60,
+        network: cfg.network,
     };
     let start = rt.now_ms();
     let written = chain::create_once(rt, cfg, p, &params, cfg.retry.attempt_timeout_ms).await;
@@ -134,12 +132,8 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> 
         Ok(issued) => {
             let start = rt.now_ms();
             let r = match p.adapter().check_request(p, &issued.payment_hash) {
-                None => p
-                    .kind
-                    .adapter()
-                    .parse_check(&HttpResponse::json(200, &serde_json::json!({})))
-                    .map(|_| ()),
-                Some(req) => match rt.send(req, cfg.retry.attempt_timeout_ms).await {
+                None => Err(chain::cannot(p, "look invoices up")),
+                Some(req) => match exchange::send(rt, req, cfg.retry.attempt_timeout_ms).await {
                     Ok(resp) => p.kind.adapter().parse_check(&resp).map(|_| ()),
                     Err(e) => Err(e.into()),
                 },

@@ -18,10 +18,10 @@ use crate::config::{Config, Strategy};
 use crate::health::breaker::Admission;
 use crate::health::{HealthBook, Source};
 use backends::bolt11::{self, Expectation};
-use backends::http::{HttpResponse, Runtime};
+use backends::exchange;
+use backends::http::Runtime;
 use backends::{
-    self, mock, BackendConfig, BackendError, BackendKind, CreatedInvoice, InvoiceParams,
-    InvoiceState,
+    self, BackendConfig, BackendError, BackendKind, CreatedInvoice, InvoiceParams, InvoiceState,
 };
 
 /// One try (or skip) of one provider, reported back to the client.
@@ -89,7 +89,6 @@ pub(crate) fn lookup_counts_against_health(e: &BackendError) -> bool {
 
 async fn call_create<R: Runtime>(
     rt: &R,
-    cfg: &Config,
     p: &BackendConfig,
     params: &InvoiceParams,
     timeout_ms: u64,
@@ -97,33 +96,17 @@ async fn call_create<R: Runtime>(
     if let Some(why) = p.kind.adapter().unsupported(params) {
         return Err(BackendError::Unsupported(why));
     }
-    match p
+    let req = p
         .adapter()
         .create_request_unique(p, params, rt.random_u64())
-    {
-        None => {
-            let mut preimage = [0u8; 32];
-            rt.random_bytes(&mut preimage);
-            let inv = mock::sign_invoice(
-                cfg.network,
-                params.amount_msat(),
-                params.description.as_deref().unwrap_or(""),
-                params.description_hash.as_deref(),
-                u64::from(params.expiry_secs),
-                rt.now_ms() / 1000,
-                preimage,
-            )
-            .map_err(BackendError::InvalidResponse)?;
-            Ok(CreatedInvoice {
-                payment_request: inv.payment_request,
-                payment_hash: Some(inv.payment_hash),
-            })
-        }
-        Some(req) => {
-            let resp = rt.send(req, timeout_ms).await?;
-            p.kind.adapter().parse_create(&resp)
-        }
-    }
+        .ok_or_else(|| cannot(p, "create invoices"))?;
+    let resp = exchange::send(rt, req, timeout_ms).await?;
+    p.kind.adapter().parse_create(&resp)
+}
+
+/// A backend without that operation (a retired one).
+pub(crate) fn cannot(p: &BackendConfig, what: &str) -> BackendError {
+    BackendError::Unsupported(format!("{} cannot {what}", p.kind.descriptor().label))
 }
 
 /// Checks that the provider made the invoice we asked for.
@@ -167,7 +150,7 @@ pub async fn create_once<R: Runtime>(
     params: &InvoiceParams,
     timeout_ms: u64,
 ) -> Result<Issued, BackendError> {
-    let created = call_create(rt, cfg, p, params, timeout_ms).await?;
+    let created = call_create(rt, p, params, timeout_ms).await?;
     verify_created(cfg, p, params, created, rt.now_ms() / 1000)
 }
 
@@ -671,13 +654,9 @@ pub async fn check_invoice<R: Runtime>(
     payment_hash: &str,
 ) -> Result<InvoiceState, CheckUnavailable> {
     let Some(req) = p.adapter().check_request(p, payment_hash) else {
-        // No HTTP (the mock, which never sees a payment): its own answer.
-        let r = p
-            .adapter()
-            .parse_check(&HttpResponse::json(200, &serde_json::json!({})));
-        return r.map_err(|e| CheckUnavailable {
+        return Err(CheckUnavailable {
             retry_after_secs: 60,
-            reason: e.to_string(),
+            reason: cannot(p, "look invoices up").to_string(),
         });
     };
     let name = p.name();
@@ -702,13 +681,11 @@ pub async fn check_invoice<R: Runtime>(
         if remaining == 0 {
             break;
         }
-        let result = match rt
-            .send(req.clone(), cfg.retry.attempt_timeout(remaining))
-            .await
-        {
-            Ok(resp) => p.kind.adapter().parse_check(&resp),
-            Err(e) => Err(e.into()),
-        };
+        let result =
+            match exchange::send(rt, req.clone(), cfg.retry.attempt_timeout(remaining)).await {
+                Ok(resp) => p.kind.adapter().parse_check(&resp),
+                Err(e) => Err(e.into()),
+            };
         let latency = rt.now_ms().saturating_sub(start);
         match result {
             Ok(state) => {
@@ -805,6 +782,7 @@ mod tests {
             description: Some("test".into()),
             description_hash: None,
             expiry_secs: 3600,
+            network: backends::bolt11::Network::Bitcoin,
         }
     }
 

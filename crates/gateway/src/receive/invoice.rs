@@ -8,7 +8,7 @@ use crate::api::error::ApiError;
 use crate::config::InvoiceLimits;
 use crate::receive::chain::{Attempt, Issued};
 use crate::time::iso8601_secs;
-use backends::bolt11::is_payment_hash;
+use backends::bolt11::{is_payment_hash, Network};
 use backends::{BackendKind, InvoiceParams, InvoiceState};
 
 /// BOLT11 caps the `d` field at 639 bytes.
@@ -50,6 +50,7 @@ fn whole_number(
 pub fn parse_create_request(
     body: &[u8],
     limits: &InvoiceLimits,
+    network: Network,
 ) -> Result<InvoiceParams, ApiError> {
     let m = object(body)?;
     let amount = whole_number(&m, "amount", "sats")?
@@ -107,6 +108,7 @@ pub fn parse_create_request(
         description,
         description_hash,
         expiry_secs: expiry,
+        network,
     })
 }
 
@@ -223,7 +225,7 @@ mod tests {
     };
 
     fn code(body: &str) -> String {
-        match parse_create_request(body.as_bytes(), &L) {
+        match parse_create_request(body.as_bytes(), &L, Network::Bitcoin) {
             Ok(_) => "ok".into(),
             Err(e) => e.code().into(),
         }
@@ -231,7 +233,11 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_shape() {
-        let p = parse_create_request(br#"{"amount":1000,"description":"test"}"#, &L);
+        let p = parse_create_request(
+            br#"{"amount":1000,"description":"test"}"#,
+            &L,
+            Network::Bitcoin,
+        );
         let p = p.unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(p.amount_sat, 1000);
         assert_eq!(p.expiry_secs, 3600);

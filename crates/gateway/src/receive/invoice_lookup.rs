@@ -15,6 +15,7 @@ use crate::health::{HealthBook, Source};
 use crate::receive::chain::{lookup_counts_against_health, BackendFailure};
 use crate::receive::invoice::InvoiceRecord;
 use backends::bolt11;
+use backends::exchange;
 use backends::http::{HttpResponse, Runtime, TransportError};
 use backends::{self, BackendConfig, BackendError, InvoiceState, LookedUp};
 
@@ -42,12 +43,12 @@ pub enum Verdict {
     },
 }
 
-/// Providers that can look an invoice up by hash: all but the mock, whose
-/// invoices are signed locally and known to nobody.
+/// Backends that can find an invoice they issued by its hash (the mock,
+/// whose invoices are signed locally, keeps no record of them).
 pub fn askable(cfg: &Config) -> Vec<&BackendConfig> {
     cfg.backends
         .iter()
-        .filter(|p| p.adapter().check_request(p, &"00".repeat(32)).is_some())
+        .filter(|p| p.kind.descriptor().finds_invoices_by_hash)
         .collect()
 }
 
@@ -148,9 +149,7 @@ async fn ask<R: Runtime>(
         if remaining == 0 {
             break;
         }
-        let result = rt
-            .send(req.clone(), cfg.retry.attempt_timeout(remaining))
-            .await;
+        let result = exchange::send(rt, req.clone(), cfg.retry.attempt_timeout(remaining)).await;
         let latency = rt.now_ms().saturating_sub(start);
         let transient = match &result {
             Err(e) => BackendError::from(e.clone()).is_transient(),

@@ -150,7 +150,7 @@ pub enum PayoutError {
 }
 
 /// The API's answer to a payout error (the payout domain maps its own
-/// errors, so `core::api::error` need not know the payout engine).
+/// errors, so `api::error` need not know the payout engine).
 impl From<PayoutError> for crate::api::error::ApiError {
     fn from(e: PayoutError) -> Self {
         use crate::api::error::ApiError;
