@@ -13,7 +13,7 @@ import { signInvoice, corruptAt } from "./support/invoice.mjs";
 const KEY = "payout-key-current-0123456789";
 const OLD_KEY = "payout-key-previous-0123456789";
 const ADMIN = "admin-key-for-e2e-tests-0123456789";
-// Standard Webhooks secrets, made the way the README says. The Worker is in
+// Standard Webhooks secrets, made the way docs/payouts.md says. The Worker is in
 // the middle of a rotation: it signs with both, so a receiver still holding
 // only the previous secret keeps verifying.
 const whsec = () => "whsec_" + crypto.randomBytes(32).toString("base64");

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use gateway::config::{Config, ConfigError};
 use gateway::payout::config::PayoutConfig;
 
-/// Every variable the gateway reads (README, "Configuration").
+/// Every variable the gateway reads (docs/configuration.md).
 const VARIABLES: &[&str] = &[
     "ENVIRONMENT",
     "LIGHTNING_PROVIDERS",

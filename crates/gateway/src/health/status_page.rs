@@ -170,7 +170,7 @@ fn queue_section(q: &serde_json::Value) -> String {
         n("overpaid"),
         warn(
             "waiting_for_backend",
-            "payouts wait for a payout backend that is no longer configured: configure it again (see the README, \"Switching payout backends safely\")."
+            "payouts wait for a payout backend that is no longer configured: configure it again (see docs/payouts.md, \"Switching payout backends safely\")."
         ),
         warn(
             "overpaid",
