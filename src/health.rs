@@ -87,19 +87,21 @@ pub async fn health(
         if let Some(d) = deep_reports {
             obj.insert("deep".into(), d);
         }
-        if let Some(q) = queue_stats(env).await {
+        let (queue, watch) = futures_util::future::join(queue_stats(env), watch_stats(env)).await;
+        if let Some(q) = queue {
             obj.insert("queue".into(), q);
         }
+        obj.insert("invoice_watch".into(), watch);
     }
     Ok(Reply::json(report.http_status(), v))
 }
 
 pub async fn status_page(env: &Env, ctx: &Context, cfg: &Config) -> Result<Reply, ApiError> {
     let (report, _) = current(env, ctx, cfg, false).await?;
-    let queue = queue_stats(env).await;
+    let (queue, watch) = futures_util::future::join(queue_stats(env), watch_stats(env)).await;
     Ok(Reply::html(
         200,
-        status_page::render_with_queue(&report, queue.as_ref()),
+        status_page::render_with(&report, queue.as_ref(), Some(&watch)),
     ))
 }
 
@@ -112,6 +114,15 @@ async fn queue_stats(env: &Env) -> Option<serde_json::Value> {
             .await
             .unwrap_or_else(|e| e.to_json()),
     )
+}
+
+/// Invoices watched, paid in the last hour, events waiting for delivery
+/// and the oldest undelivered one; the error instead if the watch is down.
+async fn watch_stats(env: &Env) -> Value {
+    match crate::invoice_events::stats(env).await {
+        Ok(s) => s.view(),
+        Err(e) => e.to_json(),
+    }
 }
 
 /// The cron tick: one probe per provider, written as one KV update.

@@ -18,6 +18,7 @@ mod claims_link;
 mod env;
 mod health;
 mod health_sync;
+mod invoice_events;
 mod invoices;
 mod log;
 mod nwc;
@@ -30,6 +31,9 @@ mod request;
 mod runtime;
 mod sql_store;
 mod store;
+mod watch;
+mod watch_link;
+mod watch_store;
 
 use serde_json::json;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
@@ -69,6 +73,7 @@ async fn handle(
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
                     "POST /api/payouts/{id}/cancel", "POST /api/payouts/{id}/redeliver-webhook", "GET /api/payouts/attention",
+                    "GET /api/invoices/events", "POST /api/invoices/{payment_hash}/redeliver-webhook",
                     "GET /openapi.json",
                 ],
             }),
@@ -96,6 +101,10 @@ async fn handle(
         Route::CancelPayout(id) => admin::act(req, env, cfg, &id, "cancel").await,
         Route::RedeliverWebhook(id) => admin::act(req, env, cfg, &id, "redeliver-webhook").await,
         Route::PayoutAttention => admin::attention(req, env, cfg).await,
+        Route::InvoiceEvents => invoice_events::list(req, env, cfg).await,
+        Route::RedeliverInvoiceWebhook(hash) => {
+            invoice_events::redeliver(req, env, cfg, &hash).await
+        }
     }
 }
 
@@ -187,6 +196,8 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                     Err(e) => cron_failed(&mut line, &e),
                 }
             }
+            // The watch's alarms do the work; cron re-arms any that was lost.
+            line.watch_errors = Some(invoice_events::wake_all(&env).await);
             match health::cron_probe(&env, &cfg).await {
                 Ok(book) => {
                     let report = gateway::health::report::report(&cfg, &book, log::now_ms());

@@ -234,11 +234,44 @@ const invoiceFields = [
   ["expiry 2^32", { amount: 1000, expiry: 4_294_967_296 }, "invalid_expiry"],
   ["expiry 1e20", "RAW:{\"amount\": 1000, \"expiry\": 100000000000000000000}", "invalid_expiry"],
   ["expiry true", { amount: 1000, expiry: true }, "invalid_expiry"],
+  // The shop's context (issue 17).
+  ["metadata an array", { amount: 1000, metadata: [1, 2] }, "invalid_metadata"],
+  ["metadata a string", { amount: 1000, metadata: "order 5" }, "invalid_metadata"],
+  ["metadata a number", { amount: 1000, metadata: 5 }, "invalid_metadata"],
+  ["metadata 2 KiB + 1", { amount: 1000, metadata: { a: "x".repeat(2048 - 8 + 1) } }, "invalid_metadata"],
+  ["metadata nested 6 deep", { amount: 1000, metadata: { a: { b: { c: { d: { e: { f: 1 } } } } } } }, "invalid_metadata"],
+  ["metadata with an array nested 6 deep", { amount: 1000, metadata: { a: [[[[[1]]]]] } }, "invalid_metadata"],
+  ["external_id empty", { amount: 1000, external_id: "" }, "invalid_external_id"],
+  ["external_id 256 characters", { amount: 1000, external_id: "é".repeat(256) }, "invalid_external_id"],
+  ["external_id with NUL", { amount: 1000, external_id: "order\u00001" }, "invalid_external_id"],
+  ["external_id with a line break", { amount: 1000, external_id: "order\n1" }, "invalid_external_id"],
+  ["external_id a number", { amount: 1000, external_id: 42 }, "invalid_external_id"],
+  ["external_id an object", { amount: 1000, external_id: { id: 1 } }, "invalid_external_id"],
 ];
 for (const [name, body, code] of invoiceFields) {
   const raw = typeof body === "string";
   add(`create-invoice: ${name}`, () => createInvoice(raw ? body.slice(4) : body, { raw }), { status: 400, code });
 }
+// Key-only parts of create-invoice on a gateway without INVOICE_API_KEY: 403, nothing created.
+add("create-invoice: webhook_url without an invoice key configured", () => createInvoice({ amount: 1000, webhook_url: "https://shop.example.com/h" }), {
+  status: 403,
+  code: "invoice_key_disabled",
+});
+add("create-invoice: webhook_url with a bearer key nobody configured", () => createInvoice({ amount: 1000, webhook_url: "https://shop.example.com/h" }, { headers: [json, auth()] }), {
+  status: 403,
+  code: "invoice_key_disabled",
+});
+add("create-invoice: Idempotency-Key without an invoice key configured", () => createInvoice({ amount: 1000 }, { headers: [json, ["idempotency-key", "order-1"]] }), {
+  status: 403,
+  code: "invoice_key_disabled",
+});
+add("invoice events without an invoice key configured", () => call("GET", "/api/invoices/events"), { status: 403, code: "invoice_key_disabled" });
+add("invoice events with a key nobody configured", () => call("GET", "/api/invoices/events", { headers: [auth()] }), { status: 403, code: "invoice_key_disabled" });
+add("redeliver an invoice's events without a key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`), { status: 401, code: "unauthorized" });
+add("redeliver an invoice's events with the payout key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth()] }), { status: 401, code: "unauthorized" });
+add("redeliver the events of an unknown invoice", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth(ADMIN)] }), { status: 404, code: "invoice_not_found" });
+add("redeliver, a hash that is not hex", () => call("POST", `/api/invoices/${"zz".repeat(32)}/redeliver-webhook`, { headers: [auth(ADMIN)] }), { status: 400, code: "invalid_payment_hash" });
+add("redeliver, a short hash", () => call("POST", "/api/invoices/abcd/redeliver-webhook", { headers: [auth(ADMIN)] }), { status: 400, code: "invalid_payment_hash" });
 
 // check-invoice query.
 const hashQueries = [
@@ -282,6 +315,8 @@ const routes = [
   ["/api/payouts/po_000000000000000000000000/cancel", ["POST"]],
   ["/api/payouts/po_000000000000000000000000/redeliver-webhook", ["POST"]],
   ["/api/payouts/attention", ["GET"]],
+  ["/api/invoices/events", ["GET"]],
+  [`/api/invoices/${hex64}/redeliver-webhook`, ["POST"]],
 ];
 for (const [path, allowed] of routes) {
   for (const m of ["GET", "POST", "PUT", "DELETE", "PATCH"].filter((m) => !allowed.includes(m))) {

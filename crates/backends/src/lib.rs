@@ -20,6 +20,7 @@ pub mod descriptor;
 pub mod error;
 pub mod exchange;
 pub mod http;
+pub mod identity;
 pub mod lnbits;
 pub mod lnd;
 pub mod mock;

@@ -5,6 +5,7 @@
 use crate::api::cors::AllowedOrigins;
 use crate::backoff::{HedgePolicy, RetryPolicy};
 use crate::health::breaker::BreakerPolicy;
+use crate::receive::settings::InvoiceSettings;
 pub use crate::vars::ConfigError;
 use crate::vars::Vars;
 use backends::bolt11::Network;
@@ -65,6 +66,8 @@ pub struct Config {
     pub cors: AllowedOrigins,
     /// Key for admin-only routes; `None` disables them.
     pub admin_key: Option<String>,
+    /// The invoice key, invoice events and the watch.
+    pub invoices: InvoiceSettings,
 }
 
 impl Config {
@@ -250,6 +253,7 @@ impl Config {
                     .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
             },
             admin_key: admin_key(&v)?,
+            invoices: InvoiceSettings::from_vars(&v, environment == Environment::Production)?,
         })
     }
 }

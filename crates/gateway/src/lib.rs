@@ -26,6 +26,7 @@ pub mod receive;
 pub mod redact;
 pub mod time;
 mod vars;
+pub mod webhooks;
 
 #[cfg(test)]
 pub(crate) mod test_config;

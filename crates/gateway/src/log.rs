@@ -148,6 +148,9 @@ pub fn route_label(route: Option<&Route>, path: &str) -> String {
         | Route::RetryPayout(id)
         | Route::CancelPayout(id)
         | Route::RedeliverWebhook(id) => path.replacen(&format!("/{id}"), "/{id}", 1),
+        Route::RedeliverInvoiceWebhook(_) => {
+            "/api/invoices/{payment_hash}/redeliver-webhook".into()
+        }
         _ => path.into(),
     }
 }
@@ -280,6 +283,9 @@ pub struct CronLog {
     pub queue_shards: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_errors: Option<usize>,
+    /// Invoice watch shards that answered an error when woken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_errors: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -290,7 +296,10 @@ impl CronLog {
     pub fn level(&self) -> Level {
         if self.error.is_some() || self.health.as_deref() == Some("down") {
             Level::Error
-        } else if self.queue_errors.unwrap_or(0) > 0 || self.health.as_deref() == Some("degraded") {
+        } else if self.queue_errors.unwrap_or(0) > 0
+            || self.watch_errors.unwrap_or(0) > 0
+            || self.health.as_deref() == Some("degraded")
+        {
             Level::Warn
         } else {
             Level::Info

@@ -1131,6 +1131,7 @@ fn config() -> PayoutConfig {
             not_found_waits_in_flight: false,
         },
         webhook_secret: None,
+        operator_webhook_url: None,
         url_policy: UrlPolicy {
             allow_http_hosts: vec!["lnurl.sim".into()],
         },

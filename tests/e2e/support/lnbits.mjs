@@ -95,6 +95,15 @@ export async function startLnbits({ funding = false } = {}) {
       if (!r.ok) throw new Error(`create wallet: ${r.status} ${await r.text()}`);
       return r.json();
     },
+    /** Pays `bolt11` from the wallet of `adminkey` (LNbits settles internal invoices at once). */
+    async pay(adminkey, bolt11) {
+      const r = await fetch(`${url}/api/v1/payments`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "X-Api-Key": adminkey },
+        body: JSON.stringify({ out: true, bolt11 }),
+      });
+      return { status: r.status, json: await r.json().catch(() => null) };
+    },
     async payment(key, hash) {
       const r = await fetch(`${url}/api/v1/payments/${hash}`, { headers: { "X-Api-Key": key } });
       return { status: r.status, json: await r.json().catch(() => null) };

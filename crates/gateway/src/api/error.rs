@@ -57,6 +57,12 @@ pub enum ApiError {
     },
     MissingIdempotencyKey,
     IdempotencyConflict,
+    /// Another request with this `Idempotency-Key` is still being answered.
+    IdempotencyInProgress,
+    /// A field only the invoice key may set, and no `INVOICE_API_KEY` is configured.
+    InvoiceKeyDisabled,
+    /// The invoice watch could not take the invoice: nothing was handed out.
+    InvoiceWatchUnavailable(String),
     /// The invoice is already being paid (or was paid) by another payout.
     InvoiceAlreadyUsed {
         payout_id: String,
@@ -123,6 +129,7 @@ impl ApiError {
                 "webhook_url" => "invalid_webhook_url",
                 "external_id" => "invalid_external_id",
                 "idempotency_key" => "invalid_idempotency_key",
+                "metadata" => "invalid_metadata",
                 _ => "invalid_request",
             },
             ApiError::InvalidQuery { param, .. } => match *param {
@@ -145,6 +152,9 @@ impl ApiError {
             ApiError::InvoiceLookupUnavailable { .. } => "invoice_lookup_unavailable",
             ApiError::MissingIdempotencyKey => "missing_idempotency_key",
             ApiError::IdempotencyConflict => "idempotency_conflict",
+            ApiError::IdempotencyInProgress => "idempotency_in_progress",
+            ApiError::InvoiceKeyDisabled => "invoice_key_disabled",
+            ApiError::InvoiceWatchUnavailable(_) => "invoice_watch_unavailable",
             ApiError::InvoiceAlreadyUsed { .. } => "invoice_already_used",
             ApiError::LimitExceeded(_) => "limit_exceeded",
             ApiError::DestinationNotAllowed(_) => "destination_not_allowed",
@@ -178,6 +188,7 @@ impl ApiError {
             ApiError::RouteNotFound | ApiError::InvoiceNotFound | ApiError::PayoutNotFound => 404,
             ApiError::MissingIdempotencyKey | ApiError::DestinationNotAllowed(_) => 400,
             ApiError::IdempotencyConflict
+            | ApiError::IdempotencyInProgress
             | ApiError::RetryNotAllowed(_)
             | ApiError::CancelNotAllowed(_)
             | ApiError::NoWebhook
@@ -187,13 +198,14 @@ impl ApiError {
                 422
             }
             ApiError::LnurlUnreachable(_) => 502,
-            ApiError::PayoutsDisabled(_) => 403,
+            ApiError::PayoutsDisabled(_) | ApiError::InvoiceKeyDisabled => 403,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::RateLimited { .. } => 429,
             ApiError::AllBackendsFailed { .. }
             | ApiError::BackendUnavailable { .. }
             | ApiError::InvoiceLookupUnavailable { .. }
             | ApiError::StorageUnavailable(_)
+            | ApiError::InvoiceWatchUnavailable(_)
             | ApiError::PayoutMayExist(_) => 503,
             ApiError::Configuration { .. } | ApiError::Internal(_) => 500,
         }
@@ -245,6 +257,15 @@ impl ApiError {
             ApiError::IdempotencyConflict => {
                 "this Idempotency-Key was already used with a different request body".to_string()
             }
+            ApiError::IdempotencyInProgress => {
+                "a request with this Idempotency-Key is still being answered; retry in a moment with the same key".to_string()
+            }
+            ApiError::InvoiceKeyDisabled => {
+                "this field needs INVOICE_API_KEY, which is not configured on this deployment".to_string()
+            }
+            ApiError::InvoiceWatchUnavailable(m) => format!(
+                "the invoice could not be put under watch ({m}); nothing was handed out, try again"
+            ),
             ApiError::InvoiceAlreadyUsed { payout_id } => {
                 format!("this invoice is already paid or being paid by payout {payout_id}")
             }
@@ -283,7 +304,9 @@ impl ApiError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::IdempotencyInProgress => Some(2),
             ApiError::AllBackendsFailed { .. }
+            | ApiError::InvoiceWatchUnavailable(_)
             | ApiError::StorageUnavailable(_)
             | ApiError::PayoutMayExist(_)
             | ApiError::LnurlUnreachable(_) => Some(5),

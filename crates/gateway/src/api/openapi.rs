@@ -40,6 +40,10 @@ mod tests {
             Route::CancelPayout(_) => ("post", "/api/payouts/{id}/cancel"),
             Route::RedeliverWebhook(_) => ("post", "/api/payouts/{id}/redeliver-webhook"),
             Route::PayoutAttention => ("get", "/api/payouts/attention"),
+            Route::InvoiceEvents => ("get", "/api/invoices/events"),
+            Route::RedeliverInvoiceWebhook(_) => {
+                ("post", "/api/invoices/{payment_hash}/redeliver-webhook")
+            }
             Route::Preflight => return None,
         })
     }
@@ -51,6 +55,7 @@ mod tests {
         all.push(Route::RetryPayout("po_x".into()));
         all.push(Route::CancelPayout("po_x".into()));
         all.push(Route::RedeliverWebhook("po_x".into()));
+        all.push(Route::RedeliverInvoiceWebhook("ab".repeat(32)));
         all
     }
 
@@ -137,7 +142,9 @@ mod tests {
     #[test]
     fn every_documented_operation_is_routed_there() {
         for (method, path) in operations(&doc()) {
-            let concrete = path.replace("{id}", "po_0123456789abcdef01234567");
+            let concrete = path
+                .replace("{id}", "po_0123456789abcdef01234567")
+                .replace("{payment_hash}", &"ab".repeat(32));
             let routed = routes::route(&method.to_ascii_uppercase(), &concrete);
             match (&routed, method.as_str()) {
                 (Ok(Route::Preflight), "options") => {}

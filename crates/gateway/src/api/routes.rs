@@ -19,6 +19,10 @@ pub enum Route {
     CancelPayout(String),
     RedeliverWebhook(String),
     PayoutAttention,
+    /// `GET /api/invoices/events`: the invoice events history.
+    InvoiceEvents,
+    /// `POST /api/invoices/{payment_hash}/redeliver-webhook` (admin).
+    RedeliverInvoiceWebhook(String),
     /// CORS preflight for a known path.
     Preflight,
 }
@@ -34,6 +38,7 @@ pub(crate) const TABLE: &[(&str, &str, Route)] = &[
     ("/api/payouts", "POST", Route::CreatePayout),
     ("/api/payouts", "GET", Route::ListPayouts),
     ("/api/payouts/attention", "GET", Route::PayoutAttention),
+    ("/api/invoices/events", "GET", Route::InvoiceEvents),
 ];
 
 const GET: &[&str] = &["GET", "OPTIONS"];
@@ -71,13 +76,38 @@ fn payout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
     })
 }
 
+/// `/api/invoices/{payment_hash}/redeliver-webhook`; `events` is the table's.
+fn invoice_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
+    let rest = path
+        .strip_prefix("/api/invoices/")
+        .filter(|r| *r != "events")?;
+    let (hash, tail) = rest.split_once('/')?;
+    if tail != "redeliver-webhook" {
+        return Some(Err(ApiError::RouteNotFound));
+    }
+    Some(
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Err(ApiError::InvalidQuery {
+                param: "payment_hash",
+                message: "the path must hold the payment hash as 64 hex digits".into(),
+            })
+        } else if method.eq_ignore_ascii_case("OPTIONS") {
+            Ok(Route::Preflight)
+        } else if method.eq_ignore_ascii_case("POST") {
+            Ok(Route::RedeliverInvoiceWebhook(hash.to_ascii_lowercase()))
+        } else {
+            Err(ApiError::MethodNotAllowed { allowed: POST })
+        },
+    )
+}
+
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
-    if let Some(r) = payout_route(method, path) {
+    if let Some(r) = payout_route(method, path).or_else(|| invoice_route(method, path)) {
         return r;
     }
     let known: Vec<&(&str, &str, Route)> = TABLE.iter().filter(|(p, _, _)| *p == path).collect();
@@ -129,6 +159,33 @@ mod tests {
         assert_eq!(e.as_ref().map(|e| e.code()), Some("method_not_allowed"));
         assert_eq!(status("GET", "/api/create-invoice"), Err(405));
         assert_eq!(status("DELETE", "/api/check-invoice"), Err(405));
+    }
+
+    #[test]
+    fn invoice_event_routes() {
+        let h = "ab".repeat(32);
+        assert_eq!(
+            route("GET", "/api/invoices/events"),
+            Ok(Route::InvoiceEvents)
+        );
+        assert_eq!(
+            route("POST", &format!("/api/invoices/{h}/redeliver-webhook")),
+            Ok(Route::RedeliverInvoiceWebhook(h.clone()))
+        );
+        assert_eq!(
+            status("GET", &format!("/api/invoices/{h}/redeliver-webhook")),
+            Err(405)
+        );
+        assert_eq!(
+            status("POST", "/api/invoices/xyz/redeliver-webhook"),
+            Err(400)
+        );
+        assert_eq!(
+            status("POST", &format!("/api/invoices/{h}/other")),
+            Err(404)
+        );
+        assert_eq!(status("POST", "/api/invoices/events"), Err(405));
+        assert_eq!(status("GET", "/api/invoices"), Err(404));
     }
 
     #[test]

@@ -179,13 +179,44 @@ fn queue_section(q: &serde_json::Value) -> String {
     )
 }
 
-pub fn render(r: &HealthReport) -> String {
-    render_with_queue(r, None)
+/// The invoice watch's figures (`WatchStats::view`).
+fn watch_section(w: &serde_json::Value) -> String {
+    let n = |k: &str| w.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let oldest = w
+        .get("oldest_undelivered_at")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("–");
+    let error = w
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .and_then(serde_json::Value::as_str)
+        .map(|m| format!(r#"<p class="error" id="watch-error">{}</p>"#, escape(m)))
+        .unwrap_or_default();
+    format!(
+        r#"<h2>Invoice watch</h2>
+<table id="watch"><thead><tr><th>Watched</th><th>Paid in the last hour</th><th>Events waiting for delivery</th><th>Oldest undelivered</th></tr></thead>
+<tbody><tr><td>{}</td><td>{}</td><td>{}</td><td><time>{}</time></td></tr></tbody></table>
+{error}"#,
+        n("watched"),
+        n("paid_last_hour"),
+        n("events_waiting"),
+        escape(oldest),
+    )
 }
 
-pub fn render_with_queue(r: &HealthReport, queue: Option<&serde_json::Value>) -> String {
+pub fn render(r: &HealthReport) -> String {
+    render_with(r, None, None)
+}
+
+/// The page, with the payout queue's and the invoice watch's figures when given.
+pub fn render_with(
+    r: &HealthReport,
+    queue: Option<&serde_json::Value>,
+    watch: Option<&serde_json::Value>,
+) -> String {
     let rows: String = r.services.iter().map(row).collect();
-    let queue = queue.map(queue_section).unwrap_or_default();
+    let queue = queue.map(queue_section).unwrap_or_default()
+        + &watch.map(watch_section).unwrap_or_default();
     let active = r.fallback.active_provider.unwrap_or("none");
     format!(
         r#"<!doctype html>

@@ -27,6 +27,9 @@ pub struct PayoutConfig {
     /// Webhook signing keys (`WEBHOOK_SECRET`, then `WEBHOOK_SECRET_PREVIOUS`
     /// during a rotation); `None` when webhooks are off. Debug redacts them.
     pub webhook_secret: Option<crate::payout::webhook::WebhookSecrets>,
+    /// `PAYOUT_WEBHOOK_URL`: gets every payout's events, beside each
+    /// payout's own `webhook_url`.
+    pub operator_webhook_url: Option<String>,
     pub url_policy: UrlPolicy,
     pub lnurl_timeout_ms: u64,
     /// Payouts in progress at once per backend within one queue shard.
@@ -63,7 +66,7 @@ impl PayoutConfig {
         } else {
             8
         };
-        Ok(PayoutConfig {
+        PayoutConfig {
             api_keys,
             default_backend,
             network: base.network,
@@ -80,7 +83,8 @@ impl PayoutConfig {
                 v.get("WEBHOOK_SECRET"),
                 v.get("WEBHOOK_SECRET_PREVIOUS"),
             )?,
-            url_policy: url_policy(&v, production)?,
+            operator_webhook_url: None,
+            url_policy: UrlPolicy::from_vars(&v, production)?,
             lnurl_timeout_ms: v.number("LNURL_TIMEOUT_MS", 5_000, 100, 30_000)?,
             max_in_flight_per_backend: v.number(
                 "PAYOUT_MAX_IN_FLIGHT_PER_BACKEND",
@@ -89,7 +93,25 @@ impl PayoutConfig {
                 64,
             )? as usize,
             shards: v.number("PAYOUT_QUEUE_SHARDS", 1, 1, 64)? as u32,
-        })
+        }
+        .with_operator_webhook(v.get("PAYOUT_WEBHOOK_URL"))
+    }
+
+    /// Checks `PAYOUT_WEBHOOK_URL` as a payout's own `webhook_url` is
+    /// checked, and that there is a secret to sign with.
+    fn with_operator_webhook(mut self, url: Option<String>) -> Result<PayoutConfig, ConfigError> {
+        let Some(url) = url else { return Ok(self) };
+        self.url_policy
+            .check(&url)
+            .map_err(|e| err("PAYOUT_WEBHOOK_URL", e))?;
+        if self.webhook_secret.is_none() {
+            return Err(err(
+                "PAYOUT_WEBHOOK_URL",
+                "needs WEBHOOK_SECRET to sign the events",
+            ));
+        }
+        self.operator_webhook_url = Some(url);
+        Ok(self)
     }
 }
 
@@ -183,29 +205,6 @@ fn payout_backends<F: Fn(&str) -> Option<String>>(
         }
     }
     Ok((default, backends))
-}
-
-/// Hosts whose LNURLs may be plain http (local tests only).
-fn url_policy<F: Fn(&str) -> Option<String>>(
-    v: &Vars<F>,
-    production: bool,
-) -> Result<UrlPolicy, ConfigError> {
-    let allow_http_hosts: Vec<String> = v
-        .get("LNURL_ALLOW_HTTP_HOSTS")
-        .map(|v| {
-            v.split(',')
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if !allow_http_hosts.is_empty() && production {
-        return Err(err(
-            "LNURL_ALLOW_HTTP_HOSTS",
-            "is for local tests and is refused when ENVIRONMENT=production",
-        ));
-    }
-    Ok(UrlPolicy { allow_http_hosts })
 }
 
 /// The payout timings. In production the bounds that keep money safe

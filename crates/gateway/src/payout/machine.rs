@@ -1102,6 +1102,7 @@ mod tests {
             fee_msat: None,
             preimage: None,
             webhook: None,
+            operator_webhook: None,
             log: vec![],
             version: 1,
         }

@@ -3,67 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use sha2::{Digest, Sha256};
-
 use crate::payout::destination::DestinationKind;
 use crate::time::iso8601_ms;
 use backends::{BackendConfig, BackendKind};
 
-/// The exact backend a payout was pinned to. Every send and lookup of its
-/// hashes goes there and nowhere else: "not found" on another node or wallet
-/// says nothing about what this one did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackendId {
-    pub kind: BackendKind,
-    pub base_url: String,
-    /// A fingerprint of the wallet credential, never the credential itself.
-    pub credential_fp: String,
-}
-
-impl BackendId {
-    pub fn of(cfg: &BackendConfig) -> BackendId {
-        let digest = Sha256::digest(
-            format!(
-                "lightning-fallback/backend-credential/v1:{}",
-                cfg.credential
-            )
-            .as_bytes(),
-        );
-        BackendId {
-            kind: cfg.kind,
-            base_url: cfg.base_url.trim_end_matches('/').to_ascii_lowercase(),
-            credential_fp: hex::encode(&digest[..8]),
-        }
-    }
-
-    pub fn matches(&self, cfg: &BackendConfig) -> bool {
-        *self == BackendId::of(cfg)
-    }
-
-    /// One string naming this identity (a storage key).
-    pub fn key(&self) -> String {
-        format!(
-            "{}|{}|{}",
-            self.kind.as_str(),
-            self.base_url,
-            self.credential_fp
-        )
-    }
-
-    /// What the API and logs show: kind, URL and fingerprint.
-    pub fn label(&self) -> String {
-        if self.base_url.is_empty() {
-            format!("{} (key {})", self.kind.as_str(), self.credential_fp)
-        } else {
-            format!(
-                "{} at {} (key {})",
-                self.kind.as_str(),
-                self.base_url,
-                self.credential_fp
-            )
-        }
-    }
-}
+pub use backends::identity::BackendId;
 
 /// Why a payout cannot progress now, shown until it can.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,14 +87,7 @@ pub struct LogEntry {
     pub event: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delivery {
-    pub at_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use crate::webhooks::Delivery;
 
 /// Webhook delivery of the terminal event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +193,9 @@ pub struct Payout {
     pub fee_msat: Option<u64>,
     pub preimage: Option<String>,
     pub webhook: Option<Webhook>,
+    /// The operator's `PAYOUT_WEBHOOK_URL` when the payout was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_webhook: Option<Webhook>,
     pub log: Vec<LogEntry>,
     /// Bumped on every save; a write after an `await` must match it.
     pub version: u64,
@@ -281,6 +221,32 @@ pub struct Accepted<'a> {
     pub payment_hash: String,
     pub invoice_expires_at_secs: u64,
     pub webhook_url: Option<String>,
+    pub operator_webhook_url: Option<String>,
+}
+
+impl Webhook {
+    /// A webhook to `url` with no event yet.
+    pub fn to(url: String) -> Webhook {
+        Webhook {
+            url,
+            event_id: None,
+            next_at_ms: None,
+            delivered_at_ms: None,
+            attempts: Vec::new(),
+            event_attempts: 0,
+        }
+    }
+
+    fn view(&self) -> Value {
+        json!({
+            "url": self.url,
+            "event_id": self.event_id,
+            "delivered": self.delivered_at_ms.is_some(),
+            "delivered_at": self.delivered_at_ms.map(iso8601_ms),
+            "next_attempt_at": self.next_at_ms.map(iso8601_ms),
+            "attempts": self.attempts.iter().map(|d| json!({"at": iso8601_ms(d.at_ms), "status": d.status, "error": d.error})).collect::<Vec<_>>(),
+        })
+    }
 }
 
 impl Payout {
@@ -329,14 +295,8 @@ impl Payout {
             last_error: None,
             fee_msat: None,
             preimage: None,
-            webhook: a.webhook_url.map(|url| Webhook {
-                url,
-                event_id: None,
-                next_at_ms: None,
-                delivered_at_ms: None,
-                attempts: Vec::new(),
-                event_attempts: 0,
-            }),
+            webhook: a.webhook_url.map(Webhook::to),
+            operator_webhook: a.operator_webhook_url.map(Webhook::to),
             log: Vec::new(),
             version: 1,
         };
@@ -374,8 +334,9 @@ impl Payout {
             PayoutState::Succeeded { .. } | PayoutState::Failed { .. } => None,
         };
         let hook = self.webhook.as_ref().and_then(|w| w.next_at_ms);
+        let operator = self.operator_webhook.as_ref().and_then(|w| w.next_at_ms);
         let watch = self.watched.iter().filter_map(|w| w.next_check_ms).min();
-        [state, hook, watch].into_iter().flatten().min()
+        [state, hook, operator, watch].into_iter().flatten().min()
     }
 
     /// Counts against the daily limit unless it ended unpaid.
@@ -463,17 +424,10 @@ impl Payout {
             PayoutState::Sending { .. } => {}
         }
         if let Some(w) = &self.webhook {
-            put(
-                "webhook",
-                json!({
-                    "url": w.url,
-                    "event_id": w.event_id,
-                    "delivered": w.delivered_at_ms.is_some(),
-                    "delivered_at": w.delivered_at_ms.map(iso8601_ms),
-                    "next_attempt_at": w.next_at_ms.map(iso8601_ms),
-                    "attempts": w.attempts.iter().map(|d| json!({"at": iso8601_ms(d.at_ms), "status": d.status, "error": d.error})).collect::<Vec<_>>(),
-                }),
-            );
+            put("webhook", w.view());
+        }
+        if let Some(w) = &self.operator_webhook {
+            put("operator_webhook", w.view());
         }
         v
     }

@@ -8,6 +8,8 @@
 
 use url::{Host, Url};
 
+use crate::vars::{ConfigError, Vars};
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UrlPolicy {
     /// Hosts (no port) that may use plain http, be an IP literal or a local
@@ -28,6 +30,29 @@ const BLOCKED_SUFFIXES: &[&str] = &[
 ];
 
 impl UrlPolicy {
+    /// `LNURL_ALLOW_HTTP_HOSTS`: hosts tests may reach over plain http (refused in production).
+    pub(crate) fn from_vars<F: Fn(&str) -> Option<String>>(
+        v: &Vars<F>,
+        production: bool,
+    ) -> Result<UrlPolicy, ConfigError> {
+        let allow_http_hosts: Vec<String> = v
+            .get("LNURL_ALLOW_HTTP_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !allow_http_hosts.is_empty() && production {
+            return Err(ConfigError::new(
+                "LNURL_ALLOW_HTTP_HOSTS",
+                "is for local tests and is refused when ENVIRONMENT=production",
+            ));
+        }
+        Ok(UrlPolicy { allow_http_hosts })
+    }
+
     fn allow_listed(&self, host: &str) -> bool {
         self.allow_http_hosts
             .iter()

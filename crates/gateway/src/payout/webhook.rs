@@ -1,173 +1,21 @@
-//! Signed webhooks for terminal payout events, per Standard Webhooks
-//! (<https://www.standardwebhooks.com>, spec v1.0.0).
-//!
-//! - Headers: `webhook-id` (the event id: receivers deduplicate on it; the
-//!   same on every redelivery), `webhook-timestamp` (Unix seconds of this
-//!   attempt) and `webhook-signature`.
-//! - Signature: `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`,
-//!   so the id and the attempt time are signed along with the body.
-//! - Secrets are written `whsec_<base64>`; the HMAC key is the decoded bytes
-//!   (24 to 64 of them, as the spec asks). During a rotation the header
-//!   carries one signature per configured secret, space-separated, and a
-//!   receiver holding either secret verifies.
-//! - Body: `{"id", "type", "timestamp", "data"}`; `timestamp` is when the
-//!   event happened (RFC 3339), not when this attempt was made.
+//! Payout events (`payout.succeeded`, `payout.failed`, `payout.overpaid`)
+//! and their delivery to the payout's own `webhook_url` and the operator's
+//! `PAYOUT_WEBHOOK_URL`. Signing and the redelivery schedule are the
+//! shared ones of `crate::webhooks`.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-use crate::config::ConfigError;
-use crate::payout::model::{Delivery, Payout, PayoutState};
+use crate::payout::model::{Payout, PayoutState, Webhook};
 use crate::time::iso8601_ms;
+use crate::webhooks::delivery::{retry_at, HISTORY_LEN};
+use crate::webhooks::signed_request;
 use backends::http::{HttpRequest, HttpResponse, TransportError};
 
-pub const HEADER_ID: &str = "webhook-id";
-pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
-pub const HEADER_SIGNATURE: &str = "webhook-signature";
-/// Redelivery delays after each failed attempt (BTCPay-like: 10 s, 1 min, then 10 min).
-pub const SCHEDULE_MS: &[u64] = &[10_000, 60_000, 600_000, 600_000, 600_000, 600_000, 600_000];
-pub const DELIVERY_TIMEOUT_MS: u64 = 10_000;
-
-/// The variables that hold the signing secrets.
-pub const SECRET_VAR: &str = "WEBHOOK_SECRET";
-pub const PREVIOUS_SECRET_VAR: &str = "WEBHOOK_SECRET_PREVIOUS";
-pub const SECRET_PREFIX: &str = "whsec_";
-/// Key size bounds of the spec: at least 192 bits, at most 512.
-pub const MIN_SECRET_BYTES: usize = 24;
-pub const MAX_SECRET_BYTES: usize = 64;
-const HOW_TO_MAKE_ONE: &str =
-    "make one with: echo \"whsec_$(openssl rand -base64 32)\" (and give the same value to the receiver)";
-
-/// Why a secret was refused. The messages never contain the secret itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretError {
-    MissingPrefix,
-    NotBase64,
-    TooShort,
-    TooLong,
-}
-
-impl SecretError {
-    pub fn message(self) -> String {
-        let what = match self {
-            SecretError::MissingPrefix => "must be written `whsec_<base64>` (Standard Webhooks)",
-            SecretError::NotBase64 => {
-                "must be `whsec_` followed by standard base64 (A-Z a-z 0-9 + /, `=` padding)"
-            }
-            SecretError::TooShort => "must decode to at least 24 random bytes after `whsec_`",
-            SecretError::TooLong => "must decode to at most 64 bytes after `whsec_`",
-        };
-        format!("{what}; {HOW_TO_MAKE_ONE}")
-    }
-}
-
-/// One HMAC key: the decoded bytes of a `whsec_<base64>` secret.
-/// `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret(Vec<u8>);
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(<redacted>)")
-    }
-}
-
-impl WebhookSecret {
-    pub fn parse(written: &str) -> Result<WebhookSecret, SecretError> {
-        let b64 = written
-            .trim()
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or(SecretError::MissingPrefix)?;
-        let key = B64.decode(b64).map_err(|_| SecretError::NotBase64)?;
-        if key.len() < MIN_SECRET_BYTES {
-            return Err(SecretError::TooShort);
-        }
-        if key.len() > MAX_SECRET_BYTES {
-            return Err(SecretError::TooLong);
-        }
-        Ok(WebhookSecret(key))
-    }
-
-    /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
-    pub fn sign(&self, msg_id: &str, timestamp_secs: u64, body: &str) -> String {
-        // HMAC accepts keys of any length; this branch is unreachable.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            return String::new();
-        };
-        mac.update(msg_id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp_secs.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body.as_bytes());
-        format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
-    }
-}
-
-/// The configured signing secrets: never empty. The current one comes first,
-/// then, during a rotation, the previous one. Derefs to a slice, so
-/// `cfg.webhook_secret.as_deref()` gives `Option<&[WebhookSecret]>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookSecrets(Vec<WebhookSecret>);
-
-impl std::ops::Deref for WebhookSecrets {
-    type Target = [WebhookSecret];
-    fn deref(&self) -> &[WebhookSecret] {
-        &self.0
-    }
-}
-
-impl WebhookSecrets {
-    /// Parses `WEBHOOK_SECRET` and the optional `WEBHOOK_SECRET_PREVIOUS`
-    /// (values already trimmed; `None` when unset or empty). Both unset means
-    /// webhooks are off (`Ok(None)`).
-    pub fn from_vars(
-        current: Option<String>,
-        previous: Option<String>,
-    ) -> Result<Option<WebhookSecrets>, ConfigError> {
-        let parse = |var: &str, v: &str| {
-            WebhookSecret::parse(v).map_err(|e| ConfigError {
-                variable: var.into(),
-                message: e.message(),
-            })
-        };
-        let Some(current) = current else {
-            return match previous {
-                None => Ok(None),
-                Some(_) => Err(ConfigError {
-                    variable: SECRET_VAR.into(),
-                    message: format!(
-                        "is required when {PREVIOUS_SECRET_VAR} is set (it holds the new secret during a rotation); {HOW_TO_MAKE_ONE}"
-                    ),
-                }),
-            };
-        };
-        let mut keys = vec![parse(SECRET_VAR, &current)?];
-        if let Some(prev) = previous {
-            let prev = parse(PREVIOUS_SECRET_VAR, &prev)?;
-            if !keys.contains(&prev) {
-                keys.push(prev);
-            }
-        }
-        Ok(Some(WebhookSecrets(keys)))
-    }
-}
-
-/// The `webhook-signature` header value: one `v1,…` per secret, space-separated.
-pub fn signature_header(
-    secrets: &[WebhookSecret],
-    msg_id: &str,
-    timestamp_secs: u64,
-    body: &str,
-) -> String {
-    secrets
-        .iter()
-        .map(|s| s.sign(msg_id, timestamp_secs, body))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::webhooks::{
+    signature_header, Delivery, SecretError, WebhookSecret, WebhookSecrets, DELIVERY_TIMEOUT_MS,
+    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SECRET_BYTES, MIN_SECRET_BYTES,
+    PREVIOUS_SECRET_VAR, SCHEDULE_MS, SECRET_PREFIX, SECRET_VAR,
+};
 
 /// The event a payout's current state announces, if any. The first matching
 /// arm wins. To add an event (e.g. `payout.overpaid` once the machine sets
@@ -224,40 +72,67 @@ pub fn event_body(p: &Payout, event_id: &str, now_ms: u64) -> Value {
     })
 }
 
-/// The delivery request for `p`'s pending event, signed with every secret.
-/// `None` without a webhook, an armed event or a secret.
-pub fn request(p: &Payout, secrets: &[WebhookSecret], now_ms: u64) -> Option<HttpRequest> {
-    let hook = p.webhook.as_ref()?;
+/// Which of a payout's webhooks: the client's own `webhook_url`, or the
+/// operator's `PAYOUT_WEBHOOK_URL` (every payout's events). Both get the
+/// same event under the same `webhook-id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Client,
+    Operator,
+}
+
+pub const HOOKS: [Hook; 2] = [Hook::Client, Hook::Operator];
+
+fn hook(p: &Payout, which: Hook) -> Option<&Webhook> {
+    match which {
+        Hook::Client => p.webhook.as_ref(),
+        Hook::Operator => p.operator_webhook.as_ref(),
+    }
+}
+
+fn hook_mut(p: &mut Payout, which: Hook) -> Option<&mut Webhook> {
+    match which {
+        Hook::Client => p.webhook.as_mut(),
+        Hook::Operator => p.operator_webhook.as_mut(),
+    }
+}
+
+/// Whether `which` has an attempt due at `now_ms`.
+pub fn due(p: &Payout, which: Hook, now_ms: u64) -> bool {
+    hook(p, which)
+        .and_then(|w| w.next_at_ms)
+        .is_some_and(|t| t <= now_ms)
+}
+
+/// The delivery request of `p`'s pending event to `which`, signed with every
+/// secret. `None` without that webhook, an armed event or a secret.
+pub fn request(
+    p: &Payout,
+    which: Hook,
+    secrets: &[WebhookSecret],
+    now_ms: u64,
+) -> Option<HttpRequest> {
+    let hook = hook(p, which)?;
     let id = hook.event_id.clone()?;
     if secrets.is_empty() {
         return None;
     }
     let body = event_body(p, &id, now_ms).to_string();
-    let ts = now_ms / 1000;
-    let signature = signature_header(secrets, &id, ts, &body);
-    Some(HttpRequest {
-        method: backends::http::Method::Post,
-        url: hook.url.clone(),
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            (HEADER_ID.into(), id),
-            (HEADER_TIMESTAMP.into(), ts.to_string()),
-            (HEADER_SIGNATURE.into(), signature),
-            ("user-agent".into(), "lightning-fallback-webhooks/1".into()),
-        ],
-        body: Some(body),
-    })
+    Some(signed_request(&hook.url, &id, body, secrets, now_ms))
 }
 
-/// Arms delivery when a payout reaches a state with an event (once per event).
+/// Arms delivery when a payout reaches a state with an event (once per
+/// event), to each of its webhooks.
 pub fn arm(p: &mut Payout, now_ms: u64) {
     let Some(id) = event_id(p) else { return };
-    if let Some(w) = p.webhook.as_mut() {
-        if w.event_id.as_deref() != Some(id.as_str()) {
-            w.event_id = Some(id);
-            w.next_at_ms = Some(now_ms);
-            w.delivered_at_ms = None;
-            w.event_attempts = 0;
+    for which in HOOKS {
+        if let Some(w) = hook_mut(p, which) {
+            if w.event_id.as_deref() != Some(id.as_str()) {
+                w.event_id = Some(id.clone());
+                w.next_at_ms = Some(now_ms);
+                w.delivered_at_ms = None;
+                w.event_attempts = 0;
+            }
         }
     }
 }
@@ -269,17 +144,20 @@ pub enum Redeliver {
     NoEvent,
 }
 
-/// Makes the current event due now (admin redelivery), with a fresh
-/// schedule, and notes it in the payout's log. The event id stays the same.
+/// Makes the current event due now at each webhook (admin redelivery),
+/// with a fresh schedule, and notes it in the payout's log. The event id
+/// stays the same.
 pub fn rearm_now(p: &mut Payout, now_ms: u64) -> Result<(), Redeliver> {
-    if p.webhook.is_none() {
+    if p.webhook.is_none() && p.operator_webhook.is_none() {
         return Err(Redeliver::NoWebhook);
     }
     let id = event_id(p).ok_or(Redeliver::NoEvent)?;
     arm(p, now_ms);
-    if let Some(w) = p.webhook.as_mut() {
-        w.next_at_ms = Some(now_ms);
-        w.event_attempts = 0;
+    for which in HOOKS {
+        if let Some(w) = hook_mut(p, which) {
+            w.next_at_ms = Some(now_ms);
+            w.event_attempts = 0;
+        }
     }
     p.note(
         now_ms,
@@ -288,37 +166,25 @@ pub fn rearm_now(p: &mut Payout, now_ms: u64) -> Result<(), Redeliver> {
     Ok(())
 }
 
-/// Records a delivery attempt and schedules the next one.
-pub fn record(p: &mut Payout, result: &Result<HttpResponse, TransportError>, now_ms: u64) {
-    let Some(w) = p.webhook.as_mut() else { return };
-    let (status, error) = match result {
-        Ok(r) => (
-            Some(r.status),
-            if r.is_success() {
-                None
-            } else {
-                Some(format!("HTTP {}", r.status))
-            },
-        ),
-        Err(e) => (None, Some(format!("{e:?}"))),
-    };
-    let ok = error.is_none();
-    w.attempts.push(Delivery {
-        at_ms: now_ms,
-        status,
-        error,
-    });
-    if ok {
+/// Records a delivery attempt to `which` and schedules the next one.
+pub fn record(
+    p: &mut Payout,
+    which: Hook,
+    result: &Result<HttpResponse, TransportError>,
+    now_ms: u64,
+) {
+    let Some(w) = hook_mut(p, which) else { return };
+    let attempt = Delivery::of(result, now_ms);
+    w.event_attempts += 1;
+    if attempt.delivered() {
         w.delivered_at_ms = Some(now_ms);
         w.next_at_ms = None;
     } else {
-        w.next_at_ms = SCHEDULE_MS
-            .get(w.event_attempts as usize)
-            .map(|d| now_ms + d);
+        w.next_at_ms = retry_at(w.event_attempts, now_ms);
     }
-    w.event_attempts += 1;
+    w.attempts.push(attempt);
     // The history shown is bounded; the schedule counts per event.
-    if w.attempts.len() > 3 * SCHEDULE_MS.len() {
+    if w.attempts.len() > HISTORY_LEN {
         w.attempts.remove(0);
     }
 }
@@ -326,7 +192,11 @@ pub fn record(p: &mut Payout, result: &Result<HttpResponse, TransportError>, now
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
     use proptest::prelude::*;
+    use sha2::Sha256;
 
     // The published vector of the Standard Webhooks reference libraries
     // (libraries/javascript/src/webhook.test.ts, "sign function works").
@@ -522,7 +392,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no secrets"));
         let mut p = payout(json!({"status": "succeeded", "at_ms": 1_700_000_123_456u64}));
         arm(&mut p, 1_700_000_200_000);
-        let req = request(&p, &secrets, 1_700_000_200_999).unwrap_or_else(|| panic!("no request"));
+        let req = request(&p, Hook::Client, &secrets, 1_700_000_200_999)
+            .unwrap_or_else(|| panic!("no request"));
         let (id, ts, sig) = (
             header(&req, HEADER_ID),
             header(&req, HEADER_TIMESTAMP),
@@ -543,7 +414,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"))
             .unwrap_or_else(|| panic!("no secrets"));
         assert_eq!(same.len(), 1);
-        assert!(request(&p, &[], 0).is_none(), "nothing is sent unsigned");
+        assert!(
+            request(&p, Hook::Client, &[], 0).is_none(),
+            "nothing is sent unsigned"
+        );
     }
 
     #[test]
@@ -552,7 +426,7 @@ mod tests {
             json!({"status": "failed", "at_ms": 1_700_000_000_000u64, "reason": "no route"}),
         );
         arm(&mut p, 1_700_000_050_000);
-        let req = request(&p, &[secret(SPEC_SECRET)], 1_700_000_099_000)
+        let req = request(&p, Hook::Client, &[secret(SPEC_SECRET)], 1_700_000_099_000)
             .unwrap_or_else(|| panic!("no request"));
         let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or_default())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -574,7 +448,12 @@ mod tests {
         assert_eq!(p.webhook.as_ref().and_then(|w| w.event_id.clone()), None);
         p.state = PayoutState::Succeeded { at_ms: 20 };
         arm(&mut p, 20);
-        record(&mut p, &Ok(HttpResponse::json(200, &json!({}))), 21);
+        record(
+            &mut p,
+            Hook::Client,
+            &Ok(HttpResponse::json(200, &json!({}))),
+            21,
+        );
         arm(&mut p, 30);
         let w = p.webhook.as_ref().unwrap_or_else(|| panic!("webhook"));
         assert_eq!(
@@ -597,7 +476,12 @@ mod tests {
             first.as_deref(),
             Some("evt_po_0123456789abcdef01234567_failed")
         );
-        record(&mut p, &Ok(HttpResponse::json(200, &json!({}))), 11);
+        record(
+            &mut p,
+            Hook::Client,
+            &Ok(HttpResponse::json(200, &json!({}))),
+            11,
+        );
         assert!(crate::payout::machine::reopen(&mut p, 20).is_ok());
         if let Some(w) = p.webhook.as_mut() {
             w.event_id = None;
@@ -626,7 +510,7 @@ mod tests {
         };
         arm(&mut p, 10);
         for t in 0..SCHEDULE_MS.len() as u64 + 1 {
-            record(&mut p, &Err(TransportError::Timeout), 11 + t);
+            record(&mut p, Hook::Client, &Err(TransportError::Timeout), 11 + t);
         }
         let w = p.webhook.clone().unwrap_or_else(|| panic!("webhook"));
         assert_eq!(w.next_at_ms, None, "the schedule gave up");

@@ -2,6 +2,11 @@
 //! hedging), BOLT11 verification, the invoice index record, and the lookup
 //! that repairs a missing index entry.
 
+pub mod admit;
 pub mod chain;
+pub mod context;
+pub mod idempotency;
 pub mod invoice;
 pub mod invoice_lookup;
+pub mod settings;
+pub mod watch;

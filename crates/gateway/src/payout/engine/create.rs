@@ -86,6 +86,7 @@ pub async fn create<R: Runtime, S: PayoutStore>(
         payment_hash: resolved.payment_hash,
         invoice_expires_at_secs: resolved.expires_at_secs,
         webhook_url: req.webhook_url.clone(),
+        operator_webhook_url: cfg.operator_webhook_url.clone(),
     });
     store_and_send(rt, store, cfg, p, &fingerprint).await
 }

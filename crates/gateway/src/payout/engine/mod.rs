@@ -300,22 +300,31 @@ pub fn min_invoice_lifetime_secs(cfg: &PayoutConfig) -> u64 {
         .max(lnurl::MIN_INVOICE_LIFETIME_SECS)
 }
 
-/// Delivers the payout's webhook event if one is due.
+/// Delivers the payout's webhook event to each of its webhooks where an
+/// attempt is due.
 pub(super) async fn deliver_webhook<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
     cfg: &PayoutConfig,
     id: &str,
 ) -> Result<(), StoreError> {
+    for which in webhook::HOOKS {
+        deliver_to(rt, store, cfg, id, which).await?;
+    }
+    Ok(())
+}
+
+async fn deliver_to<R: Runtime, S: PayoutStore>(
+    rt: &R,
+    store: &S,
+    cfg: &PayoutConfig,
+    id: &str,
+    which: webhook::Hook,
+) -> Result<(), StoreError> {
     let Some(p) = store.get(id)? else {
         return Ok(());
     };
-    let due = p
-        .webhook
-        .as_ref()
-        .and_then(|w| w.next_at_ms)
-        .is_some_and(|t| t <= rt.now_ms());
-    if !due {
+    if !webhook::due(&p, which, rt.now_ms()) {
         return Ok(());
     }
     // A due delivery that cannot be made (the secret was removed) is
@@ -323,12 +332,12 @@ pub(super) async fn deliver_webhook<R: Runtime, S: PayoutStore>(
     let req = cfg
         .webhook_secret
         .as_deref()
-        .and_then(|secret| webhook::request(&p, secret, rt.now_ms()));
+        .and_then(|secret| webhook::request(&p, which, secret, rt.now_ms()));
     let Some(req) = req else {
         let mut cur = p;
         let why =
             backends::http::TransportError::Network("not sent: WEBHOOK_SECRET is not set".into());
-        webhook::record(&mut cur, &Err(why), rt.now_ms());
+        webhook::record(&mut cur, which, &Err(why), rt.now_ms());
         save(store, &mut cur, cfg)?;
         return Ok(());
     };
@@ -345,7 +354,7 @@ pub(super) async fn deliver_webhook<R: Runtime, S: PayoutStore>(
     if cur.version != p.version {
         return Ok(());
     }
-    webhook::record(&mut cur, &result, rt.now_ms());
+    webhook::record(&mut cur, which, &result, rt.now_ms());
     save(store, &mut cur, cfg)?;
     Ok(())
 }

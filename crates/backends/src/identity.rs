@@ -1,0 +1,63 @@
+//! Which configured backend, exactly: its kind, where it is, and a
+//! fingerprint of its credential. Two wallets of one kind are two backends.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{BackendConfig, BackendKind};
+
+/// The exact backend a payout was pinned to, or an invoice was issued by.
+/// Every send and lookup of its hashes goes there and nowhere else: "not
+/// found" on another node or wallet says nothing about what this one did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendId {
+    pub kind: BackendKind,
+    pub base_url: String,
+    /// A fingerprint of the wallet credential, never the credential itself.
+    pub credential_fp: String,
+}
+
+impl BackendId {
+    pub fn of(cfg: &BackendConfig) -> BackendId {
+        let digest = Sha256::digest(
+            format!(
+                "lightning-fallback/backend-credential/v1:{}",
+                cfg.credential
+            )
+            .as_bytes(),
+        );
+        BackendId {
+            kind: cfg.kind,
+            base_url: cfg.base_url.trim_end_matches('/').to_ascii_lowercase(),
+            credential_fp: hex::encode(&digest[..8]),
+        }
+    }
+
+    pub fn matches(&self, cfg: &BackendConfig) -> bool {
+        *self == BackendId::of(cfg)
+    }
+
+    /// One string naming this identity (a storage key).
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.kind.as_str(),
+            self.base_url,
+            self.credential_fp
+        )
+    }
+
+    /// What the API and logs show: kind, URL and fingerprint.
+    pub fn label(&self) -> String {
+        if self.base_url.is_empty() {
+            format!("{} (key {})", self.kind.as_str(), self.credential_fp)
+        } else {
+            format!(
+                "{} at {} (key {})",
+                self.kind.as_str(),
+                self.base_url,
+                self.credential_fp
+            )
+        }
+    }
+}

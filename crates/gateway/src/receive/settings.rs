@@ -1,0 +1,78 @@
+//! The receiving side's own settings: the invoice key, where every
+//! invoice's events go, and what the watch may spend on lookups.
+
+use crate::payout::safe_url::UrlPolicy;
+use crate::vars::{ConfigError, Vars};
+use crate::webhooks::WebhookSecrets;
+
+/// Default cap of the watch's lookups per backend per minute, across all
+/// of its shards: well below LNbits' 200 requests a minute per client.
+pub const DEFAULT_LOOKUPS_PER_MINUTE: u64 = 40;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InvoiceSettings {
+    /// `INVOICE_API_KEY` and, during a rotation, `INVOICE_API_KEY_PREVIOUS`.
+    /// Empty: the fields and routes that need the key answer 403.
+    pub api_keys: Vec<String>,
+    /// `INVOICE_WEBHOOK_URL`: every invoice's events.
+    pub operator_webhook_url: Option<String>,
+    /// `WEBHOOK_SECRET` (and the previous one), shared with payouts.
+    pub webhook_secret: Option<WebhookSecrets>,
+    pub url_policy: UrlPolicy,
+    /// `INVOICE_WATCH_LOOKUPS_PER_MINUTE`, per backend, all shards together.
+    pub lookups_per_minute: u32,
+}
+
+impl InvoiceSettings {
+    pub(crate) fn from_vars<F: Fn(&str) -> Option<String>>(
+        v: &Vars<F>,
+        production: bool,
+    ) -> Result<InvoiceSettings, ConfigError> {
+        let mut api_keys = Vec::new();
+        for name in ["INVOICE_API_KEY", "INVOICE_API_KEY_PREVIOUS"] {
+            if let Some(k) = v.get(name) {
+                if k.len() < 16 {
+                    return Err(ConfigError::new(name, "must be at least 16 characters"));
+                }
+                api_keys.push(k);
+            }
+        }
+        if api_keys.is_empty() && v.get("INVOICE_API_KEY_PREVIOUS").is_some() {
+            return Err(ConfigError::new(
+                "INVOICE_API_KEY",
+                "is required when INVOICE_API_KEY_PREVIOUS is set",
+            ));
+        }
+        let s = InvoiceSettings {
+            api_keys,
+            operator_webhook_url: v.get("INVOICE_WEBHOOK_URL"),
+            webhook_secret: WebhookSecrets::from_vars(
+                v.get("WEBHOOK_SECRET"),
+                v.get("WEBHOOK_SECRET_PREVIOUS"),
+            )?,
+            url_policy: UrlPolicy::from_vars(v, production)?,
+            lookups_per_minute: v.number(
+                "INVOICE_WATCH_LOOKUPS_PER_MINUTE",
+                DEFAULT_LOOKUPS_PER_MINUTE,
+                1,
+                10_000,
+            )? as u32,
+        };
+        if let Some(url) = &s.operator_webhook_url {
+            s.url_policy
+                .check(url)
+                .map_err(|e| ConfigError::new("INVOICE_WEBHOOK_URL", e))?;
+            if s.webhook_secret.is_none() {
+                return Err(ConfigError::new(
+                    "INVOICE_WEBHOOK_URL",
+                    "needs WEBHOOK_SECRET to sign the events",
+                ));
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn keys(&self) -> Vec<&str> {
+        self.api_keys.iter().map(String::as_str).collect()
+    }
+}

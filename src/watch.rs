@@ -1,0 +1,162 @@
+//! The invoice watch: one SQLite-backed Durable Object per shard, woken by
+//! its alarm (the cron trigger is the safety net). It answers one typed
+//! call per request (`gateway::receive::watch::call`); what it decides is
+//! `gateway::receive::watch`.
+
+use std::cell::RefCell;
+
+use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+
+use crate::runtime::WorkerRuntime;
+use crate::store::Store;
+use crate::watch_store::SqlWatchStore;
+use crate::{env, log};
+use backends::http::Runtime;
+use backends::BackendKind;
+use gateway::api::error::ApiError;
+use gateway::config::Config;
+use gateway::health::breaker::{admit, Admission};
+use gateway::log::Level;
+use gateway::receive::watch::budget::LookupBudget;
+use gateway::receive::watch::call::{WatchCall, WatchReply, SHARDS};
+use gateway::receive::watch::engine::{Delivering, Looking, WatchStore};
+use gateway::receive::watch::serve::{self, Shard};
+
+/// After a wake-up that failed as a whole (configuration, storage).
+const ALARM_ERROR_DELAY_MS: u64 = 30_000;
+
+#[durable_object]
+pub struct InvoiceWatch {
+    state: State,
+    env: Env,
+    budget: RefCell<LookupBudget>,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::InvoiceWatchUnavailable(e.to_string())
+}
+
+impl InvoiceWatch {
+    fn store(&self) -> Result<SqlWatchStore, ApiError> {
+        SqlWatchStore::open(self.state.storage().sql()).map_err(internal)
+    }
+
+    /// Sets the alarm at `at_ms`, never in the past, unless one is set earlier.
+    async fn arm_by(&self, at_ms: u64) {
+        let at = at_ms.max(WorkerRuntime.now_ms() + 1);
+        let current = self.state.storage().get_alarm().await.ok().flatten();
+        if current.is_some_and(|t| t > 0 && (t as u64) <= at) {
+            return;
+        }
+        let when = ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
+            at as f64,
+        )));
+        if let Err(e) = self.state.storage().set_alarm(when).await {
+            log::notice(
+                &self.env,
+                Level::Error,
+                "invoice_watch",
+                format!("could not arm the watch alarm: {e}"),
+            );
+        }
+    }
+
+    /// Runs one call with this shard's settings.
+    async fn run(&self, cfg: &Config, call: WatchCall) -> Result<WatchReply, ApiError> {
+        let store = self.store()?;
+        // Read-only: the watch never feeds the breaker. It stays off a backend
+        // whose breaker is open, and looks again once the breaker would let a
+        // probe through (with no traffic, nobody else would close it).
+        let book = Store::open(&self.env)?.health().await;
+        let now = WorkerRuntime.now_ms();
+        let breaker_closed = |kind: BackendKind| {
+            let state = book.get(kind.as_str()).breaker;
+            !matches!(admit(state, now, &cfg.breaker).0, Admission::Reject { .. })
+        };
+        let s = &cfg.invoices;
+        let shard = Shard {
+            looking: Looking {
+                backends: &cfg.backends,
+                breaker_closed: &breaker_closed,
+                timeout_ms: cfg.retry.attempt_timeout_ms,
+            },
+            delivering: Delivering {
+                secrets: s.webhook_secret.as_deref(),
+                operator_url: s.operator_webhook_url.as_deref(),
+                url_policy: &s.url_policy,
+            },
+            budget: &self.budget,
+        };
+        let woke = matches!(call, WatchCall::Wake);
+        let reply = if woke {
+            let w = serve::wake(&WorkerRuntime, &store, &shard)
+                .await
+                .map_err(internal)?;
+            if let Some(next) = w.next_wake_ms {
+                self.arm_by(next).await;
+            }
+            WatchReply::Woke {
+                looked: w.looked,
+                delivered: w.delivered,
+            }
+        } else {
+            serve::handle(&WorkerRuntime, &store, &shard, call)
+                .await
+                .map_err(internal)?
+        };
+        if !woke {
+            if let Ok(Some(next)) = store.next_wake() {
+                self.arm_by(next).await;
+            }
+        }
+        Ok(reply)
+    }
+
+    async fn answer(&self, mut req: Request) -> Result<WatchReply, ApiError> {
+        let cfg = env::config(&self.env)?;
+        let call: WatchCall = req
+            .json()
+            .await
+            .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        self.run(&cfg, call).await
+    }
+}
+
+impl DurableObject for InvoiceWatch {
+    fn new(state: State, env: Env) -> Self {
+        let per_minute = env::config(&env).map_or(
+            gateway::receive::settings::DEFAULT_LOOKUPS_PER_MINUTE as u32,
+            |c| c.invoices.lookups_per_minute,
+        );
+        InvoiceWatch {
+            state,
+            env,
+            budget: RefCell::new(LookupBudget::new(per_minute, SHARDS)),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        match self.answer(req).await {
+            Ok(reply) => Response::from_json(&reply),
+            Err(e) => Ok(Response::from_json(&e.to_json())?.with_status(e.status())),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let result = match env::config(&self.env) {
+            Ok(cfg) => self.run(&cfg, WatchCall::Wake).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = &result {
+            log::notice(
+                &self.env,
+                Level::Error,
+                "invoice_watch",
+                format!("watch wake-up failed: {}", e.message()),
+            );
+            self.arm_by(WorkerRuntime.now_ms() + ALARM_ERROR_DELAY_MS)
+                .await;
+        }
+        Response::ok("")
+    }
+}

@@ -1,0 +1,138 @@
+//! Calls from the Worker to its invoice watch objects, each bounded in time.
+
+use worker::{Env, Method, Request, RequestInit};
+
+use gateway::api::error::ApiError;
+use gateway::receive::watch::call::{
+    object_name, shard_of_hash, shard_of_key, KeyBegin, WatchCall, WatchReply,
+};
+use gateway::receive::watch::record::WatchedInvoice;
+
+/// The invoice watch's Durable Object binding (wrangler.toml).
+pub const BINDING: &str = "INVOICE_WATCH";
+/// A call ends within this: the longest a shard works for one call is a
+/// wake-up's lookups (each within its attempt timeout) and deliveries.
+pub const CALL_TIMEOUT_MS: u64 = 60_000;
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::InvoiceWatchUnavailable(e.to_string())
+}
+
+/// Makes `call` to watch shard `shard`.
+pub async fn call(env: &Env, shard: u32, call: &WatchCall) -> Result<WatchReply, ApiError> {
+    let ns = env
+        .durable_object(BINDING)
+        .map_err(|_| ApiError::Configuration {
+            variable: BINDING.into(),
+            message: "the Durable Object binding is missing from wrangler.toml".into(),
+        })?;
+    let stub = ns
+        .id_from_name(&object_name(shard))
+        .and_then(|id| id.get_stub())
+        .map_err(unavailable)?;
+    let body = serde_json::to_string(call).map_err(unavailable)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+    let req = Request::new_with_init("https://invoice-watch/call", &init).map_err(unavailable)?;
+    let sent = async {
+        let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
+        let status = resp.status_code();
+        let text = resp.text().await.map_err(unavailable)?;
+        Ok::<_, ApiError>((status, text))
+    };
+    let timer = worker::Delay::from(std::time::Duration::from_millis(CALL_TIMEOUT_MS));
+    let (status, text) = match futures_util::future::select(std::pin::pin!(sent), timer).await {
+        futures_util::future::Either::Left((r, _)) => r?,
+        futures_util::future::Either::Right(_) => {
+            return Err(unavailable(format!(
+                "watch shard {shard} did not answer within {} s",
+                CALL_TIMEOUT_MS / 1000
+            )))
+        }
+    };
+    if status != 200 {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let m = v["error"]["message"].as_str().unwrap_or("no message");
+        return Err(unavailable(format!(
+            "watch shard {shard} answered {status}: {m}"
+        )));
+    }
+    serde_json::from_str(&text).map_err(|e| unavailable(format!("watch shard {shard}: {e}")))
+}
+
+/// Makes `call` to every shard at once; the replies in shard order.
+pub async fn every_shard(env: &Env, c: &WatchCall) -> Vec<Result<WatchReply, ApiError>> {
+    let shards = 0..gateway::receive::watch::call::SHARDS;
+    futures_util::future::join_all(shards.map(|s| call(env, s, c))).await
+}
+
+fn unexpected(reply: WatchReply) -> ApiError {
+    unavailable(format!("unexpected reply from the watch: {reply:?}"))
+}
+
+/// The watch state of `payment_hash`, if it is watched.
+pub async fn watched(env: &Env, payment_hash: &str) -> Result<Option<WatchedInvoice>, ApiError> {
+    let c = WatchCall::Get {
+        payment_hash: payment_hash.into(),
+    };
+    match call(env, shard_of_hash(payment_hash), &c).await? {
+        WatchReply::Invoice { invoice } => Ok(invoice.map(|b| *b)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Takes an invoice into the watch; it must be there before anyone learns
+/// of the invoice.
+pub async fn register(env: &Env, invoice: WatchedInvoice) -> Result<(), ApiError> {
+    let shard = shard_of_hash(&invoice.payment_hash);
+    let c = WatchCall::Register {
+        invoice: Box::new(invoice),
+    };
+    call(env, shard, &c).await.map(|_| ())
+}
+
+/// Hands a paid state seen by `check-invoice` to the watch.
+pub async fn seen_paid(env: &Env, payment_hash: &str, settled_at_ms: u64) -> Result<(), ApiError> {
+    let c = WatchCall::SeenPaid {
+        payment_hash: payment_hash.into(),
+        settled_at_ms,
+    };
+    call(env, shard_of_hash(payment_hash), &c).await.map(|_| ())
+}
+
+/// Takes `key` for a request whose body has `fingerprint`.
+pub async fn begin_key(env: &Env, key: &str, fingerprint: &str) -> Result<KeyBegin, ApiError> {
+    let c = WatchCall::BeginKey {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    };
+    match call(env, shard_of_key(key), &c).await? {
+        WatchReply::Key { begin } => Ok(begin),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Keeps the answer given for `key`.
+pub async fn finish_key(
+    env: &Env,
+    key: &str,
+    fingerprint: &str,
+    answer: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let c = WatchCall::FinishKey {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        answer: answer.clone(),
+    };
+    call(env, shard_of_key(key), &c).await.map(|_| ())
+}
+
+/// Frees `key` after its request failed before making an invoice.
+pub async fn drop_key(env: &Env, key: &str, fingerprint: &str) -> Result<(), ApiError> {
+    let c = WatchCall::DropKey {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    };
+    call(env, shard_of_key(key), &c).await.map(|_| ())
+}
