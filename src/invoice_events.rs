@@ -9,10 +9,10 @@ use crate::request::{query, require_admin};
 use crate::watch_link::{self, every_shard};
 use gateway::api::error::ApiError;
 use gateway::config::Config;
-use gateway::receive::admit;
 use gateway::receive::watch::call::{shard_of_hash, WatchCall, WatchReply, SHARDS};
 use gateway::receive::watch::engine::WatchStats;
 use gateway::receive::watch::history::{self, EventCursor};
+use gateway::receive::{admit, notice};
 
 fn unexpected(r: WatchReply) -> ApiError {
     ApiError::InvoiceWatchUnavailable(format!("unexpected reply from the watch: {r:?}"))
@@ -41,6 +41,18 @@ pub async fn list(req: &Request, env: &Env, cfg: &Config) -> Result<Reply, ApiEr
     }
     let (page, next) = history::merge(&cursor, per_shard, limit);
     Ok(Reply::json(200, history::page_body(&page, &next)))
+}
+
+/// `POST /api/invoices/notify`: a backend says an invoice was paid. The
+/// watch looks it up now; the answer is the same whether or not it is watched.
+pub async fn notice(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
+    let body = crate::body::read_json_body(req).await?;
+    let hash = notice::payment_hash(&body)?;
+    let c = WatchCall::Nudge {
+        payment_hash: hash.clone(),
+    };
+    watch_link::call(env, shard_of_hash(&hash), &c).await?;
+    Ok(Reply::json(202, serde_json::json!({"accepted": true})))
 }
 
 /// `POST /api/invoices/{payment_hash}/redeliver-webhook` (admin): every

@@ -20,6 +20,7 @@ use gateway::receive::admit::{self, CreateInvoice};
 use gateway::receive::chain;
 use gateway::receive::invoice::{self, InvoiceRecord};
 use gateway::receive::invoice_lookup::{self, Verdict};
+use gateway::receive::notice;
 use gateway::receive::watch::call::KeyBegin;
 use gateway::receive::watch::record::WatchedInvoice;
 use serde_json::Value;
@@ -38,12 +39,17 @@ pub async fn create(
     cfg: &Config,
 ) -> Result<Reply, ApiError> {
     let body = read_json_body(req).await?;
-    let ask = admit::admit(
+    let mut ask = admit::admit(
         &body,
         header(req, "authorization").as_deref(),
         header(req, "idempotency-key").as_deref(),
         cfg,
     )?;
+    // Backends that push a paid notice post it back here, to this origin.
+    ask.params.notify_url = req
+        .url()
+        .ok()
+        .and_then(|u| notice::notify_url(&u.origin().ascii_serialization(), cfg.invoices.notices));
     let Some((key, fp)) = &ask.idempotency else {
         return issue(env, ctx, cfg, &ask)
             .await

@@ -73,7 +73,7 @@ async fn handle(
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
                     "POST /api/payouts/{id}/cancel", "POST /api/payouts/{id}/redeliver-webhook", "GET /api/payouts/attention",
-                    "GET /api/invoices/events", "POST /api/invoices/{payment_hash}/redeliver-webhook",
+                    "GET /api/invoices/events", "POST /api/invoices/notify", "POST /api/invoices/{payment_hash}/redeliver-webhook",
                     "GET /openapi.json",
                 ],
             }),
@@ -102,6 +102,10 @@ async fn handle(
         Route::RedeliverWebhook(id) => admin::act(req, env, cfg, &id, "redeliver-webhook").await,
         Route::PayoutAttention => admin::attention(req, env, cfg).await,
         Route::InvoiceEvents => invoice_events::list(req, env, cfg).await,
+        Route::InvoiceNotice => {
+            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            invoice_events::notice(req, env).await
+        }
         Route::RedeliverInvoiceWebhook(hash) => {
             invoice_events::redeliver(req, env, cfg, &hash).await
         }

@@ -267,6 +267,16 @@ add("create-invoice: Idempotency-Key without an invoice key configured", () => c
 });
 add("invoice events without an invoice key configured", () => call("GET", "/api/invoices/events"), { status: 403, code: "invoice_key_disabled" });
 add("invoice events with a key nobody configured", () => call("GET", "/api/invoices/events", { headers: [auth()] }), { status: 403, code: "invoice_key_disabled" });
+for (const [name, body, code] of [
+  ["empty", "", "invalid_json"],
+  ["no hash", "{}", "invalid_payment_hash"],
+  ["a short hash", '{"payment_hash":"abcd"}', "invalid_payment_hash"],
+  ["a hash that is a number", '{"payment_hash":7}', "invalid_payment_hash"],
+  ["a JSON string that is not JSON", '"hello"', "invalid_payment_hash"],
+  ["an array", "[1]", "invalid_payment_hash"],
+]) {
+  add(`invoice notice: ${name}`, () => call("POST", "/api/invoices/notify", { headers: [json], body }), { status: 400, code });
+}
 add("redeliver an invoice's events without a key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`), { status: 401, code: "unauthorized" });
 add("redeliver an invoice's events with the payout key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth()] }), { status: 401, code: "unauthorized" });
 add("redeliver the events of an unknown invoice", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth(ADMIN)] }), { status: 404, code: "invoice_not_found" });
@@ -316,6 +326,7 @@ const routes = [
   ["/api/payouts/po_000000000000000000000000/redeliver-webhook", ["POST"]],
   ["/api/payouts/attention", ["GET"]],
   ["/api/invoices/events", ["GET"]],
+  ["/api/invoices/notify", ["POST"]],
   [`/api/invoices/${hex64}/redeliver-webhook`, ["POST"]],
 ];
 for (const [path, allowed] of routes) {

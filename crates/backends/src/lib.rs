@@ -128,6 +128,9 @@ pub struct InvoiceParams {
     /// The chain the gateway expects the invoice on (only the mock, which
     /// signs invoices itself, needs to be told).
     pub network: bolt11::Network,
+    /// Where a backend that can push a paid notice (LNbits' `webhook`)
+    /// should send it. A hint that makes the gateway look sooner, never proof.
+    pub notify_url: Option<String>,
 }
 
 impl InvoiceParams {
@@ -319,6 +322,7 @@ pub(crate) mod test_support {
             description_hash: None,
             expiry_secs: 600,
             network: crate::bolt11::Network::Bitcoin,
+            notify_url: None,
         }
     }
 

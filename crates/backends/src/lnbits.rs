@@ -28,6 +28,10 @@ pub fn create_request(cfg: &BackendConfig, p: &InvoiceParams) -> HttpRequest {
     if let Some(h) = &p.description_hash {
         body["description_hash"] = Value::from(h.as_str());
     }
+    // LNbits POSTs the paid payment there (`webhook`, core/services/payments.py).
+    if let Some(u) = &p.notify_url {
+        body["webhook"] = Value::from(u.as_str());
+    }
     auth(
         cfg,
         HttpRequest::post_json(cfg.url("/api/v1/payments"), &body),

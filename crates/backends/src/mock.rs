@@ -276,6 +276,7 @@ mod tests {
             description_hash: None,
             expiry_secs: 600,
             network: Network::Signet,
+            notify_url: None,
         };
         let ask = |req: Option<HttpRequest>| {
             let req = req.unwrap_or_else(|| panic!("the mock builds every request"));

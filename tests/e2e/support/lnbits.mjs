@@ -14,7 +14,7 @@ const VENV = path.join(ROOT, ".venv-lnbits");
  * install sets the super user, and `fund()` credits wallets (FakeWallet
  * pays only internal invoices, from a wallet's own balance).
  */
-export async function startLnbits({ funding = false } = {}) {
+export async function startLnbits({ funding = false, env = {} } = {}) {
   const bin = path.join(VENV, "bin/lnbits");
   if (!fs.existsSync(bin)) throw new Error("LNbits is not installed: run `scripts/setup.sh --test` (make test does)");
   const lib = fs.readdirSync(path.join(VENV, "lib")).find((d) => d.startsWith("python3"));
@@ -30,6 +30,7 @@ export async function startLnbits({ funding = false } = {}) {
       LNBITS_BACKEND_WALLET_CLASS: "FakeWallet",
       LNBITS_ADMIN_UI: funding ? "true" : "false",
       LNBITS_SITE_TITLE: "e2e",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

@@ -130,6 +130,7 @@ impl ApiError {
                 "external_id" => "invalid_external_id",
                 "idempotency_key" => "invalid_idempotency_key",
                 "metadata" => "invalid_metadata",
+                "payment_hash" => "invalid_payment_hash",
                 _ => "invalid_request",
             },
             ApiError::InvalidQuery { param, .. } => match *param {

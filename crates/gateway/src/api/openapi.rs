@@ -41,6 +41,7 @@ mod tests {
             Route::RedeliverWebhook(_) => ("post", "/api/payouts/{id}/redeliver-webhook"),
             Route::PayoutAttention => ("get", "/api/payouts/attention"),
             Route::InvoiceEvents => ("get", "/api/invoices/events"),
+            Route::InvoiceNotice => ("post", "/api/invoices/notify"),
             Route::RedeliverInvoiceWebhook(_) => {
                 ("post", "/api/invoices/{payment_hash}/redeliver-webhook")
             }

@@ -21,6 +21,8 @@ pub enum Route {
     PayoutAttention,
     /// `GET /api/invoices/events`: the invoice events history.
     InvoiceEvents,
+    /// `POST /api/invoices/notify`: a backend's paid notice (a hint).
+    InvoiceNotice,
     /// `POST /api/invoices/{payment_hash}/redeliver-webhook` (admin).
     RedeliverInvoiceWebhook(String),
     /// CORS preflight for a known path.
@@ -39,6 +41,7 @@ pub(crate) const TABLE: &[(&str, &str, Route)] = &[
     ("/api/payouts", "GET", Route::ListPayouts),
     ("/api/payouts/attention", "GET", Route::PayoutAttention),
     ("/api/invoices/events", "GET", Route::InvoiceEvents),
+    ("/api/invoices/notify", "POST", Route::InvoiceNotice),
 ];
 
 const GET: &[&str] = &["GET", "OPTIONS"];
@@ -80,7 +83,7 @@ fn payout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
 fn invoice_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
     let rest = path
         .strip_prefix("/api/invoices/")
-        .filter(|r| *r != "events")?;
+        .filter(|r| *r != "events" && *r != "notify")?;
     let (hash, tail) = rest.split_once('/')?;
     if tail != "redeliver-webhook" {
         return Some(Err(ApiError::RouteNotFound));

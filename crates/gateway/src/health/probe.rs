@@ -118,6 +118,7 @@ pub async fn deep_check<R: Runtime>(rt: &R, cfg: &Config, p: &BackendConfig) -> 
         description_hash: None,
         expiry_secs: 60,
         network: cfg.network,
+        notify_url: None,
     };
     let start = rt.now_ms();
     let written = chain::create_once(rt, cfg, p, &params, cfg.retry.attempt_timeout_ms).await;

@@ -783,6 +783,7 @@ mod tests {
             description_hash: None,
             expiry_secs: 3600,
             network: backends::bolt11::Network::Bitcoin,
+            notify_url: None,
         }
     }
 

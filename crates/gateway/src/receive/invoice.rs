@@ -109,6 +109,7 @@ pub fn parse_create_request(
         description_hash,
         expiry_secs: expiry,
         network,
+        notify_url: None,
     })
 }
 

@@ -8,5 +8,6 @@ pub mod context;
 pub mod idempotency;
 pub mod invoice;
 pub mod invoice_lookup;
+pub mod notice;
 pub mod settings;
 pub mod watch;

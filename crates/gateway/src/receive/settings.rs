@@ -2,6 +2,7 @@
 //! invoice's events go, and what the watch may spend on lookups.
 
 use crate::payout::safe_url::UrlPolicy;
+use crate::receive::notice::NoticeMode;
 use crate::vars::{ConfigError, Vars};
 use crate::webhooks::WebhookSecrets;
 
@@ -21,6 +22,8 @@ pub struct InvoiceSettings {
     pub url_policy: UrlPolicy,
     /// `INVOICE_WATCH_LOOKUPS_PER_MINUTE`, per backend, all shards together.
     pub lookups_per_minute: u32,
+    /// `INVOICE_BACKEND_NOTICES`: auto (default), on or off.
+    pub notices: NoticeMode,
 }
 
 impl InvoiceSettings {
@@ -57,6 +60,8 @@ impl InvoiceSettings {
                 1,
                 10_000,
             )? as u32,
+            notices: NoticeMode::parse(v.get("INVOICE_BACKEND_NOTICES").as_deref())
+                .map_err(|e| ConfigError::new("INVOICE_BACKEND_NOTICES", e))?,
         };
         if let Some(url) = &s.operator_webhook_url {
             s.url_policy

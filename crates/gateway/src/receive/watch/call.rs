@@ -46,6 +46,10 @@ pub enum WatchCall {
         payment_hash: String,
         settled_at_ms: u64,
     },
+    /// A backend pushed a paid notice for it: look it up now.
+    Nudge {
+        payment_hash: String,
+    },
     /// Events committed after `after` (this shard's seq), oldest first.
     Events {
         after: u64,

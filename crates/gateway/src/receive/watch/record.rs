@@ -71,7 +71,17 @@ pub struct WatchedInvoice {
     /// `None` once the watch is over.
     pub next_lookup_at_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// Pushed notices that moved a lookup earlier (at most [`MAX_NUDGES`]).
+    #[serde(default)]
+    pub nudges: u32,
 }
+
+/// Pushed paid notices that may each bring one lookup forward: a notice is
+/// only a hint (anyone can send one), so it costs at most this many extra
+/// lookups per invoice.
+pub const MAX_NUDGES: u32 = 3;
+/// A notice right after a lookup waits for the next one.
+pub const NUDGE_MIN_GAP_MS: u64 = 2_000;
 
 /// What one lookup of the issuing backend said.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +117,22 @@ impl WatchedInvoice {
             lookups: 0,
             last_lookup_at_ms: None,
             last_error: None,
+            nudges: 0,
         }
+    }
+
+    /// A backend pushed a paid notice: look it up now (the lookup, not the
+    /// notice, decides). `false` when the notice changes nothing.
+    pub fn nudge(&mut self, now_ms: u64) -> bool {
+        let recent = self
+            .last_lookup_at_ms
+            .is_some_and(|t| now_ms < t + NUDGE_MIN_GAP_MS);
+        if !self.is_open() || self.nudges >= MAX_NUDGES || recent {
+            return false;
+        }
+        self.nudges += 1;
+        self.next_lookup_at_ms = Some(now_ms);
+        true
     }
 
     pub fn is_open(&self) -> bool {
@@ -308,6 +333,22 @@ mod tests {
             vec![(schedule::watch_ends_ms(600_000), EventKind::Expired)]
         );
         assert_eq!(inv.last_error.as_deref(), Some("HTTP 520"));
+    }
+
+    #[test]
+    fn notices_bring_a_lookup_forward_a_bounded_number_of_times() {
+        let mut inv = invoice();
+        assert!(inv.nudge(1_000));
+        assert_eq!(inv.next_lookup_at_ms, Some(1_000));
+        inv.apply_lookup(pending(), 1_000);
+        assert!(!inv.nudge(1_500), "right after a lookup");
+        assert!(inv.nudge(4_000));
+        assert!(inv.nudge(9_000));
+        assert!(!inv.nudge(20_000), "at most MAX_NUDGES");
+        assert_eq!(inv.nudges, MAX_NUDGES);
+        let mut paid = invoice();
+        paid.paid(5, None);
+        assert!(!paid.nudge(6));
     }
 
     #[test]

@@ -102,6 +102,14 @@ pub async fn handle<R: Runtime, S: WatchStore>(
             )?
             .map(Box::new),
         },
+        WatchCall::Nudge { payment_hash } => {
+            if let Some(mut inv) = store.get(&payment_hash)? {
+                if inv.nudge(now) {
+                    store.put(&inv)?;
+                }
+            }
+            WatchReply::Done
+        }
         WatchCall::Events { after, limit } => WatchReply::Events {
             events: store.events_after(after, limit.clamp(1, MAX_LIMIT))?,
         },
