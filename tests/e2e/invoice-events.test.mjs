@@ -8,6 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
+import { createHash } from "node:crypto";
 import { startLnbits } from "./support/lnbits.mjs";
 import { startWebhookReceiver } from "./support/webhook-receiver.mjs";
 import { startWorker, providerVars } from "./support/worker.mjs";
@@ -148,6 +149,8 @@ test("an invoice paid from another wallet yields one verified invoice.paid, with
   assert.equal(d.json.data.external_id, "order-1042");
   assert.deepEqual(d.json.data.metadata, { customer: "c_77", items: [1, 2] });
   assert.match(d.json.data.settled_at, /^\d{4}-\d\d-\d\dT/);
+  // LNbits showed the preimage: it hashes to the payment hash.
+  assert.equal(createHash("sha256").update(Buffer.from(d.json.data.preimage, "hex")).digest("hex"), hash);
   // The invoice's own webhook_url gets the same event, under the same id.
   const [own] = await waitFor("invoice.paid at the shop's URL", () => {
     const got = deliveries(shopHook, hash, "invoice.paid");

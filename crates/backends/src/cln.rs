@@ -167,6 +167,12 @@ impl Backend for Cln {
     fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
+    /// `listinvoices`: a paid invoice has `payment_preimage` (hex).
+    fn check_preimage(&self, r: &HttpResponse) -> Option<String> {
+        let v = json_body(r).ok()?;
+        let inv = v.get("invoices")?.as_array()?.first()?;
+        crate::hex_preimage(str_field(inv, "payment_preimage"))
+    }
     fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }

@@ -133,6 +133,12 @@ pub struct InvoiceParams {
     pub notify_url: Option<String>,
 }
 
+/// `s` if it is a preimage: 64 hex digits (lower-cased).
+pub(crate) fn hex_preimage(s: Option<&str>) -> Option<String> {
+    s.filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
 impl InvoiceParams {
     pub fn amount_msat(&self) -> u64 {
         self.amount_sat.saturating_mul(1_000)
@@ -184,6 +190,11 @@ pub trait Backend: Sync {
     fn parse_create(&self, r: &HttpResponse) -> Result<CreatedInvoice, BackendError>;
     fn check_request(&self, cfg: &BackendConfig, payment_hash: &str) -> Option<HttpRequest>;
     fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError>;
+    /// The preimage a lookup answer shows (64 hex digits), where the backend
+    /// gives one. Read only from an answer that says paid.
+    fn check_preimage(&self, _r: &HttpResponse) -> Option<String> {
+        None
+    }
     /// The cheap read used as a health probe.
     fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest>;
     fn parse_probe(&self, r: &HttpResponse) -> Result<(), BackendError>;

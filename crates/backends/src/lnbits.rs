@@ -135,6 +135,11 @@ impl Backend for Lnbits {
     fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
+    /// `GET /api/v1/payments/{hash}` shows `preimage` beside `paid`.
+    fn check_preimage(&self, r: &HttpResponse) -> Option<String> {
+        let v = json_body(r).ok()?;
+        crate::hex_preimage(v.get("preimage").and_then(Value::as_str))
+    }
     fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }

@@ -137,6 +137,12 @@ impl Backend for Lnd {
     fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
+    /// `GET /v1/invoice/{r_hash}`: `r_preimage`, base64 of 32 bytes (lnrpc.Invoice).
+    fn check_preimage(&self, r: &HttpResponse) -> Option<String> {
+        let v = json_body(r).ok()?;
+        let raw = B64.decode(str_field(&v, "r_preimage")?).ok()?;
+        (raw.len() == 32).then(|| hex::encode(raw))
+    }
     fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }

@@ -151,6 +151,11 @@ impl Backend for Phoenixd {
     fn parse_check(&self, r: &HttpResponse) -> Result<InvoiceState, BackendError> {
         parse_check(r)
     }
+    /// `GET /payments/incoming/{hash}` shows `preimage` (hex).
+    fn check_preimage(&self, r: &HttpResponse) -> Option<String> {
+        let v = json_body(r).ok()?;
+        crate::hex_preimage(str_field(&v, "preimage"))
+    }
     fn probe_request(&self, cfg: &BackendConfig) -> Option<HttpRequest> {
         Some(probe_request(cfg))
     }

@@ -112,7 +112,8 @@ impl World {
                         .borrow()
                         .iter()
                         .any(|(x, at)| x == h && *at <= now);
-                    HttpResponse::json(200, &json!({"paid": paid}))
+                    // LNbits shows the preimage beside `paid`.
+                    HttpResponse::json(200, &json!({"paid": paid, "preimage": "5e".repeat(32)}))
                 }),
                 20,
             )],
@@ -274,6 +275,11 @@ fn a_paid_invoice_is_announced_once_without_any_check() {
     assert_eq!(b["data"]["external_id"], "order-1");
     assert_eq!(b["data"]["provider"], "lnbits");
     assert!(b["data"]["settled_at"].is_string());
+    assert_eq!(
+        b["data"]["preimage"],
+        "5e".repeat(32),
+        "the preimage LNbits showed"
+    );
     // The watch is over: no lookup after the one that saw it paid.
     let inv = w.store.get(&hash(1)).ok().flatten();
     assert!(matches!(

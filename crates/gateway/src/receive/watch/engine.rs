@@ -177,7 +177,7 @@ async fn look<R: Runtime>(rt: &R, b: &BackendConfig, hash: &str, timeout_ms: u64
     };
     match exchange::send(rt, req, timeout_ms).await {
         Ok(resp) => match b.adapter().parse_check(&resp) {
-            Ok(state) => Looked::Answer(state),
+            Ok(state) => Looked::Answer(state, b.adapter().check_preimage(&resp)),
             Err(e) => Looked::Failed(e.to_string()),
         },
         Err(e) => Looked::Failed(BackendError::from(e).to_string()),

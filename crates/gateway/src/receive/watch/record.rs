@@ -86,7 +86,8 @@ pub const NUDGE_MIN_GAP_MS: u64 = 2_000;
 /// What one lookup of the issuing backend said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Looked {
-    Answer(InvoiceState),
+    /// The state, and the preimage where the answer shows one.
+    Answer(InvoiceState, Option<String>),
     /// No answer (transport, breaker, an error status): nothing is known.
     Failed(String),
 }
@@ -153,11 +154,11 @@ impl WatchedInvoice {
         self.next_lookup_at_ms =
             schedule::next_lookup_ms(self.created_at_ms, self.expires_at_ms, Some(now_ms));
         match looked {
-            Looked::Answer(InvoiceState::Paid { settled_at_secs }) => {
+            Looked::Answer(InvoiceState::Paid { settled_at_secs }, preimage) => {
                 self.last_error = None;
-                self.paid(settled_at_secs.map_or(now_ms, |s| s * 1000), None)
+                self.paid(settled_at_secs.map_or(now_ms, |s| s * 1000), preimage)
             }
-            Looked::Answer(InvoiceState::Pending | InvoiceState::Cancelled) => {
+            Looked::Answer(InvoiceState::Pending | InvoiceState::Cancelled, _) => {
                 self.last_error = None;
                 self.announce_expiry(now_ms)
             }
@@ -283,7 +284,7 @@ mod tests {
     }
 
     fn pending() -> Looked {
-        Looked::Answer(InvoiceState::Pending)
+        Looked::Answer(InvoiceState::Pending, None)
     }
 
     /// Looks up at every scheduled point with `answer(at)`; all events.
@@ -311,9 +312,12 @@ mod tests {
         let mut inv = invoice();
         let events = run(&mut inv, |at| {
             if at >= 4_000_000 {
-                Looked::Answer(InvoiceState::Paid {
-                    settled_at_secs: Some(3_999),
-                })
+                Looked::Answer(
+                    InvoiceState::Paid {
+                        settled_at_secs: Some(3_999),
+                    },
+                    None,
+                )
             } else {
                 pending()
             }
