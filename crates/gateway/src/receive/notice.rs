@@ -7,33 +7,10 @@ use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::receive::invoice::parse_payment_hash;
+pub use crate::receive::settings::NoticeMode;
 
 /// The path backends are told to post to.
 pub const PATH: &str = "/api/invoices/notify";
-
-/// `INVOICE_BACKEND_NOTICES`: whether create-invoice asks backends to push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NoticeMode {
-    /// Only when the gateway is reached by a domain name: LNbits refuses to
-    /// create an invoice whose `webhook` origin fails its callback rules,
-    /// which by default admit `https?://<name>.<tld>` only
-    /// (`lnbits_callback_url_rules`, settings.py).
-    #[default]
-    Auto,
-    On,
-    Off,
-}
-
-impl NoticeMode {
-    pub fn parse(v: Option<&str>) -> Result<NoticeMode, String> {
-        match v.map(str::trim) {
-            None | Some("") | Some("auto") => Ok(NoticeMode::Auto),
-            Some("on") | Some("true") => Ok(NoticeMode::On),
-            Some("off") | Some("false") => Ok(NoticeMode::Off),
-            Some(_) => Err("must be auto, on or off".into()),
-        }
-    }
-}
 
 /// The notice URL for a gateway reached at `origin`, if backends should get one.
 pub fn notify_url(origin: &str, mode: NoticeMode) -> Option<String> {

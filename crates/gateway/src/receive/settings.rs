@@ -2,7 +2,6 @@
 //! invoice's events go, and what the watch may spend on lookups.
 
 use crate::payout::safe_url::UrlPolicy;
-use crate::receive::notice::NoticeMode;
 use crate::vars::{ConfigError, Vars};
 use crate::webhooks::WebhookSecrets;
 
@@ -79,5 +78,29 @@ impl InvoiceSettings {
 
     pub fn keys(&self) -> Vec<&str> {
         self.api_keys.iter().map(String::as_str).collect()
+    }
+}
+
+/// `INVOICE_BACKEND_NOTICES`: whether create-invoice asks backends to push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoticeMode {
+    /// Only when the gateway is reached by a domain name: LNbits refuses to
+    /// create an invoice whose `webhook` origin fails its callback rules,
+    /// which by default admit `https?://<name>.<tld>` only
+    /// (`lnbits_callback_url_rules`, settings.py).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl NoticeMode {
+    pub fn parse(v: Option<&str>) -> Result<NoticeMode, String> {
+        match v.map(str::trim) {
+            None | Some("") | Some("auto") => Ok(NoticeMode::Auto),
+            Some("on") | Some("true") => Ok(NoticeMode::On),
+            Some("off") | Some("false") => Ok(NoticeMode::Off),
+            Some(_) => Err("must be auto, on or off".into()),
+        }
     }
 }
