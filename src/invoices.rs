@@ -65,9 +65,14 @@ pub async fn create(
     }
     match issue(env, ctx, cfg, &ask).await {
         Ok(answer) => {
-            // Not kept: the invoice is not handed out, and the key frees
-            // itself after its lease, so a retry makes one then.
-            watch_link::finish_key(env, key, fp, &answer).await?;
+            // If the answer cannot be kept, the invoice is not handed out:
+            // the watch drops it, and the key frees itself after its lease.
+            if let Err(e) = watch_link::finish_key(env, key, fp, &answer).await {
+                if let Some(hash) = answer["payment_hash"].as_str() {
+                    watch_link::abandon(env, hash).await;
+                }
+                return Err(e);
+            }
             Ok(Reply::json(201, answer))
         }
         Err(e) => {
@@ -124,8 +129,11 @@ async fn issue(
         watch_link::register(env, watched),
     )
     .await;
-    indexed?;
     registered?;
+    if let Err(e) = indexed {
+        watch_link::abandon(env, &issued.payment_hash).await;
+        return Err(e);
+    }
     let mut answer = invoice::create_response(&issued, &attempts);
     ask.context.extend(&mut answer);
     Ok(answer)
@@ -179,11 +187,18 @@ pub async fn check(
         let answer = w.index_record().check_response(None, now);
         return Ok(Reply::json(200, with_context(answer, Some(w), keyed)));
     }
-    // The watch is consistent where KV may not be yet.
-    let record = record?.or_else(|| w.as_ref().map(WatchedInvoice::index_record));
-    let Some(mut record) = record else {
+    // The watch is consistent where KV may not be yet: its record answers,
+    // and rebuilds the index entry.
+    let indexed = record?;
+    let from_watch = indexed.is_none();
+    let Some(mut record) = indexed.or_else(|| w.as_ref().map(WatchedInvoice::index_record)) else {
         return check_missing(env, ctx, cfg, &store, &hash).await;
     };
+    if from_watch {
+        if let Err(e) = store.put_invoice(&record, now).await {
+            worker::console_warn!("could not rebuild the index entry: {}", e.message());
+        }
+    }
     if record.paid {
         let answer = record.check_response(None, now);
         return Ok(Reply::json(200, with_context(answer, w.as_ref(), keyed)));

@@ -3,7 +3,7 @@
 //! call per request (`gateway::receive::watch::call`); what it decides is
 //! `gateway::receive::watch`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
 
@@ -30,6 +30,21 @@ pub struct InvoiceWatch {
     state: State,
     env: Env,
     budget: RefCell<LookupBudget>,
+    /// A wake-up is running: the alarm and the cron trigger must not run
+    /// two at once (both would send the same deliveries).
+    waking: Cell<bool>,
+    /// When the last wake-up asked to wake again: work that is due but was
+    /// put off (budget, breaker) must not pull the alarm back to now.
+    planned_wake_ms: Cell<Option<u64>>,
+}
+
+/// Clears the `waking` flag however the wake-up ends.
+struct Waking<'a>(&'a Cell<bool>);
+
+impl Drop for Waking<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -64,10 +79,27 @@ impl InvoiceWatch {
     /// Runs one call with this shard's settings.
     async fn run(&self, cfg: &Config, call: WatchCall) -> Result<WatchReply, ApiError> {
         let store = self.store()?;
-        // Read-only: the watch never feeds the breaker. It stays off a backend
-        // whose breaker is open, and looks again once the breaker would let a
+        let woke = matches!(call, WatchCall::Wake);
+        // Calls that make work due now (an event to deliver, a lookup to make).
+        let urgent = matches!(
+            call,
+            WatchCall::SeenPaid { .. } | WatchCall::Redeliver { .. } | WatchCall::Nudge { .. }
+        );
+        if woke && self.waking.get() {
+            return Ok(WatchReply::Woke {
+                looked: 0,
+                delivered: 0,
+            });
+        }
+        // Read-only, and only for a wake-up (the only call that looks up):
+        // the watch never feeds the breaker. It stays off a backend whose
+        // breaker is open, and looks again once the breaker would let a
         // probe through (with no traffic, nobody else would close it).
-        let book = Store::open(&self.env)?.health().await;
+        let book = if woke {
+            Store::open(&self.env)?.health().await
+        } else {
+            gateway::health::HealthBook::default()
+        };
         let now = WorkerRuntime.now_ms();
         let breaker_closed = |kind: BackendKind| {
             let state = book.get(kind.as_str()).breaker;
@@ -87,11 +119,13 @@ impl InvoiceWatch {
             },
             budget: &self.budget,
         };
-        let woke = matches!(call, WatchCall::Wake);
         let reply = if woke {
+            self.waking.set(true);
+            let _clear = Waking(&self.waking);
             let w = serve::wake(&WorkerRuntime, &store, &shard)
                 .await
                 .map_err(internal)?;
+            self.planned_wake_ms.set(w.next_wake_ms);
             if let Some(next) = w.next_wake_ms {
                 self.arm_by(next).await;
             }
@@ -106,7 +140,14 @@ impl InvoiceWatch {
         };
         if !woke {
             if let Ok(Some(next)) = store.next_wake() {
-                self.arm_by(next).await;
+                // Work already due was put off until the planned wake-up.
+                let now = WorkerRuntime.now_ms();
+                let planned = self.planned_wake_ms.get().filter(|p| *p > now);
+                let at = match planned {
+                    Some(p) if next <= now && !urgent => p,
+                    _ => next,
+                };
+                self.arm_by(at).await;
             }
         }
         Ok(reply)
@@ -132,6 +173,8 @@ impl DurableObject for InvoiceWatch {
             state,
             env,
             budget: RefCell::new(LookupBudget::new(per_minute, SHARDS)),
+            waking: Cell::new(false),
+            planned_wake_ms: Cell::new(None),
         }
     }
 

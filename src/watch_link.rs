@@ -10,9 +10,19 @@ use gateway::receive::watch::record::WatchedInvoice;
 
 /// The invoice watch's Durable Object binding (wrangler.toml).
 pub const BINDING: &str = "INVOICE_WATCH";
-/// A call ends within this: the longest a shard works for one call is a
-/// wake-up's lookups (each within its attempt timeout) and deliveries.
-pub const CALL_TIMEOUT_MS: u64 = 60_000;
+/// A wake-up ends within this: its lookups (each within the attempt
+/// timeout) and deliveries.
+pub const WAKE_TIMEOUT_MS: u64 = 60_000;
+/// Every other call is a few SQLite statements: public routes (check-invoice,
+/// health) must not hang on a busy shard.
+pub const CALL_TIMEOUT_MS: u64 = 10_000;
+
+fn timeout_ms(c: &WatchCall) -> u64 {
+    match c {
+        WatchCall::Wake => WAKE_TIMEOUT_MS,
+        _ => CALL_TIMEOUT_MS,
+    }
+}
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::InvoiceWatchUnavailable(e.to_string())
@@ -41,13 +51,14 @@ pub async fn call(env: &Env, shard: u32, call: &WatchCall) -> Result<WatchReply,
         let text = resp.text().await.map_err(unavailable)?;
         Ok::<_, ApiError>((status, text))
     };
-    let timer = worker::Delay::from(std::time::Duration::from_millis(CALL_TIMEOUT_MS));
+    let limit = timeout_ms(call);
+    let timer = worker::Delay::from(std::time::Duration::from_millis(limit));
     let (status, text) = match futures_util::future::select(std::pin::pin!(sent), timer).await {
         futures_util::future::Either::Left((r, _)) => r?,
         futures_util::future::Either::Right(_) => {
             return Err(unavailable(format!(
                 "watch shard {shard} did not answer within {} s",
-                CALL_TIMEOUT_MS / 1000
+                limit / 1000
             )))
         }
     };
@@ -135,4 +146,18 @@ pub async fn drop_key(env: &Env, key: &str, fingerprint: &str) -> Result<(), Api
         fingerprint: fingerprint.into(),
     };
     call(env, shard_of_key(key), &c).await.map(|_| ())
+}
+
+/// Ends the watch of an invoice that create-invoice did not hand out; a
+/// failure is logged (the invoice then ends with one `invoice.expired`).
+pub async fn abandon(env: &Env, payment_hash: &str) {
+    let c = WatchCall::Abandon {
+        payment_hash: payment_hash.into(),
+    };
+    if let Err(e) = call(env, shard_of_hash(payment_hash), &c).await {
+        worker::console_warn!(
+            "could not drop an invoice that was not handed out: {}",
+            e.message()
+        );
+    }
 }

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 use gateway::receive::idempotency::{KeyRecord, KEEP_MS};
-use gateway::receive::watch::engine::{PendingDelivery, StoreError, WatchStats, WatchStore};
+use gateway::receive::watch::engine::{
+    PendingDelivery, StoreError, WatchStats, WatchStore, RETAIN_MS,
+};
 use gateway::receive::watch::events::InvoiceEvent;
 use gateway::receive::watch::record::{EventKind, WatchState, WatchedInvoice};
 use gateway::webhooks::delivery::HISTORY_LEN;
@@ -177,10 +179,18 @@ impl WatchStore for SqlWatchStore {
     }
 
     fn due(&self, now_ms: u64, limit: u32) -> Result<Vec<WatchedInvoice>, StoreError> {
-        self.invoices(
+        let n = int(u64::from(limit));
+        let young = self.invoices(
             "SELECT data FROM invoices WHERE open = 1 AND next_lookup <= ? ORDER BY created_at DESC LIMIT ?",
-            vec![int(now_ms), int(u64::from(limit))],
-        )
+            vec![int(now_ms), n.clone()],
+        )?;
+        let overdue = self.invoices(
+            "SELECT data FROM invoices WHERE open = 1 AND next_lookup <= ? ORDER BY next_lookup LIMIT ?",
+            vec![int(now_ms), n],
+        )?;
+        Ok(gateway::receive::watch::engine::alternate(
+            young, overdue, limit,
+        ))
     }
 
     fn append_event(
@@ -245,6 +255,16 @@ impl WatchStore for SqlWatchStore {
             .collect()
     }
 
+    fn delivery_pending(&self, d: &PendingDelivery) -> Result<bool, StoreError> {
+        Ok(self
+            .number(
+                "SELECT COUNT(*) AS n FROM deliveries WHERE event_seq = ? AND url = ? AND next_at IS NOT NULL",
+                vec![int(d.event_seq), V::from(d.url.as_str())],
+            )?
+            .unwrap_or(0)
+            > 0)
+    }
+
     fn record_delivery(
         &self,
         d: &PendingDelivery,
@@ -273,7 +293,7 @@ impl WatchStore for SqlWatchStore {
         ];
         args.extend(key);
         self.exec(
-            "UPDATE deliveries SET failed = failed + ?, next_at = ?, delivered_at = COALESCE(delivered_at, ?), attempts = ? WHERE event_seq = ? AND url = ?",
+            "UPDATE deliveries SET failed = failed + ?, next_at = CASE WHEN next_at IS NULL THEN NULL ELSE ? END, delivered_at = COALESCE(delivered_at, ?), attempts = ? WHERE event_seq = ? AND url = ?",
             args,
         )
     }
@@ -311,11 +331,6 @@ impl WatchStore for SqlWatchStore {
     }
 
     fn stats(&self, now_ms: u64) -> Result<WatchStats, StoreError> {
-        // Old keys go while the figures are read: no extra wake-up for it.
-        self.exec(
-            "DELETE FROM idempotency WHERE taken_at < ?",
-            vec![int(now_ms.saturating_sub(KEEP_MS))],
-        )?;
         Ok(WatchStats {
             watched: self
                 .number("SELECT COUNT(*) AS n FROM invoices WHERE open = 1", vec![])?
@@ -355,6 +370,26 @@ impl WatchStore for SqlWatchStore {
                 int(record.taken_at_ms),
                 V::from(json(record)?),
             ],
+        )
+    }
+
+    fn prune(&self, now_ms: u64) -> Result<(), StoreError> {
+        let old = int(now_ms.saturating_sub(RETAIN_MS));
+        self.exec(
+            "DELETE FROM idempotency WHERE taken_at < ?",
+            vec![int(now_ms.saturating_sub(KEEP_MS))],
+        )?;
+        self.exec(
+            "DELETE FROM invoices WHERE open = 0 AND created_at < ?",
+            vec![old.clone()],
+        )?;
+        self.exec(
+            "DELETE FROM deliveries WHERE next_at IS NULL AND created_at < ?",
+            vec![old.clone()],
+        )?;
+        self.exec(
+            "DELETE FROM events WHERE at < ? AND seq NOT IN (SELECT event_seq FROM deliveries)",
+            vec![old],
         )
     }
 

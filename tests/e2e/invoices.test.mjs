@@ -157,7 +157,9 @@ test("check-invoice never asks another provider when the issuer is down", async 
   assert.equal(res.json.error.provider, "lnd");
   assert.ok(res.json.error.retry_after >= 1);
   assert.ok(Number(res.headers.get("retry-after")) >= 1);
-  assert.equal(fakes.phoenixd.count("GET") + fakes.lnbits.count("GET"), 0);
+  // (The invoice watch keeps looking up earlier tests' invoices at their own issuers.)
+  const hash = new RegExp(created.json.payment_hash);
+  assert.equal(fakes.phoenixd.count("GET", hash) + fakes.lnbits.count("GET", hash), 0);
 });
 
 test("an unknown payment hash is 404", async () => {

@@ -58,7 +58,9 @@ const listIds = async (w) => (await w.request("GET", "/api/payouts?limit=100", {
 
 /** What the previous release leaves behind. */
 async function writeWithPrevious() {
-  const old = await startWorker(vars, { name: "upgrade-previous", snapshot: true, build: PREVIOUS, state });
+  // The previous release has no invoice watch: its configuration had neither the binding nor the migration.
+  const withoutWatch = (toml) => toml.replace(/\n# The invoice watch[\s\S]*?new_sqlite_classes = \["InvoiceWatch"\]\n/, "\n");
+  const old = await startWorker(vars, { name: "upgrade-previous", snapshot: true, build: PREVIOUS, state, editConfig: withoutWatch });
   try {
     const paid = (await old.createInvoice({ amount: 500, description: "upgrade" })).json;
     const open = (await old.createInvoice({ amount: 700 })).json;

@@ -479,3 +479,47 @@ fn an_invoice_whose_backend_is_gone_ends_with_one_expired() {
     assert_eq!(w.events(), vec![(EventKind::Expired, hash(9))]);
     assert_eq!(w.script.lookups.get(), 0);
 }
+
+#[test]
+fn a_flood_of_fresh_invoices_does_not_starve_an_older_one() {
+    let w = World::new(40);
+    let old = invoice(500, T0 - HOUR, 2 * HOUR);
+    w.register(&old);
+    w.script
+        .paid_at
+        .borrow_mut()
+        .push((hash(500), T0 - HOUR + MIN));
+    for n in 0..300 {
+        w.register(&invoice(1_000 + n, T0, 10 * MIN));
+    }
+    w.run_until(T0 + 2 * MIN);
+    assert!(
+        w.events().contains(&(EventKind::Paid, hash(500))),
+        "the older invoice was looked up within two minutes"
+    );
+}
+
+#[test]
+fn finished_invoices_and_events_are_forgotten_after_the_retention() {
+    use gateway::receive::watch::engine::RETAIN_MS;
+    let w = World::new(40);
+    w.register(&invoice(600, T0, 10 * MIN));
+    w.script.paid_at.borrow_mut().push((hash(600), T0 + 10_000));
+    w.run_until(T0 + HOUR);
+    assert_eq!(w.store.events_after(0, 10).unwrap_or_default().len(), 1);
+    w.run_until(T0 + RETAIN_MS - HOUR);
+    w.store
+        .prune(w.rt.now_ms())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        w.store.get(&hash(600)).ok().flatten().is_some(),
+        "kept within the retention"
+    );
+    w.rt.advance(2 * HOUR);
+    w.store
+        .prune(w.rt.now_ms())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(w.store.get(&hash(600)).ok().flatten().is_none());
+    assert!(w.store.events_after(0, 10).unwrap_or_default().is_empty());
+    assert!(w.store.deliveries.borrow().is_empty());
+}

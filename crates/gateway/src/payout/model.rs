@@ -426,9 +426,6 @@ impl Payout {
         if let Some(w) = &self.webhook {
             put("webhook", w.view());
         }
-        if let Some(w) = &self.operator_webhook {
-            put("operator_webhook", w.view());
-        }
         v
     }
 }

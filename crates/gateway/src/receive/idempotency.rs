@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 /// Keys are kept this long (at least the 24 hours promised).
 pub const KEEP_MS: u64 = 48 * 3_600_000;
 /// A key taken by a request that never finished is free again after this:
-/// longer than a create-invoice request may run.
-pub const LEASE_MS: u64 = 120_000;
+/// longer than a create-invoice request may run (the chain's total deadline,
+/// at most 120 s, plus the watch calls, each at most 10 s).
+pub const LEASE_MS: u64 = 300_000;
 
 /// SHA-256 of the body's meaning: the JSON value, keys in sorted order, so
 /// spacing and key order do not matter. Bodies that are not JSON hash as bytes.

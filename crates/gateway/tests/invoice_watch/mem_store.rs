@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use lightning_fallback_gateway as gateway;
 
 use gateway::receive::idempotency::KeyRecord;
-use gateway::receive::watch::engine::{PendingDelivery, StoreError, WatchStats, WatchStore};
+use gateway::receive::idempotency::KEEP_MS;
+use gateway::receive::watch::engine::{
+    self, PendingDelivery, StoreError, WatchStats, WatchStore, RETAIN_MS,
+};
 use gateway::receive::watch::events::InvoiceEvent;
 use gateway::receive::watch::record::{EventKind, WatchState, WatchedInvoice};
 use gateway::webhooks::delivery::HISTORY_LEN;
@@ -31,6 +34,8 @@ pub struct MemWatchStore {
     pub events: RefCell<Vec<InvoiceEvent>>,
     pub deliveries: RefCell<Vec<DeliveryRow>>,
     pub keys: RefCell<BTreeMap<String, KeyRecord>>,
+    /// The last seq handed out: never reused (SQLite's AUTOINCREMENT).
+    pub last_seq: std::cell::Cell<u64>,
 }
 
 impl WatchStore for MemWatchStore {
@@ -53,9 +58,11 @@ impl WatchStore for MemWatchStore {
             .filter(|i| i.is_open() && i.next_lookup_at_ms.is_some_and(|t| t <= now_ms))
             .cloned()
             .collect();
-        due.sort_by_key(|i| std::cmp::Reverse(i.created_at_ms));
-        due.truncate(limit as usize);
-        Ok(due)
+        let mut young = due.clone();
+        young.sort_by_key(|i| std::cmp::Reverse(i.created_at_ms));
+        let mut overdue = due;
+        overdue.sort_by_key(|i| i.next_lookup_at_ms);
+        Ok(engine::alternate(young, overdue, limit))
     }
 
     fn append_event(
@@ -67,7 +74,8 @@ impl WatchStore for MemWatchStore {
         if let Some(old) = self.events.borrow().iter().find(|x| x.id == e.id) {
             return Ok(old.seq);
         }
-        let seq = self.events.borrow().len() as u64 + 1;
+        let seq = self.last_seq.get() + 1;
+        self.last_seq.set(seq);
         let mut e = e.clone();
         e.seq = seq;
         self.events.borrow_mut().push(e);
@@ -127,6 +135,14 @@ impl WatchStore for MemWatchStore {
             .collect())
     }
 
+    fn delivery_pending(&self, p: &PendingDelivery) -> Result<bool, StoreError> {
+        Ok(self
+            .deliveries
+            .borrow()
+            .iter()
+            .any(|d| d.event_seq == p.event_seq && d.url == p.url && d.next_at.is_some()))
+    }
+
     fn record_delivery(
         &self,
         p: &PendingDelivery,
@@ -149,7 +165,10 @@ impl WatchStore for MemWatchStore {
         } else {
             d.failed += 1;
         }
-        d.next_at = next_at_ms;
+        // Superseded while the attempt ran: stays stopped.
+        if d.next_at.is_some() {
+            d.next_at = next_at_ms;
+        }
         Ok(())
     }
 
@@ -233,6 +252,29 @@ impl WatchStore for MemWatchStore {
 
     fn put_key(&self, key: &str, record: &KeyRecord) -> Result<(), StoreError> {
         self.keys.borrow_mut().insert(key.into(), record.clone());
+        Ok(())
+    }
+
+    fn prune(&self, now_ms: u64) -> Result<(), StoreError> {
+        let old = now_ms.saturating_sub(RETAIN_MS);
+        self.keys
+            .borrow_mut()
+            .retain(|_, r| r.taken_at_ms >= now_ms.saturating_sub(KEEP_MS));
+        self.invoices
+            .borrow_mut()
+            .retain(|_, i| i.is_open() || i.created_at_ms >= old);
+        self.deliveries
+            .borrow_mut()
+            .retain(|d| d.next_at.is_some() || d.created_at >= old);
+        let kept: Vec<u64> = self
+            .deliveries
+            .borrow()
+            .iter()
+            .map(|d| d.event_seq)
+            .collect();
+        self.events
+            .borrow_mut()
+            .retain(|e| e.at_ms >= old || kept.contains(&e.seq));
         Ok(())
     }
 

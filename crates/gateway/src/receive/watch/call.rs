@@ -46,6 +46,11 @@ pub enum WatchCall {
         payment_hash: String,
         settled_at_ms: u64,
     },
+    /// create-invoice failed after taking the invoice in: never handed out,
+    /// it is dropped from the watch without an event.
+    Abandon {
+        payment_hash: String,
+    },
     /// A backend pushed a paid notice for it: look it up now.
     Nudge {
         payment_hash: String,

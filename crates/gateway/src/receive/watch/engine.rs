@@ -84,7 +84,9 @@ impl WatchStats {
 pub trait WatchStore {
     fn get(&self, hash: &str) -> Result<Option<WatchedInvoice>, StoreError>;
     fn put(&self, inv: &WatchedInvoice) -> Result<(), StoreError>;
-    /// Open invoices whose lookup is due at `now_ms`, youngest first.
+    /// Open invoices whose lookup is due at `now_ms`: the youngest and the
+    /// longest overdue alternately (fresh invoices first, none starved), at
+    /// most `limit`.
     fn due(&self, now_ms: u64, limit: u32) -> Result<Vec<WatchedInvoice>, StoreError>;
     /// Commits `e` (numbered next; an id already there is kept, not added
     /// again) with a delivery due now to each of `targets`; its seq.
@@ -97,6 +99,10 @@ pub trait WatchStore {
     /// Stops the deliveries of `hash`'s `kind` event not yet made.
     fn supersede(&self, hash: &str, kind: EventKind) -> Result<(), StoreError>;
     fn due_deliveries(&self, now_ms: u64, limit: u32) -> Result<Vec<PendingDelivery>, StoreError>;
+    /// Whether a delivery is still to be made (not superseded or made meanwhile).
+    fn delivery_pending(&self, d: &PendingDelivery) -> Result<bool, StoreError>;
+    /// Records an attempt and the next one (`None`: no more). A delivery
+    /// superseded while its attempt ran stays stopped.
     fn record_delivery(
         &self,
         d: &PendingDelivery,
@@ -114,6 +120,39 @@ pub trait WatchStore {
     fn key(&self, key: &str) -> Result<Option<KeyRecord>, StoreError>;
     fn put_key(&self, key: &str, record: &KeyRecord) -> Result<(), StoreError>;
     fn drop_key(&self, key: &str) -> Result<(), StoreError>;
+    /// Forgets what is over and older than [`RETAIN_MS`]: ended invoices,
+    /// events (the history keeps this long), finished deliveries, and keys
+    /// older than their keeping time.
+    fn prune(&self, now_ms: u64) -> Result<(), StoreError>;
+}
+
+/// How long finished invoices, events and deliveries are kept.
+pub const RETAIN_MS: u64 = 35 * 86_400_000;
+
+/// `young` and `overdue` taken in turn, each invoice once, at most `limit`:
+/// fresh invoices get their early lookups, and a flood of them cannot
+/// starve older invoices (after-expiry lookups included).
+pub fn alternate(
+    young: Vec<WatchedInvoice>,
+    overdue: Vec<WatchedInvoice>,
+    limit: u32,
+) -> Vec<WatchedInvoice> {
+    let mut out: Vec<WatchedInvoice> = Vec::new();
+    let mut a = young.into_iter();
+    let mut b = overdue.into_iter();
+    loop {
+        let (x, y) = (a.next(), b.next());
+        if x.is_none() && y.is_none() {
+            break;
+        }
+        for inv in [x, y].into_iter().flatten() {
+            if out.len() < limit as usize && !out.iter().any(|o| o.payment_hash == inv.payment_hash)
+            {
+                out.push(inv);
+            }
+        }
+    }
+    out
 }
 
 /// What deliveries need.
@@ -278,6 +317,10 @@ pub async fn deliver_due<R: Runtime, S: WatchStore>(
     let due = store.due_deliveries(rt.now_ms(), MAX_DELIVERIES_PER_WAKE)?;
     let mut made = 0;
     for p in due {
+        // A paid event may have superseded this one during an earlier send.
+        if !store.delivery_pending(&p)? {
+            continue;
+        }
         let now = rt.now_ms();
         let result = match d.secrets.filter(|s| !s.is_empty()) {
             None => Err(TransportError::Network(

@@ -122,6 +122,18 @@ impl WatchedInvoice {
         }
     }
 
+    /// The invoice was never handed out (create-invoice failed after taking
+    /// it in): the watch ends without an event. `false` if it was not open.
+    pub fn abandon(&mut self) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        self.state = WatchState::Ended;
+        self.expired_announced = true;
+        self.next_lookup_at_ms = None;
+        true
+    }
+
     /// A backend pushed a paid notice: look it up now (the lookup, not the
     /// notice, decides). `false` when the notice changes nothing.
     pub fn nudge(&mut self, now_ms: u64) -> bool {
@@ -353,6 +365,16 @@ mod tests {
         let mut paid = invoice();
         paid.paid(5, None);
         assert!(!paid.nudge(6));
+    }
+
+    #[test]
+    fn an_abandoned_invoice_ends_silently() {
+        let mut inv = invoice();
+        assert!(inv.abandon());
+        assert_eq!(inv.state, WatchState::Ended);
+        assert!(inv.apply_lookup(pending(), 700_000).is_empty());
+        assert!(!inv.nudge(700_000));
+        assert!(!inv.abandon());
     }
 
     #[test]

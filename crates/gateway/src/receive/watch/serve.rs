@@ -35,6 +35,7 @@ pub async fn wake<R: Runtime, S: WatchStore>(
     shard: &Shard<'_>,
 ) -> Result<Woke, StoreError> {
     let now = rt.now_ms();
+    store.prune(now)?;
     let (work, pass): (engine::Work, LookupPass) = {
         let mut budget = shard.budget.borrow_mut();
         engine::pick_due(store, &shard.looking, &mut budget, now)?
@@ -102,6 +103,14 @@ pub async fn handle<R: Runtime, S: WatchStore>(
             )?
             .map(Box::new),
         },
+        WatchCall::Abandon { payment_hash } => {
+            if let Some(mut inv) = store.get(&payment_hash)? {
+                if inv.abandon() {
+                    store.put(&inv)?;
+                }
+            }
+            WatchReply::Done
+        }
         WatchCall::Nudge { payment_hash } => {
             if let Some(mut inv) = store.get(&payment_hash)? {
                 if inv.nudge(now) {
