@@ -10,6 +10,7 @@ use crate::receive::watch::engine::{
     self, Delivering, Looking, LookupPass, StoreError, WatchStore,
 };
 use crate::receive::watch::history::MAX_LIMIT;
+use crate::receive::watch::record::WatchedInvoice;
 use backends::http::Runtime;
 
 /// What a shard works with besides its store.
@@ -74,6 +75,20 @@ fn key_begin<S: WatchStore>(
     })
 }
 
+/// Applies `change` to a watched invoice and stores it if it changed.
+fn touch<S: WatchStore>(
+    store: &S,
+    hash: &str,
+    change: impl FnOnce(&mut WatchedInvoice) -> bool,
+) -> Result<WatchReply, StoreError> {
+    if let Some(mut inv) = store.get(hash)? {
+        if change(&mut inv) {
+            store.put(&inv)?;
+        }
+    }
+    Ok(WatchReply::Done)
+}
+
 /// Answers one call.
 pub async fn handle<R: Runtime, S: WatchStore>(
     rt: &R,
@@ -103,22 +118,8 @@ pub async fn handle<R: Runtime, S: WatchStore>(
             )?
             .map(Box::new),
         },
-        WatchCall::Abandon { payment_hash } => {
-            if let Some(mut inv) = store.get(&payment_hash)? {
-                if inv.abandon() {
-                    store.put(&inv)?;
-                }
-            }
-            WatchReply::Done
-        }
-        WatchCall::Nudge { payment_hash } => {
-            if let Some(mut inv) = store.get(&payment_hash)? {
-                if inv.nudge(now) {
-                    store.put(&inv)?;
-                }
-            }
-            WatchReply::Done
-        }
+        WatchCall::Abandon { payment_hash } => touch(store, &payment_hash, |i| i.abandon())?,
+        WatchCall::Nudge { payment_hash } => touch(store, &payment_hash, |i| i.nudge(now))?,
         WatchCall::Events { after, limit } => WatchReply::Events {
             events: store.events_after(after, limit.clamp(1, MAX_LIMIT))?,
         },
