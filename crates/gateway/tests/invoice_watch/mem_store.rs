@@ -51,7 +51,7 @@ impl WatchStore for MemWatchStore {
     }
 
     fn due(&self, now_ms: u64, limit: u32) -> Result<Vec<WatchedInvoice>, StoreError> {
-        let mut due: Vec<WatchedInvoice> = self
+        let due: Vec<WatchedInvoice> = self
             .invoices
             .borrow()
             .values()
