@@ -86,7 +86,7 @@ pub async fn create(
 
 /// Makes the invoice through the chain, indexes it and puts it under
 /// watch; the 201 body. Nothing is handed out that the watch does not hold.
-async fn issue(
+pub(crate) async fn issue(
     env: &Env,
     ctx: &Context,
     cfg: &Config,

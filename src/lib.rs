@@ -12,6 +12,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod address;
 mod admin;
 mod body;
 mod claims_link;
@@ -73,7 +74,7 @@ async fn handle(
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
                     "POST /api/payouts/{id}/cancel", "POST /api/payouts/{id}/redeliver-webhook", "GET /api/payouts/attention",
-                    "GET /api/invoices/events", "POST /api/invoices/notify", "POST /api/invoices/{payment_hash}/redeliver-webhook",
+                    "GET /.well-known/lnurlp/{name}", "GET /lnurlp/{name}/callback", "GET /lnurlp/verify/{payment_hash}", "GET /api/invoices/events", "POST /api/invoices/notify", "POST /api/invoices/{payment_hash}/redeliver-webhook",
                     "GET /openapi.json",
                 ],
             }),
@@ -102,6 +103,18 @@ async fn handle(
         Route::RedeliverWebhook(id) => admin::act(req, env, cfg, &id, "redeliver-webhook").await,
         Route::PayoutAttention => admin::attention(req, env, cfg).await,
         Route::InvoiceEvents => invoice_events::list(req, env, cfg).await,
+        Route::LnurlPay(name) => {
+            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            address::pay_request(req, cfg, &name)
+        }
+        Route::LnurlCallback(name) => {
+            rate_limit::check(req, env, Limited::CreateInvoice).await?;
+            address::callback(req, env, ctx, cfg, &name).await
+        }
+        Route::LnurlVerify(hash) => {
+            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            address::verify(env, &hash).await
+        }
         Route::InvoiceNotice => {
             rate_limit::check(req, env, Limited::CheckInvoice).await?;
             invoice_events::notice(req, env).await

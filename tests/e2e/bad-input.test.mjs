@@ -38,6 +38,7 @@ before(async () => {
       LNURL_TIMEOUT_MS: "2000",
       PAYOUT_MAX_SATS: String(MAX_SATS),
       INVOICE_MAX_SATS: "1000000",
+      LIGHTNING_ADDRESS_NAMES: "shop",
     },
     { name: "bad-input" },
   );
@@ -277,6 +278,27 @@ for (const [name, body, code] of [
 ]) {
   add(`invoice notice: ${name}`, () => call("POST", "/api/invoices/notify", { headers: [json], body }), { status: 400, code });
 }
+// The Lightning Address routes (LUD-06 errors carry the usual `error.code`).
+for (const [name, route, status, code] of [
+  ["unknown name", "/.well-known/lnurlp/nobody", 404, "unknown_address"],
+  ["upper-case name", "/.well-known/lnurlp/SHOP", 404, "unknown_address"],
+  ["percent-encoded traversal", "/.well-known/lnurlp/..%2f..%2fetc", 404, "unknown_address"],
+  ["8 KiB name", `/.well-known/lnurlp/${"a".repeat(8192)}`, 404, "unknown_address"],
+  ["callback without an amount", "/lnurlp/shop/callback", 400, "invalid_amount"],
+  ["amount in sats, not msat", "/lnurlp/shop/callback?amount=21", 400, "amount_out_of_range"],
+  ["amount with msat left over", "/lnurlp/shop/callback?amount=21001", 400, "invalid_amount"],
+  ["amount negative", "/lnurlp/shop/callback?amount=-1000", 400, "invalid_amount"],
+  ["amount in exponent form", "/lnurlp/shop/callback?amount=1e6", 400, "invalid_amount"],
+  ["amount 2^64", "/lnurlp/shop/callback?amount=18446744073709551616", 400, "invalid_amount"],
+  ["amount above the maximum", "/lnurlp/shop/callback?amount=1000001000", 400, "amount_out_of_range"],
+  ["a 4 KiB comment", `/lnurlp/shop/callback?amount=21000&comment=${"x".repeat(4096)}`, 400, "comment_too_long"],
+  ["a comment with NUL", "/lnurlp/shop/callback?amount=21000&comment=a%00b", 400, "comment_too_long"],
+  ["callback of an unknown name", "/lnurlp/nobody/callback?amount=21000", 404, "unknown_address"],
+  ["verify of an unknown invoice", `/lnurlp/verify/${hex64}`, 404, "invoice_not_found"],
+  ["verify with a short hash", "/lnurlp/verify/abcd", 400, "invalid_payment_hash"],
+]) {
+  add(`lightning address: ${name}`, () => call("GET", route), { status, code });
+}
 add("redeliver an invoice's events without a key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`), { status: 401, code: "unauthorized" });
 add("redeliver an invoice's events with the payout key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth()] }), { status: 401, code: "unauthorized" });
 add("redeliver the events of an unknown invoice", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth(ADMIN)] }), { status: 404, code: "invoice_not_found" });
@@ -347,7 +369,6 @@ const unknownPaths = [
   "/api/payouts/po_1/refund",
   "/" + "a".repeat(4000),
   "/status.json",
-  "/.well-known/lnurlp/alice",
 ];
 for (const p of unknownPaths) {
   add(`GET ${p.slice(0, 40)}`, () => call("GET", p), { status: 404, code: "not_found" });

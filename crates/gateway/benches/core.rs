@@ -191,6 +191,7 @@ fn watch() {
                     external_id: Some(format!("order-{n}")),
                     metadata: None,
                     webhook_url: None,
+                    ..InvoiceContext::default()
                 },
             );
             if let Err(e) = engine::register(&store, &inv) {

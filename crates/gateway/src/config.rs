@@ -235,6 +235,8 @@ impl Config {
         let environment = environment(&v)?;
         let strategy = strategy(&v)?;
         let retry = retry_policy(&v, strategy)?;
+        let limits = invoice_limits(&v)?;
+        let max_invoice_sat = limits.max_sat;
         Ok(Config {
             environment,
             network: network(&v)?,
@@ -246,14 +248,18 @@ impl Config {
                 failure_threshold: v.number("BREAKER_FAILURE_THRESHOLD", 3, 1, 100)? as u32,
                 cooldown_ms: v.number("BREAKER_COOLDOWN_SECS", 30, 1, 3_600)? * 1_000,
             },
-            limits: invoice_limits(&v)?,
+            limits,
             cors: match v.get("CORS_ALLOWED_ORIGINS") {
                 None => AllowedOrigins::Any,
                 Some(s) => AllowedOrigins::parse(&s)
                     .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
             },
             admin_key: admin_key(&v)?,
-            invoices: InvoiceSettings::from_vars(&v, environment == Environment::Production)?,
+            invoices: InvoiceSettings::from_vars(
+                &v,
+                environment == Environment::Production,
+                max_invoice_sat,
+            )?,
         })
     }
 }

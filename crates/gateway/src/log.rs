@@ -148,6 +148,9 @@ pub fn route_label(route: Option<&Route>, path: &str) -> String {
         | Route::RetryPayout(id)
         | Route::CancelPayout(id)
         | Route::RedeliverWebhook(id) => path.replacen(&format!("/{id}"), "/{id}", 1),
+        Route::LnurlPay(_) => "/.well-known/lnurlp/{name}".into(),
+        Route::LnurlCallback(_) => "/lnurlp/{name}/callback".into(),
+        Route::LnurlVerify(_) => "/lnurlp/verify/{payment_hash}".into(),
         Route::RedeliverInvoiceWebhook(_) => {
             "/api/invoices/{payment_hash}/redeliver-webhook".into()
         }

@@ -63,6 +63,7 @@ fn invoice(n: u32, created_ms: u64, lifetime_ms: u64) -> WatchedInvoice {
             external_id: Some(format!("order-{n}")),
             metadata: None,
             webhook_url: None,
+            ..InvoiceContext::default()
         },
     )
 }

@@ -42,6 +42,9 @@ mod tests {
             Route::PayoutAttention => ("get", "/api/payouts/attention"),
             Route::InvoiceEvents => ("get", "/api/invoices/events"),
             Route::InvoiceNotice => ("post", "/api/invoices/notify"),
+            Route::LnurlPay(_) => ("get", "/.well-known/lnurlp/{name}"),
+            Route::LnurlCallback(_) => ("get", "/lnurlp/{name}/callback"),
+            Route::LnurlVerify(_) => ("get", "/lnurlp/verify/{payment_hash}"),
             Route::RedeliverInvoiceWebhook(_) => {
                 ("post", "/api/invoices/{payment_hash}/redeliver-webhook")
             }
@@ -57,6 +60,9 @@ mod tests {
         all.push(Route::CancelPayout("po_x".into()));
         all.push(Route::RedeliverWebhook("po_x".into()));
         all.push(Route::RedeliverInvoiceWebhook("ab".repeat(32)));
+        all.push(Route::LnurlPay("shop".into()));
+        all.push(Route::LnurlCallback("shop".into()));
+        all.push(Route::LnurlVerify("ab".repeat(32)));
         all
     }
 
@@ -145,7 +151,8 @@ mod tests {
         for (method, path) in operations(&doc()) {
             let concrete = path
                 .replace("{id}", "po_0123456789abcdef01234567")
-                .replace("{payment_hash}", &"ab".repeat(32));
+                .replace("{payment_hash}", &"ab".repeat(32))
+                .replace("{name}", "shop");
             let routed = routes::route(&method.to_ascii_uppercase(), &concrete);
             match (&routed, method.as_str()) {
                 (Ok(Route::Preflight), "options") => {}

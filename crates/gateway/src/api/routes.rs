@@ -25,6 +25,12 @@ pub enum Route {
     InvoiceNotice,
     /// `POST /api/invoices/{payment_hash}/redeliver-webhook` (admin).
     RedeliverInvoiceWebhook(String),
+    /// `GET /.well-known/lnurlp/{name}`: a served Lightning Address (LUD-16).
+    LnurlPay(String),
+    /// `GET /lnurlp/{name}/callback`: its invoice (LUD-06).
+    LnurlCallback(String),
+    /// `GET /lnurlp/verify/{payment_hash}` (LUD-21).
+    LnurlVerify(String),
     /// CORS preflight for a known path.
     Preflight,
 }
@@ -104,13 +110,51 @@ fn invoice_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
     )
 }
 
+/// The Lightning Address routes; names are checked by the handler (an
+/// unknown one is LUD-06's 404).
+fn lnurl_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
+    let route = if let Some(name) = path.strip_prefix("/.well-known/lnurlp/") {
+        Route::LnurlPay(name.to_string())
+    } else if let Some(hash) = path.strip_prefix("/lnurlp/verify/") {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(Err(ApiError::InvalidQuery {
+                param: "payment_hash",
+                message: "the path must hold the payment hash as 64 hex digits".into(),
+            }));
+        }
+        Route::LnurlVerify(hash.to_ascii_lowercase())
+    } else {
+        let rest = path.strip_prefix("/lnurlp/")?;
+        let (name, tail) = rest.split_once('/')?;
+        if tail != "callback" {
+            return Some(Err(ApiError::RouteNotFound));
+        }
+        Route::LnurlCallback(name.to_string())
+    };
+    if let Route::LnurlPay(n) | Route::LnurlCallback(n) = &route {
+        if n.is_empty() || n.contains('/') {
+            return Some(Err(ApiError::RouteNotFound));
+        }
+    }
+    Some(if method.eq_ignore_ascii_case("OPTIONS") {
+        Ok(Route::Preflight)
+    } else if method.eq_ignore_ascii_case("GET") {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { allowed: GET })
+    })
+}
+
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
     };
-    if let Some(r) = payout_route(method, path).or_else(|| invoice_route(method, path)) {
+    if let Some(r) = payout_route(method, path)
+        .or_else(|| invoice_route(method, path))
+        .or_else(|| lnurl_route(method, path))
+    {
         return r;
     }
     let known: Vec<&(&str, &str, Route)> = TABLE.iter().filter(|(p, _, _)| *p == path).collect();
@@ -162,6 +206,28 @@ mod tests {
         assert_eq!(e.as_ref().map(|e| e.code()), Some("method_not_allowed"));
         assert_eq!(status("GET", "/api/create-invoice"), Err(405));
         assert_eq!(status("DELETE", "/api/check-invoice"), Err(405));
+    }
+
+    #[test]
+    fn lightning_address_routes() {
+        let h = "ab".repeat(32);
+        assert_eq!(
+            route("GET", "/.well-known/lnurlp/shop"),
+            Ok(Route::LnurlPay("shop".into()))
+        );
+        assert_eq!(
+            route("GET", "/lnurlp/shop/callback"),
+            Ok(Route::LnurlCallback("shop".into()))
+        );
+        assert_eq!(
+            route("GET", &format!("/lnurlp/verify/{h}")),
+            Ok(Route::LnurlVerify(h))
+        );
+        assert_eq!(status("POST", "/.well-known/lnurlp/shop"), Err(405));
+        assert_eq!(status("GET", "/lnurlp/verify/xyz"), Err(400));
+        assert_eq!(status("GET", "/lnurlp/shop/other"), Err(404));
+        assert_eq!(status("GET", "/.well-known/lnurlp/a/b"), Err(404));
+        assert_eq!(status("GET", "/.well-known/lnurlp/"), Err(404));
     }
 
     #[test]

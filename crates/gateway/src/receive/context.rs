@@ -26,6 +26,12 @@ pub struct InvoiceContext {
     /// which holds that policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// The served Lightning Address the invoice was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lightning_address: Option<String>,
+    /// The payer's LUD-12 comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl InvoiceContext {
@@ -35,6 +41,7 @@ impl InvoiceContext {
             external_id: external_id(m.get("external_id"))?,
             metadata: metadata(m.get("metadata"))?,
             webhook_url: webhook_url(m.get("webhook_url"))?,
+            ..InvoiceContext::default()
         })
     }
 
@@ -59,6 +66,12 @@ impl InvoiceContext {
         }
         if let Some(u) = &self.webhook_url {
             v["webhook_url"] = Value::from(u.clone());
+        }
+        if let Some(a) = &self.lightning_address {
+            v["lightning_address"] = Value::from(a.clone());
+        }
+        if let Some(c) = &self.comment {
+            v["comment"] = Value::from(c.clone());
         }
     }
 }

@@ -2,6 +2,7 @@
 //! hedging), BOLT11 verification, the invoice index record, and the lookup
 //! that repairs a missing index entry.
 
+pub mod address;
 pub mod admit;
 pub mod chain;
 pub mod context;

@@ -2,6 +2,7 @@
 //! invoice's events go, and what the watch may spend on lookups.
 
 use crate::payout::safe_url::UrlPolicy;
+use crate::receive::address::settings::{self, Address};
 use crate::vars::{ConfigError, Vars};
 use crate::webhooks::WebhookSecrets;
 
@@ -23,12 +24,18 @@ pub struct InvoiceSettings {
     pub lookups_per_minute: u32,
     /// `INVOICE_BACKEND_NOTICES`: auto (default), on or off.
     pub notices: NoticeMode,
+    /// `PUBLIC_BASE_URL`: the origin the gateway hands out in absolute URLs
+    /// (LNURL callbacks); `None`: each request's own origin.
+    pub public_base_url: Option<String>,
+    /// `LIGHTNING_ADDRESS_NAMES` with `LIGHTNING_ADDRESS_SETTINGS`.
+    pub addresses: Vec<Address>,
 }
 
 impl InvoiceSettings {
     pub(crate) fn from_vars<F: Fn(&str) -> Option<String>>(
         v: &Vars<F>,
         production: bool,
+        max_invoice_sat: u64,
     ) -> Result<InvoiceSettings, ConfigError> {
         let mut api_keys = Vec::new();
         for name in ["INVOICE_API_KEY", "INVOICE_API_KEY_PREVIOUS"] {
@@ -61,6 +68,13 @@ impl InvoiceSettings {
             )? as u32,
             notices: NoticeMode::parse(v.get("INVOICE_BACKEND_NOTICES").as_deref())
                 .map_err(|e| ConfigError::new("INVOICE_BACKEND_NOTICES", e))?,
+            public_base_url: public_base_url(v.get("PUBLIC_BASE_URL"))?,
+            addresses: settings::parse(
+                v.get("LIGHTNING_ADDRESS_NAMES").as_deref(),
+                v.get("LIGHTNING_ADDRESS_SETTINGS").as_deref(),
+                max_invoice_sat,
+            )
+            .map_err(|(var, m)| ConfigError::new(var, m))?,
         };
         if let Some(url) = &s.operator_webhook_url {
             s.url_policy
@@ -103,4 +117,22 @@ impl NoticeMode {
             Some(_) => Err("must be auto, on or off".into()),
         }
     }
+}
+
+/// `PUBLIC_BASE_URL`: an origin only (`https://pay.example.com`), kept
+/// without a trailing slash.
+fn public_base_url(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let bad = |m: &str| ConfigError::new("PUBLIC_BASE_URL", m);
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| bad("must be a URL such as https://pay.example.com"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(bad(
+            "must be an http(s) origin such as https://pay.example.com",
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must be an origin only, without a path"));
+    }
+    Ok(Some(url.origin().ascii_serialization()))
 }

@@ -96,6 +96,7 @@ mod tests {
                 external_id: Some("order-9".into()),
                 metadata: serde_json::from_value(json!({"k": 1})).ok(),
                 webhook_url: Some("https://shop.example/h".into()),
+                ..InvoiceContext::default()
             },
         );
         inv.paid(30_000, Some("ee".repeat(32)));

@@ -1,0 +1,6 @@
+//! A Lightning Address served by the gateway (LUD-16 over LUD-06, with
+//! LUD-12 comments and LUD-21 verify): `name@<gateway host>` pays through
+//! the failover chain, and each invoice is watched like any other.
+
+pub mod lnurl;
+pub mod settings;

@@ -1,0 +1,103 @@
+//! The Lightning Address routes (LUD-16 over LUD-06, LUD-12, LUD-21):
+//! `GET /.well-known/lnurlp/{name}`, its callback, and verify. Invoices go
+//! through the failover chain and the watch like any other; errors are in
+//! LUD-06's form (with `error.code` beside it), never a 5xx.
+
+use worker::{Context, Env, Request};
+
+use crate::invoices::issue;
+use crate::reply::Reply;
+use crate::request::query;
+use crate::watch_link;
+use gateway::api::error::ApiError;
+use gateway::config::Config;
+use gateway::receive::address::lnurl::{self, LnurlError};
+use gateway::receive::address::settings::Address;
+use gateway::receive::admit::CreateInvoice;
+
+/// The gateway's public origin and host: `PUBLIC_BASE_URL`, else the
+/// request's own origin.
+fn base(req: &Request, cfg: &Config) -> Result<(String, String), ApiError> {
+    let url = match &cfg.invoices.public_base_url {
+        Some(u) => worker::Url::parse(u).map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => req.url().map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
+    let origin = url.origin().ascii_serialization();
+    let host = url.host_str().unwrap_or_default().to_string();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    };
+    Ok((origin, host))
+}
+
+fn lud06(e: &LnurlError) -> Reply {
+    Reply::json(e.status(), e.to_json())
+}
+
+fn address<'a>(cfg: &'a Config, name: &str) -> Result<&'a Address, LnurlError> {
+    cfg.invoices
+        .addresses
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or(LnurlError::UnknownName)
+}
+
+/// `GET /.well-known/lnurlp/{name}`: the payRequest.
+pub fn pay_request(req: &Request, cfg: &Config, name: &str) -> Result<Reply, ApiError> {
+    let a = match address(cfg, name) {
+        Ok(a) => a,
+        Err(e) => return Ok(lud06(&e)),
+    };
+    let (origin, host) = base(req, cfg)?;
+    Ok(Reply::json(200, lnurl::pay_request(a, &origin, &host)))
+}
+
+/// `GET /lnurlp/{name}/callback?amount=<msat>&comment=`: the invoice.
+pub async fn callback(
+    req: &Request,
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let (origin, host) = base(req, cfg)?;
+    let asked = address(cfg, name).and_then(|a| {
+        lnurl::callback(
+            a,
+            &host,
+            query(req, "amount").ok().flatten().as_deref(),
+            query(req, "comment").ok().flatten().as_deref(),
+            cfg.network,
+        )
+    });
+    let (params, context) = match asked {
+        Ok(p) => p,
+        Err(e) => return Ok(lud06(&e)),
+    };
+    let ask = CreateInvoice {
+        params,
+        context,
+        keyed: false,
+        idempotency: None,
+    };
+    match issue(env, ctx, cfg, &ask).await {
+        Ok(answer) => {
+            let pr = answer["payment_request"].as_str().unwrap_or_default();
+            let hash = answer["payment_hash"].as_str().unwrap_or_default();
+            Ok(Reply::json(200, lnurl::callback_answer(pr, hash, &origin)))
+        }
+        Err(e) => Ok(lud06(&LnurlError::Unavailable(e.message()))),
+    }
+}
+
+/// `GET /lnurlp/verify/{payment_hash}` (LUD-21), from the watch.
+pub async fn verify(env: &Env, hash: &str) -> Result<Reply, ApiError> {
+    match watch_link::watched(env, hash).await {
+        Ok(Some(w)) if w.context.lightning_address.is_some() => {
+            Ok(Reply::json(200, lnurl::verify_answer(&w)))
+        }
+        Ok(_) => Ok(lud06(&LnurlError::InvoiceNotFound)),
+        Err(e) => Ok(lud06(&LnurlError::Unavailable(e.message()))),
+    }
+}
