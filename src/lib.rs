@@ -16,6 +16,7 @@ mod address;
 mod admin;
 mod body;
 mod claims_link;
+mod durable;
 mod env;
 mod health;
 mod health_sync;

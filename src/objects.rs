@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use worker::{Env, Headers, Method, Request, RequestInit};
 
+use crate::durable::{self, fetch_bounded, Answer};
 use crate::reply::Reply;
 use gateway::api::error::ApiError;
 use gateway::payout::queue_call::{QueueCall, Verb, REPLAYED_HEADER};
@@ -66,36 +67,23 @@ async fn call_with_timeout(
     call: &QueueCall,
     timeout_ms: u64,
 ) -> Result<Reply, ApiError> {
-    let ns = env
-        .durable_object(BINDING)
-        .map_err(|_| ApiError::Configuration {
-            variable: BINDING.into(),
-            message: "the Durable Object binding is missing from wrangler.toml".into(),
-        })?;
-    let stub = ns
-        .id_from_name(name)
-        .and_then(|id| id.get_stub())
-        .map_err(internal)?;
+    let stub = durable::stub(env, BINDING, name)?.map_err(internal)?;
     let req = request(call)?;
-    let sent = async {
-        let mut resp = stub.fetch_with_request(req).await.map_err(internal)?;
-        let status = resp.status_code();
-        let replayed = resp.headers().get(REPLAYED_HEADER).ok().flatten();
-        let text = resp.text().await.map_err(internal)?;
-        Ok::<_, ApiError>((status, replayed, text))
+    let Some(Answer {
+        status,
+        headers,
+        text,
+    }) = fetch_bounded(&stub, req, timeout_ms)
+        .await
+        .map_err(internal)?
+    else {
+        return Err(ApiError::StorageUnavailable(format!(
+            "the payout queue object did not answer {} within {} s",
+            call.to_wire().path,
+            timeout_ms / 1000
+        )));
     };
-    let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
-    let (status, replayed, text) =
-        match futures_util::future::select(std::pin::pin!(sent), timer).await {
-            futures_util::future::Either::Left((r, _)) => r?,
-            futures_util::future::Either::Right(_) => {
-                return Err(ApiError::StorageUnavailable(format!(
-                    "the payout queue object did not answer {} within {} s",
-                    call.to_wire().path,
-                    timeout_ms / 1000
-                )))
-            }
-        };
+    let replayed = headers.get(REPLAYED_HEADER).ok().flatten();
     let value = serde_json::from_str(&text).map_err(|e| {
         ApiError::Internal(format!("payout queue answered {status} with non-JSON: {e}"))
     })?;

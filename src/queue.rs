@@ -2,7 +2,7 @@
 //! so limits and idempotency are exact. The Worker and the cron trigger
 //! call it over internal HTTP; its alarm wakes it for the next due retry.
 
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
 use crate::claims_link::ClaimsObject;
 use crate::reply::Reply;
@@ -12,7 +12,7 @@ use crate::{env, log};
 use backends::http::Runtime;
 use gateway::api::cors::AllowedOrigins;
 use gateway::api::error::ApiError;
-use gateway::log::{Event, Level, WakeLog};
+use gateway::log::{Event, WakeLog};
 use gateway::payout::attention::{self, AttentionQuery};
 use gateway::payout::config::PayoutConfig;
 use gateway::payout::engine::{self, Created, Drain, PayoutStore};
@@ -94,18 +94,7 @@ impl PayoutQueue {
 
     /// Sets the alarm at `at_ms` (absolute), never in the past.
     async fn set_alarm_at(&self, at_ms: u64) {
-        let at = at_ms.max(WorkerRuntime.now_ms() + 1);
-        let when = ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
-            at as f64,
-        )));
-        if let Err(e) = self.state.storage().set_alarm(when).await {
-            log::notice(
-                &self.env,
-                Level::Error,
-                "payout_queue",
-                format!("could not arm the payout alarm: {e}"),
-            );
-        }
+        crate::durable::set_alarm_at(&self.state, &self.env, "payout_queue", at_ms).await;
     }
 
     /// Before work that may send: an alarm no later than the moment a send

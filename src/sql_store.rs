@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
+use crate::durable::{int, opt};
+
 use crate::claims_link::{ClaimsObject, ShardLink};
 use gateway::log::{Event, PayoutLog};
 use gateway::payout::engine::{day_of, Claim, PayoutStore, StoreError};
@@ -71,14 +73,6 @@ pub struct StatusCount {
 
 fn e(err: worker::Error) -> StoreError {
     StoreError(err.to_string())
-}
-
-fn int(v: u64) -> V {
-    V::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-fn opt(v: Option<u64>) -> V {
-    v.map(int).unwrap_or(V::Null)
 }
 
 /// One log line per stored status change. The line holds ids and status

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use worker::{durable_object, DurableObject, Env, Request, Response, ScheduledTime, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use crate::runtime::WorkerRuntime;
 use crate::store::Store;
@@ -63,17 +63,7 @@ impl InvoiceWatch {
         if current.is_some_and(|t| t > 0 && (t as u64) <= at) {
             return;
         }
-        let when = ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
-            at as f64,
-        )));
-        if let Err(e) = self.state.storage().set_alarm(when).await {
-            log::notice(
-                &self.env,
-                Level::Error,
-                "invoice_watch",
-                format!("could not arm the watch alarm: {e}"),
-            );
-        }
+        crate::durable::set_alarm_at(&self.state, &self.env, "invoice_watch", at).await;
     }
 
     /// Runs one call with this shard's settings.

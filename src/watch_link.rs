@@ -2,6 +2,7 @@
 
 use worker::{Env, Method, Request, RequestInit};
 
+use crate::durable::{self, fetch_bounded, Answer};
 use gateway::api::error::ApiError;
 use gateway::receive::watch::call::{
     object_name, shard_of_hash, shard_of_key, KeyBegin, WatchCall, WatchReply,
@@ -30,37 +31,21 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 
 /// Makes `call` to watch shard `shard`.
 pub async fn call(env: &Env, shard: u32, call: &WatchCall) -> Result<WatchReply, ApiError> {
-    let ns = env
-        .durable_object(BINDING)
-        .map_err(|_| ApiError::Configuration {
-            variable: BINDING.into(),
-            message: "the Durable Object binding is missing from wrangler.toml".into(),
-        })?;
-    let stub = ns
-        .id_from_name(&object_name(shard))
-        .and_then(|id| id.get_stub())
-        .map_err(unavailable)?;
+    let stub = durable::stub(env, BINDING, &object_name(shard))?.map_err(unavailable)?;
     let body = serde_json::to_string(call).map_err(unavailable)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
     let req = Request::new_with_init("https://invoice-watch/call", &init).map_err(unavailable)?;
-    let sent = async {
-        let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
-        let status = resp.status_code();
-        let text = resp.text().await.map_err(unavailable)?;
-        Ok::<_, ApiError>((status, text))
-    };
     let limit = timeout_ms(call);
-    let timer = worker::Delay::from(std::time::Duration::from_millis(limit));
-    let (status, text) = match futures_util::future::select(std::pin::pin!(sent), timer).await {
-        futures_util::future::Either::Left((r, _)) => r?,
-        futures_util::future::Either::Right(_) => {
-            return Err(unavailable(format!(
-                "watch shard {shard} did not answer within {} s",
-                limit / 1000
-            )))
-        }
+    let Some(Answer { status, text, .. }) = fetch_bounded(&stub, req, limit)
+        .await
+        .map_err(unavailable)?
+    else {
+        return Err(unavailable(format!(
+            "watch shard {shard} did not answer within {} s",
+            limit / 1000
+        )));
     };
     if status != 200 {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();

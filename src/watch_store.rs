@@ -5,6 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
+use crate::durable::{int, opt};
+
 use gateway::receive::idempotency::{KeyRecord, KEEP_MS};
 use gateway::receive::watch::engine::{
     PendingDelivery, StoreError, WatchStats, WatchStore, RETAIN_MS,
@@ -59,14 +61,6 @@ pub struct SqlWatchStore {
 
 fn e(err: worker::Error) -> StoreError {
     StoreError(err.to_string())
-}
-
-fn int(v: u64) -> V {
-    V::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-fn opt(v: Option<u64>) -> V {
-    v.map(int).unwrap_or(V::Null)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
