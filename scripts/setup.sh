@@ -36,6 +36,7 @@ command -v clang >/dev/null || system_missing+=(clang)
 if [ $want_test = 1 ]; then
   python3 -c 'import venv, ensurepip' 2>/dev/null || system_missing+=("python3 (with venv and pip)")
   command -v chromium >/dev/null || system_missing+=(chromium)
+  command -v openssl >/dev/null || system_missing+=(openssl)
 fi
 [ $want_bench = 1 ] && { command -v wrk >/dev/null || system_missing+=(wrk); }
 if [ ${#system_missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null; then
@@ -108,6 +109,11 @@ if [ $want_test = 1 ]; then
   if ! command -v chromium >/dev/null; then
     say "installing chromium"
     apt_install chromium
+  fi
+  # 9. openssl: the Lightning Address test makes a throwaway TLS certificate.
+  if ! command -v openssl >/dev/null; then
+    say "installing openssl"
+    apt_install openssl
   fi
 fi
 if [ $want_bench = 1 ] && ! command -v wrk >/dev/null; then
