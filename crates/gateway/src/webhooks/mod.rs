@@ -15,7 +15,9 @@
 pub mod delivery;
 pub mod secret;
 
-use backends::http::{HttpRequest, Method};
+use backends::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
+
+use crate::payout::safe_url::UrlPolicy;
 
 pub use delivery::{Delivery, DELIVERY_TIMEOUT_MS, SCHEDULE_MS};
 pub use secret::{
@@ -63,5 +65,25 @@ pub fn signed_request(
             ("user-agent".into(), "lightning-fallback-webhooks/1".into()),
         ],
         body: Some(body),
+    }
+}
+
+/// One delivery attempt of a signed request (`None`: there was no secret to
+/// sign with), refused for a URL the policy does not allow. The outcome is
+/// recorded like any other attempt, so an attempt that cannot be made backs
+/// off instead of staying due.
+pub async fn attempt<R: Runtime>(
+    rt: &R,
+    req: Option<HttpRequest>,
+    policy: &UrlPolicy,
+) -> Result<HttpResponse, TransportError> {
+    let Some(req) = req else {
+        return Err(TransportError::Network(
+            "not sent: WEBHOOK_SECRET is not set".into(),
+        ));
+    };
+    match policy.check(&req.url) {
+        Ok(_) => rt.send(req, DELIVERY_TIMEOUT_MS).await,
+        Err(e) => Err(TransportError::Network(format!("URL refused: {e}"))),
     }
 }

@@ -333,21 +333,7 @@ async fn deliver_to<R: Runtime, S: PayoutStore>(
         .webhook_secret
         .as_deref()
         .and_then(|secret| webhook::request(&p, which, secret, rt.now_ms()));
-    let Some(req) = req else {
-        let mut cur = p;
-        let why =
-            backends::http::TransportError::Network("not sent: WEBHOOK_SECRET is not set".into());
-        webhook::record(&mut cur, which, &Err(why), rt.now_ms());
-        save(store, &mut cur, cfg)?;
-        return Ok(());
-    };
-    let allowed = cfg.url_policy.check(&req.url);
-    let result = match allowed {
-        Ok(_) => rt.send(req, webhook::DELIVERY_TIMEOUT_MS).await,
-        Err(e) => Err(backends::http::TransportError::Network(format!(
-            "URL refused: {e}"
-        ))),
-    };
+    let result = crate::webhooks::attempt(rt, req, &cfg.url_policy).await;
     let Some(mut cur) = store.get(id)? else {
         return Ok(());
     };

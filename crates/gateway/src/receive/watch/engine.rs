@@ -13,9 +13,9 @@ use crate::receive::watch::budget::LookupBudget;
 use crate::receive::watch::events::{self, InvoiceEvent};
 use crate::receive::watch::record::{EventKind, Looked, WatchedInvoice};
 use crate::webhooks::delivery::retry_at;
-use crate::webhooks::{signed_request, Delivery, WebhookSecret, DELIVERY_TIMEOUT_MS};
+use crate::webhooks::{self, signed_request, Delivery, WebhookSecret};
 use backends::exchange;
-use backends::http::{Runtime, TransportError};
+use backends::http::Runtime;
 use backends::{BackendConfig, BackendError, BackendKind};
 
 /// Lookups one wake-up makes at most (the rest wait for the next one).
@@ -322,18 +322,11 @@ pub async fn deliver_due<R: Runtime, S: WatchStore>(
             continue;
         }
         let now = rt.now_ms();
-        let result = match d.secrets.filter(|s| !s.is_empty()) {
-            None => Err(TransportError::Network(
-                "not sent: WEBHOOK_SECRET is not set".into(),
-            )),
-            Some(secrets) => match d.url_policy.check(&p.url) {
-                Err(e) => Err(TransportError::Network(format!("URL refused: {e}"))),
-                Ok(_) => {
-                    let req = signed_request(&p.url, &p.event_id, p.body.to_string(), secrets, now);
-                    rt.send(req, DELIVERY_TIMEOUT_MS).await
-                }
-            },
-        };
+        let req = d
+            .secrets
+            .filter(|s| !s.is_empty())
+            .map(|s| signed_request(&p.url, &p.event_id, p.body.to_string(), s, now));
+        let result = webhooks::attempt(rt, req, d.url_policy).await;
         let done = rt.now_ms();
         let attempt = Delivery::of(&result, done);
         let next = if attempt.delivered() {
