@@ -5,8 +5,8 @@
 use worker::{Env, Request};
 
 use crate::reply::Reply;
-use crate::request::{query, require_admin};
-use crate::watch_link::{self, every_shard};
+use crate::request::{header, query, require_admin};
+use crate::watch_link::{self, every_shard, unexpected};
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::receive::watch::call::{shard_of_hash, WatchCall, WatchReply, SHARDS};
@@ -14,14 +14,10 @@ use gateway::receive::watch::engine::WatchStats;
 use gateway::receive::watch::history::{self, EventCursor};
 use gateway::receive::{admit, notice};
 
-fn unexpected(r: WatchReply) -> ApiError {
-    ApiError::InvoiceWatchUnavailable(format!("unexpected reply from the watch: {r:?}"))
-}
-
 /// `GET /api/invoices/events?cursor=&limit=`: oldest first, across shards.
 pub async fn list(req: &Request, env: &Env, cfg: &Config) -> Result<Reply, ApiError> {
     let keys = cfg.invoices.keys();
-    let auth = req.headers().get("authorization").ok().flatten();
+    let auth = header(req, "authorization");
     admit::require_key(admit::keyed(auth.as_deref(), &keys)?, &keys)?;
     let cursor = EventCursor::parse(query(req, "cursor")?.as_deref(), SHARDS)?;
     let limit = history::parse_limit(query(req, "limit")?.as_deref())?;

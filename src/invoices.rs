@@ -7,7 +7,7 @@ use worker::{Context, Env, Request};
 use crate::body::read_json_body;
 use crate::health_sync::HealthSession;
 use crate::reply::Reply;
-use crate::request::query;
+use crate::request::{header, query};
 use crate::runtime::WorkerRuntime;
 use crate::store::Store;
 use crate::watch_link;
@@ -24,10 +24,6 @@ use gateway::receive::notice;
 use gateway::receive::watch::call::KeyBegin;
 use gateway::receive::watch::record::WatchedInvoice;
 use serde_json::Value;
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
-}
 
 /// `POST /api/create-invoice`. With an `Idempotency-Key` (and the invoice
 /// key), the key is taken first and answered last, so a retried order

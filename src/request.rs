@@ -15,10 +15,14 @@ pub fn query(req: &Request, name: &str) -> Result<Option<String>, ApiError> {
         .map(|(_, v)| v.into_owned()))
 }
 
+/// The value of header `name`, if the request has it.
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
 /// Accepts the request if its `Authorization: Bearer` key is one of `keys`.
 pub fn require_bearer(req: &Request, keys: &[&str]) -> Result<(), ApiError> {
-    let header = req.headers().get("authorization").ok().flatten();
-    match auth::bearer(header.as_deref()) {
+    match auth::bearer(header(req, "authorization").as_deref()) {
         Some(token) if auth::matches_any(token, keys) => Ok(()),
         _ => Err(ApiError::Unauthorized),
     }

@@ -63,7 +63,8 @@ pub async fn every_shard(env: &Env, c: &WatchCall) -> Vec<Result<WatchReply, Api
     futures_util::future::join_all(shards.map(|s| call(env, s, c))).await
 }
 
-fn unexpected(reply: WatchReply) -> ApiError {
+/// A reply of the wrong kind for its call.
+pub fn unexpected(reply: WatchReply) -> ApiError {
     unavailable(format!("unexpected reply from the watch: {reply:?}"))
 }
 
