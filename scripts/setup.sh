@@ -37,6 +37,7 @@ if [ $want_test = 1 ]; then
   python3 -c 'import venv, ensurepip' 2>/dev/null || system_missing+=("python3 (with venv and pip)")
   command -v chromium >/dev/null || system_missing+=(chromium)
   command -v openssl >/dev/null || system_missing+=(openssl)
+  command -v zbarimg >/dev/null || system_missing+=("zbarimg (zbar-tools)")
 fi
 [ $want_bench = 1 ] && { command -v wrk >/dev/null || system_missing+=(wrk); }
 if [ ${#system_missing[@]} -gt 0 ] && ! command -v apt-get >/dev/null; then
@@ -110,14 +111,19 @@ if [ $want_test = 1 ]; then
     say "installing chromium"
     apt_install chromium
   fi
-  # 9. openssl: the Lightning Address test makes a throwaway TLS certificate.
+  # 9. zbarimg reads the checkout page's QR code back from a screenshot.
+  if ! command -v zbarimg >/dev/null; then
+    say "installing zbar-tools"
+    apt_install zbar-tools
+  fi
+  # 10. openssl: the Lightning Address test makes a throwaway TLS certificate.
   if ! command -v openssl >/dev/null; then
     say "installing openssl"
     apt_install openssl
   fi
 fi
 if [ $want_bench = 1 ] && ! command -v wrk >/dev/null; then
-  # 9. The HTTP load generator for make bench.
+  # 11. The HTTP load generator for make bench.
   say "installing wrk"
   apt_install wrk
 fi

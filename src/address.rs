@@ -7,29 +7,14 @@ use worker::{Context, Env, Request};
 
 use crate::invoices::issue;
 use crate::reply::Reply;
-use crate::request::query;
+use crate::request::{public_origin, query};
 use crate::watch_link;
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::receive::address::lnurl::{self, LnurlError};
 use gateway::receive::address::settings::Address;
+use gateway::receive::address::zap::{self, ZapSecret};
 use gateway::receive::admit::CreateInvoice;
-
-/// The gateway's public origin and host: `PUBLIC_BASE_URL`, else the
-/// request's own origin.
-fn base(req: &Request, cfg: &Config) -> Result<(String, String), ApiError> {
-    let url = match &cfg.invoices.public_base_url {
-        Some(u) => worker::Url::parse(u).map_err(|e| ApiError::Internal(e.to_string()))?,
-        None => req.url().map_err(|e| ApiError::Internal(e.to_string()))?,
-    };
-    let origin = url.origin().ascii_serialization();
-    let host = url.host_str().unwrap_or_default().to_string();
-    let host = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
-    };
-    Ok((origin, host))
-}
 
 fn lud06(e: &LnurlError) -> Reply {
     Reply::json(e.status(), e.to_json())
@@ -49,8 +34,12 @@ pub fn pay_request(req: &Request, cfg: &Config, name: &str) -> Result<Reply, Api
         Ok(a) => a,
         Err(e) => return Ok(lud06(&e)),
     };
-    let (origin, host) = base(req, cfg)?;
-    Ok(Reply::json(200, lnurl::pay_request(a, &origin, &host)))
+    let (origin, host) = public_origin(req, cfg)?;
+    let mut answer = lnurl::pay_request(a, &origin, &host);
+    if let Some(keys) = cfg.invoices.zap_secret.as_ref().and_then(ZapSecret::keys) {
+        zap::advertise(&mut answer, &keys);
+    }
+    Ok(Reply::json(200, answer))
 }
 
 /// `GET /lnurlp/{name}/callback?amount=<msat>&comment=`: the invoice.
@@ -61,7 +50,7 @@ pub async fn callback(
     cfg: &Config,
     name: &str,
 ) -> Result<Reply, ApiError> {
-    let (origin, host) = base(req, cfg)?;
+    let (origin, host) = public_origin(req, cfg)?;
     let asked = address(cfg, name).and_then(|a| {
         lnurl::callback(
             a,
@@ -71,10 +60,16 @@ pub async fn callback(
             cfg.network,
         )
     });
-    let (params, context) = match asked {
+    let (mut params, mut context) = match asked {
         Ok(p) => p,
         Err(e) => return Ok(lud06(&e)),
     };
+    // A zap request (NIP-57), where zaps are on; elsewhere a plain payment.
+    if let (Some(raw), Some(_)) = (query(req, "nostr").ok().flatten(), &cfg.invoices.zap_secret) {
+        if let Err(e) = zap::apply(&raw, &mut params, &mut context, &cfg.invoices.url_policy) {
+            return Ok(lud06(&e));
+        }
+    }
     let ask = CreateInvoice {
         params,
         context,
@@ -93,7 +88,7 @@ pub async fn callback(
 
 /// `GET /lnurlp/verify/{payment_hash}` (LUD-21), from the watch.
 pub async fn verify(env: &Env, hash: &str) -> Result<Reply, ApiError> {
-    match watch_link::watched(env, hash).await {
+    match watch_link::checked(env, hash).await {
         Ok(Some(w)) if w.context.lightning_address.is_some() => {
             Ok(Reply::json(200, lnurl::verify_answer(&w)))
         }

@@ -5,9 +5,10 @@ use std::rc::Rc;
 use worker::{Context, Env, Request};
 
 use crate::body::read_json_body;
+use crate::checkout;
 use crate::health_sync::HealthSession;
 use crate::reply::Reply;
-use crate::request::{header, query};
+use crate::request::{header, public_origin, query};
 use crate::runtime::WorkerRuntime;
 use crate::store::Store;
 use crate::watch_link;
@@ -23,6 +24,7 @@ use gateway::receive::invoice_lookup::{self, Verdict};
 use gateway::receive::notice;
 use gateway::receive::watch::call::KeyBegin;
 use gateway::receive::watch::record::WatchedInvoice;
+use gateway::receive::watch::schedule::demand_gap_ms;
 use serde_json::Value;
 
 /// `POST /api/create-invoice`. With an `Idempotency-Key` (and the invoice
@@ -46,10 +48,16 @@ pub async fn create(
         .url()
         .ok()
         .and_then(|u| notice::notify_url(&u.origin().ascii_serialization(), cfg.invoices.notices));
+    let (origin, _) = public_origin(req, cfg)?;
+    let issue = |ask| async move {
+        let mut answer = issue(env, ctx, cfg, ask).await?;
+        if let Some(hash) = answer["payment_hash"].as_str() {
+            answer["checkout_url"] = Value::from(checkout::url(&origin, hash));
+        }
+        Ok::<Value, ApiError>(answer)
+    };
     let Some((key, fp)) = &ask.idempotency else {
-        return issue(env, ctx, cfg, &ask)
-            .await
-            .map(|v| Reply::json(201, v));
+        return issue(&ask).await.map(|v| Reply::json(201, v));
     };
     match watch_link::begin_key(env, key, fp).await? {
         KeyBegin::Proceed => {}
@@ -59,7 +67,7 @@ pub async fn create(
         KeyBegin::Conflict => return Err(ApiError::IdempotencyConflict),
         KeyBegin::InProgress => return Err(ApiError::IdempotencyInProgress),
     }
-    match issue(env, ctx, cfg, &ask).await {
+    match issue(&ask).await {
         Ok(answer) => {
             // If the answer cannot be kept, the invoice is not handed out:
             // the watch drops it, and the key frees itself after its lease.
@@ -135,10 +143,11 @@ pub(crate) async fn issue(
     Ok(answer)
 }
 
-/// The watch's state of `hash`, or `None` when the watch does not answer:
-/// check-invoice then works as it did without one.
+/// The watch's state of `hash` (after a lookup on demand when one is due),
+/// or `None` when the watch does not hold it or does not answer:
+/// check-invoice then asks the issuing backend itself.
 async fn watched(env: &Env, hash: &str) -> Option<WatchedInvoice> {
-    match watch_link::watched(env, hash).await {
+    match watch_link::checked(env, hash).await {
         Ok(w) => w,
         Err(e) => {
             worker::console_warn!("check-invoice without the watch: {}", e.message());
@@ -147,17 +156,11 @@ async fn watched(env: &Env, hash: &str) -> Option<WatchedInvoice> {
     }
 }
 
-/// The shop's context, for a caller with the invoice key only.
-fn with_context(mut answer: Value, w: Option<&WatchedInvoice>, keyed: bool) -> Value {
-    if let (Some(w), true) = (w, keyed) {
-        w.context.extend(&mut answer);
-    }
-    answer
-}
-
-/// `GET /api/check-invoice`: from the watch when it already knows the
-/// invoice is paid, else from the issuing backend; a paid state seen there
-/// is handed to the watch.
+/// `GET /api/check-invoice`: from the watch, which looks the invoice up
+/// at its issuing backend at most once per demand gap however many
+/// callers poll (the checkout page does); an invoice the watch does not
+/// hold is asked of its issuing backend, and a paid state seen there is
+/// handed to the watch. The shop's context is shown to a keyed caller only.
 pub async fn check(
     req: &Request,
     env: &Env,
@@ -169,35 +172,46 @@ pub async fn check(
         header(req, "authorization").as_deref(),
         &cfg.invoices.keys(),
     )?;
+    let now = WorkerRuntime.now_ms() / 1000;
+    if let Some(w) = watched(env, &hash).await {
+        // The issuer did not answer the last lookup: the state is not known
+        // now, as when check-invoice asked it itself.
+        if let (true, Some(reason)) = (w.is_open(), &w.last_error) {
+            return Err(ApiError::BackendUnavailable {
+                provider: w.backend.kind.as_str().into(),
+                retry_after_secs: demand_gap_ms(w.created_at_ms, w.expires_at_ms, now * 1000)
+                    .div_ceil(1000),
+                reason: reason.clone(),
+            });
+        }
+        let mut answer = w.index_record().check_response(None, now);
+        if keyed {
+            w.context.extend(&mut answer);
+        }
+        return Ok(Reply::json(200, answer));
+    }
+    check_at_backend(env, ctx, cfg, &hash, now).await
+}
+
+/// check-invoice of an invoice the watch does not hold (made before the
+/// watch existed, or the watch did not answer): the KV index names its
+/// backend, which is asked.
+async fn check_at_backend(
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+    hash: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
     let store = Store::open(env)?;
     let rt = WorkerRuntime;
-    let now = rt.now_ms() / 1000;
-    // All three reads at once.
-    let (record, session, w) = futures_util::future::join3(
-        store.invoice(&hash),
-        HealthSession::load(&store),
-        watched(env, &hash),
-    )
-    .await;
-    if let Some(w) = w.as_ref().filter(|w| w.is_paid()) {
-        let answer = w.index_record().check_response(None, now);
-        return Ok(Reply::json(200, with_context(answer, Some(w), keyed)));
-    }
-    // The watch is consistent where KV may not be yet: its record answers,
-    // and rebuilds the index entry.
-    let indexed = record?;
-    let from_watch = indexed.is_none();
-    let Some(mut record) = indexed.or_else(|| w.as_ref().map(WatchedInvoice::index_record)) else {
-        return check_missing(env, ctx, cfg, &store, &hash).await;
+    let (record, session) =
+        futures_util::future::join(store.invoice(hash), HealthSession::load(&store)).await;
+    let Some(mut record) = record? else {
+        return check_missing(env, ctx, cfg, &store, hash).await;
     };
-    if from_watch {
-        if let Err(e) = store.put_invoice(&record, now).await {
-            worker::console_warn!("could not rebuild the index entry: {}", e.message());
-        }
-    }
     if record.paid {
-        let answer = record.check_response(None, now);
-        return Ok(Reply::json(200, with_context(answer, w.as_ref(), keyed)));
+        return Ok(Reply::json(200, record.check_response(None, now)));
     }
     let provider =
         cfg.backend(record.provider.as_str())
@@ -207,7 +221,7 @@ pub async fn check(
                 reason: "the provider is no longer configured on this gateway".into(),
             })?;
     let mut session = session;
-    let result = chain::check_invoice(&rt, cfg, &mut session.book, provider, &hash).await;
+    let result = chain::check_invoice(&rt, cfg, &mut session.book, provider, hash).await;
     session.flush(env, ctx).await;
     let state = result.map_err(|u| ApiError::BackendUnavailable {
         provider: provider.name().into(),
@@ -219,12 +233,9 @@ pub async fn check(
         if let Err(e) = store.put_invoice(&record, now).await {
             worker::console_warn!("could not cache paid state: {}", e.message());
         }
-        if w.is_some() {
-            hand_over_paid(env, ctx, &record);
-        }
+        hand_over_paid(env, ctx, &record);
     }
-    let answer = record.check_response(Some(state), now);
-    Ok(Reply::json(200, with_context(answer, w.as_ref(), keyed)))
+    Ok(Reply::json(200, record.check_response(Some(state), now)))
 }
 
 /// Tells the watch, after the answer, that the invoice was seen paid; if

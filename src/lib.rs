@@ -15,6 +15,7 @@
 mod address;
 mod admin;
 mod body;
+mod checkout;
 mod claims_link;
 mod durable;
 mod env;
@@ -28,6 +29,7 @@ mod objects;
 mod payouts;
 mod queue;
 mod rate_limit;
+mod relay;
 mod reply;
 mod request;
 mod runtime;
@@ -75,7 +77,7 @@ async fn handle(
                     "POST /api/create-invoice", "GET /api/check-invoice?payment_hash=", "GET /api/lightning/health", "GET /status",
                     "POST /api/payouts", "GET /api/payouts", "GET /api/payouts/{id}", "POST /api/payouts/{id}/retry",
                     "POST /api/payouts/{id}/cancel", "POST /api/payouts/{id}/redeliver-webhook", "GET /api/payouts/attention",
-                    "GET /.well-known/lnurlp/{name}", "GET /lnurlp/{name}/callback", "GET /lnurlp/verify/{payment_hash}", "GET /api/invoices/events", "POST /api/invoices/notify", "POST /api/invoices/{payment_hash}/redeliver-webhook",
+                    "GET /.well-known/lnurlp/{name}", "GET /lnurlp/{name}/callback", "GET /lnurlp/verify/{payment_hash}", "GET /pay/{payment_hash}", "GET /api/invoices/events", "POST /api/invoices/notify", "POST /api/invoices/{payment_hash}/redeliver-webhook",
                     "GET /openapi.json",
                 ],
             }),
@@ -119,6 +121,10 @@ async fn handle(
         Route::InvoiceNotice => {
             rate_limit::check(req, env, Limited::CheckInvoice).await?;
             invoice_events::notice(req, env).await
+        }
+        Route::CheckoutPage(hash) => {
+            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            checkout::page(env, cfg, &hash, log::now_ms()).await
         }
         Route::RedeliverInvoiceWebhook(hash) => {
             invoice_events::redeliver(req, env, cfg, &hash).await

@@ -6,15 +6,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use futures_util::{pin_mut, StreamExt};
-use worker::{Date, Delay, WebSocket, WebsocketEvent};
+use worker::{Date, WebSocket};
 
 use backends::http::{HttpRequest, HttpResponse, TransportError};
 use backends::nwc::event::WalletInfo;
 use backends::nwc::exchange::{Call, Exchange, Step};
+
+use crate::relay::{net, next_text, within};
 
 /// How long a wallet's info event (methods, encryption) is reused.
 const INFO_TTL_MS: u64 = 5 * 60 * 1000;
@@ -22,10 +21,6 @@ const INFO_TTL_MS: u64 = 5 * 60 * 1000;
 thread_local! {
     /// Per isolate: wallet + relay → (info, read at).
     static INFO: RefCell<HashMap<String, (WalletInfo, u64)>> = RefCell::new(HashMap::new());
-}
-
-fn net(e: worker::Error) -> TransportError {
-    TransportError::Network(format!("relay: {e}"))
 }
 
 /// Runs the exchange over an open socket until it finishes or the relay goes away.
@@ -53,19 +48,9 @@ async fn drive(
             Step::Done(r) => return Ok(r),
             Step::Fail(e) => return Err(e),
         }
-        step = match events.next().await {
-            Some(Ok(WebsocketEvent::Message(m))) => match m.text() {
-                Some(text) => ex.on_message(&text),
-                None => Step::Wait,
-            },
-            Some(Ok(WebsocketEvent::Close(c))) => {
-                return Err(TransportError::Network(format!(
-                    "the relay closed the connection (code {})",
-                    c.code()
-                )))
-            }
-            Some(Err(e)) => return Err(net(e)),
-            None => return Err(TransportError::Network("the relay connection ended".into())),
+        step = match next_text(&mut events).await? {
+            Some(text) => ex.on_message(&text),
+            None => Step::Wait,
         };
     }
 }
@@ -88,16 +73,7 @@ pub async fn send(req: &HttpRequest, timeout_ms: u64) -> Result<HttpResponse, Tr
     let cached = known.is_some();
     let (mut ex, first) = Exchange::start(call, known, now, timeout_ms, entropy);
     let socket: RefCell<Option<Rc<WebSocket>>> = RefCell::new(None);
-    let result = {
-        let work = drive(&relay, &mut ex, first, &socket);
-        let timer = Delay::from(Duration::from_millis(timeout_ms.max(1)));
-        pin_mut!(work);
-        pin_mut!(timer);
-        match select(work, timer).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => Err(TransportError::Timeout),
-        }
-    };
+    let result = within(timeout_ms, drive(&relay, &mut ex, first, &socket)).await;
     if let Some(ws) = socket.borrow_mut().take() {
         let _ = ws.close(Some(1000), Some("done"));
     }

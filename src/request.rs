@@ -1,5 +1,5 @@
-//! What an incoming request carries besides its body: query parameters and
-//! a bearer key.
+//! What an incoming request carries besides its body: query parameters, a
+//! bearer key, and the public origin it came to.
 
 use worker::Request;
 
@@ -32,4 +32,23 @@ pub fn require_bearer(req: &Request, keys: &[&str]) -> Result<(), ApiError> {
 pub fn require_admin(req: &Request, cfg: &gateway::config::Config) -> Result<(), ApiError> {
     let key = cfg.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
     require_bearer(req, &[key])
+}
+
+/// The gateway's public origin and host (with its port, if any), for the
+/// absolute URLs it hands out: `PUBLIC_BASE_URL`, else the request's own.
+pub fn public_origin(
+    req: &Request,
+    cfg: &gateway::config::Config,
+) -> Result<(String, String), ApiError> {
+    let url = match &cfg.invoices.public_base_url {
+        Some(u) => worker::Url::parse(u).map_err(|e| ApiError::Internal(e.to_string()))?,
+        None => req.url().map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
+    let origin = url.origin().ascii_serialization();
+    let host = url.host_str().unwrap_or_default().to_string();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    };
+    Ok((origin, host))
 }

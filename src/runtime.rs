@@ -133,6 +133,10 @@ impl Runtime for WorkerRuntime {
         if backends::nwc::is_nwc(&req) {
             return limits.apply(super::nwc::send(&req, timeout_ms).await?);
         }
+        // A zap receipt goes to a Nostr relay.
+        if super::relay::is_relay(&req) {
+            return limits.apply(super::relay::publish(&req, timeout_ms).await?);
+        }
         let request = build(&req)
             .map_err(|e| TransportError::Network(format!("could not build request: {e}")))?;
         let controller = AbortController::default();

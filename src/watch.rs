@@ -81,11 +81,13 @@ impl InvoiceWatch {
                 delivered: 0,
             });
         }
-        // Read-only, and only for a wake-up (the only call that looks up):
-        // the watch never feeds the breaker. It stays off a backend whose
-        // breaker is open, and looks again once the breaker would let a
-        // probe through (with no traffic, nobody else would close it).
-        let book = if woke {
+        // Read-only, and only for the calls that look up (a wake-up, a
+        // caller's check): the watch never feeds the breaker. It stays off a
+        // backend whose breaker is open, and looks again once the breaker
+        // would let a probe through (with no traffic, nobody else would
+        // close it).
+        let looks = woke || matches!(call, WatchCall::Check { .. });
+        let book = if looks {
             Store::open(&self.env)?.health().await
         } else {
             gateway::health::HealthBook::default()
@@ -106,6 +108,7 @@ impl InvoiceWatch {
                 secrets: s.webhook_secret.as_deref(),
                 operator_url: s.operator_webhook_url.as_deref(),
                 url_policy: &s.url_policy,
+                zap_secret: s.zap_secret.as_ref(),
             },
             budget: &self.budget,
         };
@@ -128,6 +131,13 @@ impl InvoiceWatch {
                 .await
                 .map_err(internal)?
         };
+        // A caller's check whose lookup found the invoice paid: its events
+        // are due now, like a hand-over's.
+        let urgent = urgent
+            || matches!(
+                (looks && !woke, &reply),
+                (true, WatchReply::Invoice { invoice: Some(i) }) if i.is_paid()
+            );
         if !woke {
             if let Ok(Some(next)) = store.next_wake() {
                 // Work already due was put off until the planned wake-up.

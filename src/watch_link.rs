@@ -79,6 +79,18 @@ pub async fn watched(env: &Env, payment_hash: &str) -> Result<Option<WatchedInvo
     }
 }
 
+/// The watch's state of `payment_hash` for a caller (check-invoice, the
+/// checkout page, verify), looked up first when a lookup on demand is due.
+pub async fn checked(env: &Env, payment_hash: &str) -> Result<Option<WatchedInvoice>, ApiError> {
+    let c = WatchCall::Check {
+        payment_hash: payment_hash.into(),
+    };
+    match call(env, shard_of_hash(payment_hash), &c).await? {
+        WatchReply::Invoice { invoice } => Ok(invoice.map(|b| *b)),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Takes an invoice into the watch; it must be there before anyone learns
 /// of the invoice.
 pub async fn register(env: &Env, invoice: WatchedInvoice) -> Result<(), ApiError> {

@@ -135,6 +135,7 @@ impl SqlWatchStore {
             id: row.id,
             kind: match row.kind.as_str() {
                 "paid" => EventKind::Paid,
+                "zap" => EventKind::ZapReceipt,
                 _ => EventKind::Expired,
             },
             payment_hash: row.hash,
@@ -294,7 +295,7 @@ impl WatchStore for SqlWatchStore {
 
     fn events_after(&self, seq: u64, limit: u32) -> Result<Vec<InvoiceEvent>, StoreError> {
         let rows: Vec<EventRow> = self.rows(
-            "SELECT seq, id, hash, kind, at, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, id, hash, kind, at, body FROM events WHERE seq > ? AND kind != 'zap' ORDER BY seq LIMIT ?",
             vec![int(seq), int(u64::from(limit))],
         )?;
         rows.into_iter().map(Self::event_of).collect()
@@ -304,12 +305,12 @@ impl WatchStore for SqlWatchStore {
         // The invoice's latest event: "paid" once it was paid, else "expired".
         let n = self
             .number(
-                "SELECT COUNT(*) AS n FROM deliveries WHERE event_seq = (SELECT MAX(seq) FROM events WHERE hash = ?)",
+                "SELECT COUNT(*) AS n FROM deliveries WHERE event_seq = (SELECT MAX(seq) FROM events WHERE hash = ? AND kind != 'zap')",
                 vec![V::from(hash)],
             )?
             .unwrap_or(0);
         self.exec(
-            "UPDATE deliveries SET next_at = ?, failed = 0, delivered_at = NULL WHERE event_seq = (SELECT MAX(seq) FROM events WHERE hash = ?)",
+            "UPDATE deliveries SET next_at = ?, failed = 0, delivered_at = NULL WHERE event_seq = (SELECT MAX(seq) FROM events WHERE hash = ? AND kind != 'zap')",
             vec![int(now_ms), V::from(hash)],
         )?;
         Ok(n as u32)
@@ -337,12 +338,12 @@ impl WatchStore for SqlWatchStore {
                 .unwrap_or(0),
             events_waiting: self
                 .number(
-                    "SELECT COUNT(*) AS n FROM deliveries WHERE next_at IS NOT NULL",
+                    "SELECT COUNT(*) AS n FROM deliveries WHERE next_at IS NOT NULL AND url NOT LIKE 'ws%'",
                     vec![],
                 )?
                 .unwrap_or(0),
             oldest_undelivered_at_ms: self.number(
-                "SELECT MIN(created_at) AS n FROM deliveries WHERE next_at IS NOT NULL",
+                "SELECT MIN(created_at) AS n FROM deliveries WHERE next_at IS NOT NULL AND url NOT LIKE 'ws%'",
                 vec![],
             )?,
         })

@@ -39,6 +39,8 @@ before(async () => {
       PAYOUT_MAX_SATS: String(MAX_SATS),
       INVOICE_MAX_SATS: "1000000",
       LIGHTNING_ADDRESS_NAMES: "shop",
+      NOSTR_ZAP_SECRET: "5a".repeat(32),
+      CHECKOUT_REDIRECT_HOSTS: "shop.example",
     },
     { name: "bad-input" },
   );
@@ -298,6 +300,35 @@ for (const [name, route, status, code] of [
   ["verify with a short hash", "/lnurlp/verify/abcd", 400, "invalid_payment_hash"],
 ]) {
   add(`lightning address: ${name}`, () => call("GET", route), { status, code });
+}
+// Zap requests (NIP-57) in the callback's `nostr`: malformed, or naming relays
+// the outbound URL rules refuse. (Forged signatures and wrong amounts are in
+// the Lightning Address test, with requests signed by nostr-tools.)
+for (const [name, nostr, code] of [
+  ["not JSON", "{", "invalid_zap_request"],
+  ["a JSON array", "[]", "invalid_zap_request"],
+  ["an event without a signature", JSON.stringify({ kind: 9734, tags: [], content: "" }), "invalid_zap_request"],
+  ["fields of the wrong type", JSON.stringify({ id: 1, pubkey: 2, created_at: "x", kind: "9734", tags: {}, content: null, sig: [] }), "invalid_zap_request"],
+  ["a well-formed event with a bad signature", JSON.stringify({ id: hex64, pubkey: hex64, created_at: 1, kind: 9734, tags: [["p", hex64], ["relays", "wss://relay.example.com"]], content: "", sig: "00".repeat(64) }), "invalid_zap_request"],
+  ["16 KiB", "x".repeat(16 * 1024), "invalid_zap_request"],
+]) {
+  add(`zap request: ${name}`, () => call("GET", `/lnurlp/shop/callback?amount=21000&nostr=${encodeURIComponent(nostr)}`), { status: 400, code });
+}
+// success_url: https only, and keyless only for CHECKOUT_REDIRECT_HOSTS.
+for (const [name, url, status, code] of [
+  ["another host", "https://evil.example/", 403, "success_url_not_allowed"],
+  ["a listed host as a prefix", "https://shop.example.evil.example/", 403, "success_url_not_allowed"],
+  ["a listed host as user info", "https://shop.example@evil.example/", 400, "invalid_success_url"],
+  ["a backslash before the listed host", "https://evil.example\\@shop.example/", 403, "success_url_not_allowed"],
+  ["plain http", "http://shop.example/", 400, "invalid_success_url"],
+  ["javascript:", "javascript:alert(document.cookie)", 400, "invalid_success_url"],
+  ["data:", "data:text/html,<script>alert(1)</script>", 400, "invalid_success_url"],
+  ["protocol-relative", "//evil.example/", 400, "invalid_success_url"],
+  ["relative", "/thanks", 400, "invalid_success_url"],
+  ["a number", 7, 400, "invalid_success_url"],
+  ["4 KiB", `https://shop.example/${"a".repeat(4096)}`, 400, "invalid_success_url"],
+]) {
+  add(`create-invoice: success_url ${name}`, () => createInvoice({ amount: 1000, success_url: url }), { status, code });
 }
 add("redeliver an invoice's events without a key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`), { status: 401, code: "unauthorized" });
 add("redeliver an invoice's events with the payout key", () => call("POST", `/api/invoices/${hex64}/redeliver-webhook`, { headers: [auth()] }), { status: 401, code: "unauthorized" });

@@ -6,6 +6,12 @@
 // this process resolves `gateway.test` to 127.0.0.1, where a TLS terminator
 // with a throwaway self-signed certificate listens on port 443 (the tests run
 // as root) in front of the Worker.
+//
+// Zaps (NIP-57) are made and checked with `nostr-tools`: its
+// getZapEndpoint reads the payRequest, makeZapRequest builds the request, and
+// the receipt the gateway publishes to a real relay on 127.0.0.1
+// (`@nostr-relay/core`) must pass its validation and equal what its
+// makeZapReceipt builds from the same payment.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
@@ -21,9 +27,14 @@ import { startFakeProvider } from "./support/fake-provider.mjs";
 import { startWebhookReceiver } from "./support/webhook-receiver.mjs";
 import { startWorker, backendVars } from "./support/worker.mjs";
 import { decodeInvoice } from "./support/invoice.mjs";
+import { startRelay } from "./support/nostr-relay.mjs";
+import WebSocket from "ws";
+import { generateSecretKey, getPublicKey, finalizeEvent, verifyEvent } from "nostr-tools/pure";
+import { getZapEndpoint, makeZapRequest, makeZapReceipt, validateZapRequest } from "nostr-tools/nip57";
 
 const SECRET = `whsec_${Buffer.alloc(32, 5).toString("base64")}`;
-let lnbits, shop, customer, primary, tls, ops, worker, domain;
+const ZAP_SECRET = "7f".repeat(32);
+let lnbits, shop, customer, primary, tls, ops, worker, domain, relay;
 
 /** An https server on 127.0.0.1 forwarding to `target()` (the Worker). */
 async function startTlsTerminator(target) {
@@ -64,6 +75,7 @@ before(async () => {
   primary = await startFakeProvider("phoenixd");
   await primary.fail("refuse"); // the first backend is down all along
   ops = await startWebhookReceiver({ secrets: { current: SECRET } });
+  relay = await startRelay();
   tls = await startTlsTerminator(() => worker.base);
   domain = "gateway.test";
   worker = await startWorker(
@@ -78,6 +90,7 @@ before(async () => {
       WEBHOOK_SECRET: SECRET,
       INVOICE_WEBHOOK_URL: ops.url,
       LNURL_ALLOW_HTTP_HOSTS: "127.0.0.1",
+      NOSTR_ZAP_SECRET: ZAP_SECRET,
     },
     { name: "lightning-address" },
   );
@@ -87,6 +100,7 @@ after(async () => {
   await worker?.stop();
   await tls?.stop();
   await ops?.stop();
+  await relay?.stop();
   await primary?.stop();
   await lnbits?.stop();
 });
@@ -156,4 +170,100 @@ test("a name alone gets defaults; unknown names, bad amounts and long comments g
   const bad = await worker.request("GET", "/lnurlp/verify/xyz");
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.code, "invalid_payment_hash");
+});
+
+/** A signed zap request for `msat` to the recipient `p`, naming `relays`. */
+function zapRequest(sk, { p, msat, relays, comment = "zap!" }) {
+  return finalizeEvent(makeZapRequest({ pubkey: p, amount: msat, relays, comment }), sk);
+}
+
+test("zaps: nostr-tools finds the zap endpoint, the invoice commits to the zap request, and a valid receipt reaches the relay", async () => {
+  const recipient = getPublicKey(generateSecretKey());
+  const profile = finalizeEvent({ kind: 0, created_at: Math.floor(Date.now() / 1000), tags: [], content: JSON.stringify({ lud16: `shop@${domain}` }) }, generateSecretKey());
+  // getZapEndpoint returns the callback only when allowsNostr and nostrPubkey are there.
+  const callback = await getZapEndpoint(profile);
+  assert.equal(callback, `https://${domain}/lnurlp/shop/callback`);
+  const pay = await worker.request("GET", "/.well-known/lnurlp/shop");
+  assert.equal(pay.json.allowsNostr, true);
+  assert.equal(pay.json.nostrPubkey, getPublicKey(Buffer.from(ZAP_SECRET, "hex")));
+
+  const sender = generateSecretKey();
+  const zr = zapRequest(sender, { p: recipient, msat: 21_000, relays: [relay.url] });
+  const raw = JSON.stringify(zr);
+  assert.equal(validateZapRequest(raw), null);
+  const res = await fetch(`${callback}?amount=21000&nostr=${encodeURIComponent(raw)}`);
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  const decoded = decodeInvoice(body.pr);
+  assert.equal(decoded.description_hash, createHash("sha256").update(raw).digest("hex"), "the invoice commits to the zap request");
+
+  const paid = await lnbits.pay(customer.adminkey, body.pr);
+  assert.equal(paid.status, 201, JSON.stringify(paid.json));
+  let receipt;
+  for (let i = 0; i < 80 && !receipt; i++) {
+    receipt = relay.published(9735).find((e) => e.tags.some(([t, v]) => t === "bolt11" && v === body.pr));
+    if (!receipt) await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.ok(receipt, "a zap receipt was published to the relay the request named");
+  assert.ok(verifyEvent(receipt), "signed");
+  assert.equal(receipt.pubkey, pay.json.nostrPubkey, "by the key the payRequest advertised");
+  const description = receipt.tags.find(([t]) => t === "description")[1];
+  assert.equal(description, raw);
+  assert.equal(validateZapRequest(description), null);
+  assert.equal(createHash("sha256").update(description).digest("hex"), decoded.description_hash);
+  const preimage = receipt.tags.find(([t]) => t === "preimage")?.[1];
+  assert.ok(preimage, "LNbits shows the preimage");
+  assert.equal(createHash("sha256").update(Buffer.from(preimage, "hex")).digest("hex"), decoded.payment_hash);
+  // nostr-tools' own receipt for the same payment has the same tags and date.
+  const reference = makeZapReceipt({ zapRequest: raw, preimage, bolt11: body.pr, paidAt: new Date(receipt.created_at * 1000) });
+  assert.deepEqual(receipt.tags, reference.tags);
+  assert.equal(receipt.kind, reference.kind);
+  assert.equal(receipt.content, "");
+  // The relay holds it: a subscriber sees it.
+  const stored = await new Promise((resolve, reject) => {
+    const ws = new WebSocket(relay.url);
+    const found = [];
+    ws.on("open", () => ws.send(JSON.stringify(["REQ", "z", { kinds: [9735], "#p": [recipient] }])));
+    ws.on("message", (data) => {
+      const msg = JSON.parse(data.toString());
+      if (msg[0] === "EVENT") found.push(msg[2]);
+      if (msg[0] === "EOSE") {
+        ws.close();
+        resolve(found);
+      }
+    });
+    ws.on("error", reject);
+  });
+  assert.deepEqual(stored.map((e) => e.id), [receipt.id]);
+});
+
+test("zaps: forged, wrong-amount and malformed zap requests, and private, plain-ws or too many relays, are refused with a code", async () => {
+  const sender = generateSecretKey();
+  const p = getPublicKey(generateSecretKey());
+  const good = zapRequest(sender, { p, msat: 21_000, relays: ["wss://relay.example.com"] });
+  const forged = { ...good, content: "changed after signing" };
+  const other = finalizeEvent({ ...makeZapRequest({ pubkey: p, amount: 21_000, relays: ["wss://relay.example.com"], comment: "" }), kind: 1 }, sender);
+  const twoP = finalizeEvent({ kind: 9734, created_at: Math.floor(Date.now() / 1000), content: "", tags: [["p", p], ["p", p], ["relays", "wss://relay.example.com"]] }, sender);
+  const cases = [
+    [JSON.stringify(good), 22_000, "invalid_zap_request"],
+    [JSON.stringify(forged), 21_000, "invalid_zap_request"],
+    [JSON.stringify(other), 21_000, "invalid_zap_request"],
+    [JSON.stringify(twoP), 21_000, "invalid_zap_request"],
+    ["{not json", 21_000, "invalid_zap_request"],
+    ["[]", 21_000, "invalid_zap_request"],
+    [JSON.stringify({ kind: 9734 }), 21_000, "invalid_zap_request"],
+    [JSON.stringify(zapRequest(sender, { p, msat: 21_000, relays: ["ws://relay.example.com"] })), 21_000, "zap_relay_not_allowed"],
+    [JSON.stringify(zapRequest(sender, { p, msat: 21_000, relays: ["wss://10.0.0.8"] })), 21_000, "zap_relay_not_allowed"],
+    [JSON.stringify(zapRequest(sender, { p, msat: 21_000, relays: ["wss://localhost:7777"] })), 21_000, "zap_relay_not_allowed"],
+    [JSON.stringify(zapRequest(sender, { p, msat: 21_000, relays: ["wss://[::1]"] })), 21_000, "zap_relay_not_allowed"],
+    [JSON.stringify(zapRequest(sender, { p, msat: 21_000, relays: ["https://relay.example.com"] })), 21_000, "zap_relay_not_allowed"],
+    [JSON.stringify(zapRequest(sender, { p, msat: 21_000, relays: [1, 2, 3, 4, 5, 6].map((i) => `wss://r${i}.example.com`) })), 21_000, "zap_relay_not_allowed"],
+    ["x".repeat(9000), 21_000, "invalid_zap_request"],
+  ];
+  for (const [raw, msat, code] of cases) {
+    const r = await worker.request("GET", `/lnurlp/shop/callback?amount=${msat}&nostr=${encodeURIComponent(raw)}`);
+    assert.equal(r.status, 400, `${raw.slice(0, 120)}: ${r.text}`);
+    assert.equal(r.json.status, "ERROR");
+    assert.equal(r.json.error.code, code, raw.slice(0, 200));
+  }
 });

@@ -98,7 +98,7 @@ test("an invoice made through NWC, paid from another LNbits wallet, is seen paid
   });
   assert.equal(paid.status, 201, await paid.text());
 
-  const check = await worker.checkInvoice(res.json.payment_hash);
+  const check = await worker.waitForStatus(res.json.payment_hash, "paid");
   assert.equal(check.status, 200, check.text);
   assert.equal(check.json.status, "paid", check.text);
   assert.ok(nwc.count("lookup_invoice", (p) => p.payment_hash === res.json.payment_hash) >= 2);

@@ -209,6 +209,7 @@ fn watch() {
                 secrets: Some(&secrets),
                 operator_url: Some("https://ops.example.com/hook"),
                 url_policy: &policy,
+                zap_secret: None,
             },
             budget: &budget,
         };

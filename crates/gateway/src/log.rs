@@ -151,6 +151,7 @@ pub fn route_label(route: Option<&Route>, path: &str) -> String {
         Route::LnurlPay(_) => "/.well-known/lnurlp/{name}".into(),
         Route::LnurlCallback(_) => "/lnurlp/{name}/callback".into(),
         Route::LnurlVerify(_) => "/lnurlp/verify/{payment_hash}".into(),
+        Route::CheckoutPage(_) => "/pay/{payment_hash}".into(),
         Route::RedeliverInvoiceWebhook(_) => {
             "/api/invoices/{payment_hash}/redeliver-webhook".into()
         }

@@ -153,7 +153,30 @@ impl World {
             secrets: Some(&self.secrets),
             operator_url: Some(HOOK),
             url_policy: &self.policy,
+            zap_secret: None,
         }
+    }
+
+    /// A caller's check (check-invoice, the checkout page): the state,
+    /// after a lookup on demand when one is due.
+    fn check(&self, n: u32) -> Option<WatchedInvoice> {
+        let open = self.breaker_open.clone();
+        let closed = move |_: BackendKind| !open.get();
+        let l = Looking {
+            backends: &self.backends,
+            breaker_closed: &closed,
+            timeout_ms: 5_000,
+        };
+        let d = self.delivering();
+        block_on(engine::on_demand(
+            &self.rt,
+            &self.store,
+            &l,
+            &self.budget,
+            &d,
+            &hash(n),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn register(&self, inv: &WatchedInvoice) {
@@ -523,4 +546,167 @@ fn finished_invoices_and_events_are_forgotten_after_the_retention() {
     assert!(w.store.get(&hash(600)).ok().flatten().is_none());
     assert!(w.store.events_after(0, 10).unwrap_or_default().is_empty());
     assert!(w.store.deliveries.borrow().is_empty());
+}
+
+#[test]
+fn a_polled_invoice_is_seen_paid_within_the_demand_gap_and_costs_one_lookup_per_gap() {
+    let w = World::new(1_000);
+    w.register(&invoice(1, T0, HOUR));
+    // Ten pages poll every 250 ms for two minutes; it is paid at 61.3 s.
+    let paid_at = T0 + 61_300;
+    w.script.paid_at.borrow_mut().push((hash(1), paid_at));
+    let mut seen_paid_at = None;
+    let mut t = T0;
+    while t < T0 + 2 * MIN {
+        w.rt.advance(250);
+        t += 250;
+        for _ in 0..10 {
+            let inv = w.check(1).unwrap_or_else(|| panic!("watched"));
+            if inv.is_paid() && seen_paid_at.is_none() {
+                seen_paid_at = Some(t);
+            }
+        }
+    }
+    let seen = seen_paid_at.unwrap_or_else(|| panic!("never seen paid"));
+    assert!(
+        seen - paid_at <= schedule::DEMAND_GAP_EARLY_MS,
+        "seen {} ms late",
+        seen - paid_at
+    );
+    // 4,800 checks, and lookups only every 3 s until paid (about 21 of them).
+    let lookups = w.script.lookups.get();
+    assert!(lookups <= 62_000 / 3_000 + 2, "{lookups} lookups");
+    assert_eq!(w.events(), vec![(EventKind::Paid, hash(1))]);
+}
+
+#[test]
+fn demand_lookups_respect_the_budget_and_the_breaker() {
+    let w = World::new(4); // one lookup a minute for this shard
+    w.register(&invoice(1, T0, HOUR));
+    w.rt.advance(10_000);
+    w.check(1);
+    w.rt.advance(10_000);
+    w.check(1);
+    assert_eq!(
+        w.script.lookups.get(),
+        1,
+        "the budget's one lookup this minute"
+    );
+    w.rt.advance(MIN);
+    w.breaker_open.set(true);
+    w.check(1);
+    assert_eq!(w.script.lookups.get(), 1, "never past an open breaker");
+    w.breaker_open.set(false);
+    w.check(1);
+    assert_eq!(w.script.lookups.get(), 2);
+    assert!(w.check(99).is_none(), "an invoice the watch does not hold");
+}
+
+#[test]
+fn a_failed_demand_lookup_is_kept_as_the_last_error_until_one_succeeds() {
+    let w = World::new(1_000);
+    w.register(&invoice(1, T0, HOUR));
+    w.script.backend_down.borrow_mut().push((T0, T0 + 30_000));
+    w.rt.advance(5_000);
+    let inv = w.check(1).unwrap_or_else(|| panic!("watched"));
+    assert!(inv.last_error.is_some() && inv.is_open());
+    w.rt.advance(30_000);
+    let inv = w.check(1).unwrap_or_else(|| panic!("watched"));
+    assert!(inv.last_error.is_none());
+}
+
+#[test]
+fn a_paid_zap_invoice_yields_one_signed_receipt_per_relay_and_no_invoice_event() {
+    use backends::nwc::crypto::Keys;
+    use backends::nwc::event::Event;
+    use gateway::receive::address::zap::{self, ZapSecret};
+    let w = World::new(1_000);
+    let sender = Keys::from_secret_hex(&"03".repeat(32)).unwrap_or_else(|e| panic!("{e:?}"));
+    let tags = vec![
+        vec!["p".to_string(), "ab".repeat(32)],
+        vec![
+            "relays".to_string(),
+            "wss://relay.example.com".to_string(),
+            "wss://nos.example.org".to_string(),
+        ],
+    ];
+    let raw = Event::signed(&sender, 1_700_000_000, 9734, tags, String::new(), &[2; 32])
+        .to_json()
+        .to_string();
+    let secret = ZapSecret::parse(&"07".repeat(32)).unwrap_or_else(|e| panic!("{e}"));
+    let published: Rc<RefCell<Vec<(String, String)>>> = Rc::default();
+    for relay in ["wss://relay.example.com", "wss://nos.example.org"] {
+        let p = published.clone();
+        let fails = Rc::new(Cell::new(relay.contains("nos") as u32));
+        w.rt.on(
+            relay,
+            vec![Reply::Func(
+                Rc::new(move |req: &HttpRequest, _| {
+                    p.borrow_mut()
+                        .push((req.url.clone(), req.body.clone().unwrap_or_default()));
+                    // The second relay refuses once, then takes it.
+                    if fails.get() > 0 {
+                        fails.set(fails.get() - 1);
+                        return HttpResponse::json(502, &json!({"accepted": false}));
+                    }
+                    HttpResponse::json(200, &json!({"accepted": true}))
+                }),
+                10,
+            )],
+        );
+    }
+    let mut inv = invoice(1, T0, 10 * MIN);
+    inv.context.zap_request = Some(raw.clone());
+    w.register(&inv);
+    w.script.paid_at.borrow_mut().push((hash(1), T0 + 7_000));
+    let open = w.breaker_open.clone();
+    let closed = move |_: BackendKind| !open.get();
+    let d = Delivering {
+        zap_secret: Some(&secret),
+        ..w.delivering()
+    };
+    let shard = Shard {
+        looking: Looking {
+            backends: &w.backends,
+            breaker_closed: &closed,
+            timeout_ms: 5_000,
+        },
+        delivering: d,
+        budget: &w.budget,
+    };
+    for _ in 0..6 {
+        let next = w.store.next_wake().unwrap_or_else(|e| panic!("{e}"));
+        if let Some(t) = next {
+            let now = w.rt.now_ms();
+            if t > now {
+                w.rt.advance(t - now);
+            }
+        }
+        block_on(serve::wake(&w.rt, &w.store, &shard)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let sent = published.borrow();
+    let receipts: Vec<Event> = sent
+        .iter()
+        .filter_map(|(_, b)| Event::from_json(&serde_json::from_str(b).ok()?))
+        .collect();
+    assert_eq!(sent.len(), 3, "one per relay, and one retry: {sent:?}");
+    assert!(
+        receipts.windows(2).all(|p| p[0] == p[1]),
+        "the same event every time"
+    );
+    let r = &receipts[0];
+    assert!(r.is_authentic());
+    assert_eq!(r.kind, zap::KIND_ZAP_RECEIPT);
+    assert_eq!(r.tag("description"), Some(raw.as_str()));
+    assert_eq!(r.tag("preimage"), Some("5e".repeat(32).as_str()));
+    // Dated at the settlement: LNbits gives no time, so the lookup that saw it.
+    assert!((T0 + 7_000) / 1000 <= r.created_at && r.created_at <= (T0 + 15_000) / 1000);
+    // The history and the webhook see invoice.paid only.
+    let history = w
+        .store
+        .events_after(0, 100)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].kind, EventKind::Paid);
+    assert_eq!(w.received_ids().len(), 1);
 }

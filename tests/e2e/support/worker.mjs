@@ -120,8 +120,16 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
         init.body = JSON.stringify(json);
         init.headers["content-type"] ??= "application/json";
       } else if (body !== undefined) init.body = body;
-      const res = await fetch(base + route, init);
-      const text = await res.text();
+      // A request that hangs fails in 60 s with the Worker's log, not
+      // after undici's 300 s with "fetch failed" alone.
+      init.signal = AbortSignal.timeout(60_000);
+      let res, text;
+      try {
+        res = await fetch(base + route, init);
+        text = await res.text();
+      } catch (e) {
+        throw new Error(`${method} ${route}: ${e.message} (${e.cause?.message ?? "no cause"}); Worker log tail:\n${log.slice(-4000)}`);
+      }
       let data = null;
       try {
         data = JSON.parse(text);
@@ -133,6 +141,19 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
     },
     checkInvoice(hash) {
       return this.request("GET", `/api/check-invoice?payment_hash=${hash}`);
+    },
+    /**
+     * Polls check-invoice until it says `status` (it answers from the invoice
+     * watch, which looks the invoice up at most every few seconds however
+     * often it is asked); the last answer, whatever it says.
+     */
+    async waitForStatus(hash, status, timeoutMs = 15_000) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const res = await this.checkInvoice(hash);
+        if (res.json?.status === status || Date.now() > end) return res;
+        await new Promise((r) => setTimeout(r, 500));
+      }
     },
     /** Runs the cron trigger once, as the platform would. */
     async cron(expr = "*/5 * * * *") {

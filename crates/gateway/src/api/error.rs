@@ -61,6 +61,8 @@ pub enum ApiError {
     IdempotencyInProgress,
     /// A field only the invoice key may set, and no `INVOICE_API_KEY` is configured.
     InvoiceKeyDisabled,
+    /// A keyless `success_url` names a host not in `CHECKOUT_REDIRECT_HOSTS`.
+    SuccessUrlNotAllowed(String),
     /// The invoice watch could not take the invoice: nothing was handed out.
     InvoiceWatchUnavailable(String),
     /// The invoice is already being paid (or was paid) by another payout.
@@ -106,6 +108,13 @@ struct Body<'a> {
     message: String,
 }
 
+const INVOICE_KEY_DISABLED: &str =
+    "this field needs INVOICE_API_KEY, which is not configured on this deployment";
+
+fn success_url_refused(host: &str) -> String {
+    format!("success_url may point at {host} only with INVOICE_API_KEY, or when CHECKOUT_REDIRECT_HOSTS lists it")
+}
+
 impl ApiError {
     pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
         ApiError::InvalidField {
@@ -127,6 +136,7 @@ impl ApiError {
                 "amount_sat" => "invalid_amount",
                 "comment" => "invalid_comment",
                 "webhook_url" => "invalid_webhook_url",
+                "success_url" => "invalid_success_url",
                 "external_id" => "invalid_external_id",
                 "idempotency_key" => "invalid_idempotency_key",
                 "metadata" => "invalid_metadata",
@@ -155,6 +165,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::IdempotencyInProgress => "idempotency_in_progress",
             ApiError::InvoiceKeyDisabled => "invoice_key_disabled",
+            ApiError::SuccessUrlNotAllowed(_) => "success_url_not_allowed",
             ApiError::InvoiceWatchUnavailable(_) => "invoice_watch_unavailable",
             ApiError::InvoiceAlreadyUsed { .. } => "invoice_already_used",
             ApiError::LimitExceeded(_) => "limit_exceeded",
@@ -199,7 +210,9 @@ impl ApiError {
                 422
             }
             ApiError::LnurlUnreachable(_) => 502,
-            ApiError::PayoutsDisabled(_) | ApiError::InvoiceKeyDisabled => 403,
+            ApiError::PayoutsDisabled(_)
+            | ApiError::InvoiceKeyDisabled
+            | ApiError::SuccessUrlNotAllowed(_) => 403,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::RateLimited { .. } => 429,
             ApiError::AllBackendsFailed { .. }
@@ -261,9 +274,8 @@ impl ApiError {
             ApiError::IdempotencyInProgress => {
                 "a request with this Idempotency-Key is still being answered; retry in a moment with the same key".to_string()
             }
-            ApiError::InvoiceKeyDisabled => {
-                "this field needs INVOICE_API_KEY, which is not configured on this deployment".to_string()
-            }
+            ApiError::InvoiceKeyDisabled => INVOICE_KEY_DISABLED.to_string(),
+            ApiError::SuccessUrlNotAllowed(host) => success_url_refused(host),
             ApiError::InvoiceWatchUnavailable(m) => format!(
                 "the invoice could not be put under watch ({m}); nothing was handed out, try again"
             ),

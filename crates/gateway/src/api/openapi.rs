@@ -45,6 +45,7 @@ mod tests {
             Route::LnurlPay(_) => ("get", "/.well-known/lnurlp/{name}"),
             Route::LnurlCallback(_) => ("get", "/lnurlp/{name}/callback"),
             Route::LnurlVerify(_) => ("get", "/lnurlp/verify/{payment_hash}"),
+            Route::CheckoutPage(_) => ("get", "/pay/{payment_hash}"),
             Route::RedeliverInvoiceWebhook(_) => {
                 ("post", "/api/invoices/{payment_hash}/redeliver-webhook")
             }
@@ -56,6 +57,7 @@ mod tests {
     fn every_route() -> Vec<Route> {
         let mut all: Vec<Route> = routes::TABLE.iter().map(|(_, _, r)| r.clone()).collect();
         all.push(Route::GetPayout("po_x".into()));
+        all.push(Route::CheckoutPage("x".into()));
         all.push(Route::RetryPayout("po_x".into()));
         all.push(Route::CancelPayout("po_x".into()));
         all.push(Route::RedeliverWebhook("po_x".into()));

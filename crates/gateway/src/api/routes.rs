@@ -31,6 +31,9 @@ pub enum Route {
     LnurlCallback(String),
     /// `GET /lnurlp/verify/{payment_hash}` (LUD-21).
     LnurlVerify(String),
+    /// `GET /pay/{payment_hash}`: the checkout page (the handler checks the
+    /// hash, and answers a bad one with its friendly 404 page).
+    CheckoutPage(String),
     /// CORS preflight for a known path.
     Preflight,
 }
@@ -145,6 +148,19 @@ fn lnurl_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
     })
 }
 
+/// `/pay/{payment_hash}`: a page, so no preflight.
+fn checkout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
+    let hash = path.strip_prefix("/pay/")?;
+    if hash.is_empty() || hash.contains('/') {
+        return Some(Err(ApiError::RouteNotFound));
+    }
+    Some(if method.eq_ignore_ascii_case("GET") {
+        Ok(Route::CheckoutPage(hash.to_string()))
+    } else {
+        Err(ApiError::MethodNotAllowed { allowed: &["GET"] })
+    })
+}
+
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -154,6 +170,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     if let Some(r) = payout_route(method, path)
         .or_else(|| invoice_route(method, path))
         .or_else(|| lnurl_route(method, path))
+        .or_else(|| checkout_route(method, path))
     {
         return r;
     }
@@ -206,6 +223,19 @@ mod tests {
         assert_eq!(e.as_ref().map(|e| e.code()), Some("method_not_allowed"));
         assert_eq!(status("GET", "/api/create-invoice"), Err(405));
         assert_eq!(status("DELETE", "/api/check-invoice"), Err(405));
+    }
+
+    #[test]
+    fn the_checkout_page_takes_any_one_segment() {
+        let h = "ab".repeat(32);
+        assert_eq!(
+            route("GET", &format!("/pay/{h}")),
+            Ok(Route::CheckoutPage(h))
+        );
+        assert_eq!(route("GET", "/pay/x"), Ok(Route::CheckoutPage("x".into())));
+        assert_eq!(status("POST", "/pay/x"), Err(405));
+        assert_eq!(status("GET", "/pay/a/b"), Err(404));
+        assert_eq!(status("GET", "/pay/"), Err(404));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Who may ask for what on `create-invoice`. Browsers call it without a
 //! key; the invoice key (`INVOICE_API_KEY`) unlocks what a page must not
-//! choose: a per-invoice `webhook_url` and `Idempotency-Key`. Nothing is
+//! choose: a per-invoice `webhook_url`, `Idempotency-Key`, and a
+//! `success_url` off the operator's list of hosts. Nothing is
 //! created for a request refused here.
 
 use crate::api::auth::{bearer, matches_any};
 use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::payout::request::parse_idempotency_key;
+use crate::receive::checkout::success_url;
 use crate::receive::context::InvoiceContext;
 use crate::receive::idempotency::fingerprint;
 use crate::receive::invoice::parse_create_request;
@@ -55,7 +57,14 @@ pub fn admit(
     let keyed = keyed(authorization, &keys)?;
     let params = parse_create_request(body, &cfg.limits, cfg.network)?;
     let m = crate::api::body::parse_object(body)?;
-    let context = InvoiceContext::parse(&m)?;
+    let mut context = InvoiceContext::parse(&m)?;
+    if let Some(raw) = context.success_url.take() {
+        context.success_url = Some(success_url::check(
+            &raw,
+            keyed,
+            &cfg.invoices.checkout.redirect_hosts,
+        )?);
+    }
     let idempotency = match idempotency_key {
         None => None,
         Some(raw) => Some((parse_idempotency_key(Some(raw))?, fingerprint(body))),

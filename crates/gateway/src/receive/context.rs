@@ -32,6 +32,14 @@ pub struct InvoiceContext {
     /// The payer's LUD-12 comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Where the checkout page sends the browser once paid; checked by the
+    /// caller against the redirect rules (`checkout::success_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_url: Option<String>,
+    /// A NIP-57 zap request (kind 9734) as sent; the invoice commits to it
+    /// and its receipt is published once paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zap_request: Option<String>,
 }
 
 impl InvoiceContext {
@@ -41,6 +49,7 @@ impl InvoiceContext {
             external_id: external_id(m.get("external_id"))?,
             metadata: metadata(m.get("metadata"))?,
             webhook_url: webhook_url(m.get("webhook_url"))?,
+            success_url: success_url(m.get("success_url"))?,
             ..InvoiceContext::default()
         })
     }
@@ -72,6 +81,12 @@ impl InvoiceContext {
         }
         if let Some(c) = &self.comment {
             v["comment"] = Value::from(c.clone());
+        }
+        if let Some(u) = &self.success_url {
+            v["success_url"] = Value::from(u.clone());
+        }
+        if let Some(z) = &self.zap_request {
+            v["zap_request"] = Value::from(z.clone());
         }
     }
 }
@@ -131,6 +146,14 @@ fn webhook_url(v: Option<&Value>) -> Result<Option<String>, ApiError> {
         )),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(bad("must be a string")),
+    }
+}
+
+fn success_url(v: Option<&Value>) -> Result<Option<String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_field("success_url", "must be a string")),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod admit;
 pub mod chain;
+pub mod checkout;
 pub mod context;
 pub mod idempotency;
 pub mod invoice;

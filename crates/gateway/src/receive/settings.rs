@@ -3,12 +3,16 @@
 
 use crate::payout::safe_url::UrlPolicy;
 use crate::receive::address::settings::{self, Address};
+use crate::receive::address::zap_key::ZapSecret;
+use crate::receive::checkout::settings::CheckoutSettings;
 use crate::vars::{ConfigError, Vars};
 use crate::webhooks::WebhookSecrets;
 
 /// Default cap of the watch's lookups per backend per minute, across all
-/// of its shards: well below LNbits' 200 requests a minute per client.
-pub const DEFAULT_LOOKUPS_PER_MINUTE: u64 = 40;
+/// of its shards (scheduled and on demand): below LNbits' 200 requests a
+/// minute per client, and room for a few checkout pages open at once (one
+/// costs up to 20 a minute in its invoice's first ten minutes).
+pub const DEFAULT_LOOKUPS_PER_MINUTE: u64 = 120;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct InvoiceSettings {
@@ -29,6 +33,10 @@ pub struct InvoiceSettings {
     pub public_base_url: Option<String>,
     /// `LIGHTNING_ADDRESS_NAMES` with `LIGHTNING_ADDRESS_SETTINGS`.
     pub addresses: Vec<Address>,
+    /// `CHECKOUT_SHOP_NAME`, `CHECKOUT_REDIRECT_HOSTS`, `CHECKOUT_FRAME_ANCESTORS`.
+    pub checkout: CheckoutSettings,
+    /// `NOSTR_ZAP_SECRET`: zaps (NIP-57) for every served address.
+    pub zap_secret: Option<ZapSecret>,
 }
 
 impl InvoiceSettings {
@@ -75,6 +83,17 @@ impl InvoiceSettings {
                 max_invoice_sat,
             )
             .map_err(|(var, m)| ConfigError::new(var, m))?,
+            checkout: CheckoutSettings::parse(
+                v.get("CHECKOUT_SHOP_NAME").as_deref(),
+                v.get("CHECKOUT_REDIRECT_HOSTS").as_deref(),
+                v.get("CHECKOUT_FRAME_ANCESTORS").as_deref(),
+            )
+            .map_err(|(var, m)| ConfigError::new(var, m))?,
+            zap_secret: v
+                .get("NOSTR_ZAP_SECRET")
+                .map(|raw| ZapSecret::parse(&raw))
+                .transpose()
+                .map_err(|m| ConfigError::new("NOSTR_ZAP_SECRET", m))?,
         };
         if let Some(url) = &s.operator_webhook_url {
             s.url_policy

@@ -177,7 +177,7 @@ impl WatchStore for MemWatchStore {
             .events
             .borrow()
             .iter()
-            .filter(|e| e.seq > seq)
+            .filter(|e| e.seq > seq && e.kind != EventKind::ZapReceipt)
             .take(limit as usize)
             .cloned()
             .collect())
@@ -188,7 +188,7 @@ impl WatchStore for MemWatchStore {
             .events
             .borrow()
             .iter()
-            .filter(|e| e.payment_hash == hash)
+            .filter(|e| e.payment_hash == hash && e.kind != EventKind::ZapReceipt)
             .map(|e| e.seq)
             .max()
         else {
@@ -237,10 +237,14 @@ impl WatchStore for MemWatchStore {
                     _ => false,
                 })
                 .count() as u64,
-            events_waiting: deliveries.iter().filter(|d| d.next_at.is_some()).count() as u64,
+            // Zap receipts to relays are not webhook events waiting.
+            events_waiting: deliveries
+                .iter()
+                .filter(|d| d.next_at.is_some() && !d.url.starts_with("ws"))
+                .count() as u64,
             oldest_undelivered_at_ms: deliveries
                 .iter()
-                .filter(|d| d.next_at.is_some())
+                .filter(|d| d.next_at.is_some() && !d.url.starts_with("ws"))
                 .map(|d| d.created_at)
                 .min(),
         })

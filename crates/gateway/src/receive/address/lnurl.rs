@@ -32,6 +32,10 @@ pub enum LnurlError {
     InvoiceNotFound,
     /// Every backend failed; nothing was made.
     Unavailable(String),
+    /// A NIP-57 zap request that fails a check (the reason says which).
+    InvalidZapRequest(String),
+    /// A zap request naming a relay the outbound URL rules refuse, or too many.
+    ZapRelayRefused(String),
 }
 
 impl LnurlError {
@@ -43,6 +47,8 @@ impl LnurlError {
             LnurlError::CommentTooLong { .. } => "comment_too_long",
             LnurlError::InvoiceNotFound => "invoice_not_found",
             LnurlError::Unavailable(_) => "all_providers_failed",
+            LnurlError::InvalidZapRequest(_) => "invalid_zap_request",
+            LnurlError::ZapRelayRefused(_) => "zap_relay_not_allowed",
         }
     }
 
@@ -60,7 +66,9 @@ impl LnurlError {
         match self {
             LnurlError::UnknownName => "No such Lightning Address here.".into(),
             LnurlError::MissingAmount => "The amount (in millisatoshis) is missing.".into(),
-            LnurlError::InvalidAmount(m) => m.clone(),
+            LnurlError::InvalidAmount(m)
+            | LnurlError::InvalidZapRequest(m)
+            | LnurlError::ZapRelayRefused(m) => m.clone(),
             LnurlError::AmountOutOfRange { min_msat, max_msat } => {
                 format!("The amount must be from {min_msat} to {max_msat} millisatoshis.")
             }

@@ -13,6 +13,8 @@ pub struct LookupBudget {
     per_minute: u32,
     window_start_ms: u64,
     used: BTreeMap<String, u32>,
+    /// Of `used`, the lookups made on demand (check-invoice, pages).
+    on_demand: BTreeMap<String, u32>,
 }
 
 impl LookupBudget {
@@ -23,6 +25,7 @@ impl LookupBudget {
             per_minute: (per_minute / shards.max(1)).max(1),
             window_start_ms: 0,
             used: BTreeMap::new(),
+            on_demand: BTreeMap::new(),
         }
     }
 
@@ -30,6 +33,7 @@ impl LookupBudget {
         if now_ms >= self.window_start_ms + WINDOW_MS || now_ms < self.window_start_ms {
             self.window_start_ms = now_ms - now_ms % WINDOW_MS;
             self.used.clear();
+            self.on_demand.clear();
         }
     }
 
@@ -41,6 +45,19 @@ impl LookupBudget {
             return false;
         }
         *used += 1;
+        true
+    }
+
+    /// Takes one lookup made on demand: at most two thirds of the minute's
+    /// budget go to callers, so that polling pages (anyone may create and
+    /// poll invoices) never starve the scheduled lookups.
+    pub fn take_on_demand(&mut self, backend: &str, now_ms: u64) -> bool {
+        self.roll(now_ms);
+        let cap = (self.per_minute * 2 / 3).max(1);
+        if self.on_demand.get(backend).copied().unwrap_or(0) >= cap || !self.take(backend, now_ms) {
+            return false;
+        }
+        *self.on_demand.entry(backend.to_string()).or_insert(0) += 1;
         true
     }
 
@@ -57,6 +74,18 @@ impl LookupBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_get_two_thirds_of_the_minute_and_scheduled_lookups_the_rest() {
+        let mut b = LookupBudget::new(120, 4); // 30 a minute for this shard
+        let on_demand = (0..40)
+            .filter(|_| b.take_on_demand("lnbits", 1_000))
+            .count();
+        assert_eq!(on_demand, 20);
+        let scheduled = (0..40).filter(|_| b.take("lnbits", 1_000)).count();
+        assert_eq!(scheduled, 10);
+        assert!(b.take_on_demand("lnbits", 61_000), "a new minute");
+    }
 
     #[test]
     fn a_backend_gets_its_share_a_minute_and_others_are_apart() {

@@ -41,6 +41,11 @@ pub enum WatchCall {
     Get {
         payment_hash: String,
     },
+    /// A caller asks about it: the watch state, after a lookup on demand
+    /// when one is due (see `engine::on_demand`).
+    Check {
+        payment_hash: String,
+    },
     /// `check-invoice` saw it paid at its issuing backend.
     SeenPaid {
         payment_hash: String,

@@ -8,14 +8,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::payout::safe_url::UrlPolicy;
+use crate::receive::address::zap::{self, ZapSecret};
 use crate::receive::idempotency::KeyRecord;
 use crate::receive::watch::budget::LookupBudget;
 use crate::receive::watch::events::{self, InvoiceEvent};
-use crate::receive::watch::record::{EventKind, Looked, WatchedInvoice};
+use crate::receive::watch::record::{EventKind, Looked, WatchState, WatchedInvoice};
 use crate::webhooks::delivery::retry_at;
 use crate::webhooks::{self, signed_request, Delivery, WebhookSecret};
 use backends::exchange;
-use backends::http::Runtime;
+use backends::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
 use backends::{BackendConfig, BackendError, BackendKind};
 
 /// Lookups one wake-up makes at most (the rest wait for the next one).
@@ -24,6 +25,8 @@ pub const MAX_LOOKUPS_PER_WAKE: u32 = 60;
 pub const LOOKUPS_AT_ONCE: usize = 6;
 /// Deliveries one wake-up makes at most.
 pub const MAX_DELIVERIES_PER_WAKE: u32 = 20;
+/// One relay's publish of a zap receipt, connection to `OK`.
+pub const RELAY_TIMEOUT_MS: u64 = 5_000;
 /// A backend whose breaker is open is asked again after this.
 pub const BREAKER_RECHECK_MS: u64 = 30_000;
 
@@ -161,6 +164,8 @@ pub struct Delivering<'a> {
     /// `INVOICE_WEBHOOK_URL`: every invoice's events.
     pub operator_url: Option<&'a str>,
     pub url_policy: &'a UrlPolicy,
+    /// `NOSTR_ZAP_SECRET`: signs the zap receipts of paid zap invoices.
+    pub zap_secret: Option<&'a ZapSecret>,
 }
 
 /// Takes an invoice in. An invoice already watched keeps its state.
@@ -186,8 +191,79 @@ fn announce<S: WatchStore>(
         }
         let e = events::new_event(inv, *kind, now_ms);
         store.append_event(&e, &events::targets(inv, d.operator_url), now_ms)?;
+        if *kind == EventKind::Paid {
+            announce_zap(store, inv, d, now_ms)?;
+        }
     }
     Ok(())
+}
+
+/// A paid zap invoice: its receipt, committed with a delivery to each of
+/// the zap request's relays.
+fn announce_zap<S: WatchStore>(
+    store: &S,
+    inv: &WatchedInvoice,
+    d: &Delivering,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let (Some(secret), Some(raw)) = (d.zap_secret, &inv.context.zap_request) else {
+        return Ok(());
+    };
+    let WatchState::Paid {
+        settled_at_ms,
+        preimage,
+    } = &inv.state
+    else {
+        return Ok(());
+    };
+    let Some(keys) = secret.keys() else {
+        return Ok(());
+    };
+    let Some(receipt) = zap::receipt(
+        &keys,
+        raw,
+        &inv.payment_request,
+        preimage.as_deref(),
+        settled_at_ms / 1000,
+    ) else {
+        return Ok(());
+    };
+    let e = InvoiceEvent {
+        seq: 0,
+        id: events::event_id(&inv.payment_hash, EventKind::ZapReceipt),
+        kind: EventKind::ZapReceipt,
+        payment_hash: inv.payment_hash.clone(),
+        at_ms: *settled_at_ms,
+        body: receipt.to_json(),
+    };
+    store.append_event(&e, &zap::relays_of(raw), now_ms)?;
+    Ok(())
+}
+
+/// Whether a delivery goes to a Nostr relay (a zap receipt) rather than a
+/// webhook receiver.
+fn is_relay(url: &str) -> bool {
+    url.starts_with("wss://") || url.starts_with("ws://")
+}
+
+/// Publishes a zap receipt to one relay: the runtime carries a `ws(s)://`
+/// request over a WebSocket (`["EVENT", …]`, answered 200 on the relay's
+/// `OK true`).
+async fn publish<R: Runtime>(
+    rt: &R,
+    relay: &str,
+    body: &Value,
+    policy: &UrlPolicy,
+) -> Result<HttpResponse, TransportError> {
+    zap::check_relay(relay, policy)
+        .map_err(|e| TransportError::Network(format!("URL refused: {e}")))?;
+    let req = HttpRequest {
+        method: Method::Post,
+        url: relay.to_string(),
+        headers: Vec::new(),
+        body: Some(body.to_string()),
+    };
+    rt.send(req, RELAY_TIMEOUT_MS).await
 }
 
 /// A paid state seen outside the watch (by `check-invoice`, from the
@@ -308,6 +384,45 @@ pub async fn look_up<R: Runtime, S: WatchStore>(
     Ok(looked)
 }
 
+/// A caller asks about `hash` (check-invoice, the checkout page, LUD-21
+/// verify): looks it up at its issuing backend first when its last lookup
+/// is older than the demand gap, the breaker is closed and the budget has
+/// one left; else the state as the watch holds it. The lookup is claimed
+/// before it is made, so callers polling at once share one.
+pub async fn on_demand<R: Runtime, S: WatchStore>(
+    rt: &R,
+    store: &S,
+    l: &Looking<'_>,
+    budget: &std::cell::RefCell<LookupBudget>,
+    d: &Delivering<'_>,
+    hash: &str,
+) -> Result<Option<WatchedInvoice>, StoreError> {
+    let now = rt.now_ms();
+    let Some(mut inv) = store.get(hash)? else {
+        return Ok(None);
+    };
+    if !inv.wants_demand_lookup(now) {
+        return Ok(Some(inv));
+    }
+    let Some(b) = l.backends.iter().find(|b| inv.backend.matches(b)) else {
+        return Ok(Some(inv));
+    };
+    if !(l.breaker_closed)(b.kind) || !budget.borrow_mut().take_on_demand(&inv.backend.key(), now) {
+        return Ok(Some(inv));
+    }
+    inv.last_lookup_at_ms = Some(now);
+    store.put(&inv)?;
+    look_up(
+        rt,
+        store,
+        &vec![(hash.to_string(), Some(b))],
+        l.timeout_ms,
+        d,
+    )
+    .await?;
+    store.get(hash)
+}
+
 /// Makes the deliveries that are due; how many were made.
 pub async fn deliver_due<R: Runtime, S: WatchStore>(
     rt: &R,
@@ -315,29 +430,60 @@ pub async fn deliver_due<R: Runtime, S: WatchStore>(
     d: &Delivering<'_>,
 ) -> Result<u32, StoreError> {
     let due = store.due_deliveries(rt.now_ms(), MAX_DELIVERIES_PER_WAKE)?;
-    let mut made = 0;
+    let mut relays = Vec::new();
+    let mut hooks = Vec::new();
     for p in due {
         // A paid event may have superseded this one during an earlier send.
         if !store.delivery_pending(&p)? {
             continue;
         }
+        if is_relay(&p.url) {
+            relays.push(p);
+        } else {
+            hooks.push(p);
+        }
+    }
+    // Zap receipts to all their relays at once: relays that never answer
+    // cost one timeout per wake-up, not one each before the webhooks.
+    let published = join_all(
+        relays
+            .iter()
+            .map(|p| publish(rt, &p.url, &p.body, d.url_policy)),
+    )
+    .await;
+    for (p, result) in relays.iter().zip(published) {
+        record(rt, store, p, &result, true)?;
+    }
+    for p in &hooks {
         let now = rt.now_ms();
         let req = d
             .secrets
             .filter(|s| !s.is_empty())
             .map(|s| signed_request(&p.url, &p.event_id, p.body.to_string(), s, now));
         let result = webhooks::attempt(rt, req, d.url_policy).await;
-        let done = rt.now_ms();
-        let attempt = Delivery::of(&result, done);
-        let next = if attempt.delivered() {
-            None
-        } else {
-            retry_at(p.attempts + 1, done)
-        };
-        store.record_delivery(&p, &attempt, next)?;
-        made += 1;
+        record(rt, store, p, &result, false)?;
     }
-    Ok(made)
+    Ok((relays.len() + hooks.len()) as u32)
+}
+
+/// Records one delivery attempt and when the next one is due: webhooks on
+/// the whole retry schedule, relays at most [`zap::MAX_PUBLISH_ATTEMPTS`] times.
+fn record<R: Runtime, S: WatchStore>(
+    rt: &R,
+    store: &S,
+    p: &PendingDelivery,
+    result: &Result<HttpResponse, TransportError>,
+    relay: bool,
+) -> Result<(), StoreError> {
+    let done = rt.now_ms();
+    let attempt = Delivery::of(result, done);
+    let given_up = relay && p.attempts + 1 >= zap::MAX_PUBLISH_ATTEMPTS;
+    let next = if attempt.delivered() || given_up {
+        None
+    } else {
+        retry_at(p.attempts + 1, done)
+    };
+    store.record_delivery(p, &attempt, next)
 }
 
 /// When the shard must wake next: the store's earliest due work, but not

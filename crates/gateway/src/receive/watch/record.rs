@@ -16,6 +16,9 @@ use backends::InvoiceState;
 pub enum EventKind {
     Paid,
     Expired,
+    /// A NIP-57 zap receipt, published to the zap request's relays (not an
+    /// invoice event: the events history and webhooks never show it).
+    ZapReceipt,
 }
 
 impl EventKind {
@@ -23,6 +26,7 @@ impl EventKind {
         match self {
             EventKind::Paid => "invoice.paid",
             EventKind::Expired => "invoice.expired",
+            EventKind::ZapReceipt => "nostr.zap_receipt",
         }
     }
 
@@ -31,6 +35,7 @@ impl EventKind {
         match self {
             EventKind::Paid => "paid",
             EventKind::Expired => "expired",
+            EventKind::ZapReceipt => "zap",
         }
     }
 }
@@ -146,6 +151,13 @@ impl WatchedInvoice {
         self.nudges += 1;
         self.next_lookup_at_ms = Some(now_ms);
         true
+    }
+
+    /// Whether a caller's demand (check-invoice) warrants a lookup now:
+    /// open, and not looked up within [`schedule::demand_gap_ms`].
+    pub fn wants_demand_lookup(&self, now_ms: u64) -> bool {
+        let gap = schedule::demand_gap_ms(self.created_at_ms, self.expires_at_ms, now_ms);
+        self.is_open() && self.last_lookup_at_ms.is_none_or(|t| now_ms >= t + gap)
     }
 
     pub fn is_open(&self) -> bool {

@@ -11,6 +11,12 @@
 //!   wallets' expired internal invoices; a payment in flight at expiry may
 //!   settle later), so expiry does not end the watch.
 //! - The watch ends [`WATCH_AFTER_EXPIRY_MS`] after expiry, or when paid.
+//! - On demand: `check-invoice` (and the checkout page polling it, and
+//!   LUD-21 verify) answers from the watch, which looks the invoice up for
+//!   it only when its last lookup is older than [`demand_gap_ms`]: 3 s in
+//!   the invoice's first ten minutes (a page turns "paid" within 5 s), 15 s
+//!   later before expiry, a minute after. However many pages and callers
+//!   poll, an invoice costs at most one lookup per gap, within the budget.
 
 /// The shortest gap between two lookups of one invoice.
 pub const MIN_GAP_MS: u64 = 5_000;
@@ -29,6 +35,25 @@ pub const AFTER_EXPIRY_MS: [u64; 6] = [
 ];
 /// How long after expiry an unpaid invoice stays watched.
 pub const WATCH_AFTER_EXPIRY_MS: u64 = 24 * 3_600_000;
+
+/// The shortest gap between lookups made on demand, early in a life.
+pub const DEMAND_GAP_EARLY_MS: u64 = 3_000;
+/// How long "early" lasts: the checkout page's promise of "paid" within 5 s.
+pub const DEMAND_EARLY_MS: u64 = 600_000;
+pub const DEMAND_GAP_LATER_MS: u64 = 15_000;
+pub const DEMAND_GAP_EXPIRED_MS: u64 = 60_000;
+
+/// How old the last lookup of an invoice must be before a caller's demand
+/// (check-invoice) makes another one, at `now_ms`.
+pub fn demand_gap_ms(created_ms: u64, expires_ms: u64, now_ms: u64) -> u64 {
+    if now_ms >= expires_ms {
+        DEMAND_GAP_EXPIRED_MS
+    } else if now_ms < created_ms + DEMAND_EARLY_MS {
+        DEMAND_GAP_EARLY_MS
+    } else {
+        DEMAND_GAP_LATER_MS
+    }
+}
 
 /// The gap after a lookup at `age_ms`.
 pub fn gap_ms(age_ms: u64) -> u64 {
@@ -83,6 +108,26 @@ mod tests {
     fn typical_invoices_cost_a_few_dozen_lookups() {
         let n = [600_000, 3_600_000, 86_400_000].map(lookups_for_lifetime);
         assert_eq!(n, [28, 38, 66]);
+    }
+
+    #[test]
+    fn demand_lookups_are_frequent_only_early() {
+        let (c, e) = (1_000_000, 1_000_000 + 3_600_000);
+        assert_eq!(demand_gap_ms(c, e, c + 1), DEMAND_GAP_EARLY_MS);
+        assert_eq!(
+            demand_gap_ms(c, e, c + DEMAND_EARLY_MS - 1),
+            DEMAND_GAP_EARLY_MS
+        );
+        assert_eq!(
+            demand_gap_ms(c, e, c + DEMAND_EARLY_MS),
+            DEMAND_GAP_LATER_MS
+        );
+        assert_eq!(demand_gap_ms(c, e, e), DEMAND_GAP_EXPIRED_MS);
+        // A short invoice is "expired", not "early", once past its expiry.
+        assert_eq!(
+            demand_gap_ms(c, c + 60_000, c + 61_000),
+            DEMAND_GAP_EXPIRED_MS
+        );
     }
 
     proptest! {

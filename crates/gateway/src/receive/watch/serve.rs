@@ -89,6 +89,20 @@ fn touch<S: WatchStore>(
     Ok(WatchReply::Done)
 }
 
+/// A caller asks about an invoice: a lookup on demand if one is due.
+async fn check<R: Runtime, S: WatchStore>(
+    rt: &R,
+    store: &S,
+    shard: &Shard<'_>,
+    hash: &str,
+) -> Result<WatchReply, StoreError> {
+    let l = &shard.looking;
+    let inv = engine::on_demand(rt, store, l, shard.budget, &shard.delivering, hash).await?;
+    Ok(WatchReply::Invoice {
+        invoice: inv.map(Box::new),
+    })
+}
+
 /// Answers one call.
 pub async fn handle<R: Runtime, S: WatchStore>(
     rt: &R,
@@ -105,6 +119,7 @@ pub async fn handle<R: Runtime, S: WatchStore>(
         WatchCall::Get { payment_hash } => WatchReply::Invoice {
             invoice: store.get(&payment_hash)?.map(Box::new),
         },
+        WatchCall::Check { payment_hash } => check(rt, store, shard, &payment_hash).await?,
         WatchCall::SeenPaid {
             payment_hash,
             settled_at_ms,
