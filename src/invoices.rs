@@ -185,6 +185,11 @@ pub async fn check(
             });
         }
         let mut answer = w.index_record().check_response(None, now);
+        // How fresh the answer is: a caller polling faster than the demand
+        // gap, or past a spent budget, sees the state as of this lookup.
+        if let Some(t) = w.last_lookup_at_ms {
+            answer["checked_at"] = Value::from(gateway::time::iso8601_ms(t));
+        }
         if keyed {
             w.context.extend(&mut answer);
         }

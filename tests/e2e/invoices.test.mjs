@@ -56,6 +56,8 @@ test("the first provider serves a verified invoice, and check-invoice follows it
   assert.equal(check.status, 200, check.text);
   assert.equal(check.json.status, "pending");
   assert.equal(check.json.provider, "phoenixd");
+  // Answered from the invoice watch, which asked the issuer for this check.
+  assert.ok(Math.abs(Date.parse(check.json.checked_at) - Date.now()) < 10_000, check.text);
 
   fakes.phoenixd.settle(inv.payment_hash);
   check = await worker.waitForStatus(inv.payment_hash, "paid");
