@@ -51,7 +51,12 @@ async function create(body, { keyed = false } = {}) {
 }
 
 async function waitState(page, state, timeoutMs) {
-  await page.waitForFunction((s) => document.getElementById("checkout")?.dataset.state === s, { timeout: timeoutMs, polling: 100 }, state);
+  try {
+    await page.waitForFunction((s) => document.getElementById("checkout")?.dataset.state === s, { timeout: timeoutMs, polling: 100 }, state);
+  } catch (e) {
+    const html = await page.content().catch(() => "(no content)");
+    throw new Error(`${e.message}; the page: ${html.slice(0, 600)}\nWorker log tail:\n${worker.log.slice(-6000)}`);
+  }
 }
 
 before(async () => {

@@ -533,6 +533,27 @@ mod tests {
     }
 
     #[test]
+    fn framing_by_plain_http_is_for_development_only() {
+        let base = [
+            ("LIGHTNING_PROVIDERS", "phoenixd"),
+            ("PHOENIXD_URL", "https://phoenixd.example"),
+            ("PHOENIXD_PASSWORD", "t"),
+        ];
+        let with = |env: &str, origins: &str| {
+            let mut v = base.to_vec();
+            v.push(("ENVIRONMENT", env));
+            v.push(("CHECKOUT_FRAME_ANCESTORS", origins));
+            cfg(&v).err().map(|e| e.variable)
+        };
+        assert_eq!(with("development", "http://localhost:8080"), None);
+        assert_eq!(
+            with("production", "https://shop.example, http://localhost:8080"),
+            Some("CHECKOUT_FRAME_ANCESTORS".into())
+        );
+        assert_eq!(with("production", "https://shop.example"), None);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let var = |pairs: &[(&str, &str)]| cfg(pairs).err().map(|e| e.variable);
         assert_eq!(var(&[]), Some("LIGHTNING_PROVIDERS".into()));

@@ -8,11 +8,11 @@ use crate::receive::checkout::settings::CheckoutSettings;
 use crate::vars::{ConfigError, Vars};
 use crate::webhooks::WebhookSecrets;
 
-/// Default cap of the watch's lookups per backend per minute, across all
-/// of its shards (scheduled and on demand): below LNbits' 200 requests a
-/// minute per client, and room for a few checkout pages open at once (one
-/// costs up to 20 a minute in its invoice's first ten minutes).
-pub const DEFAULT_LOOKUPS_PER_MINUTE: u64 = 120;
+/// Default cap of the watch's scheduled lookups per backend per minute,
+/// across all of its shards; lookups on demand have as much again, at least
+/// one polling page's 20 per shard (`budget::ONE_PAGE_PER_MINUTE`). Both
+/// together, 140 at most, stay below LNbits' 200 requests a minute per client.
+pub const DEFAULT_LOOKUPS_PER_MINUTE: u64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct InvoiceSettings {
@@ -95,6 +95,18 @@ impl InvoiceSettings {
                 .transpose()
                 .map_err(|m| ConfigError::new("NOSTR_ZAP_SECRET", m))?,
         };
+        // Plain http (http://localhost) is for a shop page under development.
+        if production
+            && s.checkout
+                .frame_ancestors
+                .iter()
+                .any(|o| o.starts_with("http:"))
+        {
+            return Err(ConfigError::new(
+                "CHECKOUT_FRAME_ANCESTORS",
+                "may list http://localhost only outside production; list https origins",
+            ));
+        }
         if let Some(url) = &s.operator_webhook_url {
             s.url_policy
                 .check(url)

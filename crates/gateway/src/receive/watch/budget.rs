@@ -7,13 +7,16 @@
 use std::collections::BTreeMap;
 
 const WINDOW_MS: u64 = 60_000;
+/// What one page polling a young invoice needs: a lookup every 3 s.
+pub const ONE_PAGE_PER_MINUTE: u32 =
+    (WINDOW_MS / crate::receive::watch::schedule::DEMAND_GAP_EARLY_MS) as u32;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LookupBudget {
     per_minute: u32,
     window_start_ms: u64,
     used: BTreeMap<String, u32>,
-    /// Of `used`, the lookups made on demand (check-invoice, pages).
+    /// Lookups made on demand (check-invoice, pages), counted apart.
     on_demand: BTreeMap<String, u32>,
 }
 
@@ -48,16 +51,18 @@ impl LookupBudget {
         true
     }
 
-    /// Takes one lookup made on demand: at most two thirds of the minute's
-    /// budget go to callers, so that polling pages (anyone may create and
-    /// poll invoices) never starve the scheduled lookups.
+    /// Takes one lookup made on demand. Callers get an allowance of their
+    /// own, as large as the scheduled one but never below one polling
+    /// page's need: pages (anyone may create and poll invoices) never starve
+    /// the scheduled lookups, and a busy schedule never slows a page.
     pub fn take_on_demand(&mut self, backend: &str, now_ms: u64) -> bool {
         self.roll(now_ms);
-        let cap = (self.per_minute * 2 / 3).max(1);
-        if self.on_demand.get(backend).copied().unwrap_or(0) >= cap || !self.take(backend, now_ms) {
+        let cap = self.per_minute.max(ONE_PAGE_PER_MINUTE);
+        let used = self.on_demand.entry(backend.to_string()).or_insert(0);
+        if *used >= cap {
             return false;
         }
-        *self.on_demand.entry(backend.to_string()).or_insert(0) += 1;
+        *used += 1;
         true
     }
 
@@ -76,15 +81,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn callers_get_two_thirds_of_the_minute_and_scheduled_lookups_the_rest() {
+    fn callers_and_the_schedule_have_allowances_of_their_own() {
         let mut b = LookupBudget::new(120, 4); // 30 a minute for this shard
         let on_demand = (0..40)
             .filter(|_| b.take_on_demand("lnbits", 1_000))
             .count();
-        assert_eq!(on_demand, 20);
+        assert_eq!(on_demand, 30);
         let scheduled = (0..40).filter(|_| b.take("lnbits", 1_000)).count();
-        assert_eq!(scheduled, 10);
+        assert_eq!(scheduled, 30, "pages took nothing from the schedule");
         assert!(b.take_on_demand("lnbits", 61_000), "a new minute");
+        // A small budget still lets one page poll at full speed.
+        let mut small = LookupBudget::new(8, 4);
+        let n = (0..40)
+            .filter(|_| small.take_on_demand("lnbits", 1_000))
+            .count();
+        assert_eq!(n, ONE_PAGE_PER_MINUTE as usize);
     }
 
     #[test]
