@@ -26,9 +26,15 @@ time { white-space: nowrap; }
 
 /// `'sha256-…'` of [`STYLE`], as CSP source expressions write it.
 fn style_hash() -> String {
+    csp_hash(STYLE)
+}
+
+/// `'sha256-…'` of an inline script or style, for a CSP source list (the
+/// checkout page uses it too).
+pub fn csp_hash(text: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(STYLE.as_bytes());
+    let digest = sha2::Sha256::digest(text.as_bytes());
     format!(
         "'sha256-{}'",
         base64::engine::general_purpose::STANDARD.encode(digest)

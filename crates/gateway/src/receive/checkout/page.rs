@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use crate::health::status_page::escape;
+use crate::health::status_page::{csp_hash, escape};
 use crate::receive::checkout::qr;
 use crate::receive::checkout::settings::CheckoutSettings;
 use crate::receive::checkout::view::{amount, time_left, CheckoutView, PageState};
@@ -76,20 +76,10 @@ setTimeout(poll,gap());
 })();
 "#;
 
-fn hash_source(text: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    format!(
-        "'sha256-{}'",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
-}
-
 /// The CSP hashes of [`STYLE`] and [`SCRIPT`], computed once per isolate.
 fn hashes() -> &'static (String, String) {
     static HASHES: OnceLock<(String, String)> = OnceLock::new();
-    HASHES.get_or_init(|| (hash_source(STYLE), hash_source(SCRIPT)))
+    HASHES.get_or_init(|| (csp_hash(STYLE), csp_hash(SCRIPT)))
 }
 
 /// The page's headers: only its own style and script run, it talks only
@@ -283,7 +273,7 @@ mod tests {
         let none = security_headers(&CheckoutSettings::default());
         let csp = &none[0].1;
         assert!(csp.contains("frame-ancestors 'none'"));
-        assert!(csp.contains(&hash_source(SCRIPT)) && csp.contains(&hash_source(STYLE)));
+        assert!(csp.contains(&csp_hash(SCRIPT)) && csp.contains(&csp_hash(STYLE)));
         assert!(!csp.contains("unsafe"));
         assert!(none
             .iter()
