@@ -14,6 +14,7 @@ use gateway::api::cors::AllowedOrigins;
 use gateway::api::error::ApiError;
 use gateway::log::{Event, WakeLog};
 use gateway::payout::attention::{self, AttentionQuery};
+use gateway::payout::breaker;
 use gateway::payout::config::PayoutConfig;
 use gateway::payout::engine::{self, Created, Drain, PayoutStore};
 use gateway::payout::invoice_claims::gather_live_hashes;
@@ -229,16 +230,26 @@ impl PayoutQueue {
         );
         stats["waiting_for_backend"] = blocked.into();
         stats["overpaid"] = overpaid.into();
+        if let Ok(cfg) = payout_config(&self.env) {
+            let breakers = store.payout_breakers().map_err(store_err)?;
+            stats["payout_backends"] =
+                breaker::chain_view(&cfg.chain, &breakers, WorkerRuntime.now_ms());
+        }
         Ok(Reply::json(200, stats))
     }
 
     fn attention(&self, q: &AttentionQuery) -> Result<Reply, ApiError> {
-        let cutoff = q.unknown_since_cutoff_ms(WorkerRuntime.now_ms());
+        let now = WorkerRuntime.now_ms();
+        let cutoff = q.unknown_since_cutoff_ms(now);
+        let moved_since = now.saturating_sub(attention::MOVED_SHOWN_MS);
         let items = self
             .store()?
-            .attention_list(cutoff, q.page.limit + 1, q.page.after.clone())
+            .attention_list(cutoff, moved_since, q.page.limit + 1, q.page.after.clone())
             .map_err(store_err)?;
-        Ok(Reply::json(200, attention::shard_page(&items, cutoff)))
+        Ok(Reply::json(
+            200,
+            attention::shard_page(&items, cutoff, moved_since),
+        ))
     }
 
     /// An admin action on one payout, then the alarm re-armed.

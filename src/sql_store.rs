@@ -8,6 +8,7 @@ use crate::durable::{int, opt};
 
 use crate::claims_link::{ClaimsObject, ShardLink};
 use gateway::log::{Event, PayoutLog};
+use gateway::payout::breaker::PayoutBreaker;
 use gateway::payout::engine::{day_of, Claim, PayoutStore, StoreError};
 use gateway::payout::invoice_claims;
 use gateway::payout::model::{BackendId, Payout};
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS invoice_claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL, claimed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS known_paid_hashes (backend TEXT NOT NULL, hash TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (backend, hash));
+CREATE TABLE IF NOT EXISTS payout_breakers (backend TEXT PRIMARY KEY, id TEXT NOT NULL, data TEXT NOT NULL);
 ";
 
 /// Known-paid hashes kept per backend identity, besides its first one.
@@ -261,6 +263,30 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Every payout breaker this shard wrote, with its backend.
+    pub fn payout_breakers(&self) -> Result<Vec<(BackendId, PayoutBreaker)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            data: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT id, data FROM payout_breakers", vec![])
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    serde_json::from_str(&r.id).ok()?,
+                    serde_json::from_str(&r.data).ok()?,
+                ))
+            })
+            .collect())
+    }
+
     /// Payouts waiting for a backend that is not configured, and payouts
     /// whose recipient was paid more than once.
     pub fn attention(&self) -> Result<(u64, u64), StoreError> {
@@ -330,10 +356,12 @@ impl SqlStore {
 
     /// Payouts that need attention (`gateway::payout::attention::reasons`):
     /// failed, unknown since `unknown_cutoff_ms` or earlier, waiting for a
-    /// backend, or overpaid. Newest first, after the cursor if given.
+    /// backend, overpaid, or moved to another backend since
+    /// `moved_since_ms`. Newest first, after the cursor if given.
     pub fn attention_list(
         &self,
         unknown_cutoff_ms: u64,
+        moved_since_ms: u64,
         limit: u32,
         after: Option<(u64, String)>,
     ) -> Result<Vec<Payout>, StoreError> {
@@ -343,9 +371,14 @@ impl SqlStore {
                OR (status = 'queued' AND json_extract(data, '$.state.verify_first') = 1
                    AND json_extract(data, '$.lookups_failing_since_ms') <= ?)
                OR json_extract(data, '$.blocked') IS NOT NULL
-               OR json_extract(data, '$.overpaid') = 1)",
+               OR json_extract(data, '$.overpaid') = 1
+               OR json_extract(data, '$.moved_at_ms') >= ?)",
         );
-        let mut args = vec![int(unknown_cutoff_ms), int(unknown_cutoff_ms)];
+        let mut args = vec![
+            int(unknown_cutoff_ms),
+            int(unknown_cutoff_ms),
+            int(moved_since_ms),
+        ];
         if let Some((t, id)) = after {
             q.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
             args.push(int(t));
@@ -633,6 +666,40 @@ impl PayoutStore for SqlStore {
             .exec(
                 "UPDATE payouts SET wake_at = ? WHERE id = ?",
                 vec![int(wake_at_ms), V::from(id)],
+            )
+            .map_err(e)?;
+        Ok(())
+    }
+
+    fn payout_breaker(&self, backend: &BackendId) -> Result<PayoutBreaker, StoreError> {
+        let rows: Vec<DataRow> = self
+            .sql
+            .exec(
+                "SELECT data FROM payout_breakers WHERE backend = ?",
+                vec![V::from(backend.key().as_str())],
+            )
+            .map_err(e)?
+            .to_array()
+            .map_err(e)?;
+        // A row that cannot be read counts as a closed breaker: the
+        // breaker only steers new payouts, never what a sent one may do.
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.data).ok())
+            .unwrap_or_default())
+    }
+
+    fn save_payout_breaker(
+        &self,
+        backend: &BackendId,
+        breaker: &PayoutBreaker,
+    ) -> Result<(), StoreError> {
+        let data = serde_json::to_string(breaker).map_err(|err| StoreError(err.to_string()))?;
+        let id = serde_json::to_string(backend).map_err(|err| StoreError(err.to_string()))?;
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO payout_breakers (backend, id, data) VALUES (?, ?, ?)",
+                vec![V::from(backend.key().as_str()), V::from(id), V::from(data)],
             )
             .map_err(e)?;
         Ok(())

@@ -29,6 +29,8 @@ use backends::bolt11::Network;
 use backends::http::{HttpRequest, HttpResponse, Method, Runtime, TransportError};
 use backends::{nwc, BackendConfig, BackendKind};
 use gateway::backoff::RetryPolicy;
+use gateway::health::breaker::BreakerPolicy;
+use gateway::payout::breaker::PayoutBreaker;
 use gateway::payout::config::PayoutConfig;
 use gateway::payout::engine::{self, Claim, Created, PayoutStore, StoreError};
 use gateway::payout::invoice_claims;
@@ -129,6 +131,8 @@ struct HashTruth {
     history: bool,
     /// Someone else paid this invoice: not this wallet's payment.
     paid_elsewhere: bool,
+    /// Sends refused before acting (they never reached the wallet).
+    refused: u32,
 }
 
 impl HashTruth {
@@ -159,11 +163,19 @@ const LATE_BOUND_MS: u64 = 900_000;
 const IN_FLIGHT_BOUND_MS: u64 = 2 * LATE_BOUND_MS;
 
 /// The simulated backends, by base URL.
-pub(crate) const BACKENDS: [&str; 2] = ["http://lnbits.sim", "http://other.sim"];
+pub(crate) const BACKENDS: [&str; 3] =
+    ["http://lnbits.sim", "http://other.sim", "http://third.sim"];
 
 thread_local! {
     /// Every invoice the simulation signed: payment hash → preimage (hex).
     static PREIMAGES: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    /// Every invoice the simulation signed: payment hash → amount (msat),
+    /// which names the payout it belongs to (each payout has its own).
+    static AMOUNTS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+}
+
+fn amount_of(hash: &str) -> Option<u64> {
+    AMOUNTS.with(|m| m.borrow().get(hash).copied())
 }
 
 /// Signs an invoice like the mock does, and remembers its preimage so the
@@ -190,6 +202,7 @@ fn sign_invoice(
         m.borrow_mut()
             .insert(inv.payment_hash.clone(), hex::encode(preimage))
     });
+    AMOUNTS.with(|m| m.borrow_mut().insert(inv.payment_hash.clone(), amount_msat));
     Ok(inv)
 }
 
@@ -219,6 +232,8 @@ struct Sim {
     freeze: Cell<bool>,
     /// How the wallets answer beyond LNbits' shape.
     quirks: Cell<Quirks>,
+    /// Backends in an outage: every send to one gets this behaviour.
+    down: RefCell<HashMap<String, SendBehaviour>>,
 }
 
 impl Sim {
@@ -236,6 +251,7 @@ impl Sim {
             lnurl_calls: Cell::new(0),
             freeze: Cell::new(false),
             quirks: Cell::new(Quirks::default()),
+            down: RefCell::new(HashMap::new()),
         }
     }
 }
@@ -354,9 +370,16 @@ impl Sim {
         let now = self.now.get();
         let mut truth = self.truth.borrow_mut();
         let key = (backend.to_string(), hash.to_string());
-        let others_live = truth
+        let amount = amount_of(hash);
+        let others_live = truth.iter().any(|(k, t)| {
+            k.1 != hash && amount_of(&k.1) == amount && !t.history && t.live(now_secs)
+        });
+        // A hash that may have reached one backend is never sent through another.
+        let elsewhere: Vec<String> = truth
             .iter()
-            .any(|(k, t)| k.1 != hash && !t.history && t.live(now_secs));
+            .filter(|(k, t)| k.0 != backend && k.1 == hash && t.sends > t.refused)
+            .map(|(k, _)| k.0.clone())
+            .collect();
         let t = truth.entry(key).or_default();
         t.expires_at_secs = expires_at_secs;
         let mut v = self.violations.borrow_mut();
@@ -367,6 +390,11 @@ impl Sim {
         }
         if others_live {
             v.push("a second payment hash sent while another may still be paid".into());
+        }
+        for other in elsewhere {
+            v.push(format!(
+                "{hash} sent through {backend} although a send of it may have reached {other}"
+            ));
         }
         t.sends += 1;
         t.confirmed_unpaid = false;
@@ -382,8 +410,11 @@ impl Sim {
             t.failed = true;
             return PayResult::Failed("Invoice expired");
         }
+        let outage = self.down.borrow().get(backend).copied();
         let behaviour = if t.failed && !per_attempt {
             SendBehaviour::FailExplicit
+        } else if let Some(b) = outage {
+            b
         } else {
             Self::next(&self.sends, SendBehaviour::Pay)
         };
@@ -457,6 +488,7 @@ impl Sim {
                 PayResult::PaidNoProof
             }
             SendBehaviour::AuthRefused => {
+                t.refused += 1;
                 t.confirmed_unpaid = true; // refused before acting: the sender may resend
                 PayResult::NotSent
             }
@@ -848,6 +880,7 @@ struct MemStore {
     claims: Option<Rc<SimClaims>>,
     /// Per backend identity, the hashes seen paid through it and when.
     known_paid: RefCell<HashMap<String, Vec<(String, u64)>>>,
+    breakers: RefCell<HashMap<String, PayoutBreaker>>,
 }
 
 /// The claims object and the shards it can reach, as in the Worker
@@ -931,6 +964,24 @@ impl invoice_claims::ClaimsLink for SimClaims {
 }
 
 impl PayoutStore for MemStore {
+    fn payout_breaker(&self, backend: &BackendId) -> Result<PayoutBreaker, StoreError> {
+        Ok(self
+            .breakers
+            .borrow()
+            .get(&backend.key())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn save_payout_breaker(
+        &self,
+        backend: &BackendId,
+        b: &PayoutBreaker,
+    ) -> Result<(), StoreError> {
+        self.breakers.borrow_mut().insert(backend.key(), b.clone());
+        Ok(())
+    }
+
     async fn claim_across_shards(&self, hash: &str, payout_id: &str) -> Result<Claim, StoreError> {
         match &self.claims {
             Some(reg) => invoice_claims::claim(reg.as_ref(), hash, payout_id).await,
@@ -1091,6 +1142,7 @@ fn config_for(via_nwc: bool) -> PayoutConfig {
     let mut cfg = config();
     if via_nwc {
         cfg.default_backend = nwc_sim(0);
+        cfg.chain = vec![nwc_sim(0)];
         cfg.backends = vec![nwc_sim(0)];
     }
     cfg
@@ -1100,6 +1152,11 @@ fn config() -> PayoutConfig {
     PayoutConfig {
         api_keys: vec!["k".repeat(16)],
         default_backend: lnbits_sim(),
+        chain: vec![lnbits_sim()],
+        breaker: BreakerPolicy {
+            failure_threshold: 3,
+            cooldown_ms: 30_000,
+        },
         backends: vec![lnbits_sim()],
         network: Network::Bitcoin,
         max_sat: 1_000_000,
@@ -1284,6 +1341,7 @@ fn switched(mode: u8, via_nwc: bool) -> PayoutConfig {
         }
         _ => {}
     }
+    cfg.chain = vec![cfg.default_backend.clone()];
     cfg
 }
 
@@ -2130,4 +2188,453 @@ fn a_blocked_payout_resumes_at_the_first_wake_up_after_its_backend_returns() {
     let p = stored(&store, &id);
     assert_eq!(p.status(), "succeeded", "{:?}", p.log);
     assert!(p.blocked.is_none());
+}
+
+// ---- Payout failover across a chain of backends ----
+
+/// Backend `i` of the simulation, spoken to through LNbits' API or NWC.
+fn backend(i: usize, via_nwc: bool) -> BackendConfig {
+    if via_nwc {
+        nwc_sim(i)
+    } else {
+        BackendConfig {
+            base_url: BACKENDS[i].into(),
+            ..lnbits_sim()
+        }
+    }
+}
+
+/// A chain of backends (by index, each LNbits or NWC as `nwc[i]` says);
+/// `configured` are the ones whose payouts can still finish.
+fn chain_config(order: &[usize], configured: &[usize], nwc: [bool; 3]) -> PayoutConfig {
+    let mut cfg = config();
+    cfg.chain = order.iter().map(|i| backend(*i, nwc[*i])).collect();
+    cfg.default_backend = cfg.chain[0].clone();
+    cfg.backends = configured.iter().map(|i| backend(*i, nwc[*i])).collect();
+    cfg.breaker = BreakerPolicy {
+        failure_threshold: 2,
+        cooldown_ms: 30_000,
+    };
+    cfg
+}
+
+/// The chains the operator switches between: reordered, shortened, a
+/// backend removed (its payouts wait) and put back.
+fn chain_mode(mode: u8, nwc: [bool; 3]) -> PayoutConfig {
+    match mode {
+        1 => chain_config(&[1, 0], &[0, 1, 2], nwc),
+        2 => chain_config(&[1, 2], &[1, 2], nwc),
+        3 => chain_config(&[2], &[0, 1, 2], nwc),
+        4 => chain_config(&[0], &[0, 1, 2], nwc),
+        _ => chain_config(&[0, 1, 2], &[0, 1, 2], nwc),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ChainOp {
+    Cron,
+    Advance(u64),
+    Settle(bool),
+    ExecuteLate,
+    Crash(u8),
+    /// A new payout (address or BOLT11).
+    Create(bool),
+    /// Backend `i` fails every send this way (an outage), or recovers.
+    Down(usize, SendBehaviour),
+    Up(usize),
+    Chain(u8),
+    ShortInvoices,
+}
+
+fn chain_op() -> impl Strategy<Value = ChainOp> {
+    prop_oneof![
+        4 => Just(ChainOp::Cron),
+        4 => (1u64..400_000).prop_map(ChainOp::Advance),
+        1 => any::<bool>().prop_map(ChainOp::Settle),
+        2 => Just(ChainOp::ExecuteLate),
+        1 => (0u8..4).prop_map(ChainOp::Crash),
+        3 => any::<bool>().prop_map(ChainOp::Create),
+        2 => ((0usize..3), send_behaviour()).prop_map(|(i, b)| ChainOp::Down(i, b)),
+        1 => (0usize..3).prop_map(ChainOp::Up),
+        1 => (0u8..5).prop_map(ChainOp::Chain),
+        1 => Just(ChainOp::ShortInvoices),
+    ]
+}
+
+/// Every payout's hashes are paid at most once in all (on every backend
+/// together); one that succeeded was paid; one that failed has no hash
+/// that any backend paid, is paying or may still pay.
+fn check_chain(sim: &Sim, store: &MemStore) -> Result<(), TestCaseError> {
+    let v = sim.violations.borrow();
+    prop_assert!(v.is_empty(), "violations: {:?}", *v);
+    let truth = sim.truth.borrow();
+    let now = sim.now_secs();
+    for (p, _, _) in store.rows.borrow().values() {
+        let mut hashes = p.previous_hashes.clone();
+        hashes.push(p.payment_hash.clone());
+        let mine = |k: &(String, String)| hashes.contains(&k.1);
+        let paid = truth
+            .iter()
+            .filter(|(k, t)| mine(k) && t.paid && !t.history)
+            .count();
+        prop_assert!(paid <= 1, "{} paid {} times", p.id, paid);
+        match &p.state {
+            PayoutState::Succeeded { .. } => {
+                prop_assert!(paid == 1, "{} succeeded without a backend paying", p.id)
+            }
+            PayoutState::Failed { reason, .. } => {
+                let live = truth
+                    .iter()
+                    .any(|(k, t)| mine(k) && !t.history && t.live(now));
+                prop_assert!(
+                    !live,
+                    "{} failed ({}) although a backend may still pay",
+                    p.id,
+                    reason
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn new_payout(sim: &Sim, store: &MemStore, cfg: &PayoutConfig, n: u64, address: bool) {
+    let amount_sat = 5_000 + n;
+    let destination = if address {
+        "alice@lnurl.sim".to_string()
+    } else {
+        let mut pre = [0u8; 32];
+        sim.random_bytes(&mut pre);
+        sign_invoice(
+            Network::Bitcoin,
+            amount_sat * 1000,
+            "b",
+            None,
+            900,
+            sim.now_secs(),
+            pre,
+        )
+        .map(|i| i.payment_request)
+        .unwrap_or_default()
+    };
+    let req = PayoutRequest {
+        destination,
+        amount_sat: Some(amount_sat),
+        comment: None,
+        webhook_url: None,
+        external_id: None,
+    };
+    let _ = block_on(engine::create(sim, store, cfg, req, &format!("chain-{n}")));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: regressions(), .. ProptestConfig::default() })]
+
+    /// Several backends, each able to refuse before acting, answer
+    /// ambiguously, pay late, lie in its lookups, fail for a while and be
+    /// removed or re-added: no hash is ever sent through two backends
+    /// unless every earlier send of it was refused before acting, and no
+    /// payout is paid twice.
+    #[test]
+    fn failover_never_sends_a_hash_through_two_backends_or_pays_twice(
+        sends in proptest::collection::vec(send_behaviour(), 0..10),
+        lookups in proptest::collection::vec(lookup_behaviour(), 0..6),
+        ops in proptest::collection::vec(chain_op(), 1..45),
+        seed in 1u64..u64::MAX,
+        nwc in any::<[bool; 3]>(),
+        quirks in quirks(),
+    ) {
+        let sim = Sim::new(seed, sends, lookups);
+        sim.quirks.set(quirks);
+        let store = MemStore::default();
+        sim.seed_history(&store);
+        let mut cfg = chain_mode(0, nwc);
+        let mut n = 0u64;
+        new_payout(&sim, &store, &cfg, n, true);
+        check_chain(&sim, &store)?;
+        for op in ops {
+            match op {
+                ChainOp::Cron => { block_on(engine::drain(&sim, &store, &cfg, &holder(&store, "cron"))).map_err(|e| TestCaseError::fail(e.0))?; }
+                ChainOp::Advance(ms) => sim.now.set(sim.now.get() + ms),
+                ChainOp::Settle(pay) => sim.settle(pay),
+                ChainOp::ExecuteLate => sim.execute_late(),
+                ChainOp::Crash(k) => crash_during_drain(&sim, &store, &cfg, k),
+                ChainOp::Create(address) => {
+                    n += 1;
+                    new_payout(&sim, &store, &cfg, n, address);
+                }
+                ChainOp::Down(i, b) => { sim.down.borrow_mut().insert(BACKENDS[i].to_string(), b); }
+                ChainOp::Up(i) => { sim.down.borrow_mut().remove(BACKENDS[i]); }
+                ChainOp::Chain(mode) => cfg = chain_mode(mode, nwc),
+                ChainOp::ShortInvoices => sim.invoice_expiry_secs.set(5),
+            }
+            check_chain(&sim, &store)?;
+        }
+    }
+}
+
+fn chain_created(
+    sim: &Sim,
+    store: &MemStore,
+    cfg: &PayoutConfig,
+    req: PayoutRequest,
+    key: &str,
+) -> Payout {
+    match block_on(engine::create(sim, store, cfg, req, key)) {
+        Ok(Created::New(p)) => p,
+        other => panic!("create failed: {:?}", other.err()),
+    }
+}
+
+fn bolt11_request(sim: &Sim, amount_sat: u64) -> PayoutRequest {
+    let mut pre = [0u8; 32];
+    sim.random_bytes(&mut pre);
+    let destination = sign_invoice(
+        Network::Bitcoin,
+        amount_sat * 1000,
+        "b",
+        None,
+        900,
+        sim.now_secs(),
+        pre,
+    )
+    .map(|i| i.payment_request)
+    .unwrap_or_default();
+    PayoutRequest {
+        destination,
+        amount_sat: None,
+        comment: None,
+        webhook_url: None,
+        external_id: None,
+    }
+}
+
+fn sends_at(sim: &Sim, backend: usize) -> u32 {
+    sim.truth
+        .borrow()
+        .iter()
+        .filter(|(k, t)| k.0 == BACKENDS[backend] && !t.history)
+        .map(|(_, t)| t.sends)
+        .sum()
+}
+
+/// A refusal before acting (the key is rejected) moves the payout to the
+/// next backend within the create request.
+#[test]
+fn a_refusal_before_acting_moves_the_payout_at_once() {
+    for nwc in [[false; 3], [true; 3], [true, false, false]] {
+        let sim = Sim::new(21, vec![], vec![]);
+        sim.down
+            .borrow_mut()
+            .insert(BACKENDS[0].into(), SendBehaviour::AuthRefused);
+        let store = MemStore::default();
+        let cfg = chain_mode(0, nwc);
+        let p = chain_created(&sim, &store, &cfg, bolt11_request(&sim, 2_000), "refused");
+        assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+        assert_eq!(
+            p.backend.as_ref().map(|b| b.base_url.contains("other.sim")),
+            Some(true),
+            "{:?}",
+            p.backend
+        );
+        assert_eq!(p.route.len(), 2, "the route shows the move: {:?}", p.route);
+        assert!(
+            p.route[1].why.contains("refused it before acting"),
+            "{}",
+            p.route[1].why
+        );
+        assert!(p.moved_at_ms.is_some());
+        assert_eq!(sends_at(&sim, 0), 1);
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}
+
+/// An ambiguous answer (an HTML 520, a timeout, a cut connection) pins the
+/// payout to its backend: it is never sent through the next one, however
+/// long that backend stays down. Guards `machine::movable`'s `hash_spent`.
+#[test]
+fn an_ambiguous_answer_keeps_the_payout_where_it_was_sent() {
+    for outage in [
+        SendBehaviour::Html520NoPay,
+        SendBehaviour::Lost,
+        SendBehaviour::Late,
+    ] {
+        let sim = Sim::new(22, vec![], vec![]);
+        sim.down.borrow_mut().insert(BACKENDS[0].into(), outage);
+        let store = MemStore::default();
+        // Lookups that can be trusted: "not found" lets the same hash be
+        // sent again, through its own backend only.
+        sim.seed_history(&store);
+        // A's breaker opens at the first failure and stays open: only the
+        // pin keeps the re-sends on A.
+        let mut cfg = chain_mode(0, [false; 3]);
+        cfg.breaker = BreakerPolicy {
+            failure_threshold: 1,
+            cooldown_ms: 24 * 3_600_000,
+        };
+        let p = chain_created(&sim, &store, &cfg, bolt11_request(&sim, 2_000), "pinned");
+        assert_ne!(p.status(), "succeeded");
+        drain_for(&sim, &store, &cfg, 40, 30_000);
+        sim.execute_late();
+        drain_for(&sim, &store, &cfg, 40, 60_000);
+        let p = stored(&store, &p.id);
+        assert_eq!(
+            sends_at(&sim, 1),
+            0,
+            "{outage:?}: nothing went to the next backend: {:?}",
+            p.log
+        );
+        assert_eq!(p.route.len(), 1);
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}
+
+/// The payout seed's outage: every payment POST answers 520. The first
+/// payouts wait on A; once A's payout breaker opens, new payouts go
+/// straight to B and never touch A; after the cooldown one real payout
+/// probes A, and A takes payouts again once it pays.
+#[test]
+fn once_the_breaker_opens_new_payouts_go_straight_to_the_next_backend() {
+    let sim = Sim::new(23, vec![], vec![]);
+    sim.down
+        .borrow_mut()
+        .insert(BACKENDS[0].into(), SendBehaviour::Html520NoPay);
+    let store = MemStore::default();
+    let cfg = chain_mode(0, [false; 3]);
+    let first: Vec<Payout> = (0..2)
+        .map(|i| {
+            chain_created(
+                &sim,
+                &store,
+                &cfg,
+                bolt11_request(&sim, 3_000 + i),
+                &format!("a{i}"),
+            )
+        })
+        .collect();
+    for p in &first {
+        assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    }
+    let a_sends = sends_at(&sim, 0);
+    assert_eq!(a_sends, 2);
+    let next = chain_created(&sim, &store, &cfg, bolt11_request(&sim, 3_100), "b0");
+    assert_eq!(next.status(), "succeeded", "{:?}", next.log);
+    assert!(next
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.base_url == BACKENDS[1]));
+    assert_eq!(next.route.len(), 1, "went straight to B: not a move");
+    assert_eq!(sends_at(&sim, 0), a_sends, "A was not touched");
+    let a = store
+        .payout_breaker(&BackendId::of(&backend(0, false)))
+        .unwrap_or_default();
+    assert_eq!(a.last_hour(sim.now.get()).2, 1, "counted as going past A");
+    // A recovers; after the cooldown one new payout probes it.
+    sim.down.borrow_mut().clear();
+    sim.now.set(sim.now.get() + 31_000);
+    let probe = chain_created(&sim, &store, &cfg, bolt11_request(&sim, 3_200), "probe");
+    assert!(
+        probe
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.base_url == BACKENDS[0]),
+        "{:?}",
+        probe.log
+    );
+    assert_eq!(probe.status(), "succeeded");
+    let after = chain_created(&sim, &store, &cfg, bolt11_request(&sim, 3_300), "after");
+    assert!(after
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.base_url == BACKENDS[0]));
+    // The first two never left A, and finish there.
+    drain_for(&sim, &store, &cfg, 60, 60_000);
+    for p in &first {
+        let p = stored(&store, &p.id);
+        assert!(p
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.base_url == BACKENDS[0]));
+        assert_eq!(p.route.len(), 1);
+    }
+    assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+}
+
+/// A's payments fail ambiguously but its lookups answer: an address
+/// payout whose invoice is proven dead at A (expired, past the
+/// late-execution bound, then absent) fetches a new invoice, which goes to
+/// B; the old hash is still looked up at A.
+#[test]
+fn a_hash_proven_dead_moves_an_address_payout_with_a_new_invoice() {
+    let sim = Sim::new(24, vec![], vec![]);
+    sim.invoice_expiry_secs.set(120);
+    sim.down
+        .borrow_mut()
+        .insert(BACKENDS[0].into(), SendBehaviour::Html520NoPay);
+    let store = MemStore::default();
+    // A's earlier payments are known: its "not found" can be trusted.
+    sim.seed_history(&store);
+    let mut cfg = chain_mode(0, [false; 3]);
+    cfg.breaker.failure_threshold = 1;
+    let p = chain_created(&sim, &store, &cfg, address_request("dead"), "dead");
+    assert_eq!(p.status(), "unknown");
+    let first_hash = p.payment_hash.clone();
+    drain_for(&sim, &store, &cfg, 80, 30_000);
+    let p = stored(&store, &p.id);
+    assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+    assert_ne!(p.payment_hash, first_hash);
+    assert!(p
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.base_url == BACKENDS[1]));
+    assert_eq!(p.route.len(), 2, "{:?}", p.route);
+    let w = p.watched.iter().find(|w| w.hash == first_hash);
+    assert!(
+        w.is_some_and(|w| w
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.base_url == BACKENDS[0])),
+        "the dead hash stays looked up at A: {:?}",
+        p.watched
+    );
+    assert_eq!(
+        sim.truth
+            .borrow()
+            .get(&(BACKENDS[1].to_string(), first_hash))
+            .map(|t| t.sends),
+        None
+    );
+    assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+}
+
+/// A pay answer "not sent" that arrives after the send was presumed lost
+/// (the payout is unknown by then) says nothing about the earlier send: the
+/// payout stays where it was sent.
+#[test]
+fn a_late_refusal_does_not_free_a_payout_that_may_have_been_sent() {
+    let mut p = {
+        let sim = Sim::new(25, vec![SendBehaviour::Lost], vec![]);
+        let store = MemStore::default();
+        chain_created(
+            &sim,
+            &store,
+            &chain_mode(0, [false; 3]),
+            bolt11_request(&sim, 1_000),
+            "late",
+        )
+    };
+    assert_eq!(p.status(), "unknown");
+    let before = p.clone();
+    let policy = config().policy;
+    let at = p.created_at_ms + 1;
+    let _ = gateway::payout::machine::apply_pay(
+        &mut p,
+        gateway::payout::machine::PayOutcome::NotSent("401".into()),
+        at,
+        &policy,
+        1,
+    );
+    assert_eq!(p.hash_refusals, before.hash_refusals);
+    assert!(!gateway::payout::machine::movable(&p));
 }

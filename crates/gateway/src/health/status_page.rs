@@ -182,6 +182,38 @@ fn queue_section(q: &serde_json::Value) -> String {
             "overpaid",
             "payouts paid their recipient more than once: see GET /api/payouts and their paid_payment_hashes."
         ),
+    ) + &chain_section(q)
+}
+
+/// The payout chain: each backend in order, its payout breaker and what it
+/// paid and handed on in the last hour.
+fn chain_section(q: &serde_json::Value) -> String {
+    let Some(list) = q
+        .get("payout_backends")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return String::new();
+    };
+    let rows: String = list
+        .iter()
+        .map(|b| {
+            let s = |k: &str| b.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+            let n = |k: &str| b.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(s("backend")),
+                escape(s("breaker")),
+                n("paid_last_hour"),
+                n("handed_on_last_hour"),
+                n("went_past_last_hour"),
+                escape(s("last_error")),
+            )
+        })
+        .collect();
+    format!(
+        r#"<h2>Payout chain</h2>
+<table id="payout-chain"><thead><tr><th>Backend, in order</th><th>Payout breaker</th><th>Paid (1 h)</th><th>Handed on (1 h)</th><th>Went past (1 h)</th><th>Last pay error</th></tr></thead>
+<tbody>{rows}</tbody></table>"#
     )
 }
 

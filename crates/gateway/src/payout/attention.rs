@@ -9,6 +9,10 @@ use crate::api::error::ApiError;
 use crate::payout::listing::{cursor_of, ListQuery};
 use crate::payout::model::{Payout, PayoutState};
 
+/// A payout that moved to another backend is listed for this long after
+/// the move, so the operator sees what an outage moved.
+pub const MOVED_SHOWN_MS: u64 = 24 * 3600 * 1000;
+
 /// An unknown outcome older than this (seconds) needs attention by default.
 pub const DEFAULT_UNKNOWN_OLDER_THAN_SECS: u64 = 3600;
 /// At most a year: a larger threshold is a typo, not a choice.
@@ -52,9 +56,10 @@ impl AttentionQuery {
     }
 }
 
-/// Why `p` needs attention; empty when it does not. The store's query
+/// Why `p` needs attention; empty when it does not. `moved_since_ms`: a
+/// move to another backend at or after it is listed. The store's query
 /// selects the same payouts (`SqlStore::attention_list`).
-pub fn reasons(p: &Payout, unknown_cutoff_ms: u64) -> Vec<&'static str> {
+pub fn reasons(p: &Payout, unknown_cutoff_ms: u64, moved_since_ms: u64) -> Vec<&'static str> {
     let mut why = Vec::new();
     match p.state {
         PayoutState::Failed { .. } => why.push("failed"),
@@ -79,15 +84,18 @@ pub fn reasons(p: &Payout, unknown_cutoff_ms: u64) -> Vec<&'static str> {
     if p.overpaid {
         why.push("overpaid");
     }
+    if p.moved_at_ms.is_some_and(|t| t >= moved_since_ms) {
+        why.push("changed_backend");
+    }
     why
 }
 
 /// One shard's page: each payout's view with an `attention` list, and the
 /// cursors `shard::merge_pages` needs to merge shards.
-pub fn shard_page(items: &[Payout], unknown_cutoff_ms: u64) -> Value {
+pub fn shard_page(items: &[Payout], unknown_cutoff_ms: u64, moved_since_ms: u64) -> Value {
     let flagged: Vec<(&Payout, Vec<&str>)> = items
         .iter()
-        .map(|p| (p, reasons(p, unknown_cutoff_ms)))
+        .map(|p| (p, reasons(p, unknown_cutoff_ms, moved_since_ms)))
         .filter(|(_, r)| !r.is_empty())
         .collect();
     json!({
@@ -143,31 +151,44 @@ mod tests {
     #[test]
     fn reasons_cover_failed_old_unknown_blocked_and_overpaid() {
         let failed = payout(json!({"status": "failed", "at_ms": 1, "reason": "x"}));
-        assert_eq!(reasons(&failed, 0), vec!["failed"]);
+        assert_eq!(reasons(&failed, 0, u64::MAX), vec!["failed"]);
         let unknown =
             payout(json!({"status": "unknown", "since_ms": 1_000, "next_check_ms": 2_000}));
-        assert_eq!(reasons(&unknown, 999), Vec::<&str>::new(), "recent unknown");
-        assert_eq!(reasons(&unknown, 1_000), vec!["unknown_too_long"]);
+        assert_eq!(
+            reasons(&unknown, 999, u64::MAX),
+            Vec::<&str>::new(),
+            "recent unknown"
+        );
+        assert_eq!(reasons(&unknown, 1_000, u64::MAX), vec!["unknown_too_long"]);
         let mut queued =
             payout(json!({"status": "queued", "next_at_ms": 0, "verify_first": false}));
-        assert!(reasons(&queued, u64::MAX).is_empty());
+        assert!(reasons(&queued, u64::MAX, u64::MAX).is_empty());
         queued.blocked = Some(Blocked {
             since_ms: 0,
             reason: "gone".into(),
             checks: 1,
         });
-        assert_eq!(reasons(&queued, 0), vec!["waiting_for_backend"]);
+        assert_eq!(reasons(&queued, 0, u64::MAX), vec!["waiting_for_backend"]);
         let mut unverified =
             payout(json!({"status": "queued", "next_at_ms": 0, "verify_first": true}));
-        assert!(reasons(&unverified, u64::MAX).is_empty(), "lookups fine");
+        assert!(
+            reasons(&unverified, u64::MAX, u64::MAX).is_empty(),
+            "lookups fine"
+        );
         unverified.lookups_failing_since_ms = Some(500);
-        assert!(reasons(&unverified, 499).is_empty(), "not for long yet");
-        assert_eq!(reasons(&unverified, 500), vec!["unverified_too_long"]);
+        assert!(
+            reasons(&unverified, 499, u64::MAX).is_empty(),
+            "not for long yet"
+        );
+        assert_eq!(
+            reasons(&unverified, 500, u64::MAX),
+            vec!["unverified_too_long"]
+        );
         let mut paid = payout(json!({"status": "succeeded", "at_ms": 1}));
-        assert!(reasons(&paid, u64::MAX).is_empty());
+        assert!(reasons(&paid, u64::MAX, u64::MAX).is_empty());
         paid.overpaid = true;
-        assert_eq!(reasons(&paid, 0), vec!["overpaid"]);
-        let page = shard_page(&[failed, paid, queued.clone(), unknown], 0);
+        assert_eq!(reasons(&paid, 0, u64::MAX), vec!["overpaid"]);
+        let page = shard_page(&[failed, paid, queued.clone(), unknown], 0, u64::MAX);
         assert_eq!(
             page["payouts"].as_array().map(Vec::len),
             Some(3),
@@ -178,5 +199,14 @@ mod tests {
             page["payouts"][2]["attention"],
             json!(["waiting_for_backend"])
         );
+    }
+
+    #[test]
+    fn a_payout_that_changed_backend_is_listed_for_a_day() {
+        let mut p = payout(json!({"status": "succeeded", "at_ms": 1}));
+        assert!(reasons(&p, 0, 0).is_empty());
+        p.moved_at_ms = Some(5_000);
+        assert_eq!(reasons(&p, 0, 5_000), vec!["changed_backend"]);
+        assert!(reasons(&p, 0, 5_001).is_empty(), "a day later");
     }
 }

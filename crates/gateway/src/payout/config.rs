@@ -3,19 +3,29 @@
 
 use crate::backoff::RetryPolicy;
 use crate::config::{Config, ConfigError, Environment};
+use crate::health::breaker::BreakerPolicy;
 use crate::payout::machine::PayoutPolicy;
 use crate::payout::safe_url::UrlPolicy;
 use crate::payout::shard::{daily_share, ShardSlot};
 use crate::vars::Vars;
 use backends::bolt11::Network;
+use backends::identity::BackendId;
 use backends::{BackendConfig, BackendKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayoutConfig {
     /// Accepted client keys: the current one and, during rotation, the previous.
     pub api_keys: Vec<String>,
-    /// Where new payouts go (`PAYOUT_PROVIDER`, or the automatic choice).
+    /// The first backend of the chain: where new payouts go while its
+    /// payout breaker is closed.
     pub default_backend: BackendConfig,
+    /// The payout chain, in order (`PAYOUT_PROVIDERS`; `PAYOUT_PROVIDER` or
+    /// the automatic choice is a chain of one). A payout whose current
+    /// invoice no backend may still pay goes to the first one whose payout
+    /// breaker lets it through.
+    pub chain: Vec<BackendConfig>,
+    /// The payout breaker of each backend, fed by pay outcomes.
+    pub breaker: BreakerPolicy,
     /// Every configured backend that can pay, `provider` included. A payout
     /// is acted on only through the one it is pinned to, so keeping the old
     /// backend configured lets its payouts finish after a switch.
@@ -58,7 +68,11 @@ impl PayoutConfig {
         let v = Vars(get);
         let production = base.environment == Environment::Production;
         let api_keys = api_keys(&v)?;
-        let (default_backend, backends) = payout_backends(&v, base)?;
+        let (chain, backends) = payout_backends(&v, base)?;
+        let default_backend = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| err("PAYOUT_PROVIDERS", "names no backend"))?;
         // LNbits runs one wallet's payments one at a time: more in flight
         // only queue there and run late.
         let in_flight_default = if default_backend.kind == BackendKind::Lnbits {
@@ -69,6 +83,11 @@ impl PayoutConfig {
         PayoutConfig {
             api_keys,
             default_backend,
+            chain,
+            breaker: BreakerPolicy {
+                failure_threshold: v.number("PAYOUT_BREAKER_FAILURES", 3, 1, 100)? as u32,
+                cooldown_ms: v.secs_as_ms("PAYOUT_BREAKER_COOLDOWN_SECS", 60_000, 1, 86_400)?,
+            },
             network: base.network,
             max_sat: v.number("PAYOUT_MAX_SATS", 100_000, 1, 2_100_000_000_000_000)?,
             daily_limit_sat: v.number(
@@ -132,28 +151,15 @@ fn api_keys<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Vec<String>, C
     Ok(keys)
 }
 
-/// The backend new payouts go to (`PAYOUT_PROVIDER`, or LNbits when its
-/// admin key is set, or the first other configured backend), and every
-/// backend that can pay: payouts pinned to an older one finish there.
+/// The payout chain (`PAYOUT_PROVIDERS`, or `PAYOUT_PROVIDER` as a chain
+/// of one, or LNbits when its admin key is set, or the first other
+/// configured backend), and every backend that can pay: payouts pinned to
+/// an older one finish there.
 fn payout_backends<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     base: &Config,
-) -> Result<(BackendConfig, Vec<BackendConfig>), ConfigError> {
+) -> Result<(Vec<BackendConfig>, Vec<BackendConfig>), ConfigError> {
     let lnbits_admin = v.get("LNBITS_ADMIN_KEY");
-    let chosen = match v.get("PAYOUT_PROVIDER") {
-        Some(name) if name.eq_ignore_ascii_case("alby") => {
-            return Err(err("PAYOUT_PROVIDER", crate::config::ALBY_MIGRATION))
-        }
-        Some(name) => BackendKind::parse(&name)
-            .ok_or_else(|| err("PAYOUT_PROVIDER", format!("unknown provider `{name}`")))?,
-        None if lnbits_admin.is_some() => BackendKind::Lnbits,
-        None => base
-            .backends
-            .iter()
-            .map(|p| p.kind)
-            .find(|k| *k != BackendKind::Lnbits)
-            .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?,
-    };
     // LNbits pays with its admin key, at the URL it receives on.
     let lnbits_payer = match (base.backend("lnbits"), lnbits_admin.as_ref()) {
         (Some(p), Some(key)) => Some(BackendConfig {
@@ -163,36 +169,49 @@ fn payout_backends<F: Fn(&str) -> Option<String>>(
         }),
         _ => None,
     };
-    let default = match chosen {
-        BackendKind::Lnbits => match (&lnbits_payer, base.backend("lnbits")) {
-            (Some(payer), _) => payer.clone(),
-            (None, Some(_)) => {
-                return Err(err("LNBITS_ADMIN_KEY", "is required to pay through LNbits"))
-            }
-            (None, None) => {
+    let names: Vec<(&'static str, String)> =
+        match (v.get("PAYOUT_PROVIDERS"), v.get("PAYOUT_PROVIDER")) {
+            (Some(_), Some(_)) => {
                 return Err(err(
-                    "LNBITS_URL",
-                    "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
+                    "PAYOUT_PROVIDERS",
+                    "set PAYOUT_PROVIDERS or PAYOUT_PROVIDER, not both (PAYOUT_PROVIDER is a chain of one)",
                 ))
             }
-        },
-        BackendKind::Mock if base.environment == Environment::Production => {
-            return Err(err(
+            (Some(list), None) => {
+                let names: Vec<String> = list
+                    .split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .collect();
+                if names.iter().any(String::is_empty) {
+                    return Err(err(
+                        "PAYOUT_PROVIDERS",
+                        "must be a comma-separated list of payout backends, such as `nwc,lnbits`",
+                    ));
+                }
+                names.into_iter().map(|n| ("PAYOUT_PROVIDERS", n)).collect()
+            }
+            (None, Some(one)) => vec![("PAYOUT_PROVIDER", one.trim().to_ascii_lowercase())],
+            (None, None) if lnbits_admin.is_some() => vec![("PAYOUT_PROVIDER", "lnbits".into())],
+            (None, None) => vec![(
                 "PAYOUT_PROVIDER",
-                "the mock provider is refused when ENVIRONMENT=production",
-            ))
+                base.backends
+                    .iter()
+                    .map(|p| p.kind)
+                    .find(|k| *k != BackendKind::Lnbits)
+                    .ok_or_else(|| err("PAYOUT_PROVIDER", "no payout provider: set LNBITS_URL and LNBITS_ADMIN_KEY, or configure nwc, lnd, cln or phoenixd"))?
+                    .as_str()
+                    .to_string(),
+            )],
+        };
+    let mut chain: Vec<BackendConfig> = Vec::new();
+    for (var, name) in &names {
+        let b = chain_entry(v, base, var, name, lnbits_payer.as_ref())?;
+        if chain.iter().any(|c| BackendId::of(c) == BackendId::of(&b)) {
+            return Err(err(var, format!("`{name}` is listed twice")));
         }
-        kind => base.backend(kind.as_str()).cloned().ok_or_else(|| {
-            err(
-                "PAYOUT_PROVIDER",
-                format!(
-                    "`{}` is not configured (see LIGHTNING_PROVIDERS)",
-                    kind.as_str()
-                ),
-            )
-        })?,
-    };
-    let mut backends = vec![default.clone()];
+        chain.push(b);
+    }
+    let mut backends = chain.clone();
     let others = lnbits_payer.into_iter().chain(
         base.backends
             .iter()
@@ -204,7 +223,91 @@ fn payout_backends<F: Fn(&str) -> Option<String>>(
             backends.push(b);
         }
     }
-    Ok((default, backends))
+    Ok((chain, backends))
+}
+
+/// One backend of the payout chain: a kind (configured for receiving, or
+/// LNbits with its admin key), or `lnbits:NAME`, a further LNbits-compatible
+/// wallet at `LNBITS_NAME_URL` paying with `LNBITS_NAME_ADMIN_KEY`.
+fn chain_entry<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    base: &Config,
+    var: &'static str,
+    name: &str,
+    lnbits_payer: Option<&BackendConfig>,
+) -> Result<BackendConfig, ConfigError> {
+    if name == "alby" {
+        return Err(err(var, crate::config::ALBY_MIGRATION));
+    }
+    if let Some(wallet) = name.strip_prefix("lnbits:") {
+        return named_lnbits(v, base, var, wallet);
+    }
+    let kind =
+        BackendKind::parse(name).ok_or_else(|| err(var, format!("unknown provider `{name}`")))?;
+    match kind {
+        BackendKind::Lnbits => match (lnbits_payer, base.backend("lnbits")) {
+            (Some(payer), _) => Ok(payer.clone()),
+            (None, Some(_)) => Err(err("LNBITS_ADMIN_KEY", "is required to pay through LNbits")),
+            (None, None) => Err(err(
+                "LNBITS_URL",
+                "is required for the lnbits payout provider (with LNBITS_INVOICE_KEY)",
+            )),
+        },
+        BackendKind::Mock if base.environment == Environment::Production => Err(err(
+            var,
+            "the mock provider is refused when ENVIRONMENT=production",
+        )),
+        kind => base.backend(kind.as_str()).cloned().ok_or_else(|| {
+            err(
+                var,
+                format!(
+                    "`{}` is not configured (see LIGHTNING_PROVIDERS)",
+                    kind.as_str()
+                ),
+            )
+        }),
+    }
+}
+
+/// `lnbits:NAME`: another LNbits-compatible wallet that only pays.
+fn named_lnbits<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    base: &Config,
+    var: &'static str,
+    wallet: &str,
+) -> Result<BackendConfig, ConfigError> {
+    if wallet.is_empty()
+        || wallet.len() > 32
+        || !wallet
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    {
+        return Err(err(
+            var,
+            format!("`lnbits:{wallet}`: the wallet name must be 1 to 32 of a-z, 0-9 and _"),
+        ));
+    }
+    let upper = wallet.to_ascii_uppercase();
+    let (url_var, key_var) = (
+        format!("LNBITS_{upper}_URL"),
+        format!("LNBITS_{upper}_ADMIN_KEY"),
+    );
+    let missing = || {
+        err(
+            var,
+            format!("`lnbits:{wallet}` needs {url_var} and {key_var}"),
+        )
+    };
+    let url = v.get(&url_var).ok_or_else(missing)?;
+    let key = v.get(&key_var).ok_or_else(missing)?;
+    let allow_http = base.environment == Environment::Development;
+    let base_url = backends::descriptor::base_url("LNBITS_URL", &url, allow_http)
+        .map_err(|e| err(&url_var, e.message))?;
+    Ok(BackendConfig {
+        kind: BackendKind::Lnbits,
+        base_url,
+        credential: key,
+    })
 }
 
 /// The payout timings. In production the bounds that keep money safe
@@ -432,5 +535,77 @@ mod tests {
         let kinds: Vec<BackendKind> = ph.backends.iter().map(|b| b.kind).collect();
         assert_eq!(kinds, vec![BackendKind::Phoenixd, BackendKind::Cln]);
         assert_eq!(with(Some("cln")).default_backend.credential, "rune");
+    }
+
+    #[test]
+    fn payout_providers_is_an_ordered_chain_and_payout_provider_a_chain_of_one() {
+        let c = payout(
+            "development",
+            &[
+                ("PAYOUT_PROVIDERS", "lnbits:voltz, lnbits"),
+                ("LNBITS_VOLTZ_URL", "https://voltz.example"),
+                ("LNBITS_VOLTZ_ADMIN_KEY", "vk"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let urls: Vec<&str> = c.chain.iter().map(|b| b.base_url.as_str()).collect();
+        assert_eq!(
+            urls,
+            ["https://voltz.example", "https://lnbits.example.com"]
+        );
+        assert_eq!(c.default_backend, c.chain[0]);
+        assert!(c.chain.iter().all(|b| c.backends.contains(b)));
+        let one = payout("development", &[("PAYOUT_PROVIDER", "lnbits")])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(one.chain.len(), 1);
+        assert_eq!(one.breaker.failure_threshold, 3);
+        assert_eq!(one.breaker.cooldown_ms, 60_000);
+        let var = |extra: &[(&str, &str)]| payout("development", extra).err().map(|e| e.variable);
+        assert_eq!(
+            var(&[
+                ("PAYOUT_PROVIDERS", "lnbits"),
+                ("PAYOUT_PROVIDER", "lnbits")
+            ]),
+            Some("PAYOUT_PROVIDERS".into()),
+            "both set is a configuration error"
+        );
+        assert_eq!(
+            var(&[("PAYOUT_PROVIDERS", "lnbits,lnbits")]),
+            Some("PAYOUT_PROVIDERS".into())
+        );
+        assert_eq!(
+            var(&[("PAYOUT_PROVIDERS", "lnbits,,nwc")]),
+            Some("PAYOUT_PROVIDERS".into())
+        );
+        assert_eq!(
+            var(&[("PAYOUT_PROVIDERS", "lnbits,nope")]),
+            Some("PAYOUT_PROVIDERS".into())
+        );
+        assert_eq!(
+            var(&[("PAYOUT_PROVIDERS", "lnbits,nwc")]),
+            Some("PAYOUT_PROVIDERS".into()),
+            "nwc is not configured"
+        );
+        assert_eq!(
+            var(&[("PAYOUT_PROVIDERS", "lnbits:Bad-Name")]),
+            Some("PAYOUT_PROVIDERS".into())
+        );
+        assert_eq!(
+            var(&[("PAYOUT_PROVIDERS", "lnbits:b")]),
+            Some("PAYOUT_PROVIDERS".into()),
+            "its settings are missing"
+        );
+        assert_eq!(
+            var(&[
+                ("PAYOUT_PROVIDERS", "lnbits:b"),
+                ("LNBITS_B_URL", "ftp://x"),
+                ("LNBITS_B_ADMIN_KEY", "k")
+            ]),
+            Some("LNBITS_B_URL".into())
+        );
+        assert_eq!(
+            var(&[("PAYOUT_BREAKER_FAILURES", "0")]),
+            Some("PAYOUT_BREAKER_FAILURES".into())
+        );
     }
 }

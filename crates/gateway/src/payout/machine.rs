@@ -18,7 +18,7 @@
 //! - earlier hashes keep being looked up: a payment is never hidden.
 
 use crate::backoff::RetryPolicy;
-use crate::payout::model::{Blocked, Payout, PayoutState, WatchedHash};
+use crate::payout::model::{BackendId, Blocked, Payout, PayoutState, RouteStep, WatchedHash};
 
 pub use backends::outcome::{Covers, FailedRecord, LookupOutcome, PayOutcome};
 
@@ -357,6 +357,13 @@ pub fn apply_pay(
             };
         }
         PayOutcome::NotSent(reason) if sending => {
+            // Refused before acting: this send never reached the backend.
+            p.hash_refusals = p.hash_refusals.saturating_add(1);
+            if let Some(b) = p.backend.clone() {
+                if !p.failed_at.contains(&b) {
+                    p.failed_at.push(b);
+                }
+            }
             p.last_error = Some(reason.clone());
             if out_of_attempts(p, now_ms, policy) && !p.hash_spent {
                 fail(
@@ -808,11 +815,13 @@ fn watch(p: &mut Payout, hash: String, now_ms: u64, policy: &PayoutPolicy, rando
     if p.watched.iter().any(|w| w.hash == hash) {
         return;
     }
+    let backend = p.backend.clone();
     p.watched.push(WatchedHash {
         hash,
         since_ms: now_ms,
         next_check_ms: Some(next_lookup(now_ms, &policy.lookup, 0, random)),
         checks: 0,
+        backend,
     });
 }
 
@@ -849,6 +858,15 @@ pub fn replace_invoice(
             ..
         } if !p.hash_spent || p.hash_dead => {
             let old = std::mem::replace(&mut p.payment_hash, payment_hash.clone());
+            // A backend where an invoice of this payout died unpaid is
+            // tried last for the next one.
+            if p.hash_spent {
+                if let Some(b) = p.backend.clone() {
+                    if !p.failed_at.contains(&b) {
+                        p.failed_at.push(b);
+                    }
+                }
+            }
             if p.hash_spent {
                 watch(p, old.clone(), now_ms, policy, random);
             }
@@ -861,6 +879,7 @@ pub fn replace_invoice(
             p.hash_first_sent_at_ms = None;
             p.hash_said_paid = false;
             p.no_resend = false;
+            p.hash_refusals = 0;
             p.lookups_failing_since_ms = None;
             p.invoice_refreshes += 1;
             p.note(
@@ -872,6 +891,101 @@ pub fn replace_invoice(
         _ => Err(WrongState(
             "a new invoice needs an unsent or proven-dead current invoice",
         )),
+    }
+}
+
+/// Whether the payout may go to another backend: its current invoice has
+/// reached no backend (every send of it was refused before acting), and
+/// every earlier hash was proven dead before it was left (watched hashes
+/// stay looked up where they were sent). Anything else stays pinned: a
+/// hash that may have reached a backend is never sent anywhere else while
+/// that backend might pay it.
+pub fn movable(p: &Payout) -> bool {
+    matches!(
+        p.state,
+        PayoutState::Queued {
+            verify_first: false,
+            ..
+        }
+    ) && !p.hash_spent
+        && !p.hash_dead
+        && p.hash_refusals >= p.hash_sends
+        && p.backend.is_some()
+}
+
+/// Pins a movable payout to `to`. Before any send, this is the payout's
+/// first choice (it went straight past backends whose breaker is open);
+/// after one, a move, recorded and shown. True for a move.
+pub fn move_to(
+    p: &mut Payout,
+    to: BackendId,
+    why: String,
+    now_ms: u64,
+) -> Result<bool, WrongState> {
+    if !movable(p) {
+        return Err(WrongState(
+            "only a payout none of whose sends may have reached a backend can move",
+        ));
+    }
+    let from = p.backend.clone();
+    // Hashes sent before stay with the backend they were sent through.
+    for w in p.watched.iter_mut() {
+        if w.backend.is_none() {
+            w.backend = from.clone();
+        }
+    }
+    let step = RouteStep {
+        backend: to.clone(),
+        at_ms: now_ms,
+        why: why.clone(),
+    };
+    let tried = p.send_attempts > 0;
+    if tried {
+        let was = from
+            .as_ref()
+            .map_or_else(|| p.provider.as_str().to_string(), BackendId::label);
+        p.note(now_ms, format!("moved from {was} to {}: {why}", to.label()));
+        p.route.push(step);
+        p.moved_at_ms = Some(now_ms);
+    } else {
+        p.note(now_ms, format!("goes to {}: {why}", to.label()));
+        p.route.pop();
+        p.route.push(step);
+    }
+    p.provider = to.kind;
+    p.backend = Some(to);
+    Ok(tried)
+}
+
+/// No backend of the chain may take this payout now (every payout breaker
+/// open): it waits, unsent, until `until_ms`.
+pub fn wait_for_backends(
+    p: &mut Payout,
+    until_ms: u64,
+    why: String,
+    now_ms: u64,
+) -> Result<(), WrongState> {
+    if !movable(p) {
+        return Err(WrongState("only an unsent payout waits for a backend"));
+    }
+    if p.last_error.as_deref() != Some(why.as_str()) {
+        p.note(now_ms, format!("waiting: {why}"));
+        p.last_error = Some(why);
+    }
+    p.state = PayoutState::Queued {
+        next_at_ms: until_ms.max(now_ms + 1),
+        verify_first: false,
+    };
+    Ok(())
+}
+
+/// A refused payout that another backend of the chain may take: due now,
+/// not at the end of its backoff.
+pub fn due_now(p: &mut Payout, now_ms: u64) {
+    if movable(p) {
+        if let PayoutState::Queued { next_at_ms, .. } = &mut p.state {
+            *next_at_ms = (*next_at_ms).min(now_ms);
+        }
     }
 }
 
@@ -1069,6 +1183,10 @@ mod tests {
             amount_sat: 10,
             comment: None,
             external_id: None,
+            route: Vec::new(),
+            failed_at: Vec::new(),
+            hash_refusals: 0,
+            moved_at_ms: None,
             provider: BackendKind::Lnbits,
             backend: Some(crate::payout::model::BackendId {
                 kind: backends::BackendKind::Lnbits,

@@ -3,6 +3,7 @@
 //! settle at once.
 
 pub mod attention;
+pub mod breaker;
 pub mod config;
 pub mod destination;
 pub mod engine;

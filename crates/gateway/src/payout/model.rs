@@ -28,6 +28,19 @@ pub struct WatchedHash {
     /// `None` once the watch window is over or the hash was seen paid.
     pub next_check_ms: Option<u64>,
     pub checks: u32,
+    /// The backend this hash was sent through: it is looked up there and
+    /// nowhere else. `None` on rows from before a payout could move: the
+    /// payout's own backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendId>,
+}
+
+/// One backend a payout used, and why it went there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteStep {
+    pub backend: BackendId,
+    pub at_ms: u64,
+    pub why: String,
 }
 
 /// Where a payout stands. `Sending` is written before a pay request leaves;
@@ -124,6 +137,22 @@ pub struct Payout {
     /// before pinning existed (pinned on first touch, see the engine).
     #[serde(default)]
     pub backend: Option<BackendId>,
+    /// Every backend this payout was pinned to, oldest first, with why it
+    /// went there (empty on rows from before the payout chain).
+    #[serde(default)]
+    pub route: Vec<RouteStep>,
+    /// Backends this payout did not get paid through: they refused its
+    /// current invoice before acting, or an earlier invoice of it died
+    /// there unpaid. A payout free to move tries the others first.
+    #[serde(default)]
+    pub failed_at: Vec<BackendId>,
+    /// Sends of the current hash refused before acting. The hash may move
+    /// to another backend only while every send of it was refused.
+    #[serde(default)]
+    pub hash_refusals: u32,
+    /// When the payout last moved to another backend after trying one.
+    #[serde(default)]
+    pub moved_at_ms: Option<u64>,
     /// Set while the payout cannot progress (its backend is not configured).
     #[serde(default)]
     pub blocked: Option<Blocked>,
@@ -266,6 +295,14 @@ impl Payout {
             external_id: a.external_id,
             provider: a.backend.kind,
             backend: Some(BackendId::of(a.backend)),
+            route: vec![RouteStep {
+                backend: BackendId::of(a.backend),
+                at_ms: a.now_ms,
+                why: "the first backend of the payout chain".into(),
+            }],
+            failed_at: Vec::new(),
+            hash_refusals: 0,
+            moved_at_ms: None,
             blocked: None,
             invoice: a.invoice,
             payment_hash: a.payment_hash,
@@ -359,6 +396,21 @@ impl Payout {
         }
     }
 
+    /// Each backend the payout used, and why it went there.
+    fn route_view(&self) -> Value {
+        json!(self
+            .route
+            .iter()
+            .map(|r| json!({
+                "kind": r.backend.kind.as_str(),
+                "url": r.backend.base_url,
+                "key_fingerprint": r.backend.credential_fp,
+                "since": iso8601_ms(r.at_ms),
+                "why": r.why,
+            }))
+            .collect::<Vec<_>>())
+    }
+
     /// The API representation.
     pub fn view(&self) -> Value {
         let mut v = json!({
@@ -388,6 +440,9 @@ impl Payout {
         };
         if let Some(e) = &self.external_id {
             put("external_id", json!(e));
+        }
+        if !self.route.is_empty() {
+            put("backends_used", self.route_view());
         }
         if let Some(c) = &self.comment {
             put("comment", json!(c));

@@ -147,6 +147,9 @@ pub fn merge_stats(stats: &[Value]) -> Value {
         "overpaid": overpaid,
         "by_status": by_status,
         "shards": stats.len(),
+        "payout_backends": crate::payout::breaker::merge_chain_views(
+            &stats.iter().map(|s| s["payout_backends"].clone()).collect::<Vec<_>>()
+        ),
     })
 }
 

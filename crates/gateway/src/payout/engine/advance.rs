@@ -9,6 +9,7 @@ use backends::http::Runtime;
 use backends::{payment, BackendConfig};
 
 use super::refresh::new_invoice;
+use super::route::{self, Routed};
 use super::{deliver_webhook, save, PayoutStore, StoreError};
 
 /// What a step leaves the loop to do.
@@ -50,16 +51,12 @@ fn pinned_backend(
             }
             if !p.ever_sent && !p.hash_spent && !sending {
                 let to = BackendId::of(&cfg.default_backend);
-                p.note(
-                    now_ms,
-                    format!(
-                        "moved to {} (never sent; {} is no longer configured)",
-                        to.label(),
-                        id.label()
-                    ),
-                );
-                p.backend = Some(to);
-                p.provider = cfg.default_backend.kind;
+                let why = format!("never sent; {} is no longer configured", id.label());
+                if machine::move_to(p, to.clone(), why.clone(), now_ms).is_err() {
+                    p.note(now_ms, format!("moved to {} ({why})", to.label()));
+                    p.backend = Some(to);
+                    p.provider = cfg.default_backend.kind;
+                }
                 return Ok((cfg.default_backend.clone(), true));
             }
             Err(format!(
@@ -80,6 +77,7 @@ fn pinned_backend(
                             since_ms: now_ms,
                             next_check_ms: Some(now_ms),
                             checks: 0,
+                            backend: Some(id.clone()),
                         });
                     }
                 }
@@ -132,6 +130,14 @@ pub async fn advance_state<R: Runtime, S: PayoutStore>(
             }
             action => match pin(rt, store, cfg, &mut p, &policy)? {
                 Pinned::Saved(next) => next,
+                // Only a payout nothing has reached yet may choose its backend.
+                Pinned::To(_)
+                    if action == Action::Send
+                        && machine::movable(&p)
+                        && matches!(route::route(store, cfg, &mut p, now)?, Routed::Saved) =>
+                {
+                    Next::Again
+                }
                 Pinned::To(backend) => {
                     let ctx = Step {
                         rt,
@@ -205,7 +211,7 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
                 let hash = p.payment_hash.clone();
                 self.lookup(p, hash, false).await
             }
-            Action::Watch(hash) => self.lookup(p, hash, true).await,
+            Action::Watch(hash) => self.watch(p, hash).await,
             Action::NewInvoice => new_invoice(self, p).await,
             Action::AwaitExpiry => {
                 if machine::await_expiry(&mut p, now, self.policy).is_ok() {
@@ -242,36 +248,96 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
             cfg.policy.pay_timeout_ms,
         )
         .await;
+        let id = BackendId::of(self.backend);
         if matches!(outcome, PayOutcome::Succeeded { .. }) {
-            store.remember_paid(&BackendId::of(self.backend), &p.payment_hash, rt.now_ms())?;
+            store.remember_paid(&id, &p.payment_hash, rt.now_ms())?;
         }
+        route::record_pay(store, cfg, &id, &outcome, rt.now_ms())?;
+        let refused = matches!(outcome, PayOutcome::NotSent(_));
         apply_with_retry(store, cfg, &p.id, &p.payment_hash, rt.now_ms(), |cur| {
-            machine::apply_pay(
+            let applied = machine::apply_pay(
                 cur,
                 outcome.clone(),
                 rt.now_ms(),
                 self.policy,
                 rt.random_u64(),
             )
-            .is_ok()
+            .is_ok();
+            // Refused before acting: the next backend of the chain may take
+            // it at once.
+            if applied && refused && route::has_alternative(cfg, cur) {
+                machine::due_now(cur, rt.now_ms());
+            }
+            applied
         })?;
         Ok(Next::Again)
     }
 
+    /// Looks up an earlier hash at the backend it was sent through, which
+    /// may not be the payout's backend any more.
+    async fn watch(&self, p: Payout, hash: String) -> Result<Next, StoreError> {
+        let sent_through = p
+            .watched
+            .iter()
+            .find(|w| w.hash == hash)
+            .and_then(|w| w.backend.clone());
+        match sent_through {
+            Some(id) if !id.matches(self.backend) => {
+                match self.cfg.backends.iter().find(|b| id.matches(b)) {
+                    Some(b) => self.lookup_at(p, hash, true, b).await,
+                    None => {
+                        let why = format!(
+                            "{} is no longer configured; this hash cannot be looked up",
+                            id.label()
+                        );
+                        self.apply_lookup(p, hash, true, LookupOutcome::Error(why))
+                    }
+                }
+            }
+            _ => self.lookup(p, hash, true).await,
+        }
+    }
+
     /// Looks up the current hash, or (`watched`) an earlier one.
     async fn lookup(&self, p: Payout, hash: String, watched: bool) -> Result<Next, StoreError> {
+        self.lookup_at(p, hash, watched, self.backend).await
+    }
+
+    async fn lookup_at(
+        &self,
+        p: Payout,
+        hash: String,
+        watched: bool,
+        backend: &BackendConfig,
+    ) -> Result<Next, StoreError> {
         let (rt, store) = (self.rt, self.store);
-        let outcome = payment::lookup(rt, self.backend, &hash).await;
+        let outcome = payment::lookup(rt, backend, &hash).await;
         let outcome = match outcome {
             LookupOutcome::NotFound if !watched => {
                 let first_sent = p.hash_first_sent_at_ms.unwrap_or(p.created_at_ms);
-                confirm_not_found(rt, store, self.backend, &hash, first_sent).await?
+                confirm_not_found(rt, store, backend, &hash, first_sent).await?
             }
             o => o,
         };
         if matches!(outcome, LookupOutcome::Paid { .. }) {
-            store.remember_paid(&BackendId::of(self.backend), &hash, rt.now_ms())?;
+            let id = BackendId::of(backend);
+            store.remember_paid(&id, &hash, rt.now_ms())?;
+            if !p.paid_hashes.contains(&hash) {
+                route::record_paid(store, &id, rt.now_ms())?;
+            }
         }
+        self.apply_lookup(p, hash, watched, outcome)
+    }
+
+    /// Applies a lookup's answer to the freshest copy, unless it moved meanwhile.
+    fn apply_lookup(
+        &self,
+        p: Payout,
+        hash: String,
+        watched: bool,
+        outcome: LookupOutcome,
+    ) -> Result<Next, StoreError> {
+        let (rt, store) = (self.rt, self.store);
         let Some(mut cur) = store.get(&p.id)? else {
             return Ok(Next::Stop);
         };

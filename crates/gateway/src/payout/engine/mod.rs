@@ -10,6 +10,7 @@ mod advance;
 mod create;
 mod drain;
 mod refresh;
+mod route;
 
 use std::fmt;
 
@@ -18,6 +19,7 @@ pub use advance::{advance, advance_state};
 pub use create::create;
 pub use drain::{drain, Drain, STUCK_DELAY_MS};
 
+use crate::payout::breaker::PayoutBreaker;
 use crate::payout::config::PayoutConfig;
 use crate::payout::lnurl::{self, ResolveError};
 use crate::payout::model::{BackendId, Payout, PayoutState};
@@ -123,6 +125,14 @@ pub trait PayoutStore {
     /// Moves a payout's wake time without touching the payout (a payout
     /// whose processing errored is retried later, not in a hot loop).
     fn defer(&self, id: &str, wake_at_ms: u64) -> Result<(), StoreError>;
+    /// This shard's payout breaker of `backend` (a closed one if none was
+    /// written yet).
+    fn payout_breaker(&self, backend: &BackendId) -> Result<PayoutBreaker, StoreError>;
+    fn save_payout_breaker(
+        &self,
+        backend: &BackendId,
+        breaker: &PayoutBreaker,
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
