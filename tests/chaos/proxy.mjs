@@ -61,8 +61,14 @@ export async function startFaultProxy({
 }) {
   const up = new URL(upstream);
   const rand = rng(seed);
-  const total = DECISIONS.reduce((s, d) => s + (weights[d] ?? 0), 0);
-  if (!(total > 0)) throw new Error("fault proxy: all weights are zero");
+  let total = 0;
+  const setWeights = (w) => {
+    const t = DECISIONS.reduce((s, d) => s + (w[d] ?? 0), 0);
+    if (!(t > 0)) throw new Error("fault proxy: all weights are zero");
+    weights = w;
+    total = t;
+  };
+  setWeights(weights);
   const pick = () => {
     let x = rand() * total;
     for (const d of DECISIONS) {
@@ -77,12 +83,15 @@ export async function startFaultProxy({
   const pending = new Set(); // promises of pay requests still being handled
   let seq = 0;
   let other = 0;
+  const hashes = []; // every pay request's hash and decision, in order
+  let rewriteKey = null; // when set, every request carries this wallet key instead
   const write = (o) => log?.write(JSON.stringify({ t: Date.now() - t0, ...o }) + "\n");
 
   /** Sends the request to LNbits; resolves {status, headers, body} (or {error}). */
   function forward(req, body) {
     return new Promise((resolve) => {
       const headers = { ...req.headers };
+      if (rewriteKey) headers["x-api-key"] = rewriteKey;
       delete headers.connection;
       delete headers["keep-alive"];
       headers["content-length"] = String(body.length);
@@ -146,6 +155,7 @@ export async function startFaultProxy({
       if (!res.writableEnded) clientGone = true;
     });
     const entry = { seq: n, decision, hash };
+    if (hash) hashes.push({ hash, decision, t: Date.now() - t0 });
     switch (decision) {
       case "pass": {
         const u = await forward(req, body);
@@ -243,6 +253,11 @@ export async function startFaultProxy({
   return {
     url,
     counts,
+    hashes,
+    setWeights,
+    set rewriteKey(k) {
+      rewriteKey = k;
+    },
     get payRequests() {
       return seq;
     },

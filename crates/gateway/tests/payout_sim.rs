@@ -1186,6 +1186,7 @@ fn config() -> PayoutConfig {
             clock_skew_ms: 5_000,
             in_flight_bound_ms: IN_FLIGHT_BOUND_MS,
             not_found_waits_in_flight: false,
+            may_move: false,
         },
         webhook_secret: None,
         operator_webhook_url: None,
@@ -2637,4 +2638,74 @@ fn a_late_refusal_does_not_free_a_payout_that_may_have_been_sent() {
     );
     assert_eq!(p.hash_refusals, before.hash_refusals);
     assert!(!gateway::payout::machine::movable(&p));
+}
+
+/// A row stored before the payout chain whose earlier hash was left on
+/// weaker proof never moves, even with its backend's breaker open: the
+/// earlier hash may still be paid there, and a new invoice elsewhere could
+/// pay the recipient twice.
+#[test]
+fn a_row_from_before_the_chain_that_sent_anything_never_moves() {
+    let sim = Sim::new(26, vec![], vec![]);
+    let store = MemStore::default();
+    let cfg = chain_mode(0, [false; 3]);
+    let p = chain_created(&sim, &store, &cfg, address_request("old"), "old");
+    assert_eq!(p.status(), "succeeded");
+    // Rewrite it as an old deployment left it: an earlier hash left, the
+    // current invoice never sent, queued.
+    let mut old = stored(&store, &p.id);
+    old.move_safe = false;
+    old.ever_sent = true;
+    old.previous_hashes.push("ab".repeat(32));
+    old.hash_spent = false;
+    old.hash_sends = 0;
+    old.paid_hashes.clear();
+    old.state = PayoutState::Queued {
+        next_at_ms: 0,
+        verify_first: false,
+    };
+    assert!(!gateway::payout::machine::movable(&old));
+    // A's breaker is open: a movable payout would go to B.
+    let a = BackendId::of(&backend(0, false));
+    let mut open = store.payout_breaker(&a).unwrap_or_default();
+    open.state = gateway::health::breaker::BreakerState::Open { until_ms: u64::MAX };
+    let _ = store.save_payout_breaker(&a, &open);
+    let v = old.version;
+    assert_eq!(store.update(&old, v, Some(0)), Ok(true));
+    drain_for(&sim, &store, &cfg, 3, 1_000);
+    let after = stored(&store, &p.id);
+    assert!(
+        after
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.base_url == BACKENDS[0]),
+        "{:?}",
+        after.log
+    );
+    assert_eq!(after.route.len(), 1, "{:?}", after.route);
+    assert_eq!(sends_at(&sim, 1), 0);
+}
+
+/// Refused at A, then sent through B: only B's send counts as a send of
+/// the hash, so B's own one-attempt record can prove it unpaid.
+#[test]
+fn a_refused_send_is_not_counted_as_a_send_of_the_hash() {
+    let sim = Sim::new(27, vec![], vec![]);
+    sim.down
+        .borrow_mut()
+        .insert(BACKENDS[0].into(), SendBehaviour::AuthRefused);
+    sim.down
+        .borrow_mut()
+        .insert(BACKENDS[1].into(), SendBehaviour::Lost);
+    let store = MemStore::default();
+    let cfg = chain_mode(0, [true; 3]);
+    let p = chain_created(&sim, &store, &cfg, bolt11_request(&sim, 1_500), "counted");
+    assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    assert_eq!(p.hash_sends, 1, "the refusal at A is not a send");
+    assert_eq!(p.hash_refusals, 1);
+    assert!(p
+        .backend
+        .as_ref()
+        .is_some_and(|b| b.base_url.contains("other.sim")));
+    assert!(p.hash_first_sent_at_ms.is_some());
 }

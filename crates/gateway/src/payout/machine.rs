@@ -18,7 +18,9 @@
 //! - earlier hashes keep being looked up: a payment is never hidden.
 
 use crate::backoff::RetryPolicy;
-use crate::payout::model::{BackendId, Blocked, Payout, PayoutState, RouteStep, WatchedHash};
+use crate::payout::model::{
+    BackendId, Blocked, Payout, PayoutState, RouteStep, SentBefore, WatchedHash,
+};
 
 pub use backends::outcome::{Covers, FailedRecord, LookupOutcome, PayOutcome};
 
@@ -73,6 +75,11 @@ pub struct PayoutPolicy {
     /// [`PayoutPolicy::for_backend`] for backends whose "not found" may hide
     /// a payment in flight).
     pub not_found_waits_in_flight: bool,
+    /// Another backend of the payout chain has not failed this payout yet
+    /// (set per payout by the engine): a payout out of attempts on its
+    /// backend tries it, if nothing it sent can still be paid, instead of
+    /// ending.
+    pub may_move: bool,
 }
 
 impl Default for PayoutPolicy {
@@ -106,6 +113,7 @@ impl Default for PayoutPolicy {
             clock_skew_ms: 60_000,
             in_flight_bound_ms: 14 * 24 * 3600 * 1000,
             not_found_waits_in_flight: false,
+            may_move: false,
         }
     }
 }
@@ -160,9 +168,21 @@ fn next_lookup(now: u64, p: &RetryPolicy, n: u32, random: u64) -> u64 {
     now + p.equal_jitter_ms(n, random).max(1)
 }
 
+/// Out of sends through its current backend (each backend of the chain
+/// gets `max_attempts`), or too old.
 fn out_of_attempts(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
-    p.send_attempts >= policy.max_attempts
-        || now_ms.saturating_sub(p.age_from_ms) >= policy.max_age_ms
+    p.send_attempts.saturating_sub(p.attempts_at_pin) >= policy.max_attempts
+        || too_old(p, now_ms, policy)
+}
+
+fn too_old(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
+    now_ms.saturating_sub(p.age_from_ms) >= policy.max_age_ms
+}
+
+/// Nothing of it can be sent any more: too old, or out of attempts with no
+/// other backend of the chain left to try.
+fn spent_all(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
+    too_old(p, now_ms, policy) || (out_of_attempts(p, now_ms, policy) && !policy.may_move)
 }
 
 fn expiring(p: &Payout, now_ms: u64, policy: &PayoutPolicy) -> bool {
@@ -201,7 +221,7 @@ fn main_action(p: &Payout, now_ms: u64, policy: &PayoutPolicy, instance: &str) -
             }
         }
         PayoutState::Queued { .. } => {
-            if out_of_attempts(p, now_ms, policy) {
+            if spent_all(p, now_ms, policy) {
                 return Action::GiveUp(format!(
                     "not paid after {} attempts or within {} s; nothing of it can pay any more",
                     p.send_attempts,
@@ -259,6 +279,10 @@ pub fn begin_send(p: &mut Payout, now_ms: u64, instance: &str) -> Result<(), Wro
             p.state = PayoutState::Sending {
                 since_ms: now_ms,
                 instance: Some(instance.to_string()),
+                before: Some(SentBefore {
+                    last_sent_at_ms: p.last_sent_at_ms,
+                    hash_first_sent_at_ms: p.hash_first_sent_at_ms,
+                }),
             };
             p.send_attempts += 1;
             p.hash_sends += 1;
@@ -270,6 +294,20 @@ pub fn begin_send(p: &mut Payout, now_ms: u64, instance: &str) -> Result<(), Wro
             Ok(())
         }
         _ => Err(WrongState("only a due, verified queued payout may send")),
+    }
+}
+
+/// Takes back what [`begin_send`] recorded of a send the backend refused
+/// before acting: it is a refusal, not a send of the hash.
+fn unsend(p: &mut Payout) {
+    p.hash_refusals = p.hash_refusals.saturating_add(1);
+    if let PayoutState::Sending {
+        before: Some(b), ..
+    } = &p.state
+    {
+        p.hash_sends = p.hash_sends.saturating_sub(1);
+        p.last_sent_at_ms = b.last_sent_at_ms;
+        p.hash_first_sent_at_ms = b.hash_first_sent_at_ms;
     }
 }
 
@@ -357,15 +395,19 @@ pub fn apply_pay(
             };
         }
         PayOutcome::NotSent(reason) if sending => {
-            // Refused before acting: this send never reached the backend.
-            p.hash_refusals = p.hash_refusals.saturating_add(1);
-            if let Some(b) = p.backend.clone() {
-                if !p.failed_at.contains(&b) {
-                    p.failed_at.push(b);
+            // Refused before acting: this send never reached the backend,
+            // so it is not counted as a send of the hash (the proof rules
+            // reason about the sends that may have reached a backend).
+            unsend(p);
+            if !p.hash_spent {
+                if let Some(b) = p.backend.clone() {
+                    if !p.failed_at.contains(&b) {
+                        p.failed_at.push(b);
+                    }
                 }
             }
             p.last_error = Some(reason.clone());
-            if out_of_attempts(p, now_ms, policy) && !p.hash_spent {
+            if spent_all(p, now_ms, policy) && !p.hash_spent {
                 fail(
                     p,
                     now_ms,
@@ -909,8 +951,9 @@ pub fn movable(p: &Payout) -> bool {
         }
     ) && !p.hash_spent
         && !p.hash_dead
-        && p.hash_refusals >= p.hash_sends
+        && p.hash_sends == 0
         && p.backend.is_some()
+        && (p.move_safe || (!p.ever_sent && p.previous_hashes.is_empty() && p.watched.is_empty()))
 }
 
 /// Pins a movable payout to `to`. Before any send, this is the payout's
@@ -939,8 +982,10 @@ pub fn move_to(
         at_ms: now_ms,
         why: why.clone(),
     };
-    let tried = p.send_attempts > 0;
+    let tried =
+        p.ever_sent || p.send_attempts > 0 || p.hash_refusals > 0 || !p.previous_hashes.is_empty();
     if tried {
+        p.attempts_at_pin = p.send_attempts;
         let was = from
             .as_ref()
             .map_or_else(|| p.provider.as_str().to_string(), BackendId::label);
@@ -969,7 +1014,13 @@ pub fn wait_for_backends(
         return Err(WrongState("only an unsent payout waits for a backend"));
     }
     if p.last_error.as_deref() != Some(why.as_str()) {
-        p.note(now_ms, format!("waiting: {why}"));
+        p.note(
+            now_ms,
+            format!(
+                "waiting: {why}, until {}",
+                crate::time::iso8601_ms(until_ms)
+            ),
+        );
         p.last_error = Some(why);
     }
     p.state = PayoutState::Queued {
@@ -1109,6 +1160,7 @@ pub fn reopen(p: &mut Payout, now_ms: u64) -> Result<(), WrongState> {
                 verify_first: p.hash_spent && !p.hash_dead,
             };
             p.send_attempts = 0;
+            p.attempts_at_pin = 0;
             p.invoice_refreshes = 0;
             p.age_from_ms = now_ms;
             p.reopened = p.reopened.saturating_add(1);
@@ -1187,6 +1239,8 @@ mod tests {
             failed_at: Vec::new(),
             hash_refusals: 0,
             moved_at_ms: None,
+            attempts_at_pin: 0,
+            move_safe: true,
             provider: BackendKind::Lnbits,
             backend: Some(crate::payout::model::BackendId {
                 kind: backends::BackendKind::Lnbits,
@@ -1246,6 +1300,7 @@ mod tests {
         PayoutState::Sending {
             since_ms: 0,
             instance: Some(I.into()),
+            before: None,
         }
     }
 

@@ -43,6 +43,13 @@ pub struct RouteStep {
     pub why: String,
 }
 
+/// The send bookkeeping a new send overwrites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentBefore {
+    pub last_sent_at_ms: Option<u64>,
+    pub hash_first_sent_at_ms: Option<u64>,
+}
+
 /// Where a payout stands. `Sending` is written before a pay request leaves;
 /// `Unknown` means the backend may or may not have paid, and only a status
 /// lookup of the payment hash on the same backend can tell.
@@ -61,6 +68,10 @@ pub enum PayoutState {
         /// `Sending` knows the sender died with the request in the air.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<String>,
+        /// What the send replaced, restored if the backend refuses it
+        /// before acting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<SentBefore>,
     },
     Unknown {
         since_ms: u64,
@@ -153,6 +164,16 @@ pub struct Payout {
     /// When the payout last moved to another backend after trying one.
     #[serde(default)]
     pub moved_at_ms: Option<u64>,
+    /// `send_attempts` when it was pinned to its current backend: each
+    /// backend gets `PAYOUT_MAX_ATTEMPTS` sends.
+    #[serde(default)]
+    pub attempts_at_pin: u32,
+    /// Every hash this payout left was proven dead under the rules that
+    /// let a payout move. Rows from before the payout chain read false:
+    /// their earlier hashes may have been left on weaker proof, so once
+    /// anything of them was sent they never move.
+    #[serde(default)]
+    pub move_safe: bool,
     /// Set while the payout cannot progress (its backend is not configured).
     #[serde(default)]
     pub blocked: Option<Blocked>,
@@ -303,6 +324,8 @@ impl Payout {
             failed_at: Vec::new(),
             hash_refusals: 0,
             moved_at_ms: None,
+            attempts_at_pin: 0,
+            move_safe: true,
             blocked: None,
             invoice: a.invoice,
             payment_hash: a.payment_hash,

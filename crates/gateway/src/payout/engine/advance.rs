@@ -49,7 +49,7 @@ fn pinned_backend(
             if let Some(b) = cfg.backends.iter().find(|b| id.matches(b)) {
                 return Ok((b.clone(), false));
             }
-            if !p.ever_sent && !p.hash_spent && !sending {
+            if !sending && !p.hash_spent && (!p.ever_sent || machine::movable(p)) {
                 let to = BackendId::of(&cfg.default_backend);
                 let why = format!("never sent; {} is no longer configured", id.label());
                 if machine::move_to(p, to.clone(), why.clone(), now_ms).is_err() {
@@ -64,8 +64,18 @@ fn pinned_backend(
                 id.label()
             ))
         }
-        None => match cfg.backends.iter().find(|b| b.kind == p.provider) {
-            Some(b) => {
+        None => match cfg
+            .backends
+            .iter()
+            .filter(|b| b.kind == p.provider)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [_, _, ..] => Err(format!(
+                "it was stored before payouts were pinned, and several {} payout backends are configured: which one it was sent through is unknown; configure only the one it used to finish this payout",
+                p.provider.as_str()
+            )),
+            [b] => {
                 // Stored before pinning: an earlier rule left hashes after a
                 // "not found". Treat every earlier hash as possibly paid.
                 let id = BackendId::of(b);
@@ -89,9 +99,9 @@ fn pinned_backend(
                     ),
                 );
                 p.backend = Some(id);
-                Ok((b.clone(), true))
+                Ok(((*b).clone(), true))
             }
-            None => Err(format!(
+            [] => Err(format!(
                 "no {} payout backend is configured; configure it again to finish this payout",
                 p.provider.as_str()
             )),
@@ -99,10 +109,13 @@ fn pinned_backend(
     }
 }
 
-/// The payout policy for `p`'s backend (see [`machine::PayoutPolicy::for_backend`]).
+/// The payout policy for `p`'s backend (see [`machine::PayoutPolicy::for_backend`]),
+/// and whether another backend of the chain may still take it.
 fn policy_for(cfg: &PayoutConfig, p: &Payout) -> machine::PayoutPolicy {
     let kind = p.backend.as_ref().map_or(p.provider, |b| b.kind);
-    cfg.policy.for_backend(&kind.descriptor().facts)
+    let mut policy = cfg.policy.for_backend(&kind.descriptor().facts);
+    policy.may_move = route::untried_backend(cfg, p);
+    policy
 }
 
 /// Moves one payout through the state machine as far as it can go now.
@@ -252,8 +265,8 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
         if matches!(outcome, PayOutcome::Succeeded { .. }) {
             store.remember_paid(&id, &p.payment_hash, rt.now_ms())?;
         }
-        route::record_pay(store, cfg, &id, &outcome, rt.now_ms())?;
         let refused = matches!(outcome, PayOutcome::NotSent(_));
+        let alternative = refused && route::alternative_now(store, cfg, &p, rt.now_ms())?;
         apply_with_retry(store, cfg, &p.id, &p.payment_hash, rt.now_ms(), |cur| {
             let applied = machine::apply_pay(
                 cur,
@@ -265,11 +278,14 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
             .is_ok();
             // Refused before acting: the next backend of the chain may take
             // it at once.
-            if applied && refused && route::has_alternative(cfg, cur) {
+            if applied && alternative {
                 machine::due_now(cur, rt.now_ms());
             }
             applied
         })?;
+        // The breaker only steers new payouts: its bookkeeping never keeps
+        // the answer above from being saved.
+        let _ = route::record_pay(store, cfg, &id, &outcome, rt.now_ms());
         Ok(Next::Again)
     }
 
@@ -323,7 +339,7 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
             let id = BackendId::of(backend);
             store.remember_paid(&id, &hash, rt.now_ms())?;
             if !p.paid_hashes.contains(&hash) {
-                route::record_paid(store, &id, rt.now_ms())?;
+                let _ = route::record_paid(store, &id, rt.now_ms());
             }
         }
         self.apply_lookup(p, hash, watched, outcome)

@@ -9,7 +9,6 @@ use crate::payout::breaker::{Counted, PayHealth};
 use crate::payout::config::PayoutConfig;
 use crate::payout::machine::{self, PayOutcome};
 use crate::payout::model::{BackendId, Payout};
-use crate::time::iso8601_ms;
 use backends::BackendConfig;
 
 use super::{save, PayoutStore, StoreError};
@@ -68,10 +67,8 @@ pub(super) fn route<S: PayoutStore>(
         }
     }
     let until = earliest.unwrap_or(now + cfg.breaker.cooldown_ms);
-    let why = format!(
-        "the payout breaker of every backend that may take it is open, until {} at the earliest; nothing was sent",
-        iso8601_ms(until)
-    );
+    let why = "the payout breaker of every backend that may take it is open; nothing was sent"
+        .to_string();
     if machine::wait_for_backends(p, until, why, now).is_ok() {
         save(store, p, cfg)?;
     }
@@ -176,9 +173,37 @@ pub(super) fn record_paid<S: PayoutStore>(
     count(store, backend, Counted::Paid, now)
 }
 
-/// Whether a backend of the chain has not failed this payout yet.
-pub(super) fn has_alternative(cfg: &PayoutConfig, p: &Payout) -> bool {
-    cfg.chain
-        .iter()
-        .any(|b| !p.failed_at.contains(&BackendId::of(b)))
+/// Whether a backend of the chain other than the payout's own has not
+/// failed this payout yet.
+pub(crate) fn untried_backend(cfg: &PayoutConfig, p: &Payout) -> bool {
+    cfg.chain.iter().any(|b| {
+        let id = BackendId::of(b);
+        p.backend.as_ref() != Some(&id) && !p.failed_at.contains(&id)
+    })
+}
+
+/// Whether a payout its backend just refused can go to another backend of
+/// the chain right now: one that has not failed it and whose payout
+/// breaker would let it through. Otherwise it waits out its backoff
+/// (never a hot loop of refusals).
+pub(super) fn alternative_now<S: PayoutStore>(
+    store: &S,
+    cfg: &PayoutConfig,
+    p: &Payout,
+    now: u64,
+) -> Result<bool, StoreError> {
+    for b in &cfg.chain {
+        let id = BackendId::of(b);
+        if p.backend.as_ref() == Some(&id) || p.failed_at.contains(&id) {
+            continue;
+        }
+        let mut breaker = store.payout_breaker(&id)?;
+        if !matches!(
+            breaker.admit(&p.id, now, &cfg.breaker, probe_timeout_ms(cfg)),
+            Admission::Reject { .. }
+        ) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
