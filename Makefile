@@ -1,7 +1,7 @@
 # The two commands a newcomer needs:
 #   make dev    run the gateway locally in workerd on http://localhost:8787 (mock provider, no keys)
 #   make test   run every check and test (installs what is missing first)
-#   make chaos  the full chaos run (500 payouts against a real LNbits behind a fault proxy; CHAOS_ARGS="--seed N ...")
+#   make chaos  the full chaos run (500 payouts against a real LNbits behind a fault proxy; CHAOS_ARGS="--seed N ..." or "--backends 2")
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 PORT ?= 8787
@@ -55,9 +55,12 @@ deploy-check: setup build
 chaos: setup-test build
 	node tests/chaos/run.mjs $(CHAOS_ARGS)
 
-# The short version (about 60 payouts, one restart, a few minutes) that `make test` runs.
+# The short versions that `make test` runs (about 60 payouts, one restart, a
+# few minutes each): one backend, then a payout chain of two LNbits wallets
+# on four queue shards, with backend A refusing and then failing every payment.
 chaos-short: setup-test build
 	node tests/chaos/run.mjs --short $(CHAOS_ARGS)
+	node tests/chaos/run.mjs --short --backends 2 --var PAYOUT_QUEUE_SHARDS=4 $(CHAOS_ARGS)
 
 # Figures, not pass/fail: core micro-benchmarks, then the built Worker in
 # workerd under wrk against fake providers and a trivial Worker (bench/run.mjs;

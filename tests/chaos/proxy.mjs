@@ -88,10 +88,10 @@ export async function startFaultProxy({
   const write = (o) => log?.write(JSON.stringify({ t: Date.now() - t0, ...o }) + "\n");
 
   /** Sends the request to LNbits; resolves {status, headers, body} (or {error}). */
-  function forward(req, body) {
+  function forwardRaw(req, body, key = null) {
     return new Promise((resolve) => {
       const headers = { ...req.headers };
-      if (rewriteKey) headers["x-api-key"] = rewriteKey;
+      if (key) headers["x-api-key"] = key;
       delete headers.connection;
       delete headers["keep-alive"];
       headers["content-length"] = String(body.length);
@@ -154,8 +154,16 @@ export async function startFaultProxy({
     res.on("close", () => {
       if (!res.writableEnded) clientGone = true;
     });
-    const entry = { seq: n, decision, hash };
-    if (hash) hashes.push({ hash, decision, t: Date.now() - t0 });
+    // With a rewritten key, LNbits itself refuses the payment (401) before acting.
+    const key = rewriteKey;
+    const entry = { seq: n, decision, hash, ...(key ? { wrong_key: true } : {}) };
+    const seen = { hash, decision, wrong_key: !!key, t: Date.now() - t0, up_status: null };
+    if (hash) hashes.push(seen);
+    const forward = async (r, b) => {
+      const u = await forwardRaw(r, b, key);
+      seen.up_status = u.status ?? null;
+      return u;
+    };
     switch (decision) {
       case "pass": {
         const u = await forward(req, body);
@@ -238,7 +246,7 @@ export async function startFaultProxy({
     other++;
     const d = between(passDelayMs);
     if (d > 0) await sleep(d);
-    answer(res, await forward(req, body));
+    answer(res, await forwardRaw(req, body));
   }
 
   const server = http.createServer((req, res) => {

@@ -23,6 +23,9 @@
 //   --invoice-expiry-secs N  expiry of the BOLT11 invoices created on payee wallets (3600)
 //   --lnbits-invoice-expiry-secs N  LNbits' default invoice expiry, which its Lightning
 //                       Address invoices get (LNbits' own default: 3600)
+//   --backends N        1, or 2: a payout chain of two LNbits wallets, each behind
+//                       its own fault proxy; A refuses every payment (a rejected key)
+//                       and then answers 520 to every payment for part of the run
 //   --var K=V           extra/overriding gateway variable (repeatable)
 //   --out DIR           where logs and the report go (a new temp dir; printed)
 //   --keep              keep the gateway's persistence folder
@@ -51,6 +54,7 @@ function parseArgs(argv) {
       case "--keep": o.keep = true; break;
       case "--payouts": o.payouts = Number(next()); break;
       case "--payees": o.payees = Number(next()); break;
+      case "--backends": o.backends = Number(next()); break;
       case "--burst": o.burst = Number(next()); break;
       case "--restarts": o.restarts = Number(next()); break;
       case "--seed": o.seed = Number(next()); break;
@@ -81,7 +85,8 @@ function parseArgs(argv) {
     short,
     payouts: o.payouts ?? (short ? 60 : 500),
     payees: o.payees ?? (short ? 6 : 20),
-    burst: o.burst ?? (short ? 30 : 50),
+    backends: o.backends ?? 1,
+    burst: o.burst ?? (short ? (o.backends === 2 ? 10 : 30) : 50),
     restarts: o.restarts ?? (short ? 1 : 2),
     seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
     payTimeoutMs: o.payTimeoutMs ?? 3000,
@@ -106,6 +111,7 @@ function parseArgs(argv) {
     if (typeof v === "number" && !(Number.isFinite(v) && v >= 0)) throw new Error(`bad value for ${k}: ${v}`);
   }
   if (cfg.payouts < 1 || cfg.payees < 1 || cfg.burst < 1) throw new Error("payouts, payees and burst must be at least 1");
+  if (![1, 2].includes(cfg.backends)) throw new Error("--backends is 1 or 2");
   return cfg;
 }
 
@@ -131,7 +137,7 @@ const randInt = (a, b) => a + Math.floor(rand() * (b - a + 1));
 // Bound on the whole run, whatever happens.
 const WATCHDOG_MS = (cfg.short ? 10 * 60 : 60 * 60) * 1000 + cfg.waitSecs * 1000;
 
-let lnbits, proxy, worker;
+let lnbits, proxy, proxyB, worker;
 let cronTimer = null;
 let cleaning = null;
 async function cleanup() {
@@ -145,6 +151,7 @@ async function cleanup() {
       if (cfg.keep) console.log(`chaos: the gateway's persistence folder was kept: ${worker.dir}`);
     }
     if (proxy) await step("proxy", () => proxy.close());
+    if (proxyB) await step("proxy b", () => proxyB.close());
     if (lnbits) {
       await step("lnbits log", () => fs.writeFileSync(path.join(outDir, "lnbits.log"), lnbits.log.slice(-2_000_000)));
       await step("lnbits", () => lnbits.stop());
@@ -331,6 +338,22 @@ async function restartGateway(why) {
   say(`gateway restarted (${restarts}) on the same persistence folder`);
 }
 
+/**
+ * Backend A's outage in a two-backend run, by burst: from a third of the
+ * run to a half, LNbits refuses every payment of A (a rejected key: refused
+ * before acting); then, to two thirds, A's proxy answers 520 to every
+ * payment without forwarding it; then A is back to the run's faults.
+ */
+let outagePhase = "none";
+function outage(b, n) {
+  const phase = b >= Math.floor(n / 3) && b < Math.floor(n / 2) ? "refusing" : b >= Math.floor(n / 2) && b < Math.floor((2 * n) / 3) ? "520" : "none";
+  if (phase === outagePhase) return;
+  outagePhase = phase;
+  proxy.rewriteKey = phase === "refusing" ? "0".repeat(32) : null;
+  proxy.setWeights(phase === "520" ? { html520: 1 } : cfg.weights);
+  say(`backend A: ${phase === "none" ? "back to the run's faults" : phase === "refusing" ? "refuses every payment before acting (wrong key)" : "answers 520 to every payment"}`);
+}
+
 async function main() {
   say(`seed=${cfg.seed} payouts=${cfg.payouts} payees=${cfg.payees} burst=${cfg.burst} restarts=${cfg.restarts} out=${outDir}`);
   // LNbits limits requests per IP (200/minute by default): every request here comes from 127.0.0.1.
@@ -338,11 +361,12 @@ async function main() {
   if (cfg.lnbitsInvoiceExpirySecs) process.env.LIGHTNING_INVOICE_EXPIRY = String(cfg.lnbitsInvoiceExpirySecs);
   lnbits = await startLnbits({ funding: true });
   const payer = await lnbits.createWallet("chaos-shop");
+  const payerB = cfg.backends === 2 ? await lnbits.createWallet("chaos-shop-b") : null;
   const payees = [];
   for (let i = 0; i < cfg.payees; i++) payees.push(await lnbits.createWallet(`chaos-customer-${i}`));
   // LNbits values every payment in the wallet's fiat currency (USD by default) and,
   // offline, each failed price fetch stalls payments and invoices for seconds. No currency, no lookup.
-  for (const w of [payer, ...payees]) {
+  for (const w of [payer, ...(payerB ? [payerB] : []), ...payees]) {
     const r = await fetch(`${lnbits.url}/api/v1/wallet`, {
       method: "PATCH",
       headers: { "content-type": "application/json", "X-Api-Key": w.adminkey },
@@ -352,6 +376,7 @@ async function main() {
   }
   // Enough for every payout several times over, so a double pay shows as one, not as a failure.
   await lnbits.fund(payer.id, cfg.payouts * 2000 * 4 + 1_000_000);
+  if (payerB) await lnbits.fund(payerB.id, cfg.payouts * 2000 * 4 + 1_000_000);
 
   proxy = await startFaultProxy({
     upstream: lnbits.url,
@@ -363,6 +388,18 @@ async function main() {
     logFile: path.join(outDir, "proxy.jsonl"),
     t0,
   });
+  if (payerB) {
+    proxyB = await startFaultProxy({
+      upstream: lnbits.url,
+      seed: cfg.seed + 1,
+      weights: cfg.weights,
+      payTimeoutMs: cfg.payTimeoutMs,
+      lateMs: cfg.lateMs,
+      delayMs: [100, Math.max(200, Math.floor(cfg.payTimeoutMs * 0.6))],
+      logFile: path.join(outDir, "proxy-b.jsonl"),
+      t0,
+    });
+  }
   const proxyHost = new URL(proxy.url).host;
   const vars = {
     LIGHTNING_PROVIDERS: "lnbits",
@@ -378,13 +415,26 @@ async function main() {
     PAYOUT_PAY_TIMEOUT_MS: String(cfg.payTimeoutMs),
     PAYOUT_MAX_SATS: "1000000",
     PAYOUT_DAILY_LIMIT_SATS: "100000000000",
+    ...(payerB
+      ? {
+          PAYOUT_PROVIDER: undefined,
+          PAYOUT_PROVIDERS: "lnbits,lnbits:b",
+          LNBITS_B_URL: proxyB.url,
+          LNBITS_B_ADMIN_KEY: payerB.adminkey,
+          PAYOUT_BREAKER_COOLDOWN_SECS: "15",
+        }
+      : {}),
     ...cfg.vars,
   };
-  fs.writeFileSync(path.join(outDir, "gateway-vars.json"), JSON.stringify({ ...vars, LNBITS_ADMIN_KEY: "(payer admin key)" }, null, 2));
+  for (const k of Object.keys(vars)) if (vars[k] === undefined) delete vars[k];
+  fs.writeFileSync(
+    path.join(outDir, "gateway-vars.json"),
+    JSON.stringify({ ...vars, LNBITS_ADMIN_KEY: "(payer admin key)", ...(payerB ? { LNBITS_B_ADMIN_KEY: "(payer b admin key)" } : {}) }, null, 2),
+  );
   // A private copy of build/: edits under src/ during the run neither rebuild nor reload the gateway.
   worker = await startWorker(vars, { name: "chaos", snapshot: true, logLevel: process.env.CHAOS_WRANGLER_LOG_LEVEL ?? "info" });
   say(`gateway build under test: ${buildInfo()}`);
-  say(`LNbits ${lnbits.url}, proxy ${proxy.url}, gateway ${worker.base} (state ${worker.dir})`);
+  say(`LNbits ${lnbits.url}, proxy ${proxy.url}${proxyB ? `, proxy B ${proxyB.url}` : ""}, gateway ${worker.base} (state ${worker.dir})`);
   startCron();
 
   // The workload: payee, kind, amount per payout, drawn from the seed.
@@ -427,6 +477,7 @@ async function main() {
       }
       keys.set(it.key, { ...it, body, answers: [], conflicts: [] });
     });
+    if (proxyB) outage(b, bursts.length);
     const when = crashAt.get(b);
     say(`burst ${b + 1}/${bursts.length}: ${items.length} creates${when ? ` (crash ${when === "mid" ? "during" : "after"} it)` : ""}`);
     const jobs = [];
@@ -464,6 +515,7 @@ async function main() {
     await sleep(randInt(200, 1000));
   }
 
+  if (proxyB) outage(bursts.length, bursts.length);
   // Wait until every payout has ended (bounded), waking the queue with cron meanwhile.
   const waitDeadline = Date.now() + cfg.waitSecs * 1000;
   let payouts = [];
@@ -495,14 +547,15 @@ async function main() {
   }
   // Anything the proxy still holds is forwarded (or given up) before the ledgers are read.
   await proxy.idle(Math.max(30_000, cfg.lateMs[1] + 10_000));
+  if (proxyB) await proxyB.idle(Math.max(30_000, cfg.lateMs[1] + 10_000));
   await sleep(1500);
   payouts = await listAll();
   cronStop = true;
-  return { payouts, payer, payees };
+  return { payouts, payer, payerB, payees };
 }
 
 // ---------------------------------------------------------------- checks
-async function verify({ payouts, payer, payees }) {
+async function verify({ payouts, payer, payerB, payees }) {
   const v = {
     paid_twice: [],
     failed_but_paid: [],
@@ -517,9 +570,22 @@ async function verify({ payouts, payer, payees }) {
     unanswered: [], // a key that never got an answer (network errors / 5xx until the bound)
   };
   const ledgers = await Promise.all(payees.map((p) => ledger(p.inkey)));
-  const payerLedger = await ledger(payer.inkey);
-  const paidOut = new Map(); // hash -> payer's outgoing payment that succeeded
+  const payerLedger = [...(await ledger(payer.inkey)), ...(payerB ? await ledger(payerB.inkey) : [])];
+  const paidOut = new Map(); // hash -> a payer's outgoing payment that succeeded
   for (const p of payerLedger) if (p.amount < 0 && p.status === "success") paidOut.set(p.payment_hash, p);
+  // A hash sent through both backends, unless every request of it to A was
+  // refused by LNbits before acting (the proxies see every pay request, even
+  // one LNbits refuses).
+  v.sent_through_two_backends = [];
+  if (proxyB) {
+    const atB = new Set(proxyB.hashes.map((h) => h.hash));
+    const reachedA = new Map();
+    for (const h of proxy.hashes) {
+      const refused = h.wrong_key && [401, 403, 404].includes(h.up_status) && ["pass", "delay"].includes(h.decision);
+      if (!refused) reachedA.set(h.hash, h);
+    }
+    for (const h of atB) if (reachedA.has(h)) v.sent_through_two_backends.push({ hash: h, at_a: reachedA.get(h) });
+  }
   const incoming = payees.map((_, i) => new Map(ledgers[i].filter((p) => p.amount > 0).map((p) => [p.payment_hash, p])));
 
   // What the proxy did to each hash's pay requests, to explain a violation.
@@ -615,14 +681,17 @@ async function verify({ payouts, payer, payees }) {
       v.payee_overpaid.push({ payee: i, address: payees[i].lightning_address, received_msat: received, expected_msat: expectedByPayee[i] });
     }
   }
-  return { v, counts, accepted, overpaidFlagged, payerOutgoing: paidOut.size };
+  const bKind = (p) => (p.backends_used ?? []).map((u) => (u.url.includes(new URL(proxyB?.url ?? "http://x").host) ? "B" : "A"));
+  const moved = proxyB ? payouts.filter((p) => new Set(bKind(p)).size > 1).length : 0;
+  const straightToB = proxyB ? payouts.filter((p) => bKind(p).join() === "B").length : 0;
+  return { v, counts, accepted, overpaidFlagged, payerOutgoing: paidOut.size, moved, straightToB };
 }
 
 // ---------------------------------------------------------------- report
 let exitCode = 1;
 try {
   const state = await main();
-  const { v, counts, accepted, overpaidFlagged, payerOutgoing } = await verify(state);
+  const { v, counts, accepted, overpaidFlagged, payerOutgoing, moved, straightToB } = await verify(state);
   const duration = Math.round((Date.now() - t0) / 1000);
   const paidTwice = v.paid_twice.length + v.orphan_paid.length;
   const idemBroken = v.idempotency_broken.length;
@@ -648,11 +717,14 @@ try {
     `chaos: accepted=${accepted} succeeded=${counts.succeeded} failed=${counts.failed} unknown=${counts.unknown} ` +
       `paid_twice=${paidTwice} failed_but_paid=${v.failed_but_paid.length} succeeded_but_unpaid=${v.succeeded_but_unpaid.length} ` +
       `idempotency_broken=${idemBroken} nonterminal=${nonterminal} lost=${v.lost.length} rejected=${v.rejected.length} unanswered=${v.unanswered.length} ` +
-      `overpaid_flagged=${overpaidFlagged} restarts=${restarts} duration=${duration}s`,
+      `overpaid_flagged=${overpaidFlagged} restarts=${restarts}` +
+      (proxyB ? ` backends=2 sent_through_two_backends=${v.sent_through_two_backends.length} moved=${moved} straight_to_b=${straightToB} pay_requests_b=${proxyB.payRequests}` : "") +
+      ` duration=${duration}s`,
   );
   const bad =
     paidTwice + v.failed_but_paid.length + v.succeeded_but_unpaid.length + idemBroken + nonterminal + v.lost.length +
-    v.rejected.length + v.unanswered.length + v.wrong_amount.length + v.payee_overpaid.length;
+    v.rejected.length + v.unanswered.length + v.wrong_amount.length + v.payee_overpaid.length +
+    v.sent_through_two_backends.length;
   exitCode = bad > 0 || restarts < cfg.restarts ? 1 : 0;
   if (restarts < cfg.restarts) console.log(`chaos: only ${restarts} of ${cfg.restarts} restarts happened`);
 } catch (e) {

@@ -339,7 +339,7 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
             let id = BackendId::of(backend);
             store.remember_paid(&id, &hash, rt.now_ms())?;
             if !p.paid_hashes.contains(&hash) {
-                let _ = route::record_paid(store, &id, rt.now_ms());
+                let _ = route::record_paid(store, self.cfg, &id, rt.now_ms());
             }
         }
         self.apply_lookup(p, hash, watched, outcome)

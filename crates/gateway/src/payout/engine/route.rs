@@ -164,13 +164,19 @@ pub(super) fn record_pay<S: PayoutStore>(
     store.save_payout_breaker(backend, &b)
 }
 
-/// Counts a payout a lookup found paid.
+/// A lookup found a payment made: the backend pays (a wallet that pays and
+/// then answers 520 is working), so its breaker closes; and the payout is
+/// counted as paid there.
 pub(super) fn record_paid<S: PayoutStore>(
     store: &S,
+    cfg: &PayoutConfig,
     backend: &BackendId,
     now: u64,
 ) -> Result<(), StoreError> {
-    count(store, backend, Counted::Paid, now)
+    let mut b = store.payout_breaker(backend)?;
+    b.on_pay(PayHealth::Worked, None, now, &cfg.breaker);
+    b.count(Counted::Paid, now);
+    store.save_payout_breaker(backend, &b)
 }
 
 /// Whether a backend of the chain other than the payout's own has not
