@@ -19,8 +19,8 @@
 //   --pay-timeout-ms N  PAYOUT_PAY_TIMEOUT_MS given to the gateway (3000)
 //   --grace-ms N        PAYOUT_NOT_FOUND_GRACE_MS (6000)
 //   --late-ms A-B       how long a "late" pay request is held before LNbits gets it (grace+2000 .. grace+6000)
-//   --wait-secs N       bound on waiting for every payout to end (600; short 150)
-//   --invoice-expiry-secs N  expiry of the BOLT11 invoices created on payee wallets (3600)
+//   --wait-secs N       bound on waiting for every payout to end (600; short 150; two backends 900, short 480)
+//   --invoice-expiry-secs N  expiry of the BOLT11 invoices created on payee wallets (3600; two backends 240)
 //   --lnbits-invoice-expiry-secs N  LNbits' default invoice expiry, which its Lightning
 //                       Address invoices get (LNbits' own default: 3600)
 //   --backends N        1, or 2: a payout chain of two LNbits wallets, each behind
@@ -91,9 +91,12 @@ function parseArgs(argv) {
     seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
     payTimeoutMs: o.payTimeoutMs ?? 3000,
     graceMs: o.graceMs ?? 6000,
-    waitSecs: o.waitSecs ?? (short ? 150 : 600),
-    invoiceExpirySecs: o.invoiceExpirySecs ?? 3600,
-    lnbitsInvoiceExpirySecs: o.lnbitsInvoiceExpirySecs ?? null,
+    // Two backends: a payout whose hash may have reached A while A failed
+    // waits there until that hash is proven dead (expiry, then the late-
+    // execution bound); short-lived invoices let that happen within the run.
+    waitSecs: o.waitSecs ?? (o.backends === 2 ? (short ? 480 : 900) : short ? 150 : 600),
+    invoiceExpirySecs: o.invoiceExpirySecs ?? (o.backends === 2 ? 240 : 3600),
+    lnbitsInvoiceExpirySecs: o.lnbitsInvoiceExpirySecs ?? (o.backends === 2 ? 240 : null),
     keep: !!o.keep,
     vars: o.vars,
     out: o.out,
@@ -422,6 +425,9 @@ async function main() {
           LNBITS_B_URL: proxyB.url,
           LNBITS_B_ADMIN_KEY: payerB.adminkey,
           PAYOUT_BREAKER_COOLDOWN_SECS: "15",
+          // Above the proxy's longest hold of a "late" request (--late-ms) plus the pay timeout.
+          PAYOUT_LATE_EXECUTION_BOUND_SECS: String(Math.ceil((cfg.lateMs[1] + cfg.payTimeoutMs) / 1000) + 45),
+          PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS: "10",
         }
       : {}),
     ...cfg.vars,
