@@ -11,6 +11,7 @@ import { startRelay, startRelayProxy } from "./support/nostr-relay.mjs";
 import { startNwcWallet } from "./support/nwc-wallet.mjs";
 import { startLnurlServer } from "./support/lnurl-server.mjs";
 import { startWorker } from "./support/worker.mjs";
+import { until } from "./support/wait.mjs";
 
 const KEY = "payout-key-nwc-hub-0123456789";
 const ADMIN = "admin-key-nwc-hub-0123456789";
@@ -88,15 +89,6 @@ async function shopPaidCount() {
   return rows.filter((p) => p.amount < 0 && p.status === "success").length;
 }
 
-async function until(what, f, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -10,6 +10,7 @@ import { startRelay, startRelayProxy } from "./support/nostr-relay.mjs";
 import { startNwcWallet } from "./support/nwc-wallet.mjs";
 import { startWorker } from "./support/worker.mjs";
 import { decodeInvoice } from "./support/invoice.mjs";
+import { until } from "./support/wait.mjs";
 
 const KEY = "payout-key-nwc-0123456789";
 const ADMIN = "admin-key-nwc-0123456789";
@@ -61,15 +62,6 @@ async function outgoing(hash) {
   return rows.filter((p) => p.payment_hash === hash && p.amount < 0);
 }
 
-async function until(what, f, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 test("an invoice made through NWC, paid from another LNbits wallet, is seen paid through check-invoice", async () => {
   const t0 = Date.now();

@@ -12,6 +12,7 @@ import { startNwcWallet } from "./support/nwc-wallet.mjs";
 import { startLnurlServer } from "./support/lnurl-server.mjs";
 import { startWorker } from "./support/worker.mjs";
 import { startFaultProxy } from "../chaos/proxy.mjs";
+import { until } from "./support/wait.mjs";
 
 const KEY = "payout-key-failover-0123456789";
 const ADMIN = "admin-key-failover-0123456789";
@@ -77,15 +78,6 @@ async function outgoing(wallet, hash) {
   return rows.filter((p) => p.payment_hash === hash && p.amount < 0 && p.status !== "failed");
 }
 
-async function until(what, f, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
 
 const sentToA = (hash) => proxy.hashes.filter((h) => h.hash === hash);
 const sentToB = (bolt11) => nwc.count("pay_invoice", (p) => p.invoice === bolt11);

@@ -2302,29 +2302,13 @@ fn check_chain(sim: &Sim, store: &MemStore) -> Result<(), TestCaseError> {
 
 fn new_payout(sim: &Sim, store: &MemStore, cfg: &PayoutConfig, n: u64, address: bool) {
     let amount_sat = 5_000 + n;
-    let destination = if address {
-        "alice@lnurl.sim".to_string()
+    let req = if address {
+        PayoutRequest {
+            amount_sat: Some(amount_sat),
+            ..address_request("alice")
+        }
     } else {
-        let mut pre = [0u8; 32];
-        sim.random_bytes(&mut pre);
-        sign_invoice(
-            Network::Bitcoin,
-            amount_sat * 1000,
-            "b",
-            None,
-            900,
-            sim.now_secs(),
-            pre,
-        )
-        .map(|i| i.payment_request)
-        .unwrap_or_default()
-    };
-    let req = PayoutRequest {
-        destination,
-        amount_sat: Some(amount_sat),
-        comment: None,
-        webhook_url: None,
-        external_id: None,
+        bolt11_request(sim, amount_sat)
     };
     let _ = block_on(engine::create(sim, store, cfg, req, &format!("chain-{n}")));
 }
