@@ -254,7 +254,7 @@ impl Config {
                 Some(s) => AllowedOrigins::parse(&s)
                     .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
             },
-            admin_key: admin_key(&v)?,
+            admin_key: admin_key(&v, environment == Environment::Production)?,
             invoices: InvoiceSettings::from_vars(
                 &v,
                 environment == Environment::Production,
@@ -369,14 +369,15 @@ fn invoice_limits<F: Fn(&str) -> Option<String>>(
     })
 }
 
-fn admin_key<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Option<String>, ConfigError> {
+fn admin_key<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    production: bool,
+) -> Result<Option<String>, ConfigError> {
     let key = v.get("ADMIN_API_KEY");
-    if key.as_ref().is_some_and(|k| k.len() < 16) {
-        return Err(ConfigError::new(
-            "ADMIN_API_KEY",
-            "must be at least 16 characters",
-        ));
+    if let Some(k) = &key {
+        crate::api_keys::check("ADMIN_API_KEY", k, production)?;
     }
+    crate::api_keys::distinct(v, production)?;
     Ok(key)
 }
 

@@ -17,6 +17,7 @@
 )]
 
 pub mod api;
+mod api_keys;
 pub mod backoff;
 pub mod config;
 pub mod health;

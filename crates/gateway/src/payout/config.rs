@@ -67,7 +67,7 @@ impl PayoutConfig {
     ) -> Result<PayoutConfig, ConfigError> {
         let v = Vars(get);
         let production = base.environment == Environment::Production;
-        let api_keys = api_keys(&v)?;
+        let api_keys = api_keys(&v, production)?;
         let (chain, backends) = payout_backends(&v, base)?;
         let default_backend = chain
             .first()
@@ -135,13 +135,14 @@ impl PayoutConfig {
 }
 
 /// The client keys: the current one and, during a rotation, the previous.
-fn api_keys<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Vec<String>, ConfigError> {
+fn api_keys<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    production: bool,
+) -> Result<Vec<String>, ConfigError> {
     let mut keys = Vec::new();
     for name in ["PAYOUT_API_KEY", "PAYOUT_API_KEY_PREVIOUS"] {
         if let Some(k) = v.get(name) {
-            if k.len() < 16 {
-                return Err(err(name, "must be at least 16 characters"));
-            }
+            crate::api_keys::check(name, &k, production)?;
             keys.push(k);
         }
     }

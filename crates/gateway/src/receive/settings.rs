@@ -48,9 +48,7 @@ impl InvoiceSettings {
         let mut api_keys = Vec::new();
         for name in ["INVOICE_API_KEY", "INVOICE_API_KEY_PREVIOUS"] {
             if let Some(k) = v.get(name) {
-                if k.len() < 16 {
-                    return Err(ConfigError::new(name, "must be at least 16 characters"));
-                }
+                crate::api_keys::check(name, &k, production)?;
                 api_keys.push(k);
             }
         }
