@@ -145,7 +145,7 @@ pub fn callback(
     if msat < a.min_sat * 1000 || msat > a.max_sat * 1000 {
         return Err(range);
     }
-    if msat % 1000 != 0 {
+    if !msat.is_multiple_of(1000) {
         return Err(LnurlError::InvalidAmount(
             "The amount must be whole satoshis (a multiple of 1000 millisatoshis).".into(),
         ));
