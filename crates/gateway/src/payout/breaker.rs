@@ -228,55 +228,28 @@ fn caution(name: &str) -> u8 {
 /// backend shows the most cautious breaker of any shard, with how many
 /// shards have it open.
 pub fn merge_chain_views(shards: &[Value]) -> Value {
-    let mut out: Vec<Value> = Vec::new();
-    for shard in shards {
-        let Some(list) = shard.as_array() else {
-            continue;
-        };
-        for (i, b) in list.iter().enumerate() {
-            if out.len() <= i {
-                let mut first = b.clone();
-                first["open_in_shards"] = json!(0);
-                out.push(first);
-                let Some(o) = out.get_mut(i) else { continue };
-                if o["breaker"] == "open" {
-                    o["open_in_shards"] = json!(1);
-                }
-                continue;
-            }
-            let Some(o) = out.get_mut(i) else { continue };
-            for k in [
-                "paid_last_hour",
-                "handed_on_last_hour",
-                "went_past_last_hour",
-            ] {
-                let sum = o[k].as_u64().unwrap_or(0) + b[k].as_u64().unwrap_or(0);
-                o[k] = json!(sum);
-            }
-            if b["breaker"] == "open" {
-                let n = o["open_in_shards"].as_u64().unwrap_or(0) + 1;
-                o["open_in_shards"] = json!(n);
-            }
-            let (mine, theirs) = (
-                caution(o["breaker"].as_str().unwrap_or("")),
-                caution(b["breaker"].as_str().unwrap_or("")),
-            );
-            if theirs > mine {
-                let keep = [
-                    "paid_last_hour",
-                    "handed_on_last_hour",
-                    "went_past_last_hour",
-                    "open_in_shards",
-                ]
-                .map(|k| (k, o[k].clone()));
-                *o = b.clone();
-                for (k, v) in keep {
-                    o[k] = v;
-                }
-            }
+    const COUNTS: [&str; 3] = [
+        "paid_last_hour",
+        "handed_on_last_hour",
+        "went_past_last_hour",
+    ];
+    let lists: Vec<&Vec<Value>> = shards.iter().filter_map(Value::as_array).collect();
+    let backends = lists.iter().map(|l| l.len()).max().unwrap_or(0);
+    let merged = (0..backends).filter_map(|i| {
+        let views: Vec<&Value> = lists.iter().filter_map(|l| l.get(i)).collect();
+        // The first of the most cautious: `max_by_key` keeps the last of equals.
+        let most = views
+            .iter()
+            .rev()
+            .max_by_key(|v| caution(v["breaker"].as_str().unwrap_or("")))?;
+        let mut out = (*most).clone();
+        for k in COUNTS {
+            out[k] = json!(views.iter().filter_map(|v| v[k].as_u64()).sum::<u64>());
         }
-    }
-    Value::Array(out)
+        out["open_in_shards"] = json!(views.iter().filter(|v| v["breaker"] == "open").count());
+        Some(out)
+    });
+    Value::Array(merged.collect())
 }
 
 #[cfg(test)]

@@ -311,6 +311,15 @@ fn unsend(p: &mut Payout) {
     }
 }
 
+/// Records that the payout's backend failed it (see `Payout::failed_at`).
+fn failed_here(p: &mut Payout) {
+    if let Some(b) = p.backend.clone() {
+        if !p.failed_at.contains(&b) {
+            p.failed_at.push(b);
+        }
+    }
+}
+
 /// The current hash may have reached the backend.
 fn spend(p: &mut Payout) {
     p.hash_spent = true;
@@ -400,11 +409,7 @@ pub fn apply_pay(
             // reason about the sends that may have reached a backend).
             unsend(p);
             if !p.hash_spent {
-                if let Some(b) = p.backend.clone() {
-                    if !p.failed_at.contains(&b) {
-                        p.failed_at.push(b);
-                    }
-                }
+                failed_here(p);
             }
             p.last_error = Some(reason.clone());
             if spent_all(p, now_ms, policy) && !p.hash_spent {
@@ -900,16 +905,10 @@ pub fn replace_invoice(
             ..
         } if !p.hash_spent || p.hash_dead => {
             let old = std::mem::replace(&mut p.payment_hash, payment_hash.clone());
-            // A backend where an invoice of this payout died unpaid is
-            // tried last for the next one.
             if p.hash_spent {
-                if let Some(b) = p.backend.clone() {
-                    if !p.failed_at.contains(&b) {
-                        p.failed_at.push(b);
-                    }
-                }
-            }
-            if p.hash_spent {
+                // The backend where this invoice died unpaid is tried last
+                // for the next one, and the dead hash stays watched there.
+                failed_here(p);
                 watch(p, old.clone(), now_ms, policy, random);
             }
             p.previous_hashes.push(old);

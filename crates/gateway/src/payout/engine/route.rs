@@ -156,12 +156,8 @@ pub(super) fn record_pay<S: PayoutStore>(
             (PayHealth::Failed, Some(e.as_str()))
         }
     };
-    let mut b = store.payout_breaker(backend)?;
-    b.on_pay(health, error, now, &cfg.breaker);
-    if matches!(outcome, PayOutcome::Succeeded { .. }) {
-        b.count(Counted::Paid, now);
-    }
-    store.save_payout_breaker(backend, &b)
+    let paid = matches!(outcome, PayOutcome::Succeeded { .. });
+    record(store, cfg, backend, health, error, paid, now)
 }
 
 /// A lookup found a payment made: the backend pays (a wallet that pays and
@@ -173,9 +169,23 @@ pub(super) fn record_paid<S: PayoutStore>(
     backend: &BackendId,
     now: u64,
 ) -> Result<(), StoreError> {
+    record(store, cfg, backend, PayHealth::Worked, None, true, now)
+}
+
+fn record<S: PayoutStore>(
+    store: &S,
+    cfg: &PayoutConfig,
+    backend: &BackendId,
+    health: PayHealth,
+    error: Option<&str>,
+    paid: bool,
+    now: u64,
+) -> Result<(), StoreError> {
     let mut b = store.payout_breaker(backend)?;
-    b.on_pay(PayHealth::Worked, None, now, &cfg.breaker);
-    b.count(Counted::Paid, now);
+    b.on_pay(health, error, now, &cfg.breaker);
+    if paid {
+        b.count(Counted::Paid, now);
+    }
     store.save_payout_breaker(backend, &b)
 }
 
