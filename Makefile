@@ -8,7 +8,7 @@ PORT ?= 8787
 
 CHAOS_ARGS ?=
 
-.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short contract deploy-check
+.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short contract deploy-check deploy
 
 dev: setup build
 	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
@@ -48,6 +48,13 @@ contract: setup-test build testkit
 # What a deploy would refuse, without an account: `wrangler deploy --dry-run` and the size limit.
 deploy-check: setup build
 	scripts/deploy-check.sh
+
+# Deploy to Cloudflare (docs/deploying.md): setup, build and the deploy check
+# first; ENV=staging deploys [env.staging]. Needs `npx wrangler login` (or
+# CLOUDFLARE_API_TOKEN) and the secrets (`npx wrangler secret bulk`).
+ENV ?=
+deploy: setup build deploy-check
+	npx wrangler deploy $(if $(ENV),--env $(ENV),)
 
 # Chaos: payouts through a fault-injecting proxy to a real LNbits, the gateway
 # SIGKILLed and restarted while draining; LNbits' ledgers checked against the

@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+node scripts/check-deploy-config.mjs
+WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --env staging --outdir "$out/staging" > /dev/null
+rm -rf "$out/staging"
 WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --outdir "$out"
 # What is uploaded: every module but source maps, gzipped together as Cloudflare counts it.
 size=$(find "$out" -type f ! -name '*.map' ! -name 'README.md' -exec cat {} + | gzip -9 | wc -c | tr -d ' ')

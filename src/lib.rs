@@ -42,7 +42,7 @@ mod watch_store;
 use serde_json::json;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
-use gateway::api::cors::AllowedOrigins;
+use gateway::api::cors::{self, AllowedOrigins};
 use gateway::api::error::ApiError;
 use gateway::api::rate_limit::Limited;
 use gateway::api::routes::{self, Route};
@@ -61,9 +61,12 @@ async fn handle(
         Route::Preflight => Ok(Reply {
             status: 204,
             body: Body::Empty,
-            headers: cfg
-                .cors
-                .preflight_headers(req.headers().get("origin").ok().flatten().as_deref()),
+            headers: if cors::browser_path(&req.path()) {
+                cfg.cors
+                    .preflight_headers(req.headers().get("origin").ok().flatten().as_deref())
+            } else {
+                Vec::new()
+            },
         }),
         Route::Index => Ok(Reply::json(
             200,
@@ -89,15 +92,21 @@ async fn handle(
             headers: Vec::new(),
         }),
         Route::CreateInvoice => {
-            rate_limit::check(req, env, Limited::CreateInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CreateInvoice).await?;
             invoices::create(req, env, ctx, cfg).await
         }
         Route::CheckInvoice => {
-            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CheckInvoice).await?;
             invoices::check(req, env, ctx, cfg).await
         }
-        Route::Health => health::health(req, env, ctx, cfg).await,
-        Route::StatusPage => health::status_page(env, ctx, cfg).await,
+        Route::Health => {
+            rate_limit::check(req, env, cfg, Limited::Status).await?;
+            health::health(req, env, ctx, cfg).await
+        }
+        Route::StatusPage => {
+            rate_limit::check(req, env, cfg, Limited::Status).await?;
+            health::status_page(req, env, ctx, cfg).await
+        }
         Route::CreatePayout => payouts::create(req, env).await,
         Route::ListPayouts => payouts::list(req, env).await,
         Route::GetPayout(id) => payouts::get(req, env, &id).await,
@@ -107,23 +116,23 @@ async fn handle(
         Route::PayoutAttention => admin::attention(req, env, cfg).await,
         Route::InvoiceEvents => invoice_events::list(req, env, cfg).await,
         Route::LnurlPay(name) => {
-            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CheckInvoice).await?;
             address::pay_request(req, cfg, &name)
         }
         Route::LnurlCallback(name) => {
-            rate_limit::check(req, env, Limited::CreateInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CreateInvoice).await?;
             address::callback(req, env, ctx, cfg, &name).await
         }
         Route::LnurlVerify(hash) => {
-            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CheckInvoice).await?;
             address::verify(env, &hash).await
         }
         Route::InvoiceNotice => {
-            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CheckInvoice).await?;
             invoice_events::notice(req, env).await
         }
         Route::CheckoutPage(hash) => {
-            rate_limit::check(req, env, Limited::CheckInvoice).await?;
+            rate_limit::check(req, env, cfg, Limited::CheckInvoice).await?;
             checkout::page(env, cfg, &hash, log::now_ms()).await
         }
         Route::RedeliverInvoiceWebhook(hash) => {
@@ -178,9 +187,20 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let reply = match (&routed, &config) {
         (Err(e), _) => Err(e.clone()),
         (Ok(_), Err(e)) => Err(e.clone()),
-        (Ok(route), Ok(cfg)) => handle(&mut req, &env, &ctx, cfg, route.clone()).await,
+        (Ok(route), Ok(cfg)) => match rate_limit::key_blocked(&req, cfg, started_ms) {
+            Err(e) => Err(e),
+            Ok(()) => match handle(&mut req, &env, &ctx, cfg, route.clone()).await {
+                Err(ApiError::Unauthorized) => {
+                    Err(rate_limit::key_failed(&req, &env, cfg, started_ms)
+                        .await
+                        .unwrap_or(ApiError::Unauthorized))
+                }
+                other => other,
+            },
+        },
     };
     let reply = reply.unwrap_or_else(|e| Reply::error(&e));
+    let cors = cors::browser_path(&path).then_some(cors);
     log_request(
         (&req, &method, &path),
         &env,
@@ -188,7 +208,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         &reply,
         started_ms,
     );
-    reply.into_response(&cors, origin.as_deref())
+    reply.into_response(cors.as_ref(), origin.as_deref())
 }
 
 /// The first failure of a cron run names it in the log line.

@@ -10,7 +10,6 @@ use crate::runtime::WorkerRuntime;
 use crate::sql_store::SqlStore;
 use crate::{env, log};
 use backends::http::Runtime;
-use gateway::api::cors::AllowedOrigins;
 use gateway::api::error::ApiError;
 use gateway::log::{Event, WakeLog};
 use gateway::payout::attention::{self, AttentionQuery};
@@ -38,7 +37,14 @@ pub struct PayoutQueue {
     /// New on every start of this object: leases and `Sending` marks of an
     /// earlier instance are known to be dead.
     instance: String,
+    /// The last statistics and when they were counted: health and `/status`
+    /// count them at most every `STATS_MAX_AGE_MS` while nothing changes,
+    /// whatever their traffic. Every call that may change a payout drops them.
+    stats: std::cell::RefCell<Option<(u64, serde_json::Value)>>,
 }
+
+/// How old the statistics a shard answers with may be.
+const STATS_MAX_AGE_MS: u64 = 15_000;
 
 fn store_err(e: engine::StoreError) -> ApiError {
     ApiError::StorageUnavailable(e.to_string())
@@ -220,6 +226,16 @@ impl PayoutQueue {
     }
 
     fn stats(&self) -> Result<Reply, ApiError> {
+        let now = WorkerRuntime.now_ms();
+        let cached = self
+            .stats
+            .borrow()
+            .as_ref()
+            .filter(|(at, _)| now.saturating_sub(*at) < STATS_MAX_AGE_MS)
+            .map(|(_, v)| v.clone());
+        if let Some(v) = cached {
+            return Ok(Reply::json(200, v));
+        }
         let store = self.store()?;
         let counts = store.counts().map_err(store_err)?;
         let (blocked, overpaid) = store.attention().map_err(store_err)?;
@@ -230,11 +246,15 @@ impl PayoutQueue {
         );
         stats["waiting_for_backend"] = blocked.into();
         stats["overpaid"] = overpaid.into();
+        stats["failed_last_day"] = store
+            .failed_since(now.saturating_sub(listing::RECENT_FAILURES_MS))
+            .map_err(store_err)?
+            .into();
         if let Ok(cfg) = payout_config(&self.env) {
             let breakers = store.payout_breakers().map_err(store_err)?;
-            stats["payout_backends"] =
-                breaker::chain_view(&cfg.chain, &breakers, WorkerRuntime.now_ms());
+            stats["payout_backends"] = breaker::chain_view(&cfg.chain, &breakers, now);
         }
+        *self.stats.borrow_mut() = Some((now, stats.clone()));
         Ok(Reply::json(200, stats))
     }
 
@@ -277,6 +297,13 @@ impl PayoutQueue {
     }
 
     async fn handle(&self, call: QueueCall) -> Result<Reply, ApiError> {
+        if !matches!(
+            call,
+            QueueCall::Stats | QueueCall::Get { .. } | QueueCall::List(_)
+        ) {
+            // Anything else may change a figure: the next statistics are counted afresh.
+            self.stats.replace(None);
+        }
         match call {
             QueueCall::Create {
                 slot,
@@ -350,6 +377,7 @@ impl DurableObject for PayoutQueue {
             state,
             env,
             instance: format!("i{:016x}", WorkerRuntime.random_u64()),
+            stats: std::cell::RefCell::new(None),
         }
     }
 
@@ -359,10 +387,11 @@ impl DurableObject for PayoutQueue {
             Err(e) => Err(e),
         }
         .unwrap_or_else(|e| Reply::error(&e));
-        reply.into_response(&AllowedOrigins::Any, None)
+        reply.into_response(None, None)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        self.stats.replace(None);
         match self.drain("alarm").await {
             Ok(v) => Response::from_json(&v),
             Err(e) => {

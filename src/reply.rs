@@ -68,7 +68,7 @@ impl Reply {
     /// Builds the response; falls back to a minimal JSON 500 if the runtime refuses.
     pub fn into_response(
         self,
-        cors: &AllowedOrigins,
+        cors: Option<&AllowedOrigins>,
         origin: Option<&str>,
     ) -> worker::Result<Response> {
         let headers = Headers::new();
@@ -84,11 +84,11 @@ impl Reply {
         headers.set("content-type", content_type)?;
         headers.set("cache-control", "no-store")?;
         headers.set("x-content-type-options", "nosniff")?;
-        for (k, v) in self
-            .headers
-            .iter()
-            .chain(cors.response_headers(origin).iter())
-        {
+        for (k, v) in self.headers.iter().chain(
+            cors.map(|c| c.response_headers(origin))
+                .unwrap_or_default()
+                .iter(),
+        ) {
             headers.set(k, v)?;
         }
         Ok(Response::from_bytes(bytes)?

@@ -30,8 +30,11 @@ pub fn require_bearer(req: &Request, keys: &[&str]) -> Result<(), ApiError> {
 
 /// The admin key, or 401/403.
 pub fn require_admin(req: &Request, cfg: &gateway::config::Config) -> Result<(), ApiError> {
-    let key = cfg.admin_key.as_deref().ok_or(ApiError::AdminDisabled)?;
-    require_bearer(req, &[key])
+    if cfg.admin_keys.is_empty() {
+        return Err(ApiError::AdminDisabled);
+    }
+    let keys: Vec<&str> = cfg.admin_keys.iter().map(String::as_str).collect();
+    require_bearer(req, &keys)
 }
 
 /// The gateway's public origin and host (with its port, if any), for the

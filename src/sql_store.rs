@@ -31,6 +31,8 @@ CREATE INDEX IF NOT EXISTS payouts_wake ON payouts(wake_at);
 CREATE INDEX IF NOT EXISTS payouts_hash ON payouts(payment_hash);
 CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
+CREATE INDEX IF NOT EXISTS payouts_blocked ON payouts(id) WHERE json_extract(data, '$.blocked') IS NOT NULL;
+CREATE INDEX IF NOT EXISTS payouts_overpaid ON payouts(id) WHERE json_extract(data, '$.overpaid') = 1;
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS invoice_claims (hash TEXT PRIMARY KEY, payout_id TEXT NOT NULL, claimed_at INTEGER NOT NULL);
@@ -289,6 +291,8 @@ impl SqlStore {
 
     /// Payouts waiting for a backend that is not configured, and payouts
     /// whose recipient was paid more than once.
+    /// Payouts waiting for a backend, and overpaid ones: counted from the
+    /// partial indexes that hold only them, never from every row.
     pub fn attention(&self) -> Result<(u64, u64), StoreError> {
         let blocked = self
             .number(
@@ -390,6 +394,18 @@ impl SqlStore {
         self.payouts(&q, args)
     }
 
+    /// Payouts that failed (were created) at or after `since_ms`.
+    pub fn failed_since(&self, since_ms: u64) -> Result<u64, StoreError> {
+        Ok(self
+            .number(
+                "SELECT COUNT(*) AS n FROM payouts WHERE status = 'failed' AND created_at >= ?",
+                vec![int(since_ms)],
+            )?
+            .unwrap_or(0))
+    }
+
+    /// Payouts per status, with the oldest of each (one pass over the
+    /// status index; the queue keeps the result for `STATS_MAX_AGE_MS`).
     pub fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         self.sql
             .exec("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM payouts GROUP BY status", None)

@@ -269,13 +269,16 @@ test("a crash in the middle of a watch loses no invoice", async () => {
   await worker.restart();
   await lnbits.pay(customer.adminkey, res.json.payment_request);
   await waitFor("invoice.paid after the restart", () => deliveries(ops, hash, "invoice.paid").length > 0, 90_000);
-  const h = await worker.request("GET", "/api/lightning/health");
+  const asAdmin = { headers: { authorization: `Bearer ${ADMIN}` } };
+  const h = await worker.request("GET", "/api/lightning/health", asAdmin);
   assert.ok(h.json.invoice_watch, h.text);
   assert.ok(h.json.invoice_watch.paid_last_hour >= 1, h.text);
   assert.equal(typeof h.json.invoice_watch.watched, "number");
   assert.equal(typeof h.json.invoice_watch.events_waiting, "number");
-  const page = await worker.request("GET", "/status");
+  const page = await worker.request("GET", "/status", asAdmin);
   assert.match(page.text, /Invoice watch/);
+  const anonymous = await worker.request("GET", "/status");
+  assert.doesNotMatch(anonymous.text, /Invoice watch/, "the figures need the admin key");
 });
 
 test("an unpaid invoice yields exactly one invoice.expired; one paid after expiry yields invoice.paid after it", async () => {

@@ -129,14 +129,15 @@ test("A answering 520 to every payment: the first payouts wait on A and never go
   assert.equal(res3.json.backends_used.length, 1, "went straight to B: not a move");
   assert.equal(sentToA(inv3.payment_hash).length, 0, "A was never asked");
 
-  const health = await worker.request("GET", "/api/lightning/health");
+  const asAdmin = { headers: { authorization: `Bearer ${ADMIN}` } };
+  const health = await worker.request("GET", "/api/lightning/health", asAdmin);
   const chain = health.json.queue.payout_backends;
   assert.equal(chain.length, 2, JSON.stringify(health.json.queue));
   assert.equal(chain[0].breaker, "open");
   assert.ok(chain[0].went_past_last_hour >= 1);
   assert.equal(chain[1].breaker, "closed");
   assert.ok(chain[1].paid_last_hour >= 2);
-  const status = await worker.request("GET", "/status");
+  const status = await worker.request("GET", "/status", asAdmin);
   assert.match(status.text, /Payout chain/);
 
   // The waiting ones keep being re-sent to A only (each lookup there finds nothing).

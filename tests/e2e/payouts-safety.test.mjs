@@ -22,6 +22,7 @@ const vars = (lnbits) => ({
   PAYOUT_RETRY_BASE_MS: "200",
   PAYOUT_NOT_FOUND_GRACE_MS: "0",
   PAYOUT_PAY_TIMEOUT_MS: "3000",
+  STATUS_DETAILS_PUBLIC: "true",
 });
 
 /** Rewrites the Worker's variables and restarts it on the same storage. */
@@ -76,8 +77,11 @@ test("a payout whose backend is no longer configured waits, visibly, and is neve
   assert.equal(b.sendsOf(inv.payment_hash), 0, "never sent through another backend");
   const health = await worker.request("GET", "/api/lightning/health");
   assert.equal(health.json.queue.waiting_for_backend, 1, health.text);
+  assert.equal(health.json.status, "degraded", "money waiting for a backend is not healthy");
+  assert.ok(health.json.attention.includes("payouts_waiting_for_backend"), health.text);
   const status = await worker.request("GET", "/status");
   assert.match(status.text, /id="queue-waiting_for_backend"/);
+  assert.match(status.text, /data-code="payouts_waiting_for_backend"/);
   const unknown = await worker.request("GET", "/api/payouts?status=unknown", { headers: auth });
   assert.ok(unknown.json.payouts.some((x) => x.id === p.id && x.blocked));
 

@@ -10,6 +10,9 @@ import { startLnurlServer } from "./support/lnurl-server.mjs";
 import { createHash } from "node:crypto";
 
 const KEY = "payout-key-shards-0123456789";
+const ADMIN = "admin-key-shards-0123456789";
+// The queue's figures on health need the admin key (STATUS_DETAILS_PUBLIC is off), and are then fresh.
+const asAdmin = { headers: { authorization: `Bearer ${ADMIN}` } };
 let lnbits, lnurl, worker;
 
 before(async () => {
@@ -23,6 +26,7 @@ before(async () => {
       LNBITS_ADMIN_KEY: lnbits.adminKey,
       PAYOUT_API_KEY: KEY,
       PAYOUT_QUEUE_SHARDS: "4",
+      ADMIN_API_KEY: ADMIN,
       PAYOUT_LOOKUP_BASE_MS: "200",
       PAYOUT_RETRY_BASE_MS: "200",
       PAYOUT_NOT_FOUND_GRACE_MS: "0",
@@ -65,7 +69,9 @@ test("payouts spread over shards, drain on every shard, list and count as one qu
   assert.equal(again.json.error.code, "invoice_already_used");
   assert.equal(again.json.error.payout_id, created[3].json.id);
 
-  const health = await worker.request("GET", "/api/lightning/health");
+  const anonymous = await worker.request("GET", "/api/lightning/health");
+  assert.equal(anonymous.json.queue, undefined, "no queue figures without the admin key");
+  const health = await worker.request("GET", "/api/lightning/health", asAdmin);
   assert.equal(health.json.queue.shards, 4, health.text);
   const total = Object.values(health.json.queue.by_status).reduce((a, b) => a + b, 0);
   assert.equal(total, 16, "every shard's payouts are counted");
@@ -75,7 +81,7 @@ test("payouts spread over shards, drain on every shard, list and count as one qu
   for (let i = 0; i < 30 && open > 0; i++) {
     await worker.cron();
     await new Promise((r) => setTimeout(r, 300));
-    open = (await worker.request("GET", "/api/lightning/health")).json.queue.depth;
+    open = (await worker.request("GET", "/api/lightning/health", asAdmin)).json.queue.depth;
   }
   assert.equal(open, 0, "every shard drained");
   for (const inv of invoices) assert.equal(lnbits.sendsOf(inv.payment_hash), 1, "paid once each");

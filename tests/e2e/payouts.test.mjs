@@ -347,7 +347,7 @@ test("health reports queue depth and the oldest open payout", async () => {
   const inv = signInvoice({ amountMsat: 1_000_000, expiry: 900 });
   const res = await payout({ destination: inv.payment_request });
   assert.equal(res.json.status, "unknown", res.text);
-  const h = await worker.request("GET", "/api/lightning/health");
+  const h = await worker.request("GET", "/api/lightning/health", { headers: { authorization: `Bearer ${ADMIN}` } });
   assert.ok(h.json.queue.depth >= 1, h.text);
   assert.ok(Date.parse(h.json.queue.oldest_created_at) > 0);
   lnbits.payMode = "ok";

@@ -1,7 +1,8 @@
-// End-to-end: the invoice routes' rate limit, through Cloudflare's
-// rate-limiting binding as wrangler dev runs it locally (miniflare counts in
-// memory, in fixed windows of the configured period). wrangler.toml's limit
-// is replaced by a low one for this test.
+// End-to-end: the public routes' rate limit and the throttling of wrong
+// keys, through Cloudflare's rate-limiting bindings as wrangler dev runs them
+// locally (miniflare counts in memory, in fixed windows of the configured
+// period). wrangler.toml's invoice limit is replaced by a low one for this
+// test; the failed-key limit is wrangler.toml's own.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startFakeProvider, stopAll } from "./support/fake-provider.mjs";
@@ -64,12 +65,24 @@ test("over the limit, create-invoice answers 429 rate_limited with Retry-After; 
   const hash = "00".repeat(32);
   const check = await worker.request("GET", `/api/check-invoice?payment_hash=${hash}`, from(ip));
   assert.equal(check.status, 404, check.text);
-  // An IPv6 client counts by its /64.
+  // An IPv6 client counts by its /56 (RATE_LIMIT_IPV6_PREFIX): other /64s of it are the same client.
   for (let i = 0; i < LIMIT; i++) {
-    assert.equal((await worker.createInvoice({ amount: 100 }, from(`2001:db8:7:7::${i + 1}`))).status, 201);
+    assert.equal((await worker.createInvoice({ amount: 100 }, from(`2001:db8:7:${i + 1}::1`))).status, 201);
   }
-  assert.equal((await worker.createInvoice({ amount: 100 }, from("2001:db8:7:7:ffff::9"))).status, 429);
-  assert.equal((await worker.createInvoice({ amount: 100 }, from("2001:db8:7:8::1"))).status, 201);
+  assert.equal((await worker.createInvoice({ amount: 100 }, from("2001:db8:7:ff:ffff::9"))).status, 429);
+  assert.equal((await worker.createInvoice({ amount: 100 }, from("2001:db8:7:100::1"))).status, 201);
+});
+
+test("callers from other zones' Workers share Cloudflare's IPs but each zone has its own count (CF-Worker)", async () => {
+  await freshWindow();
+  const ip = "2a06:98c0:3600::103";
+  const zone = (w) => ({ headers: { "cf-connecting-ip": ip, "cf-worker": w } });
+  for (let i = 0; i < LIMIT; i++) {
+    assert.equal((await worker.createInvoice({ amount: 100 }, zone("shop-a.example"))).status, 201);
+  }
+  assert.equal((await worker.createInvoice({ amount: 100 }, zone("shop-a.example"))).status, 429);
+  assert.equal((await worker.createInvoice({ amount: 100 }, zone("shop-b.example"))).status, 201);
+  assert.equal((await worker.createInvoice({ amount: 100 }, from(ip))).status, 201, "the IP alone is a third client");
 });
 
 test("check-invoice is limited per client too", async () => {
@@ -86,7 +99,7 @@ test("check-invoice is limited per client too", async () => {
   assert.equal(r.headers.get("retry-after"), "60");
 });
 
-test("payout routes, health and preflights are not rate limited", async () => {
+test("payout routes and preflights are not rate limited; health and /status share their own count", async () => {
   await freshWindow();
   const ip = "192.0.2.30";
   const auth = { authorization: `Bearer ${KEY}`, "cf-connecting-ip": ip };
@@ -98,9 +111,54 @@ test("payout routes, health and preflights are not rate limited", async () => {
     });
     assert.equal(p.status, 201, p.text);
     assert.equal((await worker.request("GET", `/api/payouts/${p.json.id}`, { headers: auth })).status, 200);
-    assert.equal((await worker.request("GET", "/api/lightning/health", from(ip))).status, 200);
     assert.equal((await worker.request("OPTIONS", "/api/create-invoice", from(ip))).status, 204);
   }
+  for (let i = 0; i < LIMIT; i++) {
+    const path = i % 2 ? "/status" : "/api/lightning/health";
+    assert.equal((await worker.request("GET", path, from(ip))).status, 200, path);
+  }
+  for (const path of ["/api/lightning/health", "/status"]) {
+    const r = await worker.request("GET", path, from(ip));
+    assert.equal(r.status, 429, `${path}: ${r.text}`);
+    assert.equal(r.headers.get("retry-after"), "60");
+  }
+  assert.equal((await worker.createInvoice({ amount: 100 }, from(ip))).status, 201, "create-invoice has its own count");
+});
+
+test("wrong keys are throttled per client: past the limit even the right key waits", async () => {
+  await freshWindow();
+  const ip = "198.51.100.77";
+  const list = (key, from = ip) =>
+    worker.request("GET", "/api/payouts?limit=1", { headers: { authorization: `Bearer ${key}`, "cf-connecting-ip": from } });
+  // wrangler.toml: AUTH_FAILURE_LIMITER allows 10 failures a minute.
+  for (let i = 0; i < 10; i++) {
+    const r = await list(`wrong-key-${i}-0123456789`);
+    assert.equal(r.status, 401, r.text);
+  }
+  const over = await list("wrong-key-x-0123456789");
+  assert.equal(over.status, 429, over.text);
+  assert.equal(over.json.error.code, "rate_limited");
+  assert.equal(over.headers.get("retry-after"), "60");
+  const right = await list(KEY);
+  assert.equal(right.status, 429, "the right key is not told apart while the client is throttled");
+  assert.equal((await list(KEY, "198.51.100.78")).status, 200, "another client is unaffected");
+  // A request without any key is not a failed guess.
+  const anon = await worker.request("GET", "/api/payouts", from("198.51.100.79"));
+  assert.equal(anon.status, 401);
+});
+
+test("payout and admin routes send no CORS headers; the invoice routes do", async () => {
+  const origin = { origin: "https://shop.example", "cf-connecting-ip": "192.0.2.99" };
+  for (const [method, path] of [["OPTIONS", "/api/payouts"], ["GET", "/api/payouts"], ["OPTIONS", "/api/payouts/po_1/retry"], ["GET", "/api/payouts/attention"], ["OPTIONS", "/api/invoices/events"]]) {
+    const r = await worker.request(method, path, { headers: { ...origin, "access-control-request-method": "POST" } });
+    assert.equal(r.headers.get("access-control-allow-origin"), null, `${method} ${path}`);
+    assert.equal(r.headers.get("access-control-allow-methods"), null, `${method} ${path}`);
+  }
+  const pre = await worker.request("OPTIONS", "/api/create-invoice", { headers: origin });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get("access-control-allow-origin"), "*");
+  const lnurl = await worker.request("OPTIONS", "/.well-known/lnurlp/alice", { headers: origin });
+  assert.equal(lnurl.headers.get("access-control-allow-origin"), "*", "LUD-06 wallets in browsers read the LNURL routes");
 });
 
 test("without the binding the routes are not limited", async () => {

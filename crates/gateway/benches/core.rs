@@ -150,6 +150,7 @@ fn watch() {
     };
     let policy = UrlPolicy {
         allow_http_hosts: vec![],
+        ..UrlPolicy::default()
     };
     let closed = |_: BackendKind| true;
     // One wake-up: 60 due invoices looked up (6 of them paid), then their

@@ -9,8 +9,9 @@ use crate::vars::{ConfigError, Vars};
 const EXAMPLE_MARK: &str = "change-me";
 
 /// The variables that hold the gateway's own keys.
-const KEY_VARS: [&str; 5] = [
+const KEY_VARS: [&str; 6] = [
     "ADMIN_API_KEY",
+    "ADMIN_API_KEY_PREVIOUS",
     "PAYOUT_API_KEY",
     "PAYOUT_API_KEY_PREVIOUS",
     "INVOICE_API_KEY",

@@ -3,6 +3,7 @@
 //! variable to fix.
 
 use crate::api::cors::AllowedOrigins;
+use crate::api::rate_limit::RateLimits;
 use crate::backoff::{HedgePolicy, RetryPolicy};
 use crate::health::breaker::BreakerPolicy;
 use crate::receive::settings::InvoiceSettings;
@@ -64,8 +65,14 @@ pub struct Config {
     pub breaker: BreakerPolicy,
     pub limits: InvoiceLimits,
     pub cors: AllowedOrigins,
-    /// Key for admin-only routes; `None` disables them.
-    pub admin_key: Option<String>,
+    /// Keys for admin-only routes (`ADMIN_API_KEY` and, during a rotation,
+    /// `ADMIN_API_KEY_PREVIOUS`); none disables them.
+    pub admin_keys: Vec<String>,
+    /// Who counts as one client for the rate limits, and whether they apply.
+    pub rate_limits: RateLimits,
+    /// `STATUS_DETAILS_PUBLIC`: health and `/status` show the queue and
+    /// watch figures to anyone, not only with the admin key.
+    pub status_details_public: bool,
     /// The invoice key, invoice events and the watch.
     pub invoices: InvoiceSettings,
 }
@@ -254,7 +261,9 @@ impl Config {
                 Some(s) => AllowedOrigins::parse(&s)
                     .map_err(|m| ConfigError::new("CORS_ALLOWED_ORIGINS", m))?,
             },
-            admin_key: admin_key(&v, environment == Environment::Production)?,
+            admin_keys: admin_keys(&v, environment == Environment::Production)?,
+            rate_limits: RateLimits::from_lookup(|n| v.get(n))?,
+            status_details_public: v.bool("STATUS_DETAILS_PUBLIC")?.unwrap_or(false),
             invoices: InvoiceSettings::from_vars(
                 &v,
                 environment == Environment::Production,
@@ -369,16 +378,25 @@ fn invoice_limits<F: Fn(&str) -> Option<String>>(
     })
 }
 
-fn admin_key<F: Fn(&str) -> Option<String>>(
+fn admin_keys<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     production: bool,
-) -> Result<Option<String>, ConfigError> {
-    let key = v.get("ADMIN_API_KEY");
-    if let Some(k) = &key {
-        crate::api_keys::check("ADMIN_API_KEY", k, production)?;
+) -> Result<Vec<String>, ConfigError> {
+    let mut keys = Vec::new();
+    for name in ["ADMIN_API_KEY", "ADMIN_API_KEY_PREVIOUS"] {
+        if let Some(k) = v.get(name) {
+            crate::api_keys::check(name, &k, production)?;
+            keys.push(k);
+        }
+    }
+    if keys.len() == 1 && v.get("ADMIN_API_KEY").is_none() {
+        return Err(ConfigError::new(
+            "ADMIN_API_KEY_PREVIOUS",
+            "is the old key of a rotation; set ADMIN_API_KEY to the new one",
+        ));
     }
     crate::api_keys::distinct(v, production)?;
-    Ok(key)
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub const REDACTED: &str = "[redacted]";
 /// [`is_secret_var`] flags.
 pub const GATEWAY_SECRET_VARS: &[&str] = &[
     "ADMIN_API_KEY",
+    "ADMIN_API_KEY_PREVIOUS",
     "PAYOUT_API_KEY",
     "PAYOUT_API_KEY_PREVIOUS",
     "WEBHOOK_SECRET",

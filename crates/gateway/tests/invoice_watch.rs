@@ -141,6 +141,7 @@ impl World {
             secrets: vec![WebhookSecret::parse(SECRET).unwrap_or_else(|e| panic!("{e:?}"))],
             policy: UrlPolicy {
                 allow_http_hosts: vec![],
+                ..UrlPolicy::default()
             },
             backends: vec![lnbits()],
             breaker_open: Rc::new(Cell::new(false)),

@@ -1192,6 +1192,7 @@ fn config() -> PayoutConfig {
         operator_webhook_url: None,
         url_policy: UrlPolicy {
             allow_http_hosts: vec!["lnurl.sim".into()],
+            ..UrlPolicy::default()
         },
         lnurl_timeout_ms: 1_000,
         max_in_flight_per_backend: 4,

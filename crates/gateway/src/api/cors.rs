@@ -11,6 +11,16 @@ pub const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 pub const ALLOW_HEADERS: &str = "content-type, authorization, idempotency-key";
 pub const MAX_AGE_SECS: &str = "600";
 
+/// Whether browsers from the allowed origins may call `path`. Payout and
+/// admin routes, and the invoice routes that take a server's key or a
+/// backend's notice, answer without CORS headers: their keys belong on a
+/// server, and a page that could read their answers invites holding them.
+pub fn browser_path(path: &str) -> bool {
+    !(path == "/api/payouts"
+        || path.starts_with("/api/payouts/")
+        || path.starts_with("/api/invoices/"))
+}
+
 impl AllowedOrigins {
     /// `*`, or a comma-separated list of origins like `https://shop.example`.
     pub fn parse(s: &str) -> Result<AllowedOrigins, String> {
@@ -87,6 +97,32 @@ mod tests {
             .iter()
             .all(|(k, _)| *k == "vary"));
         assert_eq!(a.preflight_headers(Some("http://localhost:3000")).len(), 6);
+    }
+
+    #[test]
+    fn payout_and_admin_paths_get_no_cors() {
+        for p in [
+            "/api/payouts",
+            "/api/payouts/po_1",
+            "/api/payouts/attention",
+            "/api/invoices/events",
+            "/api/invoices/notify",
+        ] {
+            assert!(!browser_path(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/api/create-invoice",
+            "/api/check-invoice",
+            "/api/lightning/health",
+            "/status",
+            "/.well-known/lnurlp/x",
+            "/lnurlp/x/callback",
+            "/pay/ab",
+            "/api/payoutsx",
+        ] {
+            assert!(browser_path(p), "{p}");
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The HTTP API surface: the route table, errors, CORS, authentication,
-//! request bodies, the OpenAPI document and the rate-limit key.
+//! request bodies, the OpenAPI document, the rate-limit key and the
+//! throttling of failed keys.
 
 pub mod auth;
 pub mod body;
 pub mod cors;
 pub mod error;
+pub mod key_throttle;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;

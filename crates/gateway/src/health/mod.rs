@@ -6,6 +6,7 @@
 //! change a request makes is also journaled, so an isolate can apply it to
 //! its own current copy (see [`isolate`]) and count exactly.
 
+pub mod attention;
 pub mod breaker;
 pub mod isolate;
 pub mod merge;

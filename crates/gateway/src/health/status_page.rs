@@ -243,16 +243,42 @@ fn watch_section(w: &serde_json::Value) -> String {
 }
 
 pub fn render(r: &HealthReport) -> String {
-    render_with(r, None, None)
+    render_with(r, None, None, &[])
 }
 
-/// The page, with the payout queue's and the invoice watch's figures when given.
+/// What each reason of [`crate::health::attention`] means, for a person.
+fn attention_text(code: &str) -> &'static str {
+    match code {
+        "payouts_failed_recently" => "payouts failed in the last 24 hours",
+        "payouts_waiting_for_backend" => "payouts wait for a payout backend that is not configured",
+        "payouts_overpaid" => "a payout was paid more than once",
+        "payout_queue_unavailable" => "the payout queue did not answer",
+        "invoice_watch_unavailable" => "the invoice watch did not answer",
+        "invoice_events_undelivered" => {
+            "paid-invoice events have been undelivered for over an hour"
+        }
+        _ => "see the health JSON",
+    }
+}
+
+/// The page, with the payout queue's and the invoice watch's figures when
+/// given, and the reasons money needs a person (shown to everyone).
 pub fn render_with(
     r: &HealthReport,
     queue: Option<&serde_json::Value>,
     watch: Option<&serde_json::Value>,
+    attention: &[&str],
 ) -> String {
     let rows: String = r.services.iter().map(row).collect();
+    let attention: String = if attention.is_empty() {
+        String::new()
+    } else {
+        let items: String = attention
+            .iter()
+            .map(|c| format!("<li data-code=\"{}\">{}</li>", escape(c), attention_text(c)))
+            .collect();
+        format!("<h2>Needs attention</h2>\n<ul id=\"attention\">{items}</ul>\n")
+    };
     let queue = queue.map(queue_section).unwrap_or_default()
         + &watch.map(watch_section).unwrap_or_default();
     let active = r.fallback.active_provider.unwrap_or("none");
@@ -277,7 +303,7 @@ pub fn render_with(
 {rows}
 </tbody>
 </table>
-{queue}
+{attention}{queue}
 <p class="muted">Refreshes every {REFRESH_SECS} s. Checks run every 5 minutes and after real requests. JSON: <a href="/api/lightning/health">/api/lightning/health</a></p>
 </body>
 </html>
@@ -285,6 +311,7 @@ pub fn render_with(
         overall = r.status.as_str(),
         overall_title = match r.status.as_str() {
             "healthy" => "All providers online",
+            "degraded" if r.services.iter().all(|s| s.status == "online") => "Degraded: see below",
             "degraded" => "Degraded: some providers offline",
             _ => "Down: no provider online",
         },

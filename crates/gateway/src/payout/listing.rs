@@ -109,6 +109,9 @@ pub fn page(mut items: Vec<Payout>, limit: u32) -> Value {
 }
 
 /// Queue depth (payouts not yet ended), its oldest item, and counts by status.
+/// Failed payouts created this recently keep health `degraded`.
+pub const RECENT_FAILURES_MS: u64 = 24 * 3600 * 1000;
+
 pub fn stats<'a>(rows: impl Iterator<Item = (&'a str, u64, Option<u64>)>) -> Value {
     let mut by_status = serde_json::Map::new();
     let mut depth = 0;

@@ -16,6 +16,12 @@ pub struct UrlPolicy {
     /// name, and use any port. Credentials are refused for them as for any
     /// other host.
     pub allow_http_hosts: Vec<String>,
+    /// `OUTBOUND_DENY_DOMAINS`: domains (and every name under them) never
+    /// fetched, such as the operator's own zones. Cloudflare's
+    /// `global_fetch_strictly_public` flag already sends a fetch to the
+    /// Worker's own zone through the public internet (past no origin
+    /// shortcut); this refuses such names before any fetch.
+    pub deny_domains: Vec<String>,
 }
 
 const BLOCKED_SUFFIXES: &[&str] = &[
@@ -50,7 +56,43 @@ impl UrlPolicy {
                 "is for local tests and is refused when ENVIRONMENT=production",
             ));
         }
-        Ok(UrlPolicy { allow_http_hosts })
+        let deny_domains = v
+            .get("OUTBOUND_DENY_DOMAINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|d| {
+                        d.trim()
+                            .trim_start_matches("*.")
+                            .trim_matches('.')
+                            .to_ascii_lowercase()
+                    })
+                    .filter(|d| !d.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = deny_domains
+            .iter()
+            .find(|d| url::Host::parse(d).is_err() || d.contains(['/', ':', '@']))
+        {
+            return Err(ConfigError::new(
+                "OUTBOUND_DENY_DOMAINS",
+                format!("`{bad}` is not a domain; list domains like example.com, comma-separated"),
+            ));
+        }
+        Ok(UrlPolicy {
+            allow_http_hosts,
+            deny_domains,
+        })
+    }
+
+    fn denied(&self, host: &str) -> bool {
+        let h = host.trim_end_matches('.').to_ascii_lowercase();
+        self.deny_domains.iter().any(|d| {
+            h == *d
+                || (h.len() > d.len()
+                    && h.ends_with(d.as_str())
+                    && h.as_bytes()[h.len() - d.len() - 1] == b'.')
+        })
     }
 
     fn allow_listed(&self, host: &str) -> bool {
@@ -89,6 +131,9 @@ impl UrlPolicy {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        if self.denied(&host_str) {
+            return Err(format!("host `{host_str}` is in OUTBOUND_DENY_DOMAINS"));
+        }
         // An allow-listed host is trusted to be local: plain http, its own
         // address and any port. Nothing else is relaxed.
         if self.allow_listed(&host_str) {
@@ -159,9 +204,51 @@ mod tests {
     }
 
     #[test]
+    fn denied_domains_and_their_subdomains_are_refused() {
+        let v = Vars(|n: &str| {
+            (n == "OUTBOUND_DENY_DOMAINS")
+                .then(|| " shop.example , *.Corp-Zone.example. ".to_string())
+        });
+        let p = UrlPolicy::from_vars(&v, true).unwrap_or_default();
+        assert_eq!(p.deny_domains, vec!["shop.example", "corp-zone.example"]);
+        for bad in [
+            "https://shop.example/.well-known/lnurlp/x",
+            "https://internal.shop.example/x",
+            "https://a.b.SHOP.example./x",
+            "https://corp-zone.example/x",
+        ] {
+            assert!(
+                matches!(p.check(bad), Err(m) if m.contains("OUTBOUND_DENY_DOMAINS")),
+                "{bad}"
+            );
+        }
+        for ok in [
+            "https://myshop.example/x",
+            "https://shop.example.com/x",
+            "https://getalby.com/x",
+        ] {
+            assert!(p.check(ok).is_ok(), "{ok}");
+        }
+        // Deny wins over the test allow-list.
+        let both = UrlPolicy {
+            allow_http_hosts: vec!["lnurl.test".into()],
+            deny_domains: vec!["lnurl.test".into()],
+        };
+        assert!(both.check("http://lnurl.test/x").is_err());
+        let junk = Vars(|n: &str| {
+            (n == "OUTBOUND_DENY_DOMAINS").then(|| "https://x.example/".to_string())
+        });
+        assert_eq!(
+            UrlPolicy::from_vars(&junk, true).map_err(|e| e.variable),
+            Err("OUTBOUND_DENY_DOMAINS".to_string())
+        );
+    }
+
+    #[test]
     fn allow_list_permits_http_for_named_hosts() {
         let p = UrlPolicy {
             allow_http_hosts: vec!["127.0.0.1".into()],
+            ..UrlPolicy::default()
         };
         assert!(p
             .check("http://127.0.0.1:8080/.well-known/lnurlp/alice")
@@ -175,6 +262,7 @@ mod tests {
     fn allow_list_still_refuses_credentials_and_other_schemes() {
         let p = UrlPolicy {
             allow_http_hosts: vec!["127.0.0.1".into(), "lnurl.test".into()],
+            ..UrlPolicy::default()
         };
         for bad in [
             "http://user:pw@127.0.0.1:8080/cb",

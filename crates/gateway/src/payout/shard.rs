@@ -145,6 +145,7 @@ pub fn merge_stats(stats: &[Value]) -> Value {
         "dead_letter": dead,
         "waiting_for_backend": waiting,
         "overpaid": overpaid,
+        "failed_last_day": sum("failed_last_day"),
         "by_status": by_status,
         "shards": stats.len(),
         "payout_backends": crate::payout::breaker::merge_chain_views(
