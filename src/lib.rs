@@ -108,8 +108,8 @@ async fn handle(
             health::status_page(req, env, ctx, cfg).await
         }
         Route::CreatePayout => payouts::create(req, env).await,
-        Route::ListPayouts => payouts::list(req, env).await,
-        Route::GetPayout(id) => payouts::get(req, env, &id).await,
+        Route::ListPayouts => payouts::list(req, env, cfg).await,
+        Route::GetPayout(id) => payouts::get(req, env, cfg, &id).await,
         Route::RetryPayout(id) => payouts::retry(req, env, cfg, &id).await,
         Route::CancelPayout(id) => admin::act(req, env, cfg, &id, "cancel").await,
         Route::RedeliverWebhook(id) => admin::act(req, env, cfg, &id, "redeliver-webhook").await,
@@ -208,7 +208,11 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         &reply,
         started_ms,
     );
-    reply.into_response(cors.as_ref(), origin.as_deref())
+    reply.into_response(
+        cors.as_ref(),
+        origin.as_deref(),
+        method.eq_ignore_ascii_case("HEAD"),
+    )
 }
 
 /// The first failure of a cron run names it in the log line.

@@ -6,11 +6,12 @@ use worker::{Env, Request};
 use crate::body::read_json_body;
 use crate::objects::call_object;
 use crate::queue::payout_config;
-use crate::reply::Reply;
+use crate::reply::{Body, Reply};
 use crate::request::{query, require_admin, require_bearer};
 use gateway::api::error::ApiError;
 use gateway::config::Config;
 use gateway::payout::listing::ListQuery;
+use gateway::payout::model;
 use gateway::payout::queue_call::QueueCall;
 use gateway::payout::request;
 use gateway::payout::shard::{self, ShardSlot};
@@ -19,6 +20,27 @@ fn require_client(req: &Request, env: &Env) -> Result<(), ApiError> {
     let cfg = payout_config(env)?;
     let keys: Vec<&str> = cfg.api_keys.iter().map(String::as_str).collect();
     require_bearer(req, &keys)
+}
+
+/// A payout key, or the admin key: `true` for the admin, who also sees
+/// each payout's backend and internal log.
+fn require_client_or_admin(req: &Request, env: &Env, cfg: &Config) -> Result<bool, ApiError> {
+    let pcfg = payout_config(env)?;
+    let clients: Vec<&str> = pcfg.api_keys.iter().map(String::as_str).collect();
+    if require_bearer(req, &clients).is_ok() {
+        return Ok(false);
+    }
+    let admins: Vec<&str> = cfg.admin_keys.iter().map(String::as_str).collect();
+    require_bearer(req, &admins)?;
+    Ok(true)
+}
+
+/// The reply as a client sees it (see `model::ADMIN_ONLY_FIELDS`).
+fn for_client(mut r: Reply) -> Reply {
+    if let Body::Json(v) = r.body {
+        r.body = Body::Json(model::client_view(v));
+    }
+    r
 }
 
 /// Calls the shard that holds payout `id`.
@@ -66,20 +88,27 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     // failed in transit: say so, never "nothing was stored".
     call_object(env, &shard::object_name(slot.shard), &call)
         .await
+        .map(for_client)
         .map_err(|e| match e {
             ApiError::StorageUnavailable(m) | ApiError::Internal(m) => ApiError::PayoutMayExist(m),
             other => other,
         })
 }
 
-pub async fn get(req: &Request, env: &Env, id: &str) -> Result<Reply, ApiError> {
-    require_client(req, env)?;
-    let cfg = payout_config(env)?;
-    call_holder(env, cfg.shards, QueueCall::Get { id: id.into() }, id).await
+pub async fn get(req: &Request, env: &Env, cfg: &Config, id: &str) -> Result<Reply, ApiError> {
+    let admin = require_client_or_admin(req, env, cfg)?;
+    let pcfg = payout_config(env)?;
+    let r = call_holder(env, pcfg.shards, QueueCall::Get { id: id.into() }, id).await?;
+    Ok(if admin { r } else { for_client(r) })
 }
 
-pub async fn list(req: &Request, env: &Env) -> Result<Reply, ApiError> {
-    require_client(req, env)?;
+pub async fn list(req: &Request, env: &Env, cfg: &Config) -> Result<Reply, ApiError> {
+    let admin = require_client_or_admin(req, env, cfg)?;
+    let r = list_all(req, env).await?;
+    Ok(if admin { r } else { for_client(r) })
+}
+
+async fn list_all(req: &Request, env: &Env) -> Result<Reply, ApiError> {
     let cfg = payout_config(env)?;
     // Validated once here, so a bad parameter is one 400, not one per shard.
     let q = ListQuery::parse(

@@ -387,7 +387,7 @@ impl DurableObject for PayoutQueue {
             Err(e) => Err(e),
         }
         .unwrap_or_else(|e| Reply::error(&e));
-        reply.into_response(None, None)
+        reply.into_response(None, None, false)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {

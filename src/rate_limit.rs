@@ -77,7 +77,7 @@ fn client(req: &Request, cfg: &Config) -> Option<String> {
 /// Before a request that shows a key is handled: a client this isolate saw
 /// over the failed-key limit is refused, right key or not.
 pub fn key_blocked(req: &Request, cfg: &Config, now_ms: u64) -> Result<(), ApiError> {
-    if req.headers().get("authorization").ok().flatten().is_none() {
+    if !cfg.rate_limits.enabled || req.headers().get("authorization").ok().flatten().is_none() {
         return Ok(());
     }
     let Some(client) = client(req, cfg) else {
@@ -93,7 +93,8 @@ pub fn key_blocked(req: &Request, cfg: &Config, now_ms: u64) -> Result<(), ApiEr
 /// limit, the answer becomes 429 and this isolate refuses the client for
 /// the window. A failing binding changes nothing (it is logged).
 pub async fn key_failed(req: &Request, env: &Env, cfg: &Config, now_ms: u64) -> Option<ApiError> {
-    if req.headers().get("authorization").ok().flatten().is_none()
+    if !cfg.rate_limits.enabled
+        || req.headers().get("authorization").ok().flatten().is_none()
         || !bound(env, key_throttle::BINDING)
     {
         return None;

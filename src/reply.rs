@@ -70,6 +70,7 @@ impl Reply {
         self,
         cors: Option<&AllowedOrigins>,
         origin: Option<&str>,
+        head: bool,
     ) -> worker::Result<Response> {
         let headers = Headers::new();
         let (content_type, bytes) = match self.body {
@@ -81,6 +82,8 @@ impl Reply {
             Body::JsonText(s) => ("application/json; charset=utf-8", s.as_bytes().to_vec()),
             Body::Empty => ("text/plain", Vec::new()),
         };
+        // A HEAD answer has the GET answer's headers and no body.
+        let bytes = if head { Vec::new() } else { bytes };
         headers.set("content-type", content_type)?;
         headers.set("cache-control", "no-store")?;
         headers.set("x-content-type-options", "nosniff")?;

@@ -69,6 +69,8 @@ function payout(body, idem = keyOn(seq % SHARDS)) {
 }
 const bolt11 = (sat) => signInvoice({ amountMsat: sat * 1000, expiry: 900 }).payment_request;
 const getPayout = async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: client })).json;
+// The admin's view also shows the backend and the internal log.
+const adminView = async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: admin })).json;
 const cancel = (id, headers = admin) => worker.request("POST", `/api/payouts/${id}/cancel`, { headers });
 const redeliver = (id, headers = admin) => worker.request("POST", `/api/payouts/${id}/redeliver-webhook`, { headers });
 const attention = (q = "", headers = admin) => worker.request("GET", `/api/payouts/attention${q}`, { headers });
@@ -271,8 +273,14 @@ test("every admin route wants the admin key: 401 without it or with another key,
   }
 });
 
-test("/status shows the queue and is served with strict security headers", async () => {
-  const res = await worker.request("GET", "/status");
+test("/status shows the queue (to the admin) and is served with strict security headers", async () => {
+  const anonymous = await worker.request("GET", "/status");
+  assert.equal(anonymous.status, 200);
+  assert.doesNotMatch(anonymous.text, /<table id="queue">/, "the queue's figures need the admin key");
+  assert.match(anonymous.text, /data-code="payouts_failed_recently"/, "why it is degraded is public");
+  const wrong = await worker.request("GET", "/status", { headers: { authorization: "Bearer not-the-admin-key-0123456789" } });
+  assert.equal(wrong.status, 401, "a wrong key is refused, not served the public page");
+  const res = await worker.request("GET", "/status", { headers: admin });
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type"), /^text\/html/);
   const csp = res.headers.get("content-security-policy");
@@ -346,7 +354,7 @@ test("a blocked payout resumes at the next cron run once its backend is configur
   await worker.crash(); // keeps its state folder
   worker = await startWorker(vars(), { name: "admin", dir, snapshot: true }); // the original key again
   assert.equal(await worker.cron(), 200);
-  const p = await getPayout(blockedId);
+  const p = await adminView(blockedId);
   assert.equal(p.status, "succeeded", JSON.stringify(p.log));
   assert.equal(p.blocked, undefined);
   assert.ok(p.log.some((l) => /configured again/.test(l.event)), JSON.stringify(p.log));

@@ -231,7 +231,7 @@ for (const kind of ["cln", "phoenixd"]) {
     const auth = { authorization: `Bearer ${KEY}` };
     const payout = (body) =>
       worker.request("POST", "/api/payouts", { json: body, headers: { ...auth, "idempotency-key": `${kind}-${++seq}` } });
-    const getPayout = async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: auth })).json;
+    const getPayout = async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json;
     async function tickUntil(id, status, ticks = 40) {
       let p;
       for (let i = 0; i < ticks; i++) {

@@ -67,7 +67,8 @@ async function hubGateway(name, hub, extra = {}) {
     wallet,
     worker,
     pay: (body, idem) => worker.request("POST", "/api/payouts", { json: body, headers: { ...auth, "idempotency-key": idem } }),
-    get: async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: auth })).json,
+    // The admin's view, with the internal log.
+    get: async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json,
     async stop() {
       await worker.stop();
       await wallet.stop();

@@ -10,6 +10,7 @@ import { signInvoice } from "./support/invoice.mjs";
 import { startWorker } from "./support/worker.mjs";
 
 const KEY = "payout-key-safety-0123456789";
+const ADMIN = "admin-key-safety-0123456789";
 let a, b, worker;
 
 const vars = (lnbits) => ({
@@ -23,6 +24,7 @@ const vars = (lnbits) => ({
   PAYOUT_NOT_FOUND_GRACE_MS: "0",
   PAYOUT_PAY_TIMEOUT_MS: "3000",
   STATUS_DETAILS_PUBLIC: "true",
+  ADMIN_API_KEY: ADMIN,
 });
 
 /** Rewrites the Worker's variables and restarts it on the same storage. */
@@ -45,7 +47,9 @@ after(async () => {
 });
 
 const auth = { authorization: `Bearer ${KEY}` };
-const getPayout = async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: auth })).json;
+const admin = { authorization: `Bearer ${ADMIN}` };
+// The admin's view, with the internal log (a client's has none).
+const getPayout = async (id) => (await worker.request("GET", `/api/payouts/${id}`, { headers: admin })).json;
 const lookupsOf = (fake, hash) => fake.calls.filter((c) => c.method === "GET" && c.path.includes(hash)).length;
 
 test("a payout whose backend is no longer configured waits, visibly, and is never looked up elsewhere", async () => {
@@ -57,9 +61,16 @@ test("a payout whose backend is no longer configured waits, visibly, and is neve
   });
   assert.equal(res.status, 202, res.text);
   assert.equal(res.json.status, "unknown");
-  assert.equal(res.json.backend.url, a.url.toLowerCase().replace(/\/$/, ""));
-  assert.match(res.json.backend.key_fingerprint, /^[0-9a-f]{16}$/);
-  assert.ok(!res.text.includes(a.adminKey), "the key itself is never shown");
+  assert.equal(res.json.backend, undefined, "a client is not shown the backend's URL or key fingerprint");
+  assert.equal(res.json.log, undefined, "nor the internal log");
+  const listed = await worker.request("GET", "/api/payouts?limit=5", { headers: auth });
+  assert.ok(listed.json.payouts.every((x) => x.backend === undefined && x.log === undefined), listed.text);
+  const full = await worker.request("GET", `/api/payouts/${res.json.id}`, { headers: admin });
+  assert.equal(full.status, 200, full.text);
+  assert.equal(full.json.backend.url, a.url.toLowerCase().replace(/\/$/, ""));
+  assert.match(full.json.backend.key_fingerprint, /^[0-9a-f]{16}$/);
+  assert.ok(full.json.log.length > 0);
+  assert.ok(!full.text.includes(a.adminKey), "the key itself is never shown");
   a.hanging.forEach((r) => r.destroy());
 
   // The operator points LNBITS_URL at another LNbits during an outage.

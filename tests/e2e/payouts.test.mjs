@@ -71,7 +71,8 @@ function payout(body, { key = KEY, idem = `order-${++seq}`, headers = {} } = {})
   if (idem) h["idempotency-key"] = idem;
   return worker.request("POST", "/api/payouts", { json: body, headers: h });
 }
-const getPayout = (id) => worker.request("GET", `/api/payouts/${id}`, { headers: auth() });
+// The admin's view, with the backend and the internal log (a client's has neither).
+const getPayout = (id) => worker.request("GET", `/api/payouts/${id}`, { headers: auth(ADMIN) });
 
 /** Ticks cron until the payout reaches `status` (bounded). */
 async function tickUntil(id, status, ticks = 30) {
@@ -135,6 +136,7 @@ test("Lightning Address: resolve, pay, 520 after paying, queued, cron, lookup, s
   assert.equal(event.timestamp, done.completed_at, "when it succeeded, not when it was sent");
   assert.equal(event.data.id, p.id);
   assert.equal(event.data.external_id, "order-77");
+  for (const internal of ["backend", "backends_used", "log"]) assert.equal(event.data[internal], undefined, `no ${internal} in a webhook`);
   assert.ok(Math.abs(Number(calls[1].headers["webhook-timestamp"]) - Date.now() / 1000) < 300);
   // Body, id and timestamp are all signed: changing any one fails verification.
   const tampered = [
@@ -332,6 +334,8 @@ test("listing with status filter and cursor; retry of a dead letter needs the ad
   const done = await tickUntil(failed.id, "succeeded");
   assert.equal(done.status, "succeeded", JSON.stringify(done.log));
   // Its hash never reached the backend, so it is sent again at once.
+  const client = (await worker.request("GET", `/api/payouts/${failed.id}`, { headers: auth() })).json;
+  assert.equal(client.log, undefined, "the client's view has no internal log");
   const events = done.log.map((l) => l.event);
   const reopened = events.findIndex((e) => /re-opened/.test(e));
   const resent = events.findIndex((e, i) => i > reopened && /sending attempt/.test(e));

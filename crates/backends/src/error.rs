@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::detail::{sanitize, MAX_CHARS};
 use crate::http::{HttpResponse, TransportError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +75,11 @@ impl BackendError {
             serde_json::from_str(&r.body).ok()
         };
         let detail = match &json {
-            Some(v) => json_detail(v).unwrap_or_else(|| snippet(&r.body)),
+            Some(v) => json_detail(v)
+                .map(|d| sanitize(&d))
+                .unwrap_or_else(|| snippet(&r.body)),
             None if html => html_title(&r.body)
-                .map(|t| format!("HTML error page: {t}"))
+                .map(|t| format!("HTML error page: {}", sanitize(&t)))
                 .unwrap_or_else(|| "HTML error page".to_string()),
             None => snippet(&r.body),
         };
@@ -110,27 +113,40 @@ impl From<TransportError> for BackendError {
     fn from(e: TransportError) -> Self {
         match e {
             TransportError::Timeout => BackendError::Timeout,
-            TransportError::Network(m) => BackendError::Network(m),
+            TransportError::Network(m) => BackendError::Network(sanitize(&m)),
             TransportError::TooLarge => BackendError::InvalidResponse("response too large".into()),
             TransportError::SlowBody => BackendError::Timeout,
         }
     }
 }
 
+/// Every message is shown through [`sanitize`]: whatever built the error,
+/// what reaches health, `/status`, an API body or a payout record is one
+/// capped line with secret-looking tokens masked.
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendError::Timeout => write!(f, "timed out"),
-            BackendError::Network(m) => write!(f, "network error: {m}"),
-            BackendError::Upstream { status, detail, .. } => write!(f, "HTTP {status}: {detail}"),
-            BackendError::Unauthorized { status, detail } => {
-                write!(f, "credentials refused (HTTP {status}): {detail}")
+            BackendError::Network(m) => write!(f, "network error: {}", sanitize(m)),
+            BackendError::Upstream { status, detail, .. } => {
+                write!(f, "HTTP {status}: {}", sanitize(detail))
             }
-            BackendError::NotFound { detail } => write!(f, "HTTP 404: {detail}"),
-            BackendError::Rejected { status, detail } => write!(f, "HTTP {status}: {detail}"),
-            BackendError::Unhealthy(m) => write!(f, "unhealthy: {m}"),
-            BackendError::Unsupported(m) => write!(f, "not supported by this backend: {m}"),
-            BackendError::InvalidResponse(m) => write!(f, "invalid response: {m}"),
+            BackendError::Unauthorized { status, detail } => {
+                write!(
+                    f,
+                    "credentials refused (HTTP {status}): {}",
+                    sanitize(detail)
+                )
+            }
+            BackendError::NotFound { detail } => write!(f, "HTTP 404: {}", sanitize(detail)),
+            BackendError::Rejected { status, detail } => {
+                write!(f, "HTTP {status}: {}", sanitize(detail))
+            }
+            BackendError::Unhealthy(m) => write!(f, "unhealthy: {}", sanitize(m)),
+            BackendError::Unsupported(m) => {
+                write!(f, "not supported by this backend: {}", sanitize(m))
+            }
+            BackendError::InvalidResponse(m) => write!(f, "invalid response: {}", sanitize(m)),
         }
     }
 }
@@ -170,15 +186,12 @@ fn json_detail(v: &Value) -> Option<String> {
 
 /// A short, single-line excerpt of a body for error messages.
 pub fn snippet(body: &str) -> String {
-    let one_line: String = body
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    if one_line.trim().is_empty() {
+    let head: String = body.chars().take(4 * MAX_CHARS).collect();
+    let s = sanitize(&head);
+    if s.is_empty() {
         "(empty body)".to_string()
     } else {
-        one_line.trim().to_string()
+        s
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod bolt11;
 pub mod cln;
 pub mod descriptor;
+pub mod detail;
 pub mod error;
 pub mod exchange;
 pub mod http;

@@ -2,6 +2,7 @@
 //! backend shares, then the backend's own classification (its module in
 //! this crate). Anything that could mean "paid" is `Unknown`.
 
+use crate::detail::sanitize;
 use crate::exchange;
 use crate::http::{HttpResponse, Runtime, TransportError};
 use crate::outcome::{LookupOutcome, PayOutcome};
@@ -43,11 +44,15 @@ pub fn classify_pay(kind: BackendKind, r: &Result<HttpResponse, TransportError>)
         Ok(resp) => kind.adapter().classify_pay(resp),
         Err(o) => o,
     };
+    // Classified on the backend's own words; kept and shown sanitized.
     match outcome {
         // Whatever a backend calls it, "already paid" is never a failure.
         PayOutcome::Failed(m) | PayOutcome::Unknown(m) if says_already_paid(&m) => {
-            PayOutcome::AlreadyPaid(m)
+            PayOutcome::AlreadyPaid(sanitize(&m))
         }
+        PayOutcome::Failed(m) => PayOutcome::Failed(sanitize(&m)),
+        PayOutcome::Unknown(m) => PayOutcome::Unknown(sanitize(&m)),
+        PayOutcome::NotSent(m) => PayOutcome::NotSent(sanitize(&m)),
         o => o,
     }
 }

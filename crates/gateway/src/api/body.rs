@@ -63,6 +63,16 @@ pub fn has_control_chars(s: &str, allow_line_breaks: bool) -> bool {
         .any(|c| c.is_control() && !(allow_line_breaks && matches!(c, '\t' | '\n' | '\r')))
 }
 
+/// A JSON number as a whole number: `559` and `559.0` alike (JSON Schema's
+/// `integer` allows both), up to 2^53, where doubles stop being exact.
+pub fn whole_u64(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9_007_199_254_740_992.0)
+            .map(|f| f as u64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

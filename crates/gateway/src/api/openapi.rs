@@ -156,11 +156,17 @@ mod tests {
                 .replace("{payment_hash}", &"ab".repeat(32))
                 .replace("{name}", "shop");
             let routed = routes::route(&method.to_ascii_uppercase(), &concrete);
+            // HEAD is served as GET.
+            let as_method = if method == "head" {
+                "get"
+            } else {
+                method.as_str()
+            };
             match (&routed, method.as_str()) {
                 (Ok(Route::Preflight), "options") => {}
                 (Ok(r), _) => assert_eq!(
                     documented_as(r),
-                    Some((method.as_str(), path.as_str())),
+                    Some((as_method, path.as_str())),
                     "{method} {path} routes to {r:?}"
                 ),
                 (Err(e), _) => panic!("{method} {path} is documented but the router answers {e:?}"),
@@ -204,11 +210,37 @@ mod tests {
     }
 
     #[test]
-    fn invoice_routes_document_the_rate_limit() {
+    fn every_operation_has_an_operation_id() {
         let d = doc();
+        let mut ids = BTreeSet::new();
+        for (method, path) in operations(&d) {
+            let id = d["paths"][&path][&method]["operationId"].as_str();
+            let id = id.unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_string()), "operationId {id} twice");
+        }
+    }
+
+    #[test]
+    fn public_and_keyed_routes_document_the_rate_limit() {
+        let d = doc();
+        for (method, path) in operations(&d) {
+            let op = &d["paths"][&path][&method];
+            let keyed = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|x| x.as_object().is_some_and(|o| !o.is_empty()))
+            });
+            if keyed {
+                assert!(
+                    op["responses"]["429"].is_object(),
+                    "{method} {path}: keyed, so wrong keys are throttled"
+                );
+            }
+        }
         for (path, method) in [
             ("/api/create-invoice", "post"),
             ("/api/check-invoice", "get"),
+            ("/api/lightning/health", "get"),
+            ("/status", "get"),
         ] {
             let r = &d["paths"][path][method]["responses"]["429"]["$ref"];
             assert_eq!(r, "#/components/responses/RateLimited", "{method} {path}");

@@ -53,9 +53,9 @@ pub(crate) const TABLE: &[(&str, &str, Route)] = &[
     ("/api/invoices/notify", "POST", Route::InvoiceNotice),
 ];
 
-const GET: &[&str] = &["GET", "OPTIONS"];
+const GET: &[&str] = &["GET", "HEAD", "OPTIONS"];
 const POST: &[&str] = &["POST", "OPTIONS"];
-const BOTH: &[&str] = &["GET", "POST", "OPTIONS"];
+const BOTH: &[&str] = &["GET", "HEAD", "POST", "OPTIONS"];
 
 /// `/api/payouts/{id}` and its admin actions (`/retry`, `/cancel`,
 /// `/redeliver-webhook`). `attention` is no id (ids are `po_<hex>`): the table has it.
@@ -140,7 +140,14 @@ fn lnurl_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
         }
     }
     Some(if method.eq_ignore_ascii_case("OPTIONS") {
-        Ok(Route::Preflight)
+        // No served name is longer than 64 (openapi.json): a preflight for a
+        // longer one is 404 (GET answers it with LUD-06's own 404).
+        match &route {
+            Route::LnurlPay(n) | Route::LnurlCallback(n) if n.len() > 64 => {
+                Err(ApiError::RouteNotFound)
+            }
+            _ => Ok(Route::Preflight),
+        }
     } else if method.eq_ignore_ascii_case("GET") {
         Ok(route)
     } else {
@@ -157,11 +164,19 @@ fn checkout_route(method: &str, path: &str) -> Option<Result<Route, ApiError>> {
     Some(if method.eq_ignore_ascii_case("GET") {
         Ok(Route::CheckoutPage(hash.to_string()))
     } else {
-        Err(ApiError::MethodNotAllowed { allowed: &["GET"] })
+        Err(ApiError::MethodNotAllowed {
+            allowed: &["GET", "HEAD"],
+        })
     })
 }
 
+/// `HEAD` is served as `GET` (the caller drops the body, RFC 9110 §9.3.2).
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let method = if method.eq_ignore_ascii_case("HEAD") {
+        "GET"
+    } else {
+        method
+    };
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
@@ -213,6 +228,12 @@ mod tests {
         );
         assert_eq!(route("GET", "/api/check-invoice"), Ok(Route::CheckInvoice));
         assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
+        assert_eq!(route("HEAD", "/api/lightning/health"), Ok(Route::Health));
+        assert_eq!(
+            route("HEAD", "/api/payouts/po_1"),
+            Ok(Route::GetPayout("po_1".into()))
+        );
+        assert_eq!(status("HEAD", "/api/create-invoice"), Err(405));
         assert_eq!(
             route("OPTIONS", "/api/create-invoice"),
             Ok(Route::Preflight)

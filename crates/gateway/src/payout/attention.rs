@@ -15,8 +15,9 @@ pub const MOVED_SHOWN_MS: u64 = 24 * 3600 * 1000;
 
 /// An unknown outcome older than this (seconds) needs attention by default.
 pub const DEFAULT_UNKNOWN_OLDER_THAN_SECS: u64 = 3600;
-/// At most a year: a larger threshold is a typo, not a choice.
-pub const MAX_UNKNOWN_OLDER_THAN_SECS: u64 = 366 * 24 * 3600;
+/// At most a year (365 days, as openapi.json says): a larger threshold is
+/// a typo, not a choice.
+pub const MAX_UNKNOWN_OLDER_THAN_SECS: u64 = 365 * 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionQuery {
@@ -31,7 +32,7 @@ impl AttentionQuery {
         limit: Option<&str>,
         cursor: Option<&str>,
     ) -> Result<AttentionQuery, ApiError> {
-        let threshold = match unknown_older_than_secs.filter(|s| !s.is_empty()) {
+        let threshold = match unknown_older_than_secs {
             None => DEFAULT_UNKNOWN_OLDER_THAN_SECS,
             Some(s) => s
                 .parse::<u64>()

@@ -32,16 +32,46 @@ pub fn cursor_of(p: &Payout) -> String {
 
 /// The cursor of the item created at `created_at_ms` with id `id`.
 pub fn cursor_from(created_at_ms: u64, id: &str) -> String {
-    B64.encode(format!("{created_at_ms}:{id}"))
+    format!("{created_at_ms}.{id}")
+}
+
+/// A cursor: `<created_at_ms>.<id>` (`^[0-9]{1,15}\.[A-Za-z0-9_]{1,64}$`, as
+/// openapi.json says, so any value of that shape is a position to list
+/// after), or the base64 form of earlier versions.
+fn parse_cursor(c: &str) -> Result<(u64, String), ApiError> {
+    let not_ours = || bad("cursor", "is not a cursor from a previous page");
+    let plain = c.split_once('.').filter(|(t, id)| {
+        // At most 15 digits: below 2^53, exact in SQLite's and JS's numbers.
+        (1..=15).contains(&t.len())
+            && t.bytes().all(|b| b.is_ascii_digit())
+            && (1..=64).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if let Some((t, id)) = plain {
+        return Ok((t.parse().map_err(|_| not_ours())?, id.to_string()));
+    }
+    let raw = B64
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(not_ours)?;
+    let (t, id) = raw.split_once(':').ok_or_else(not_ours)?;
+    let t: u64 = t.parse().map_err(|_| not_ours())?;
+    if t > 1 << 53 {
+        return Err(not_ours());
+    }
+    Ok((t, id.to_string()))
 }
 
 impl ListQuery {
+    /// An empty `status` or `limit` is refused (it is no value of the
+    /// documented ones); an empty `cursor` is the first page.
     pub fn parse(
         status: Option<&str>,
         limit: Option<&str>,
         cursor: Option<&str>,
     ) -> Result<ListQuery, ApiError> {
-        let status = match status.filter(|s| !s.is_empty()) {
+        let status = match status {
             None => None,
             Some(s) => Some(*STATUSES.iter().find(|x| **x == s).ok_or_else(|| {
                 bad(
@@ -50,7 +80,7 @@ impl ListQuery {
                 )
             })?),
         };
-        let limit = match limit.filter(|s| !s.is_empty()) {
+        let limit = match limit {
             None => 20,
             Some(l) => l
                 .parse::<u32>()
@@ -60,21 +90,7 @@ impl ListQuery {
         };
         let after = match cursor.filter(|s| !s.is_empty()) {
             None => None,
-            Some(c) => {
-                let raw = B64
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| bad("cursor", "is not a cursor from a previous page"))?;
-                let (t, id) = raw
-                    .split_once(':')
-                    .ok_or_else(|| bad("cursor", "is not a cursor from a previous page"))?;
-                Some((
-                    t.parse()
-                        .map_err(|_| bad("cursor", "is not a cursor from a previous page"))?,
-                    id.to_string(),
-                ))
-            }
+            Some(c) => Some(parse_cursor(c)?),
         };
         Ok(ListQuery {
             status,
@@ -146,6 +162,24 @@ mod tests {
         assert!(ListQuery::parse(None, Some("0"), None).is_err());
         assert!(ListQuery::parse(None, Some("1000"), None).is_err());
         assert!(ListQuery::parse(None, None, Some("!!")).is_err());
+        assert!(
+            ListQuery::parse(Some(""), None, None).is_err(),
+            "an empty status is no status"
+        );
+        assert!(ListQuery::parse(None, Some(""), None).is_err());
+        assert_eq!(
+            ListQuery::parse(None, None, Some("")).map(|q| q.after),
+            Ok(None)
+        );
+        // Any value of the documented shape is a position.
+        assert_eq!(
+            ListQuery::parse(None, None, Some("0.x")).map(|q| q.after),
+            Ok(Some((0, "x".into())))
+        );
+        assert_eq!(
+            ListQuery::parse(None, None, Some(&cursor_from(123, "po_ab"))).map(|q| q.after),
+            Ok(Some((123, "po_ab".into())))
+        );
         let c = B64.encode("123:po_x");
         assert_eq!(
             ListQuery::parse(Some("failed"), Some("5"), Some(&c)).map(|q| (q.status, q.after)),

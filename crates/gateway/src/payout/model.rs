@@ -434,7 +434,13 @@ impl Payout {
             .collect::<Vec<_>>())
     }
 
-    /// The API representation.
+    /// The view a client (and a webhook) gets: [`Payout::view`] without
+    /// [`ADMIN_ONLY_FIELDS`].
+    pub fn client_view(&self) -> Value {
+        client_view(self.view())
+    }
+
+    /// The API representation, as the admin sees it.
     pub fn view(&self) -> Value {
         let mut v = json!({
             "id": self.id,
@@ -506,4 +512,30 @@ impl Payout {
         }
         v
     }
+}
+
+/// The fields of a payout's view that only the admin sees: the backend's
+/// URL and key fingerprint (in `backend` and `backends_used`) and the
+/// internal log, which quotes backends' answers. The stored payout keeps
+/// them all (pinning is untouched); only what is shown differs.
+pub const ADMIN_ONLY_FIELDS: [&str; 3] = ["backend", "backends_used", "log"];
+
+/// A payout view, a list page of them (`payouts`) or an answer carrying one,
+/// as a client sees it.
+pub fn client_view(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ADMIN_ONLY_FIELDS {
+            o.remove(k);
+        }
+        if let Some(Value::Array(items)) = o.get_mut("payouts") {
+            for item in items {
+                if let Some(i) = item.as_object_mut() {
+                    for k in ADMIN_ONLY_FIELDS {
+                        i.remove(k);
+                    }
+                }
+            }
+        }
+    }
+    v
 }

@@ -95,7 +95,7 @@ pub fn parse(body: &[u8]) -> Result<PayoutRequest, ApiError> {
     };
     let amount_sat = match m.get("amount_sat") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Value::Number(n)) => match crate::api::body::whole_u64(n) {
             Some(0) | None => {
                 return Err(ApiError::invalid_field(
                     "amount_sat",
@@ -256,7 +256,10 @@ mod props {
         }
         match m.get("amount_sat") {
             None | Some(Value::Null) => {}
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|a| a > 0) => {}
+            Some(Value::Number(n))
+                if n.as_u64().is_some_and(|a| a > 0)
+                    || n.as_f64()
+                        .is_some_and(|f| f >= 1.0 && f.fract() == 0.0 && f <= 2f64.powi(53)) => {}
             _ => return Err("invalid_amount"),
         }
         for (field, max, breaks, code) in [

@@ -68,7 +68,7 @@ pub fn event_body(p: &Payout, event_id: &str, now_ms: u64) -> Value {
         "id": event_id,
         "type": event_type(p).unwrap_or("payout.updated"),
         "timestamp": iso8601_ms(event_time_ms(p, now_ms)),
-        "data": p.view(),
+        "data": p.client_view(),
     })
 }
 

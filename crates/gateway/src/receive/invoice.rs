@@ -28,7 +28,7 @@ fn whole_number(
 ) -> Result<Option<u64>, ApiError> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
+        Some(Value::Number(n)) => match crate::api::body::whole_u64(n) {
             Some(v) => Ok(Some(v)),
             None => Err(ApiError::invalid_field(
                 field,

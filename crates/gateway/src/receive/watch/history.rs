@@ -35,6 +35,25 @@ impl EventCursor {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
             return Ok(EventCursor::start(shards));
         };
+        // `e1.<position>.<position>...`, one per shard (openapi.json's pattern):
+        // at most 15 digits each, below 2^53, exact as a JS and SQLite number.
+        if let Some(rest) = raw.strip_prefix("e1.") {
+            let positions = rest
+                .split('.')
+                .map(|p| {
+                    (1..=15)
+                        .contains(&p.len())
+                        .then(|| p.parse::<u64>().ok())
+                        .flatten()
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("is not a cursor from a previous page"))?;
+            if positions.len() != shards as usize {
+                return Err(bad("was made for another number of watch shards"));
+            }
+            return Ok(EventCursor(positions));
+        }
+        // The base64 form of earlier versions.
         let text = B64
             .decode(raw)
             .ok()
@@ -44,9 +63,9 @@ impl EventCursor {
             .strip_prefix("e1:")
             .ok_or_else(|| bad("is not a cursor from a previous page"))?
             .split(',')
-            .map(str::parse::<u64>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| bad("is not a cursor from a previous page"))?;
+            .map(|p| p.parse::<u64>().ok().filter(|n| *n <= 1 << 53))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("is not a cursor from a previous page"))?;
         if positions.len() != shards as usize {
             return Err(bad("was made for another number of watch shards"));
         }
@@ -55,13 +74,13 @@ impl EventCursor {
 
     pub fn encode(&self) -> String {
         let list: Vec<String> = self.0.iter().map(u64::to_string).collect();
-        B64.encode(format!("e1:{}", list.join(",")))
+        format!("e1.{}", list.join("."))
     }
 }
 
 /// Reads `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
 pub fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
-    match raw.filter(|r| !r.is_empty()) {
+    match raw {
         None => Ok(DEFAULT_LIMIT),
         Some(l) => l
             .parse::<u32>()
