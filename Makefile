@@ -8,13 +8,13 @@ PORT ?= 8787
 
 CHAOS_ARGS ?=
 
-.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short contract deploy-check deploy
+.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short contract clients deploy-check deploy
 
 dev: setup build
 	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
 	npx wrangler dev --port $(PORT) --persist-to .wrangler/state --test-scheduled
 
-test: setup-test lint unit build testkit e2e contract deploy-check chaos-short
+test: setup-test lint unit build testkit e2e contract clients deploy-check chaos-short
 
 setup:
 	@scripts/setup.sh
@@ -44,6 +44,10 @@ e2e:
 CONTRACT_ARGS ?=
 contract: setup-test build testkit
 	node tests/contract/run.mjs $(CONTRACT_ARGS)
+
+# The generated TypeScript and Python clients, type-checked and run (tests/clients/run.mjs).
+clients: setup-test build
+	node tests/clients/run.mjs
 
 # What a deploy would refuse, without an account: `wrangler deploy --dry-run` and the size limit.
 deploy-check: setup build

@@ -21,7 +21,7 @@ for (const env of [undefined, "staging"]) {
     ["INVOICE_WATCH=InvoiceWatch", "PAYOUT_QUEUE=PayoutQueue"],
     `${where}: the Durable Object bindings`,
   );
-  assert.deepEqual(c.ratelimits.map((r) => r.name).sort(), ["AUTH_FAILURE_LIMITER", "INVOICE_RATE_LIMITER"], `${where}: the rate limits`);
+  assert.deepEqual(c.ratelimits.map((r) => r.name).sort(), ["AUTH_FAILURE_LIMITER", "INDEX_MISS_LIMITER", "INVOICE_RATE_LIMITER"], `${where}: the rate limits`);
   assert.deepEqual(c.triggers.crons, ["*/5 * * * *"], `${where}: the cron trigger drains the payout queue`);
   assert.equal(c.vars.ENVIRONMENT, "production", `${where}: production checks (no http backends, no example keys)`);
   for (const name of Object.keys(c.vars)) {

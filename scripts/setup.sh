@@ -2,7 +2,7 @@
 # Installs whatever the build and tests need and is missing. Idempotent:
 # each step is skipped when its tool is already there at the pinned version.
 #   scripts/setup.sh          build tools (wasm target, clang, worker-build, wasm-bindgen, npm deps incl. wasm-opt)
-#   scripts/setup.sh --test   also the test-only tools (LNbits and schemathesis in venvs, Chromium)
+#   scripts/setup.sh --test   also the test-only tools (LNbits, schemathesis, openapi-python-client and mypy in venvs, Chromium)
 #   scripts/setup.sh --bench  also the load generator for `make bench` (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 WORKER_BUILD_VERSION=0.8.7
 LNBITS_VERSION=1.6.2
 SCHEMATHESIS_VERSION=4.32.5
+OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+MYPY_VERSION=1.19.1
 want_test=0
 want_bench=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -105,6 +107,15 @@ if [ $want_test = 1 ]; then
     rm -rf .venv-schemathesis
     python3 -m venv .venv-schemathesis
     .venv-schemathesis/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+  # 7b. openapi-python-client and mypy: the generated Python client, type-checked (tests/clients).
+  opc_installed=$(.venv-clients/bin/pip show openapi-python-client 2>/dev/null | awk '/^Version:/ {print $2}' || true)
+  mypy_installed=$(.venv-clients/bin/pip show mypy 2>/dev/null | awk '/^Version:/ {print $2}' || true)
+  if [ "$opc_installed" != "$OPENAPI_PYTHON_CLIENT_VERSION" ] || [ "$mypy_installed" != "$MYPY_VERSION" ]; then
+    say "installing openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION and mypy $MYPY_VERSION into .venv-clients"
+    rm -rf .venv-clients
+    python3 -m venv .venv-clients
+    .venv-clients/bin/pip install -q --disable-pip-version-check "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION" "mypy==$MYPY_VERSION"
   fi
   # 8. Headless Chromium for the status page test.
   if ! command -v chromium >/dev/null; then

@@ -1,7 +1,9 @@
-//! Reads a JSON request body under a size cap.
+//! Reads a JSON request body under a size cap, as a stream.
 
+use futures_util::StreamExt;
 use worker::Request;
 
+use gateway::api::body::append_capped;
 use gateway::api::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -33,14 +35,17 @@ pub async fn read_json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
             max_bytes: MAX_BODY_BYTES,
         });
     }
-    let bytes = req
-        .bytes()
-        .await
-        .map_err(|e| ApiError::InvalidJson(format!("could not read the body: {e}")))?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            max_bytes: MAX_BODY_BYTES,
-        });
+    // Read as a stream and cut at the cap: a chunked body (no
+    // Content-Length) is never held whole beyond it.
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let unreadable =
+        |e: worker::Error| ApiError::InvalidJson(format!("could not read the body: {e}"));
+    let mut stream = req.stream().map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        append_capped(&mut bytes, &chunk.map_err(unreadable)?, MAX_BODY_BYTES)?;
     }
     Ok(bytes)
 }

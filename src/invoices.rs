@@ -15,6 +15,7 @@ use crate::watch_link;
 use backends::http::Runtime;
 use backends::identity::BackendId;
 use gateway::api::error::ApiError;
+use gateway::api::rate_limit::Limited;
 use gateway::config::Config;
 use gateway::payout::queue_call::REPLAYED_HEADER;
 use gateway::receive::admit::{self, CreateInvoice};
@@ -195,13 +196,14 @@ pub async fn check(
         }
         return Ok(Reply::json(200, answer));
     }
-    check_at_backend(env, ctx, cfg, &hash, now).await
+    check_at_backend(req, env, ctx, cfg, &hash, now).await
 }
 
 /// check-invoice of an invoice the watch does not hold (made before the
 /// watch existed, or the watch did not answer): the KV index names its
 /// backend, which is asked.
 async fn check_at_backend(
+    req: &Request,
     env: &Env,
     ctx: &Context,
     cfg: &Config,
@@ -213,7 +215,10 @@ async fn check_at_backend(
     let (record, session) =
         futures_util::future::join(store.invoice(hash), HealthSession::load(&store)).await;
     let Some(mut record) = record? else {
-        return check_missing(env, ctx, cfg, &store, hash).await;
+        // Neither the watch nor the index knows it: the search of every
+        // backend has its own, lower limit.
+        crate::rate_limit::check(req, env, cfg, Limited::IndexMiss).await?;
+        return check_missing(cfg, &store, hash).await;
     };
     if record.paid {
         return Ok(Reply::json(200, record.check_response(None, now)));
@@ -262,17 +267,11 @@ fn hand_over_paid(env: &Env, ctx: &Context, record: &InvoiceRecord) {
 /// The index has no entry for `hash`: KV may not have it here yet (another
 /// location wrote it a moment ago). Every provider that can look it up is
 /// asked; one that knows it repairs the entry, so later checks go straight to it.
-async fn check_missing(
-    env: &Env,
-    ctx: &Context,
-    cfg: &Config,
-    store: &Store,
-    hash: &str,
-) -> Result<Reply, ApiError> {
+async fn check_missing(cfg: &Config, store: &Store, hash: &str) -> Result<Reply, ApiError> {
     let rt = WorkerRuntime;
-    let mut session = HealthSession::load(store).await;
-    let verdict = invoice_lookup::locate(&rt, cfg, &mut session.book, hash).await;
-    session.flush(env, ctx).await;
+    // Read for the breakers only: this search never changes health.
+    let session = HealthSession::load(store).await;
+    let verdict = invoice_lookup::locate(&rt, cfg, &session.book, hash).await;
     let now = rt.now_ms() / 1000;
     match verdict {
         Verdict::Found(state, mut record) => {

@@ -30,7 +30,7 @@ fn cf_worker(req: &Request) -> Option<String> {
 /// A binding that fails lets the request through (and says so in the log):
 /// the limit protects the providers, it must not take the gateway down.
 pub async fn check(req: &Request, env: &Env, cfg: &Config, route: Limited) -> Result<(), ApiError> {
-    if !cfg.rate_limits.enabled || !bound(env, rate_limit::BINDING) {
+    if !cfg.rate_limits.enabled || !bound(env, route.binding()) {
         return Ok(());
     }
     let Some(key) = rate_limit::key(
@@ -41,7 +41,7 @@ pub async fn check(req: &Request, env: &Env, cfg: &Config, route: Limited) -> Re
     ) else {
         return Ok(());
     };
-    let outcome = match env.rate_limiter(rate_limit::BINDING) {
+    let outcome = match env.rate_limiter(route.binding()) {
         Ok(limiter) => limiter.limit(key).await,
         Err(e) => Err(e),
     };

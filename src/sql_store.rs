@@ -39,6 +39,14 @@ CREATE TABLE IF NOT EXISTS invoice_claims (hash TEXT PRIMARY KEY, payout_id TEXT
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS known_paid_hashes (backend TEXT NOT NULL, hash TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (backend, hash));
 CREATE TABLE IF NOT EXISTS payout_breakers (backend TEXT PRIMARY KEY, id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS status_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS payouts_counted AFTER INSERT ON payouts BEGIN
+  INSERT INTO status_counts (status, n) VALUES (NEW.status, 1) ON CONFLICT(status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS payouts_recounted AFTER UPDATE OF status ON payouts WHEN OLD.status IS NOT NEW.status BEGIN
+  UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
+  INSERT INTO status_counts (status, n) VALUES (NEW.status, 1) ON CONFLICT(status) DO UPDATE SET n = n + 1;
+END;
 ";
 
 /// Known-paid hashes kept per backend identity, besides its first one.
@@ -97,11 +105,33 @@ fn log_change(p: &Payout, from: &str) {
 impl SqlStore {
     pub fn open(sql: SqlStorage, instance: &str) -> Result<SqlStore, StoreError> {
         sql.exec(SCHEMA, None).map_err(e)?;
-        Ok(SqlStore {
+        let store = SqlStore {
             sql,
             instance: instance.to_string(),
             claims: None,
-        })
+        };
+        store.count_once()?;
+        Ok(store)
+    }
+
+    /// The payouts per status are counted by triggers on every write; a
+    /// queue from before them is counted once, here (the same synchronous
+    /// block as the schema, so no write comes in between).
+    fn count_once(&self) -> Result<(), StoreError> {
+        let done = self.number(
+            "SELECT value AS n FROM meta WHERE name = 'status_counts_v1'",
+            vec![],
+        )?;
+        if done.is_none() {
+            for q in [
+                "DELETE FROM status_counts",
+                "INSERT INTO status_counts (status, n) SELECT status, COUNT(*) FROM payouts GROUP BY status",
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('status_counts_v1', 1)",
+            ] {
+                let _ = self.sql.exec(q, None).map_err(e)?.raw().count();
+            }
+        }
+        Ok(())
     }
 
     /// Claims hashes in the invoice claims object before sending them.
@@ -404,14 +434,39 @@ impl SqlStore {
             .unwrap_or(0))
     }
 
-    /// Payouts per status, with the oldest of each (one pass over the
-    /// status index; the queue keeps the result for `STATS_MAX_AGE_MS`).
+    /// Payouts per status (kept by triggers, so reading them costs the same
+    /// whatever the history), with the oldest open one of each open status
+    /// (the first entry of the status index).
     pub fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        self.sql
-            .exec("SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM payouts GROUP BY status", None)
+        #[derive(Deserialize)]
+        struct Row {
+            status: String,
+            n: f64,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec("SELECT status, n FROM status_counts WHERE n > 0", None)
             .map_err(e)?
             .to_array()
-            .map_err(e)
+            .map_err(e)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let oldest = if matches!(r.status.as_str(), "succeeded" | "failed") {
+                None
+            } else {
+                self.number(
+                    "SELECT MIN(created_at) AS n FROM payouts WHERE status = ?",
+                    vec![V::from(r.status.as_str())],
+                )?
+                .map(|t| t as f64)
+            };
+            out.push(StatusCount {
+                status: r.status,
+                n: r.n,
+                oldest,
+            });
+        }
+        Ok(out)
     }
 }
 

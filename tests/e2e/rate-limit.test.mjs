@@ -11,11 +11,16 @@ import { signInvoice } from "./support/invoice.mjs";
 
 const LIMIT = 3;
 const KEY = "payout-key-rate-limit-0123456789";
-let lnbits, worker, unbound;
+let lnbits, worker, unbound, missLimited;
 
 const lowLimit = (toml) => {
   const out = toml.replace(/simple = \{ limit = \d+, period = \d+ \}/, `simple = { limit = ${LIMIT}, period = 60 }`);
   assert.notEqual(out, toml, "wrangler.toml declares the INVOICE_RATE_LIMITER binding");
+  return out;
+};
+const lowMissLimit = (toml) => {
+  const out = toml.replace(/(name = "INDEX_MISS_LIMITER"\nnamespace_id = "\d+"\n)simple = \{ limit = \d+, period = \d+ \}/, "$1simple = { limit = 2, period = 60 }");
+  assert.notEqual(out, toml, "wrangler.toml declares the INDEX_MISS_LIMITER binding");
   return out;
 };
 const noBinding = (toml) => toml.replace(/\[\[ratelimits\]\]\n(?:(?!\[)[^\n]*\n?)*/m, "");
@@ -32,9 +37,10 @@ before(async () => {
   };
   worker = await startWorker(vars, { name: "rate-limit", snapshot: true, editConfig: lowLimit });
   unbound = await startWorker(vars, { name: "rate-limit-unbound", snapshot: true, editConfig: noBinding });
+  missLimited = await startWorker(vars, { name: "rate-limit-miss", snapshot: true, editConfig: lowMissLimit });
 });
 
-after(() => stopAll(worker, unbound, lnbits));
+after(() => stopAll(worker, unbound, missLimited, lnbits));
 
 /** The limiter counts in fixed windows: start well inside one. */
 async function freshWindow() {
@@ -159,6 +165,25 @@ test("payout and admin routes send no CORS headers; the invoice routes do", asyn
   assert.equal(pre.headers.get("access-control-allow-origin"), "*");
   const lnurl = await worker.request("OPTIONS", "/.well-known/lnurlp/alice", { headers: origin });
   assert.equal(lnurl.headers.get("access-control-allow-origin"), "*", "LUD-06 wallets in browsers read the LNURL routes");
+});
+
+test("check-invoice's search of every backend for an unknown hash has its own, lower limit; known invoices are unaffected", async () => {
+  await freshWindow();
+  const ip = "198.51.100.40";
+  const known = await missLimited.createInvoice({ amount: 100 }, from(ip));
+  assert.equal(known.status, 201, known.text);
+  const random = () => [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  for (let i = 0; i < 2; i++) {
+    const r = await missLimited.request("GET", `/api/check-invoice?payment_hash=${random()}`, from(ip));
+    assert.equal(r.status, 404, r.text);
+  }
+  const over = await missLimited.request("GET", `/api/check-invoice?payment_hash=${random()}`, from(ip));
+  assert.equal(over.status, 429, over.text);
+  assert.equal(over.json.error.code, "rate_limited");
+  const still = await missLimited.request("GET", `/api/check-invoice?payment_hash=${known.json.payment_hash}`, from(ip));
+  assert.equal(still.status, 200, "an invoice the watch holds is answered without the search");
+  const other = await missLimited.request("GET", `/api/check-invoice?payment_hash=${random()}`, from("198.51.100.41"));
+  assert.equal(other.status, 404, "another client has its own count");
 });
 
 test("without the binding the routes are not limited", async () => {

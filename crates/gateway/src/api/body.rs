@@ -73,12 +73,34 @@ pub fn whole_u64(n: &serde_json::Number) -> Option<u64> {
     })
 }
 
+/// Adds one chunk of a request body to `buf`, or refuses the body once it
+/// would pass `max` bytes (nothing more of it is read).
+pub fn append_capped(buf: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), ApiError> {
+    if buf.len().saturating_add(chunk.len()) > max {
+        return Err(ApiError::PayloadTooLarge { max_bytes: max });
+    }
+    buf.extend_from_slice(chunk);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn code(body: &[u8]) -> Result<usize, String> {
         parse_object(body).map(|m| m.len()).map_err(|e| e.message())
+    }
+
+    #[test]
+    fn a_body_is_cut_at_the_cap() {
+        let mut buf = Vec::new();
+        assert!(append_capped(&mut buf, &[1; 10], 16).is_ok());
+        assert!(append_capped(&mut buf, &[2; 6], 16).is_ok());
+        assert_eq!(
+            append_capped(&mut buf, &[3], 16),
+            Err(ApiError::PayloadTooLarge { max_bytes: 16 })
+        );
+        assert_eq!(buf.len(), 16, "the refused chunk is not kept");
     }
 
     #[test]

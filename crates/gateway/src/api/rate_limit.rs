@@ -8,6 +8,9 @@ use crate::vars::ConfigError;
 
 /// The binding's name in wrangler.toml (`[[ratelimits]] name = ...`).
 pub const BINDING: &str = "INVOICE_RATE_LIMITER";
+/// The lower limit of check-invoice's search of every backend for a hash
+/// that neither the watch nor the index knows.
+pub const INDEX_MISS_BINDING: &str = "INDEX_MISS_LIMITER";
 /// Set to `false` to ignore the binding (for a load test, say).
 pub const ENABLED_VAR: &str = "INVOICE_RATE_LIMIT_ENABLED";
 /// The binding does not say when its window ends; its longest period is 60 s.
@@ -20,6 +23,19 @@ pub enum Limited {
     CheckInvoice,
     /// `GET /api/lightning/health` and `GET /status`.
     Status,
+    /// check-invoice's search of every backend, after the watch and the
+    /// index missed (its own binding, [`INDEX_MISS_BINDING`]).
+    IndexMiss,
+}
+
+impl Limited {
+    /// The binding that counts this route.
+    pub fn binding(self) -> &'static str {
+        match self {
+            Limited::IndexMiss => INDEX_MISS_BINDING,
+            _ => BINDING,
+        }
+    }
 }
 
 /// What counts as one client.
@@ -144,6 +160,7 @@ pub fn key(
         Limited::CreateInvoice => "create",
         Limited::CheckInvoice => "check",
         Limited::Status => "status",
+        Limited::IndexMiss => "miss",
     };
     Some(format!("{route}:{}", client(ip, cf_worker, keys)?))
 }

@@ -208,6 +208,14 @@ impl HealthBook {
         self.providers.entry(name.to_string()).or_default()
     }
 
+    /// What [`HealthBook::admit`] would answer now, changing nothing (for a
+    /// caller that only looks, such as check-invoice's index-miss search).
+    pub fn peek_admit(&self, name: &str, now_ms: u64, policy: &BreakerPolicy) -> Admission {
+        self.providers.get(name).map_or(Admission::Allow, |h| {
+            breaker::admit(h.breaker, now_ms, policy).0
+        })
+    }
+
     /// Asks the breaker of `name` whether a call may go out now.
     pub fn admit(&mut self, name: &str, now_ms: u64, policy: &BreakerPolicy) -> Admission {
         self.journal.0.push(Entry::Admit {

@@ -6,13 +6,20 @@
 //! one that knows it gives back the index entry to repair. A provider that
 //! errors is not a "not found": if nobody knows the hash and someone could
 //! not answer, the lookup is unavailable, never a false 404.
+//!
+//! Anyone can ask for a random hash, so this search must not be a lever on
+//! the backends: it runs only after the watch and the index both missed, it
+//! has its own lower rate limit (the Worker's `INDEX_MISS_LIMITER`), it
+//! stops at the first provider that knows the hash, it is not retried on a
+//! 429, it skips a provider whose breaker is not closed (no probe slot is
+//! spent on it), and its outcomes never count against a provider's health.
 
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::config::Config;
 use crate::health::breaker::Admission;
-use crate::health::{HealthBook, Source};
-use crate::receive::chain::{lookup_counts_against_health, BackendFailure};
+use crate::health::HealthBook;
+use crate::receive::chain::BackendFailure;
 use crate::receive::invoice::InvoiceRecord;
 use backends::bolt11;
 use backends::exchange;
@@ -151,9 +158,12 @@ async fn ask<R: Runtime>(
         }
         let result = exchange::send(rt, req.clone(), cfg.retry.attempt_timeout(remaining)).await;
         let latency = rt.now_ms().saturating_sub(start);
+        // A 429 is the backend asking for less: never asked again here.
         let transient = match &result {
             Err(e) => BackendError::from(e.clone()).is_transient(),
-            Ok(r) => !r.is_success() && BackendError::from_status(r).is_transient(),
+            Ok(r) => {
+                !r.is_success() && r.status != 429 && BackendError::from_status(r).is_transient()
+            }
         };
         answer = interpret(p, hash, result.clone());
         let health = match (&result, &answer) {
@@ -172,67 +182,56 @@ async fn ask<R: Runtime>(
     (answer, outcomes)
 }
 
-/// Asks every askable provider about `hash` at once, within the check
-/// deadline, honouring their breakers, and records the outcomes in `health`.
-pub async fn locate<R: Runtime>(
-    rt: &R,
-    cfg: &Config,
-    health: &mut HealthBook,
-    hash: &str,
-) -> Verdict {
+/// Asks every askable provider whose breaker is closed about `hash` at
+/// once, within the check deadline, and stops at the first that knows it.
+/// `health` is read for the breakers and never written (see the module note).
+pub async fn locate<R: Runtime>(rt: &R, cfg: &Config, health: &HealthBook, hash: &str) -> Verdict {
     let now = rt.now_ms();
     let deadline = now.saturating_add(cfg.retry.total_timeout_ms);
     let mut retry_after_secs = 5;
-    let mut plans = Vec::new();
-    for p in askable(cfg) {
-        match health.admit(p.name(), now, &cfg.breaker) {
-            Admission::Allow => plans.push((p, Some(1 + cfg.retry.max_retries))),
-            Admission::Probe => plans.push((p, Some(1))),
-            Admission::Reject { retry_at_ms } => {
-                retry_after_secs =
-                    retry_after_secs.min(retry_at_ms.saturating_sub(now).div_ceil(1000).max(1));
-                plans.push((p, None));
+    let mut skipped = Vec::new();
+    let mut runs = FuturesUnordered::new();
+    for (i, p) in askable(cfg).into_iter().enumerate() {
+        match health.peek_admit(p.name(), now, &cfg.breaker) {
+            Admission::Allow => {
+                let tries = 1 + cfg.retry.max_retries;
+                runs.push(async move { (i, ask(rt, cfg, p, hash, tries, deadline).await.0) });
+            }
+            not_closed => {
+                if let Admission::Reject { retry_at_ms } = not_closed {
+                    retry_after_secs =
+                        retry_after_secs.min(retry_at_ms.saturating_sub(now).div_ceil(1000).max(1));
+                }
+                skipped.push((
+                    i,
+                    Answer::Failed(BackendFailure {
+                        provider: p.name().into(),
+                        code: "circuit_open",
+                        message: "circuit breaker open".into(),
+                    }),
+                ));
             }
         }
     }
-    let runs = plans.iter().map(|(p, tries)| async move {
-        match tries {
-            Some(n) => ask(rt, cfg, p, hash, *n, deadline).await,
-            None => (
-                Answer::Failed(BackendFailure {
-                    provider: p.name().into(),
-                    code: "circuit_open",
-                    message: "circuit breaker open".into(),
-                }),
-                Vec::new(),
-            ),
+    let mut answers = skipped;
+    while let Some((i, answer)) = runs.next().await {
+        if let Answer::Known(state, record) = answer {
+            // The rest are dropped unanswered: this one issued the invoice.
+            return Verdict::Found(state, record);
         }
-    });
-    let results = join_all(runs).await;
-    let mut answers = Vec::new();
-    for ((p, _), (answer, outcomes)) in plans.iter().zip(results) {
-        for (outcome, latency) in outcomes {
-            match outcome {
-                Ok(()) => health.record_success(p.name(), latency, rt.now_ms(), Source::Request),
-                Err(e) if lookup_counts_against_health(&e) => health.record_failure(
-                    p.name(),
-                    &e.to_string(),
-                    latency,
-                    rt.now_ms(),
-                    Source::Request,
-                    &cfg.breaker,
-                ),
-                Err(_) => {}
-            }
-        }
-        answers.push(answer);
+        answers.push((i, answer));
     }
-    merge(answers, retry_after_secs)
+    answers.sort_by_key(|(i, _)| *i);
+    merge(
+        answers.into_iter().map(|(_, a)| a).collect(),
+        retry_after_secs,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::Source;
     use backends::bolt11::Network;
     use backends::mock::sign_invoice;
     use backends::BackendKind;
@@ -390,13 +389,52 @@ mod tests {
         );
         let took = rt.now_ms() - T0;
         assert!(
-            took <= 3_000,
-            "within the total deadline, not one timeout after another: {took} ms"
+            took < 1_000,
+            "stops at the first provider that knows it, not at the hangs' timeout: {took} ms"
         );
-        assert!(
-            h.get("phoenixd").consecutive_failures > 0,
-            "a hang counts against health"
+        assert_eq!(
+            h.get("phoenixd").consecutive_failures,
+            0,
+            "an index-miss search never counts against health"
         );
+    }
+
+    /// Anyone can send random hashes: a 429 is not asked again, and nothing
+    /// the search meets moves a breaker.
+    #[test]
+    fn a_429_is_not_retried_and_failures_leave_health_alone() {
+        let (_, hash) = invoice();
+        let cfg = config(&[("BREAKER_FAILURE_THRESHOLD", "1")]);
+        let rt = VirtualRuntime::new(T0);
+        rt.on(PHOENIXD, vec![not_found()]);
+        rt.on(
+            LND,
+            vec![Reply::Respond(
+                HttpResponse::json(429, &json!({"message": "slow down"})),
+                5,
+            )],
+        );
+        rt.on(
+            LNBITS,
+            vec![Reply::Respond(
+                HttpResponse::json(500, &json!({"detail": "db"})),
+                5,
+            )],
+        );
+        let mut h = HealthBook::default();
+        assert!(matches!(
+            run(&rt, &cfg, &mut h, &hash),
+            Verdict::Unavailable { .. }
+        ));
+        assert_eq!(rt.calls_to(LND), 1, "a 429 is not retried");
+        for p in ["phoenixd", "lnd", "lnbits"] {
+            assert_eq!(h.get(p).consecutive_failures, 0, "{p}");
+            assert_eq!(
+                h.admit(p, rt.now_ms(), &cfg.breaker),
+                Admission::Allow,
+                "{p}"
+            );
+        }
     }
 
     #[test]
