@@ -41,6 +41,8 @@ before(async () => {
       LIGHTNING_ADDRESS_NAMES: "shop",
       NOSTR_ZAP_SECRET: "5a".repeat(32),
       CHECKOUT_REDIRECT_HOSTS: "shop.example",
+      // The operator's own zone: never fetched from a customer's URL.
+      OUTBOUND_DENY_DOMAINS: "operator.example",
     },
     { name: "bad-input" },
   );
@@ -559,6 +561,8 @@ const payoutFields = [
   ["address with a path traversal name", () => ({ destination: "../../admin@example.com", amount_sat: 10 }), 400, "invalid_destination"],
   ["address on an IPv6 literal", () => ({ destination: "eve@[::1]", amount_sat: 10 }), 400, ["invalid_destination", "destination_not_allowed"]],
   ["address on a private IP", () => ({ destination: "eve@10.0.0.1", amount_sat: 10 }), 400, "destination_not_allowed"],
+  ["address in a denied zone (OUTBOUND_DENY_DOMAINS)", () => ({ destination: "eve@internal.operator.example", amount_sat: 10 }), 400, "destination_not_allowed"],
+  ["webhook_url in a denied zone", () => ({ destination: fresh(), webhook_url: "https://hooks.operator.example/x" }), 400, "invalid_webhook_url"],
   ["address on the metadata IP", () => ({ destination: "eve@169.254.169.254", amount_sat: 10 }), 400, "destination_not_allowed"],
   ["address on localhost", () => ({ destination: "eve@localhost", amount_sat: 10 }), 400, "destination_not_allowed"],
   ["address on a hex IP", () => ({ destination: "eve@0xa.0.0.1", amount_sat: 10 }), 400, "destination_not_allowed"],

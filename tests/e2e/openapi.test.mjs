@@ -59,3 +59,18 @@ test("a method the gateway does not know is 405, never served as GET", async () 
     assert.ok(res.headers.get("allow"), `${method} ${route}: no Allow header`);
   }
 });
+
+test("HEAD is served on GET routes: the same status and headers, no body; not on POST routes", async () => {
+  for (const route of ["/", "/openapi.json", "/api/lightning/health", "/status"]) {
+    const get = await worker.request("GET", route);
+    const head = await worker.request("HEAD", route);
+    assert.equal(head.status, get.status, route);
+    assert.equal(head.headers.get("content-type"), get.headers.get("content-type"), route);
+    assert.equal(head.text, "", `${route}: no body`);
+  }
+  const post = await worker.request("HEAD", "/api/create-invoice");
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "POST, OPTIONS");
+  const allow = (await worker.request("DELETE", "/api/lightning/health")).headers.get("allow");
+  assert.equal(allow, "GET, HEAD, OPTIONS");
+});
