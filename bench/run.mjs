@@ -17,6 +17,7 @@ import { startFakeProvider } from "../tests/e2e/support/fake-provider.mjs";
 import { signInvoice, ROOT } from "../tests/e2e/support/invoice.mjs";
 
 // ---------- options ----------
+const BENCH_ADMIN_KEY = "bench-admin-key-0123456789abcdef";
 const argv = process.argv.slice(2);
 const opt = (name, def) => {
   const i = argv.indexOf(`--${name}`);
@@ -340,6 +341,7 @@ async function drain() {
         LNBITS_INVOICE_KEY: lnbits.key,
         LNBITS_ADMIN_KEY: lnbits.adminKey,
         PAYOUT_API_KEY: KEY,
+        ADMIN_API_KEY: BENCH_ADMIN_KEY,
         PAYOUT_QUEUE_SHARDS: String(shards),
         PAYOUT_MAX_IN_FLIGHT_PER_BACKEND: "16",
         PAYOUT_PAY_TIMEOUT_MS: "60000",
@@ -384,7 +386,8 @@ async function drain() {
       // Every payout ends succeeded in the queue, and each hash was paid once.
       let depth = NaN;
       for (let i = 0; i < 50; i++) {
-        depth = (await gw.request("GET", "/api/lightning/health")).json?.queue?.depth;
+        // The queue's figures need the admin key (and are then fresh).
+        depth = (await gw.request("GET", "/api/lightning/health", { headers: { authorization: `Bearer ${BENCH_ADMIN_KEY}` } })).json?.queue?.depth;
         if (depth === 0) break;
         await sleep(200);
       }

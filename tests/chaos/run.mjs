@@ -126,6 +126,8 @@ try {
   process.exit(2);
 }
 const KEY = "chaos-payout-key-0123456789abcdef";
+// The listing that the verdict reads is the admin's view (with each payout's backends).
+const ADMIN_KEY = "chaos-admin-key-0123456789abcdef";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
@@ -253,7 +255,7 @@ async function listAll() {
   let cursor = null;
   for (let page = 0; page < 1000; page++) {
     const q = `/api/payouts?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
-    const r = await api("GET", q, { timeoutMs: 30_000 });
+    const r = await api("GET", q, { timeoutMs: 30_000, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
     if (r.status !== 200 || !Array.isArray(r.json?.payouts)) throw new Error(`list payouts: ${r.status} ${r.text.slice(0, 300)}`);
     all.push(...r.json.payouts);
     cursor = r.json.next_cursor;
@@ -411,6 +413,7 @@ async function main() {
     LNBITS_INVOICE_KEY: payer.inkey,
     LNBITS_ADMIN_KEY: payer.adminkey,
     PAYOUT_API_KEY: KEY,
+    ADMIN_API_KEY: ADMIN_KEY,
     LNURL_ALLOW_HTTP_HOSTS: "127.0.0.1,localhost",
     PAYOUT_RETRY_BASE_MS: "500",
     PAYOUT_LOOKUP_BASE_MS: "500",
