@@ -297,13 +297,24 @@ impl PayoutQueue {
     }
 
     async fn handle(&self, call: QueueCall) -> Result<Reply, ApiError> {
-        if !matches!(
+        // Anything but a read may change a figure: the statistics are
+        // dropped before it (a Stats call while it waits counts afresh) and
+        // after it (so figures counted in between are not kept).
+        let changes = !matches!(
             call,
             QueueCall::Stats | QueueCall::Get { .. } | QueueCall::List(_)
-        ) {
-            // Anything else may change a figure: the next statistics are counted afresh.
+        );
+        if changes {
             self.stats.replace(None);
         }
+        let result = self.dispatch(call).await;
+        if changes {
+            self.stats.replace(None);
+        }
+        result
+    }
+
+    async fn dispatch(&self, call: QueueCall) -> Result<Reply, ApiError> {
         match call {
             QueueCall::Create {
                 slot,
@@ -392,7 +403,9 @@ impl DurableObject for PayoutQueue {
 
     async fn alarm(&self) -> worker::Result<Response> {
         self.stats.replace(None);
-        match self.drain("alarm").await {
+        let drained = self.drain("alarm").await;
+        self.stats.replace(None);
+        match drained {
             Ok(v) => Response::from_json(&v),
             Err(e) => {
                 // Logged by `drain`. Retry later, never at a time already past (that fires at

@@ -74,12 +74,13 @@ impl BackendError {
         } else {
             serde_json::from_str(&r.body).ok()
         };
+        // The backend's own words, whole: classification reads them (an
+        // "already paid" may come late in a long message); every display of
+        // the error goes through `Display`, which sanitizes and caps them.
         let detail = match &json {
-            Some(v) => json_detail(v)
-                .map(|d| sanitize(&d))
-                .unwrap_or_else(|| snippet(&r.body)),
+            Some(v) => json_detail(v).unwrap_or_else(|| snippet(&r.body)),
             None if html => html_title(&r.body)
-                .map(|t| format!("HTML error page: {}", sanitize(&t)))
+                .map(|t| format!("HTML error page: {t}"))
                 .unwrap_or_else(|| "HTML error page".to_string()),
             None => snippet(&r.body),
         };
@@ -113,7 +114,7 @@ impl From<TransportError> for BackendError {
     fn from(e: TransportError) -> Self {
         match e {
             TransportError::Timeout => BackendError::Timeout,
-            TransportError::Network(m) => BackendError::Network(sanitize(&m)),
+            TransportError::Network(m) => BackendError::Network(m),
             TransportError::TooLarge => BackendError::InvalidResponse("response too large".into()),
             TransportError::SlowBody => BackendError::Timeout,
         }
@@ -263,6 +264,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// What is shown of an error (health, /status, API bodies, payout
+    /// records) is one capped line without key-like tokens; the error keeps
+    /// the backend's words for classification.
+    #[test]
+    fn shown_text_is_sanitized_and_capped() {
+        let key = "a3f1c2d4e5b6a7980123456789abcdef";
+        let r = HttpResponse::json(
+            401,
+            &json!({"detail": format!("Invalid key {key}. {}", "x ".repeat(300))}),
+        );
+        let e = BackendError::from_status(&r);
+        let shown = e.to_string();
+        assert!(!shown.contains(key), "{shown}");
+        assert!(shown.contains("[redacted]"));
+        assert!(shown.chars().count() < 260, "{}", shown.chars().count());
+        assert!(matches!(e, BackendError::Unauthorized { detail, .. } if detail.contains(key)));
     }
 
     #[test]

@@ -394,6 +394,15 @@ mod tests {
             ),
             PayOutcome::Failed(_)
         ));
+        // Classified on the whole message, shown capped: "already paid"
+        // late in a long answer still counts.
+        let long = format!("{} invoice is already paid", "context ".repeat(60));
+        match classify_pay(k, &ok(409, json!({"error": {"code": 6, "message": long}}))) {
+            PayOutcome::AlreadyPaid(m) => {
+                assert!(m.chars().count() <= crate::detail::MAX_CHARS + 1, "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             classify_pay(k, &ok(503, json!({}))),
             PayOutcome::Unknown(_)
