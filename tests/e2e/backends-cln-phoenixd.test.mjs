@@ -211,6 +211,8 @@ for (const kind of ["cln", "phoenixd"]) {
           ...backendVars(fake),
           PAYOUT_PROVIDER: kind,
           PAYOUT_API_KEY: KEY,
+          // The admin's view of a payout has its internal log.
+          ADMIN_API_KEY: ADMIN,
           PAYOUT_PAY_TIMEOUT_MS: "1500",
           PAYOUT_LOOKUP_BASE_MS: "200",
           PAYOUT_RETRY_BASE_MS: "200",
