@@ -209,6 +209,42 @@ mod tests {
         );
     }
 
+    /// Every event a webhook can carry is in the `webhooks` object, and
+    /// nothing else: the invoice watch's kinds (but the zap receipt, which
+    /// goes to Nostr relays) and every answer of the payout's `event_type`.
+    #[test]
+    fn the_webhooks_object_covers_every_event() {
+        use crate::receive::watch::record::EventKind;
+        let d = doc();
+        let documented: BTreeSet<String> = d["webhooks"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let payout_events = ["payout.succeeded", "payout.failed", "payout.overpaid"];
+        // The payout events are read from webhook.rs's one function, so a new arm there fails this.
+        let source = include_str!("../payout/webhook.rs");
+        let body = source
+            .split("pub fn event_type")
+            .nth(1)
+            .and_then(|b| b.split("\n}\n").next())
+            .unwrap_or("");
+        let in_code: BTreeSet<String> = body
+            .split('"')
+            .filter(|t| t.starts_with("payout."))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            in_code,
+            payout_events.iter().map(|e| e.to_string()).collect(),
+            "payout events in event_type"
+        );
+        let mut expected: BTreeSet<String> = payout_events.iter().map(|e| e.to_string()).collect();
+        for k in [EventKind::Paid, EventKind::Expired] {
+            expected.insert(k.as_str().to_string());
+        }
+        assert_eq!(documented, expected);
+    }
+
     #[test]
     fn every_operation_has_an_operation_id() {
         let d = doc();
