@@ -6,6 +6,7 @@
 use worker::{Env, Request};
 
 use crate::log;
+use crate::request::header;
 use gateway::api::error::ApiError;
 use gateway::api::key_throttle;
 use gateway::api::rate_limit::{self, Limited};
@@ -18,14 +19,6 @@ fn bound(env: &Env, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn ip(req: &Request) -> Option<String> {
-    req.headers().get("cf-connecting-ip").ok().flatten()
-}
-
-fn cf_worker(req: &Request) -> Option<String> {
-    req.headers().get("cf-worker").ok().flatten()
-}
-
 /// Refuses the request with 429 when this client is over the route's limit.
 /// A binding that fails lets the request through (and says so in the log):
 /// the limit protects the providers, it must not take the gateway down.
@@ -35,8 +28,8 @@ pub async fn check(req: &Request, env: &Env, cfg: &Config, route: Limited) -> Re
     }
     let Some(key) = rate_limit::key(
         route,
-        ip(req).as_deref(),
-        cf_worker(req).as_deref(),
+        header(req, "cf-connecting-ip").as_deref(),
+        header(req, "cf-worker").as_deref(),
         cfg.rate_limits.clients,
     ) else {
         return Ok(());
@@ -68,8 +61,8 @@ thread_local! {
 
 fn client(req: &Request, cfg: &Config) -> Option<String> {
     rate_limit::client(
-        ip(req).as_deref(),
-        cf_worker(req).as_deref(),
+        header(req, "cf-connecting-ip").as_deref(),
+        header(req, "cf-worker").as_deref(),
         cfg.rate_limits.clients,
     )
 }
@@ -77,7 +70,7 @@ fn client(req: &Request, cfg: &Config) -> Option<String> {
 /// Before a request that shows a key is handled: a client this isolate saw
 /// over the failed-key limit is refused, right key or not.
 pub fn key_blocked(req: &Request, cfg: &Config, now_ms: u64) -> Result<(), ApiError> {
-    if !cfg.rate_limits.enabled || req.headers().get("authorization").ok().flatten().is_none() {
+    if !cfg.rate_limits.enabled || header(req, "authorization").is_none() {
         return Ok(());
     }
     let Some(client) = client(req, cfg) else {
@@ -94,7 +87,7 @@ pub fn key_blocked(req: &Request, cfg: &Config, now_ms: u64) -> Result<(), ApiEr
 /// the window. A failing binding changes nothing (it is logged).
 pub async fn key_failed(req: &Request, env: &Env, cfg: &Config, now_ms: u64) -> Option<ApiError> {
     if !cfg.rate_limits.enabled
-        || req.headers().get("authorization").ok().flatten().is_none()
+        || header(req, "authorization").is_none()
         || !bound(env, key_throttle::BINDING)
     {
         return None;

@@ -32,6 +32,23 @@ pub(crate) fn check(name: &str, key: &str, production: bool) -> Result<(), Confi
     Ok(())
 }
 
+/// A key and, during a rotation, its previous one (`<name>_PREVIOUS`),
+/// each checked; the ones set, current first.
+pub(crate) fn with_previous<F: Fn(&str) -> Option<String>>(
+    v: &Vars<F>,
+    name: &str,
+    production: bool,
+) -> Result<Vec<String>, ConfigError> {
+    let mut keys = Vec::new();
+    for n in [name.to_string(), format!("{name}_PREVIOUS")] {
+        if let Some(k) = v.get(&n) {
+            check(&n, &k, production)?;
+            keys.push(k);
+        }
+    }
+    Ok(keys)
+}
+
 /// In production, no two of the gateway's keys are equal: a payout key
 /// that is also the admin key gives every payout client the admin routes.
 pub(crate) fn distinct<F: Fn(&str) -> Option<String>>(

@@ -382,13 +382,7 @@ fn admin_keys<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     production: bool,
 ) -> Result<Vec<String>, ConfigError> {
-    let mut keys = Vec::new();
-    for name in ["ADMIN_API_KEY", "ADMIN_API_KEY_PREVIOUS"] {
-        if let Some(k) = v.get(name) {
-            crate::api_keys::check(name, &k, production)?;
-            keys.push(k);
-        }
-    }
+    let keys = crate::api_keys::with_previous(v, "ADMIN_API_KEY", production)?;
     if keys.len() == 1 && v.get("ADMIN_API_KEY").is_none() {
         return Err(ConfigError::new(
             "ADMIN_API_KEY_PREVIOUS",

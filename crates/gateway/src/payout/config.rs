@@ -139,13 +139,7 @@ fn api_keys<F: Fn(&str) -> Option<String>>(
     v: &Vars<F>,
     production: bool,
 ) -> Result<Vec<String>, ConfigError> {
-    let mut keys = Vec::new();
-    for name in ["PAYOUT_API_KEY", "PAYOUT_API_KEY_PREVIOUS"] {
-        if let Some(k) = v.get(name) {
-            crate::api_keys::check(name, &k, production)?;
-            keys.push(k);
-        }
-    }
+    let keys = crate::api_keys::with_previous(v, "PAYOUT_API_KEY", production)?;
     if keys.is_empty() {
         return Err(err("PAYOUT_API_KEY", "is required to use payouts"));
     }

@@ -135,8 +135,7 @@ pub fn merge(answers: Vec<Answer>, retry_after_secs: u64) -> Verdict {
     }
 }
 
-/// One provider, retried on transient errors until `deadline_ms`. Returns
-/// the answer and each attempt's outcome for the health book.
+/// One provider's answer, retried on transient errors until `deadline_ms`.
 async fn ask<R: Runtime>(
     rt: &R,
     cfg: &Config,
@@ -144,20 +143,17 @@ async fn ask<R: Runtime>(
     hash: &str,
     max_tries: u32,
     deadline_ms: u64,
-) -> (Answer, Vec<(Result<(), BackendError>, u64)>) {
-    let mut outcomes = Vec::new();
+) -> Answer {
     let Some(req) = p.adapter().check_request(p, hash) else {
-        return (Answer::NotFound, outcomes);
+        return Answer::NotFound;
     };
     let mut answer = failed(p, &BackendError::Timeout);
     for n in 0..max_tries {
-        let start = rt.now_ms();
-        let remaining = deadline_ms.saturating_sub(start);
+        let remaining = deadline_ms.saturating_sub(rt.now_ms());
         if remaining == 0 {
             break;
         }
         let result = exchange::send(rt, req.clone(), cfg.retry.attempt_timeout(remaining)).await;
-        let latency = rt.now_ms().saturating_sub(start);
         // A 429 is the backend asking for less: never asked again here.
         let transient = match &result {
             Err(e) => BackendError::from(e.clone()).is_transient(),
@@ -165,21 +161,14 @@ async fn ask<R: Runtime>(
                 !r.is_success() && r.status != 429 && BackendError::from_status(r).is_transient()
             }
         };
-        answer = interpret(p, hash, result.clone());
-        let health = match (&result, &answer) {
-            (Err(e), _) => Err(e.clone().into()),
-            (Ok(r), _) if !r.is_success() => Err(BackendError::from_status(r)),
-            (Ok(_), Answer::Failed(f)) => Err(BackendError::InvalidResponse(f.message.clone())),
-            (Ok(_), _) => Ok(()),
-        };
-        outcomes.push((health, latency));
+        answer = interpret(p, hash, result);
         let delay = cfg.retry.delay_ms(n, rt.random_u64());
         if !transient || n + 1 >= max_tries || rt.now_ms().saturating_add(delay) >= deadline_ms {
             break;
         }
         rt.sleep(delay).await;
     }
-    (answer, outcomes)
+    answer
 }
 
 /// Asks every askable provider whose breaker is closed about `hash` at
@@ -195,7 +184,7 @@ pub async fn locate<R: Runtime>(rt: &R, cfg: &Config, health: &HealthBook, hash:
         match health.peek_admit(p.name(), now, &cfg.breaker) {
             Admission::Allow => {
                 let tries = 1 + cfg.retry.max_retries;
-                runs.push(async move { (i, ask(rt, cfg, p, hash, tries, deadline).await.0) });
+                runs.push(async move { (i, ask(rt, cfg, p, hash, tries, deadline).await) });
             }
             not_closed => {
                 if let Admission::Reject { retry_at_ms } = not_closed {

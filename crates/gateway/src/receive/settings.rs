@@ -45,13 +45,7 @@ impl InvoiceSettings {
         production: bool,
         max_invoice_sat: u64,
     ) -> Result<InvoiceSettings, ConfigError> {
-        let mut api_keys = Vec::new();
-        for name in ["INVOICE_API_KEY", "INVOICE_API_KEY_PREVIOUS"] {
-            if let Some(k) = v.get(name) {
-                crate::api_keys::check(name, &k, production)?;
-                api_keys.push(k);
-            }
-        }
+        let api_keys = crate::api_keys::with_previous(v, "INVOICE_API_KEY", production)?;
         if api_keys.is_empty() && v.get("INVOICE_API_KEY_PREVIOUS").is_some() {
             return Err(ConfigError::new(
                 "INVOICE_API_KEY",
