@@ -8,13 +8,13 @@ PORT ?= 8787
 
 CHAOS_ARGS ?=
 
-.PHONY: dev test setup setup-test setup-bench build lint unit e2e testkit bench chaos chaos-short contract clients deploy-check deploy
+.PHONY: dev test setup setup-test setup-bench build size lint unit e2e testkit bench chaos chaos-short contract clients deploy-check deploy
 
 dev: setup build
 	@[ -f .dev.vars ] || { cp .dev.vars.example .dev.vars; echo "[dev] created .dev.vars from .dev.vars.example (mock provider enabled)"; }
 	npx wrangler dev --port $(PORT) --persist-to .wrangler/state --test-scheduled
 
-test: setup-test lint unit build testkit e2e contract clients deploy-check chaos-short
+test: setup-test lint unit build size testkit e2e contract clients deploy-check chaos-short
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,10 @@ setup-test:
 
 build:
 	@scripts/build.sh
+
+# The wasm held to its size budget (bench/SIZE.md): deterministic, so a check.
+size: build
+	@scripts/check-size.sh
 
 lint:
 	cargo fmt --all --check

@@ -28,7 +28,7 @@ impl HealthSession {
     /// provider went offline or came back, after it otherwise.
     pub async fn flush(mut self, env: &Env, ctx: &Context) {
         let Ok(store) = Store::open(env) else { return };
-        let Some(w) = store.commit_health(&self.book.take_journal(), false, "request") else {
+        let Some(w) = store.commit_health(&self.book.take_journal(), "request") else {
             return;
         };
         if w.urgent {
@@ -42,7 +42,7 @@ impl HealthSession {
     /// what was recorded so far, and writes it now if it must be written.
     /// Anything else waits for [`HealthSession::flush_rest`].
     pub async fn flush_urgent(&mut self, store: &Store) {
-        let Some(w) = store.commit_health(&self.book.take_journal(), false, "request") else {
+        let Some(w) = store.commit_health(&self.book.take_journal(), "request") else {
             return;
         };
         if w.urgent {
@@ -55,7 +55,7 @@ impl HealthSession {
     /// After the answer (inside `wait_until`): applies the rest and writes
     /// what is due.
     pub async fn flush_rest(mut self, store: &Store) {
-        let later = store.commit_health(&self.book.take_journal(), false, "request");
+        let later = store.commit_health(&self.book.take_journal(), "request");
         if let Some(w) = later.or(self.pending.take()) {
             store.write_health(w).await;
         }

@@ -41,6 +41,22 @@ pub struct PayoutQueue {
     /// count them at most every `STATS_MAX_AGE_MS` while nothing changes,
     /// whatever their traffic. Every call that may change a payout drops them.
     stats: std::cell::RefCell<Option<(u64, serde_json::Value)>>,
+    /// This object applied its schema: later opens skip the DDL.
+    schema_ready: std::cell::Cell<bool>,
+    /// Requests of this object that may send (between `ensure_wake_by` and
+    /// their own `arm`), and the earliest moment one of their sends must
+    /// have ended: `arm` keeps an alarm by then while any is running.
+    in_flight: std::cell::Cell<u32>,
+    in_flight_by: std::cell::Cell<u64>,
+}
+
+/// Marks one request of the object as possibly sending until dropped.
+struct InFlight<'a>(&'a std::cell::Cell<u32>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 /// How old the statistics a shard answers with may be.
@@ -78,8 +94,13 @@ fn created(p: &Payout) -> Reply {
 
 impl PayoutQueue {
     fn store(&self) -> Result<SqlStore, ApiError> {
-        let store =
-            SqlStore::open(self.state.storage().sql(), &self.instance).map_err(store_err)?;
+        let store = SqlStore::open(
+            self.state.storage().sql(),
+            &self.instance,
+            self.schema_ready.get(),
+        )
+        .map_err(store_err)?;
+        self.schema_ready.set(true);
         // The claims object itself never claims; queue shards do when there are several.
         let shards = payout_config(&self.env).map_or(1, |c| c.shards);
         Ok(store.with_claims((shards > 1).then(|| self.claims_object(shards))))
@@ -92,10 +113,31 @@ impl PayoutQueue {
         }
     }
 
-    /// Arms the alarm for the next due payout or webhook (never in the past).
+    /// Arms the alarm for the next due payout or webhook (never in the past),
+    /// or clears it when nothing is due: every payout that is not final has a
+    /// wake-up time (a `Sending` one too, stored before its request goes
+    /// out), so an empty answer means nothing can need this shard. Without
+    /// the clear, the alarm `ensure_wake_by` sets inside an alarm (where
+    /// `getAlarm()` reads null) re-armed itself every pay timeout forever:
+    /// about 3,900 wake-ups a day per idle shard.
+    ///
+    /// Another request of this object that may be about to send (it set its
+    /// recovery alarm, its payout may not be stored yet) keeps an alarm no
+    /// later than its deadline. The caller drops its own [`InFlight`] first:
+    /// its sends are stored by then.
     async fn arm(&self, store: &SqlStore) {
-        if let Ok(Some(wake)) = store.next_wake() {
-            self.set_alarm_at(wake).await;
+        let others = (self.in_flight.get() > 0).then(|| self.in_flight_by.get());
+        match (store.next_wake(), others) {
+            (Ok(Some(wake)), by) => self.set_alarm_at(by.map_or(wake, |b| wake.min(b))).await,
+            (Ok(None), Some(by)) => self.set_alarm_at(by).await,
+            (Ok(None), None) => self.clear_alarm().await,
+            (Err(_), _) => {}
+        }
+    }
+
+    async fn clear_alarm(&self) {
+        if let Err(e) = self.state.storage().delete_alarm().await {
+            worker::console_warn!("payout_queue: could not clear the alarm: {e}");
         }
     }
 
@@ -107,12 +149,22 @@ impl PayoutQueue {
     /// Before work that may send: an alarm no later than the moment a send
     /// must have ended, so that if this instance dies mid-request the next
     /// one wakes and recovers it (a `Sending` of a dead instance is looked up).
-    async fn ensure_wake_by(&self, cfg: &PayoutConfig) {
+    /// The request counts as in flight until the returned mark is dropped.
+    async fn ensure_wake_by(&self, cfg: &PayoutConfig) -> InFlight<'_> {
         let by = WorkerRuntime.now_ms() + cfg.policy.pay_timeout_ms + engine::SENDING_RECHECK_MS;
+        let n = self.in_flight.get();
+        self.in_flight_by.set(if n == 0 {
+            by
+        } else {
+            self.in_flight_by.get().min(by)
+        });
+        self.in_flight.set(n + 1);
+        let mark = InFlight(&self.in_flight);
         let current = self.state.storage().get_alarm().await.ok().flatten();
         if current.is_none_or(|t| t < 0 || t as u64 > by) {
             self.set_alarm_at(by).await;
         }
+        mark
     }
 
     /// One wake-up (`who` is `alarm` or `cron`), logged as one line.
@@ -149,10 +201,10 @@ impl PayoutQueue {
         let cfg = payout_config(&self.env)?;
         let store = self.store()?;
         let rt = WorkerRuntime;
-        self.ensure_wake_by(&cfg).await;
-        let result = engine::drain(&rt, &store, &cfg, &holder(&self.instance, &rt, who))
-            .await
-            .map_err(store_err)?;
+        let mark = self.ensure_wake_by(&cfg).await;
+        let result = engine::drain(&rt, &store, &cfg, &holder(&self.instance, &rt, who)).await;
+        drop(mark);
+        let result = result.map_err(store_err)?;
         if result == Drain::Busy {
             // The other wake-up re-arms when it ends; check back in case it died.
             self.set_alarm_at(rt.now_ms() + 5_000).await;
@@ -201,8 +253,9 @@ impl PayoutQueue {
         let key = request::parse_idempotency_key(Some(key).filter(|k| !k.is_empty()))?;
         let parsed = request::parse(body)?;
         let store = self.store()?;
-        self.ensure_wake_by(&cfg).await;
+        let mark = self.ensure_wake_by(&cfg).await;
         let result = engine::create(&WorkerRuntime, &store, &cfg, parsed, &key).await;
+        drop(mark);
         self.arm(&store).await;
         Ok(match result? {
             Created::New(p) => created(&p),
@@ -285,8 +338,9 @@ impl PayoutQueue {
             }
             QueueCall::Retry { id, slot } => {
                 let cfg = self.shard_config(*slot)?;
-                self.ensure_wake_by(&cfg).await;
+                let mark = self.ensure_wake_by(&cfg).await;
                 let result = engine::retry(&rt, &store, &cfg, id).await;
+                drop(mark);
                 self.arm(&store).await;
                 return Ok(created(&result?));
             }
@@ -389,6 +443,9 @@ impl DurableObject for PayoutQueue {
             env,
             instance: format!("i{:016x}", WorkerRuntime.random_u64()),
             stats: std::cell::RefCell::new(None),
+            schema_ready: std::cell::Cell::new(false),
+            in_flight: std::cell::Cell::new(0),
+            in_flight_by: std::cell::Cell::new(0),
         }
     }
 
@@ -410,13 +467,14 @@ impl DurableObject for PayoutQueue {
             Err(e) => {
                 // Logged by `drain`. Retry later, never at a time already past (that fires at
                 // once, again and again), and not let the runtime retry at once.
+                // Nothing due (a broken configuration, say): no alarm at all,
+                // not one every ALARM_ERROR_DELAY_MS for as long as it lasts.
                 let retry_at = WorkerRuntime.now_ms() + ALARM_ERROR_DELAY_MS;
-                let next = self
-                    .store()
-                    .ok()
-                    .and_then(|s| s.next_wake().ok().flatten())
-                    .map_or(retry_at, |w| w.max(retry_at));
-                self.set_alarm_at(next).await;
+                match self.store().map(|s| s.next_wake()) {
+                    Ok(Ok(None)) if self.in_flight.get() == 0 => self.clear_alarm().await,
+                    Ok(Ok(Some(w))) => self.set_alarm_at(w.max(retry_at)).await,
+                    _ => self.set_alarm_at(retry_at).await,
+                }
                 Response::from_json(&e.to_json())
             }
         }

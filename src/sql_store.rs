@@ -31,6 +31,9 @@ CREATE INDEX IF NOT EXISTS payouts_wake ON payouts(wake_at);
 CREATE INDEX IF NOT EXISTS payouts_hash ON payouts(payment_hash);
 CREATE INDEX IF NOT EXISTS payouts_created ON payouts(created_at, id);
 CREATE INDEX IF NOT EXISTS payouts_status ON payouts(status, created_at);
+-- The daily limit's sum (`reserved_on`, on every create) reads one day's
+-- entries of this index alone, instead of scanning every payout ever kept.
+CREATE INDEX IF NOT EXISTS payouts_day ON payouts(day, status, amount_sat);
 CREATE INDEX IF NOT EXISTS payouts_blocked ON payouts(id) WHERE json_extract(data, '$.blocked') IS NOT NULL;
 CREATE INDEX IF NOT EXISTS payouts_overpaid ON payouts(id) WHERE json_extract(data, '$.overpaid') = 1;
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
@@ -58,6 +61,10 @@ pub struct SqlStore {
     instance: String,
     /// With several queue shards: where hashes are claimed across them.
     claims: Option<ClaimsObject>,
+    /// The version and status of each payout this store read or wrote: the
+    /// status-change log line names the old status without reading the row
+    /// again before each write (a write's version check makes them exact).
+    seen: std::cell::RefCell<std::collections::HashMap<String, (u64, &'static str)>>,
 }
 
 #[derive(Deserialize)]
@@ -103,14 +110,26 @@ fn log_change(p: &Payout, from: &str) {
 }
 
 impl SqlStore {
-    pub fn open(sql: SqlStorage, instance: &str) -> Result<SqlStore, StoreError> {
-        sql.exec(SCHEMA, None).map_err(e)?;
+    /// Opens the store, creating its tables (and counting an old queue once)
+    /// first unless `schema_ready`: this object already did, and the DDL is
+    /// work on every call otherwise.
+    pub fn open(
+        sql: SqlStorage,
+        instance: &str,
+        schema_ready: bool,
+    ) -> Result<SqlStore, StoreError> {
+        if !schema_ready {
+            sql.exec(SCHEMA, None).map_err(e)?;
+        }
         let store = SqlStore {
             sql,
             instance: instance.to_string(),
             claims: None,
+            seen: Default::default(),
         };
-        store.count_once()?;
+        if !schema_ready {
+            store.count_once()?;
+        }
         Ok(store)
     }
 
@@ -346,12 +365,23 @@ impl SqlStore {
             .map_err(e)?
             .to_array()
             .map_err(e)?;
-        rows.into_iter()
+        let payouts = rows
+            .into_iter()
             .map(|r| {
                 serde_json::from_str(&r.data)
                     .map_err(|err| StoreError(format!("corrupt payout row: {err}")))
             })
-            .collect()
+            .collect::<Result<Vec<Payout>, StoreError>>()?;
+        for p in &payouts {
+            self.saw(p);
+        }
+        Ok(payouts)
+    }
+
+    fn saw(&self, p: &Payout) {
+        self.seen
+            .borrow_mut()
+            .insert(p.id.clone(), (p.version, p.status()));
     }
 
     fn number(&self, query: &str, args: Vec<V>) -> Result<Option<u64>, StoreError> {
@@ -551,6 +581,7 @@ impl PayoutStore for SqlStore {
         let _ = cursor.raw().count();
         let inserted = cursor.rows_written() > 0;
         if inserted {
+            self.saw(p);
             log_change(p, "new");
         }
         Ok(inserted)
@@ -563,22 +594,30 @@ impl PayoutStore for SqlStore {
         wake_at_ms: Option<u64>,
     ) -> Result<bool, StoreError> {
         let data = serde_json::to_string(p).map_err(|err| StoreError(err.to_string()))?;
-        // For the log only: the status this write replaces (same synchronous
-        // block as the write, so nothing changes it in between).
+        // For the log only: the status this write replaces. Known when this
+        // store read the row at the expected version (the usual case); read
+        // otherwise, in the same synchronous block as the write.
         #[derive(Deserialize)]
         struct Status {
             status: String,
         }
-        let before: Option<String> = self
-            .sql
-            .exec(
-                "SELECT status FROM payouts WHERE id = ? AND version = ?",
-                vec![V::from(p.id.as_str()), int(expected_version)],
-            )
-            .and_then(|c| c.to_array::<Status>())
-            .ok()
-            .and_then(|rows| rows.into_iter().next())
-            .map(|r| r.status);
+        let known = self
+            .seen
+            .borrow()
+            .get(&p.id)
+            .filter(|(version, _)| *version == expected_version)
+            .map(|(_, status)| status.to_string());
+        let before: Option<String> = known.or_else(|| {
+            self.sql
+                .exec(
+                    "SELECT status FROM payouts WHERE id = ? AND version = ?",
+                    vec![V::from(p.id.as_str()), int(expected_version)],
+                )
+                .and_then(|c| c.to_array::<Status>())
+                .ok()
+                .and_then(|rows| rows.into_iter().next())
+                .map(|r| r.status)
+        });
         let cursor = self
             .sql
             .exec(
@@ -598,6 +637,9 @@ impl PayoutStore for SqlStore {
             .map_err(e)?;
         let _ = cursor.raw().count();
         let updated = cursor.rows_written() > 0;
+        if updated {
+            self.saw(p);
+        }
         if let (true, Some(from)) = (updated, before) {
             log_change(p, &from);
         }

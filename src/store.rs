@@ -65,18 +65,12 @@ impl Store {
         ISOLATE.with(|i| i.borrow().view())
     }
 
-    /// Applies a request's recorded changes to this isolate's book; what
-    /// must be written, if anything, comes back (`force`: the cron probe,
-    /// whose history is always written).
+    /// Applies a request's (or the cron probe's) recorded changes to this
+    /// isolate's book; what must be written, if anything, comes back.
     /// The breakers it moved are logged here, once.
-    pub fn commit_health(
-        &self,
-        journal: &Journal,
-        force: bool,
-        source: &str,
-    ) -> Option<HealthWrite> {
+    pub fn commit_health(&self, journal: &Journal, source: &str) -> Option<HealthWrite> {
         let now = now_ms();
-        let done = ISOLATE.with(|i| i.borrow_mut().commit_from(journal, now, force, source));
+        let done = ISOLATE.with(|i| i.borrow_mut().commit_from(journal, now, source));
         if !done.transitions.is_empty() {
             let redactor = crate::log::redactor(&self.env);
             for b in done.transitions {

@@ -36,6 +36,8 @@ pub struct InvoiceWatch {
     /// When the last wake-up asked to wake again: work that is due but was
     /// put off (budget, breaker) must not pull the alarm back to now.
     planned_wake_ms: Cell<Option<u64>>,
+    /// This object applied its schema: later opens skip the DDL.
+    schema_ready: Cell<bool>,
 }
 
 /// Clears the `waking` flag however the wake-up ends.
@@ -53,7 +55,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 impl InvoiceWatch {
     fn store(&self) -> Result<SqlWatchStore, ApiError> {
-        SqlWatchStore::open(self.state.storage().sql()).map_err(internal)
+        let store = SqlWatchStore::open(self.state.storage().sql(), self.schema_ready.get())
+            .map_err(internal)?;
+        self.schema_ready.set(true);
+        Ok(store)
     }
 
     /// Sets the alarm at `at_ms`, never in the past, unless one is set earlier.
@@ -175,6 +180,7 @@ impl DurableObject for InvoiceWatch {
             budget: RefCell::new(LookupBudget::new(per_minute, SHARDS)),
             waking: Cell::new(false),
             planned_wake_ms: Cell::new(None),
+            schema_ready: Cell::new(false),
         }
     }
 

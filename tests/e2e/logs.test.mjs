@@ -43,6 +43,9 @@ before(async () => {
       LIGHTNING_FALLBACK_MAX_RETRIES: "0",
       // One failure opens a breaker: the transition is logged.
       BREAKER_FAILURE_THRESHOLD: "1",
+      // A send's recovery alarm is 3 s away (pay timeout + 2 s): the idle
+      // queue test below sees within seconds whether it re-arms itself.
+      PAYOUT_PAY_TIMEOUT_MS: "1000",
     },
     // `log` shows the Worker's console.log lines (wrangler hides them at `info`).
     { name: "logs", logLevel: "log", snapshot: true },
@@ -180,6 +183,17 @@ test("payout lines carry the id and state change, never the preimage", async () 
     headers: { ...payoutAuth, "idempotency-key": "logs-2" },
   });
   assert.deepEqual([r.line.status, r.line.error], [400, "invalid_destination"]);
+});
+
+test("an idle payout queue stops waking up: no alarm is left once nothing is due", async () => {
+  // The payouts above are final. Before issue 21, each wake-up set a new
+  // recovery alarm (getAlarm() reads null inside an alarm), so an idle
+  // queue woke every pay timeout + 2 s forever.
+  const alarms = () => lines().filter((l) => l.event === "queue_wake" && l.trigger === "alarm").length;
+  await new Promise((r) => setTimeout(r, 4_000));
+  const before = alarms();
+  await new Promise((r) => setTimeout(r, 8_000));
+  assert.equal(alarms(), before, "no wake-up in 8 s, over twice the 3 s recovery alarm");
 });
 
 test("cron runs and queue wake-ups get one line each", async () => {

@@ -77,35 +77,26 @@ impl IsolateHealth {
     }
 
     /// Applies a request's changes to this isolate's copy, and says what,
-    /// if anything, to write. `force` writes (spacing allowing) even
-    /// without a change that matters (the cron probe's history).
-    pub fn commit(&mut self, journal: &Journal, now_ms: u64, force: bool) -> Option<Write> {
-        self.commit_from(journal, now_ms, force, "request").write
+    /// if anything, to write. The cron's probes follow the same rule, so a
+    /// steady deployment writes health at most once per flush interval.
+    pub fn commit(&mut self, journal: &Journal, now_ms: u64) -> Option<Write> {
+        self.commit_from(journal, now_ms, "request").write
     }
 
     /// [`IsolateHealth::commit`], with the breaker transitions it caused in
     /// this isolate's copy (`source`: `request` or `probe`).
-    pub fn commit_from(
-        &mut self,
-        journal: &Journal,
-        now_ms: u64,
-        force: bool,
-        source: &str,
-    ) -> Committed {
+    pub fn commit_from(&mut self, journal: &Journal, now_ms: u64, source: &str) -> Committed {
         let before = self.view();
         self.book.replay(journal);
         let transitions = breaker_transitions(&before, &self.book, source);
         Committed {
-            write: self.decide_write(now_ms, force),
+            write: self.decide_write(now_ms),
             transitions,
         }
     }
 
-    fn decide_write(&mut self, now_ms: u64, force: bool) -> Option<Write> {
-        let flush = match self.book.flush_needed(&self.stored, now_ms) {
-            Flush::No if force => Flush::Background,
-            f => f,
-        };
+    fn decide_write(&mut self, now_ms: u64) -> Option<Write> {
+        let flush = self.book.flush_needed(&self.stored, now_ms);
         let wait_ms = self.wrote_at_ms.map_or(0, |t| {
             t.saturating_add(WRITE_SPACING_MS).saturating_sub(now_ms)
         });
@@ -132,7 +123,7 @@ impl IsolateHealth {
 mod tests {
     use super::*;
     use crate::health::breaker::{Admission, BreakerPolicy};
-    use crate::health::Source;
+    use crate::health::{Source, FLUSH_INTERVAL_MS};
     use proptest::prelude::*;
 
     const P: BreakerPolicy = BreakerPolicy {
@@ -163,7 +154,7 @@ mod tests {
             let mut req = iso.view();
             assert!(!open(&req), "open before failure {}", i + 1);
             fail(&mut req, t);
-            if let Some(w) = iso.commit(&req.take_journal(), t, false) {
+            if let Some(w) = iso.commit(&req.take_journal(), t) {
                 kv = w.book;
                 writes += 1;
             }
@@ -185,7 +176,7 @@ mod tests {
         fail(&mut c, 3);
         for r in [&mut a, &mut b, &mut c] {
             let j = r.take_journal();
-            let _ = iso.commit(&j, 5, false);
+            let _ = iso.commit(&j, 5);
         }
         assert_eq!(iso.view().get("phoenixd").consecutive_failures, 3);
         assert!(open(&iso.view()));
@@ -203,13 +194,38 @@ mod tests {
             if !matches!(req.admit("phoenixd", t, &P), Admission::Reject { .. }) {
                 fail(&mut req, t);
             }
-            if iso.commit(&req.take_journal(), t, false).is_some() {
+            if iso.commit(&req.take_journal(), t).is_some() {
                 writes += 1;
             }
         }
         // Offline, then open; probes every cooldown fail without a write;
         // counters flush every 15 minutes at most.
         assert!(writes <= 2 + 4, "{writes} writes in an hour");
+    }
+
+    /// The cron probes every provider every 5 minutes. A healthy provider's
+    /// probes only add samples, so a day costs 96 writes (one per flush
+    /// interval), not 288; a provider going offline is written at once.
+    #[test]
+    fn a_steady_cron_writes_once_per_flush_interval() {
+        let mut iso = IsolateHealth::default();
+        iso.absorb(HealthBook::default(), 0);
+        let mut writes = Vec::new();
+        for i in 0..288u64 {
+            let t = 1 + i * 5 * 60_000;
+            let mut probe = iso.view();
+            probe.record_success("phoenixd", 12, t, Source::Probe);
+            if iso.commit(&probe.take_journal(), t).is_some() {
+                writes.push(t);
+            }
+        }
+        assert!(writes.len() <= 96, "{} writes in a day", writes.len());
+        assert!(writes.windows(2).all(|w| w[1] - w[0] >= FLUSH_INTERVAL_MS));
+        let t = 1 + 288 * 5 * 60_000;
+        let mut probe = iso.view();
+        fail(&mut probe, t);
+        let w = iso.commit(&probe.take_journal(), t);
+        assert!(w.is_some_and(|w| w.urgent), "offline is written at once");
     }
 
     proptest! {
@@ -243,7 +259,7 @@ mod tests {
                     2 if !in_flight.is_empty() => {
                         let mut r = in_flight.remove(0);
                         committed_failures += 1;
-                        if let Some(w) = iso.commit(&r.take_journal(), t, false) {
+                        if let Some(w) = iso.commit(&r.take_journal(), t) {
                             if !drop_writes {
                                 kv = w.book;
                             }
@@ -276,7 +292,7 @@ mod tests {
                 let mut r = isos[i].view();
                 fail(&mut r, t);
                 own[i] += 1;
-                if let Some(w) = isos[i].commit(&r.take_journal(), t, false) {
+                if let Some(w) = isos[i].commit(&r.take_journal(), t) {
                     kv = w.book;
                 }
                 if own[i] >= P.failure_threshold {
