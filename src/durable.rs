@@ -63,10 +63,11 @@ pub async fn fetch_bounded(
     timeout_ms: u64,
 ) -> worker::Result<Option<Answer>> {
     let sent = async {
-        let mut resp = stub.fetch_with_request(req).await?;
+        let resp = stub.fetch_with_request(req).await?;
         let status = resp.status_code();
         let headers = resp.headers().clone();
-        let text = resp.text().await?;
+        let text = String::from_utf8(crate::body::response_bytes(resp).await?)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok::<_, worker::Error>(Answer {
             status,
             headers,

@@ -60,14 +60,14 @@ async fn fetch(
     let content_type = resp.headers().get("content-type").ok().flatten();
     // A declared length over the cap is refused before reading anything
     // (not in first-line mode: the first line may be all that is wanted).
-    let declared_too_large = !limits.first_line_only
-        && resp
-            .headers()
-            .get("content-length")
-            .ok()
-            .flatten()
-            .and_then(|l| l.trim().parse::<u64>().ok())
-            .is_some_and(|l| l > limits.max_response_bytes as u64);
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    let declared_too_large =
+        !limits.first_line_only && declared.is_some_and(|l| l > limits.max_response_bytes as u64);
     if declared_too_large {
         return (Err(TransportError::TooLarge), true);
     }
@@ -78,6 +78,27 @@ async fn fetch(
         ResponseBody::Body(bytes) => Some(bytes.clone()),
         ResponseBody::Stream(_) => None,
     };
+    // A declared length within the cap bounds the body: one read instead of
+    // a stream read chunk by chunk, which costs workerd about 0.5 ms of CPU
+    // per response (issue 21). The abort signal still ends it on timeout.
+    if inline.is_none() && !limits.first_line_only && declared.is_some() {
+        let bytes = match crate::body::response_bytes(resp).await {
+            Ok(b) => b,
+            Err(e) => return (Err(net(e)), true),
+        };
+        if let Err(e) = reader.push(&bytes) {
+            return (Err(e), false);
+        }
+        let body = reader.finish();
+        return (
+            Ok(HttpResponse {
+                status,
+                content_type,
+                body,
+            }),
+            false,
+        );
+    }
     if let Some(bytes) = inline {
         if let Err(e) = reader.push(&bytes) {
             return (Err(e), false);

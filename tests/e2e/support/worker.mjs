@@ -63,13 +63,15 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
   let port = fixedPort ?? (await freePort());
   let base = `http://127.0.0.1:${port}`;
   let child;
+  let inspectorPort = 0;
   let log = "";
   const previousLogs = [];
   async function launch() {
+    inspectorPort = await freePort();
     const args = [
       "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state ?? path.join(dir, "state"),
       "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false",
-      "--inspector-port", String(await freePort()), "--log-level", logLevel, ...configArgs,
+      "--inspector-port", String(inspectorPort), "--log-level", logLevel, ...configArgs,
     ];
     child = spawn(path.join(ROOT, "node_modules/.bin/wrangler"), args, {
       cwd: ROOT,
@@ -111,6 +113,10 @@ export async function startWorker(vars, { name = "worker", dir: reuseDir = null,
   const worker = {
     base,
     dir,
+    /** wrangler's DevTools inspector (bench/profile.mjs takes CPU profiles through it). */
+    get inspectorPort() {
+      return inspectorPort;
+    },
     get log() {
       return log;
     },

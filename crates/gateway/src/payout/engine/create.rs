@@ -180,7 +180,7 @@ fn resolve_bolt11(
         payment_hash: None,
         now_secs,
     };
-    let inv = bolt11::verify(s, &want).map_err(|e| bad(e.to_string()))?;
+    let inv = bolt11::check(inv, &want).map_err(|e| bad(e.to_string()))?;
     Ok(Resolved {
         invoice: s.to_string(),
         payment_hash: inv.payment_hash.clone(),
