@@ -1,5 +1,5 @@
-//! Reads a JSON request body under a size cap: in one call when its
-//! length is declared within the cap, as a stream cut at the cap otherwise.
+//! Reads a JSON request body under a size cap, as a stream; reads our own
+//! Durable Objects' answers in one call.
 
 use futures_util::StreamExt;
 use worker::Request;
@@ -41,17 +41,11 @@ pub async fn read_json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     }
     let unreadable =
         |e: worker::Error| ApiError::InvalidJson(format!("could not read the body: {e}"));
-    // A declared length within the cap bounds the body (HTTP framing): read
-    // it in one call, which costs a fraction of a stream read chunk by chunk
-    // (about 0.7 ms of CPU per request in workerd, issue 21).
-    if declared.is_some() {
-        let bytes = req.bytes().await.map_err(unreadable)?;
-        let mut capped = Vec::new();
-        append_capped(&mut capped, &bytes, MAX_BODY_BYTES)?;
-        return Ok(capped);
-    }
-    // No length (chunked): read as a stream and cut at the cap, so such a
-    // body is never held whole beyond it.
+    // Read as a stream and cut at the cap, whatever length is declared: a
+    // chunked body may carry a Content-Length that does not bound it (KJ
+    // reads it as chunked and leaves the header), so one whole read could
+    // hold any size before the check. The stream costs about 0.5 ms of CPU
+    // more per request in workerd (issue 21); safety first.
     let mut stream = req.stream().map_err(unreadable)?;
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -62,13 +56,21 @@ pub async fn read_json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
 
 /// A response's whole body in one read (the runtime's `arrayBuffer()`).
 /// worker-rs reads any response body as a stream, chunk by chunk through
-/// JavaScript, which costs workerd several times the CPU (issue 21). For
-/// bodies already known to be bounded: our own objects' answers, or a
-/// declared length within the cap.
+/// JavaScript, which costs workerd several times the CPU (issue 21). Only
+/// for our own Durable Objects' answers, which were read whole before too:
+/// a backend's answer is streamed under its read limit (a declared length
+/// does not bound a compressed or chunked body).
 pub async fn response_bytes(resp: worker::Response) -> worker::Result<Vec<u8>> {
-    // A null-body status has no body, and a Response rebuilt with one throws.
-    if matches!(resp.status_code(), 101 | 204 | 205 | 304) {
+    let status = resp.status_code();
+    // A null-body status has no body, and a Response rebuilt with one throws;
+    // so does one outside 200-599 (worker-rs would panic rebuilding it).
+    if matches!(status, 101 | 204 | 205 | 304) {
         return Ok(Vec::new());
+    }
+    if !(200..=599).contains(&status) {
+        return Err(worker::Error::RustError(format!(
+            "unexpected status {status}"
+        )));
     }
     let raw: worker::web_sys::Response = resp.into();
     let buffer = js_sys::futures::JsFuture::from(raw.array_buffer()?).await?;

@@ -78,27 +78,6 @@ async fn fetch(
         ResponseBody::Body(bytes) => Some(bytes.clone()),
         ResponseBody::Stream(_) => None,
     };
-    // A declared length within the cap bounds the body: one read instead of
-    // a stream read chunk by chunk, which costs workerd about 0.5 ms of CPU
-    // per response (issue 21). The abort signal still ends it on timeout.
-    if inline.is_none() && !limits.first_line_only && declared.is_some() {
-        let bytes = match crate::body::response_bytes(resp).await {
-            Ok(b) => b,
-            Err(e) => return (Err(net(e)), true),
-        };
-        if let Err(e) = reader.push(&bytes) {
-            return (Err(e), false);
-        }
-        let body = reader.finish();
-        return (
-            Ok(HttpResponse {
-                status,
-                content_type,
-                body,
-            }),
-            false,
-        );
-    }
     if let Some(bytes) = inline {
         if let Err(e) = reader.push(&bytes) {
             return (Err(e), false);
