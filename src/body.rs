@@ -1,5 +1,4 @@
-//! Reads a JSON request body under a size cap, as a stream; reads our own
-//! Durable Objects' answers in one call.
+//! Reads a JSON request body under a size cap, as a stream.
 
 use futures_util::StreamExt;
 use worker::Request;
@@ -52,27 +51,4 @@ pub async fn read_json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
         append_capped(&mut bytes, &chunk.map_err(unreadable)?, MAX_BODY_BYTES)?;
     }
     Ok(bytes)
-}
-
-/// A response's whole body in one read (the runtime's `arrayBuffer()`).
-/// worker-rs reads any response body as a stream, chunk by chunk through
-/// JavaScript, which costs workerd several times the CPU (issue 21). Only
-/// for our own Durable Objects' answers, which were read whole before too:
-/// a backend's answer is streamed under its read limit (a declared length
-/// does not bound a compressed or chunked body).
-pub async fn response_bytes(resp: worker::Response) -> worker::Result<Vec<u8>> {
-    let status = resp.status_code();
-    // A null-body status has no body, and a Response rebuilt with one throws;
-    // so does one outside 200-599 (worker-rs would panic rebuilding it).
-    if matches!(status, 101 | 204 | 205 | 304) {
-        return Ok(Vec::new());
-    }
-    if !(200..=599).contains(&status) {
-        return Err(worker::Error::RustError(format!(
-            "unexpected status {status}"
-        )));
-    }
-    let raw: worker::web_sys::Response = resp.into();
-    let buffer = js_sys::futures::JsFuture::from(raw.array_buffer()?).await?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }

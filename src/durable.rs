@@ -66,7 +66,7 @@ pub async fn fetch_bounded(
         let resp = stub.fetch_with_request(req).await?;
         let status = resp.status_code();
         let headers = resp.headers().clone();
-        let text = String::from_utf8(crate::body::response_bytes(resp).await?)
+        let text = String::from_utf8(answer_bytes(resp).await?)
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok::<_, worker::Error>(Answer {
             status,
@@ -79,4 +79,27 @@ pub async fn fetch_bounded(
         futures_util::future::Either::Left((r, _)) => r.map(Some),
         futures_util::future::Either::Right(_) => Ok(None),
     }
+}
+
+/// A response's whole body in one read (the runtime's `arrayBuffer()`).
+/// worker-rs reads any response body as a stream, chunk by chunk through
+/// JavaScript, which costs workerd several times the CPU (issue 21). Only
+/// for our own Durable Objects' answers, which were read whole before too:
+/// a backend's answer is streamed under its read limit (a declared length
+/// does not bound a compressed or chunked body).
+async fn answer_bytes(resp: worker::Response) -> worker::Result<Vec<u8>> {
+    let status = resp.status_code();
+    // A null-body status has no body, and a Response rebuilt with one throws;
+    // so does one outside 200-599 (worker-rs would panic rebuilding it).
+    if matches!(status, 101 | 204 | 205 | 304) {
+        return Ok(Vec::new());
+    }
+    if !(200..=599).contains(&status) {
+        return Err(worker::Error::RustError(format!(
+            "unexpected status {status}"
+        )));
+    }
+    let raw: worker::web_sys::Response = resp.into();
+    let buffer = js_sys::futures::JsFuture::from(raw.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }

@@ -60,14 +60,14 @@ async fn fetch(
     let content_type = resp.headers().get("content-type").ok().flatten();
     // A declared length over the cap is refused before reading anything
     // (not in first-line mode: the first line may be all that is wanted).
-    let declared = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|l| l.trim().parse::<u64>().ok());
-    let declared_too_large =
-        !limits.first_line_only && declared.is_some_and(|l| l > limits.max_response_bytes as u64);
+    let declared_too_large = !limits.first_line_only
+        && resp
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .is_some_and(|l| l > limits.max_response_bytes as u64);
     if declared_too_large {
         return (Err(TransportError::TooLarge), true);
     }
