@@ -5,12 +5,16 @@
 //
 //   touch Cargo.toml && WASM_OPT_NAMES=1 scripts/build.sh && cp -r build /tmp/named-build
 //   touch Cargo.toml && scripts/build.sh            # the normal build back
-//   node bench/profile.mjs --build /tmp/named-build [--route create|check|index|health|payout] [--n 300]
+//   node bench/profile.mjs --build /tmp/named-build [--route create|create-phoenixd|check|index|health|payout] [--n 300]
 //
-// Loopback only; the Worker runs the mock backend (no provider latency).
+// Loopback only; the Worker runs the mock backend (no provider latency);
+// `create-phoenixd` creates through a fake phoenixd instead (no latency,
+// one reused signed invoice), so the profile has the BOLT11 verification of
+// a real backend's answer and not the mock's signing.
 import path from "node:path";
 import WebSocket from "ws";
 import { startWorker } from "../tests/e2e/support/worker.mjs";
+import { startFakeProvider } from "../tests/e2e/support/fake-provider.mjs";
 import { signInvoice, ROOT } from "../tests/e2e/support/invoice.mjs";
 
 const argv = process.argv.slice(2);
@@ -24,10 +28,13 @@ const BUILD = path.resolve(opt("build", path.join(ROOT, "build")));
 const TOP = Number(opt("top", 40));
 const PAY_KEY = "profile-payout-key-0123456789";
 
+const phoenixd = ROUTE === "create-phoenixd" ? await startFakeProvider("phoenixd", { reuseInvoices: true }) : null;
 const w = await startWorker(
   {
     LIGHTNING_FALLBACK_ENABLE_MOCK: "true",
-    LIGHTNING_PROVIDERS: "mock",
+    ...(phoenixd
+      ? { LIGHTNING_PROVIDERS: "phoenixd", PHOENIXD_URL: phoenixd.url, PHOENIXD_PASSWORD: phoenixd.key }
+      : { LIGHTNING_PROVIDERS: "mock" }),
     PAYOUT_PROVIDER: "mock",
     PAYOUT_API_KEY: PAY_KEY,
     PAYOUT_DAILY_LIMIT_SATS: "100000000",
@@ -41,6 +48,7 @@ const calls = {
   index: () => w.request("GET", "/"),
   health: () => w.request("GET", "/api/lightning/health"),
   create: () => w.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json }),
+  "create-phoenixd": () => w.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json }),
   check: () => w.request("GET", `/api/check-invoice?payment_hash=${hash}`),
   payout: (i) =>
     w.request("POST", "/api/payouts", {
@@ -84,6 +92,7 @@ try {
 } finally {
   ws?.close();
   await w.stop();
+  await phoenixd?.stop();
 }
 
 function report(profile) {

@@ -6,9 +6,10 @@
 // bounded in count and time.
 //
 //   node bench/run.mjs [--quick] [--duration S] [--connections C]
-//                      [--payouts N] [--only overhead,failover,drain,size,cpu] [--log-level warn]
+//                      [--payouts N] [--only overhead,latency,failover,drain,size,cpu] [--log-level warn]
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
@@ -32,7 +33,7 @@ const QUICK = argv.includes("--quick");
 const DURATION = Number(opt("duration", QUICK ? 3 : 10));
 const CONNS = Number(opt("connections", 10));
 const PAYOUTS = Number(opt("payouts", QUICK ? 50 : 200));
-const ONLY = new Set(opt("only", "overhead,failover,drain,size,cpu").split(","));
+const ONLY = new Set(opt("only", "overhead,latency,failover,drain,size,cpu").split(","));
 const CPU_REQUESTS = Number(opt("cpu-requests", QUICK ? 100 : 300));
 // `--log-level warn` runs the gateway with LOG_LEVEL=warn: no log line for a
 // successful request or payout step (under wrangler dev each line crosses to
@@ -205,6 +206,108 @@ async function overhead() {
   } finally {
     await gw.stop();
     await floor.stop();
+    await phoenixd.stop();
+  }
+}
+
+// ---------- 1b. create-invoice latency, step by step (issue 21, item 6) ----------
+/** The gateway's `Server-Timing` steps as {name: ms}. */
+const serverSteps = (header) =>
+  Object.fromEntries(
+    (header ?? "")
+      .split(",")
+      .map((p) => p.trim().split(";dur="))
+      .filter(([n, d]) => n && d !== undefined)
+      .map(([n, d]) => [n, Number(d)]),
+  );
+
+async function latency() {
+  const n = QUICK ? 100 : 300;
+  log(`latency: ${n} sequential requests of each kind at one connection, interleaved`);
+  const phoenixd = await startFakeProvider("phoenixd", { latencyMs: PROVIDER_MS, reuseInvoices: true });
+  // A plain loopback HTTP server: what a round trip costs without any Worker.
+  const plain = http.createServer((_, res) => res.writeHead(204).end());
+  await new Promise((r) => plain.listen(0, "127.0.0.1", r));
+  const floor = await startFloor();
+  const gw = await gateway(
+    { LIGHTNING_PROVIDERS: "phoenixd", PHOENIXD_URL: phoenixd.url, PHOENIXD_PASSWORD: phoenixd.key, SERVER_TIMING: "true" },
+    "bench-latency",
+  );
+  try {
+    const auth = { authorization: `Basic ${Buffer.from(`:${phoenixd.key}`).toString("base64")}` };
+    const kinds = {
+      plain: [`http://127.0.0.1:${plain.address().port}/`, {}],
+      floor: [floor.base + "/", {}],
+      direct: [
+        phoenixd.url + "/createinvoice",
+        { method: "POST", body: "amountSat=1000&description=&expirySeconds=3600", headers: { "content-type": "application/x-www-form-urlencoded", ...auth } },
+      ],
+      gateway: [gw.base + "/api/create-invoice", { method: "POST", body: '{"amount":1000}', headers: { "content-type": "application/json" } }],
+    };
+    const ms = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
+    const steps = [];
+    let failed = 0;
+    for (let i = -20; i < n; i++) {
+      for (const [k, [url, init]] of Object.entries(kinds)) {
+        const t = performance.now();
+        const res = await fetch(url, init);
+        await res.arrayBuffer();
+        const took = performance.now() - t;
+        if (i < 0) continue;
+        if (res.status >= 300) failed++;
+        ms[k].push(took);
+        if (k === "gateway") steps.push({ client: took, ...serverSteps(res.headers.get("server-timing")) });
+      }
+    }
+    const p = (xs) => `${f1(quantile(xs, 0.5))} / ${f1(quantile(xs, 0.99))}`;
+    const med = (f) => quantile(steps.map(f), 0.5);
+    const storage = (s) => Math.max(s.kv ?? 0, s.watch ?? 0);
+    const waits = (s) => (s.health ?? 0) + (s["health-write"] ?? 0) + storage(s);
+    const direct = quantile(ms.direct, 0.5);
+    const gap = quantile(ms.gateway, 0.5) - direct;
+    const runtimePath = quantile(ms.floor, 0.5) - quantile(ms.plain, 0.5);
+    const outbound = med((s) => s.provider) - direct;
+    const unseen = med((s) => s.client - (s.total ?? NaN)) - quantile(ms.floor, 0.5);
+    const beyond = quantile(steps.map((s) => s.client - waits(s)), 0.5) - direct;
+    out.push(
+      `\nCREATE-INVOICE LATENCY AT ONE CONNECTION  (${n} sequential requests of each kind, interleaved, after 20 warm-ups; fake phoenixd at ${PROVIDER_MS} ms; ms, p50 / p99)`,
+      table(
+        ["request", "latency"],
+        [
+          ["plain loopback HTTP server (node)", p(ms.plain)],
+          ["floor: trivial JS Worker", p(ms.floor)],
+          ["phoenixd direct: POST /createinvoice", p(ms.direct)],
+          ["gateway: POST /api/create-invoice (phoenixd)", p(ms.gateway)],
+        ],
+      ),
+      `\nTHE GAP, STEP BY STEP  (p50s; the steps are the gateway's Server-Timing: workerd's clock stands still while code runs, so they are waits, and CPU shows only in the last row)`,
+      table(
+        ["step", "ms", "what it is"],
+        [
+          ["gateway − direct", fd(gap), "the whole gap; the rows below add up to it, give or take the spread of p50s"],
+          ["one more loopback hop", fd(quantile(ms.plain, 0.5)), "the plain server's round trip: the gateway's path has two hops (client → Worker → provider), the direct call one"],
+          ["the runtime's request path", fd(runtimePath), "floor Worker − plain server: wrangler dev's proxy and workerd, paid by any Worker"],
+          ["the provider call from inside workerd", fd(outbound), "Server-Timing `provider` − direct: workerd's outbound fetch"],
+          ["health read (KV)", fd(med((s) => s.health)), "read once per isolate per refresh, not per request"],
+          ["health write (KV)", fd(med((s) => s["health-write"])), "only when a breaker moves or a provider goes offline"],
+          [
+            "index write ∥ watch registration",
+            fd(med(storage)),
+            `run together: KV put ${f1(med((s) => s.kv))}, the watch's Durable Object call ${f1(med((s) => s.watch))}`,
+          ],
+          ["other waits inside the Worker", fd(med((s) => s.total - s.health - s.provider - s["health-write"] - storage(s))), "Server-Timing `total` − its steps: reading the request body"],
+          ["the Worker's own CPU", fd(unseen), "client latency − Server-Timing `total` − the floor Worker: the request's conversion, admission, BOLT11 verification, JSON"],
+        ],
+      ),
+    );
+    notes.push(
+      `latency target (item 6): create-invoice p50 at most 2 ms over the provider direct, beyond the storage round trips before the answer: got ${fd(beyond)} (gap ${fd(gap)} minus the health and storage waits)`,
+    );
+    if (failed) notes.push(`latency: ${failed} answers were not 2xx`);
+  } finally {
+    await gw.stop();
+    await floor.stop();
+    plain.close();
     await phoenixd.stop();
   }
 }
@@ -696,7 +799,7 @@ if (check.code === -1) {
 }
 const started = new Date();
 let crashed = false;
-const sections = { overhead, failover, drain, size, cpu };
+const sections = { overhead, latency, failover, drain, size, cpu };
 for (const [name, fn] of Object.entries(sections)) {
   if (!ONLY.has(name)) continue;
   if (timeLeft() < 30_000) {

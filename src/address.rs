@@ -5,11 +5,12 @@
 
 use worker::{Context, Env, Request};
 
-use crate::invoices::issue;
+use crate::invoices::{issue, with_timing};
 use crate::reply::Reply;
 use crate::request::{public_origin, query};
 use crate::watch_link;
 use gateway::api::error::ApiError;
+use gateway::api::server_timing::ServerTiming;
 use gateway::config::Config;
 use gateway::receive::address::lnurl::{self, LnurlError};
 use gateway::receive::address::settings::Address;
@@ -76,11 +77,13 @@ pub async fn callback(
         keyed: false,
         idempotency: None,
     };
-    match issue(env, ctx, cfg, &ask).await {
+    let mut timing = ServerTiming::default();
+    match issue(env, ctx, cfg, &ask, &mut timing).await {
         Ok(answer) => {
             let pr = answer["payment_request"].as_str().unwrap_or_default();
             let hash = answer["payment_hash"].as_str().unwrap_or_default();
-            Ok(Reply::json(200, lnurl::callback_answer(pr, hash, &origin)))
+            let reply = Reply::json(200, lnurl::callback_answer(pr, hash, &origin));
+            Ok(with_timing(reply, cfg, &timing))
         }
         Err(e) => Ok(lud06(&LnurlError::Unavailable(e.message()))),
     }

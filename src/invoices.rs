@@ -16,6 +16,7 @@ use backends::http::Runtime;
 use backends::identity::BackendId;
 use gateway::api::error::ApiError;
 use gateway::api::rate_limit::Limited;
+use gateway::api::server_timing::ServerTiming;
 use gateway::config::Config;
 use gateway::payout::queue_call::REPLAYED_HEADER;
 use gateway::receive::admit::{self, CreateInvoice};
@@ -37,6 +38,28 @@ pub async fn create(
     ctx: &Context,
     cfg: &Config,
 ) -> Result<Reply, ApiError> {
+    let started = WorkerRuntime.now_ms();
+    let mut timing = ServerTiming::default();
+    let reply = create_timed(req, env, ctx, cfg, &mut timing).await?;
+    timing.add("total", WorkerRuntime.now_ms().saturating_sub(started));
+    Ok(with_timing(reply, cfg, &timing))
+}
+
+/// `Server-Timing` on an answer, where `SERVER_TIMING` is on.
+pub(crate) fn with_timing(reply: Reply, cfg: &Config, timing: &ServerTiming) -> Reply {
+    match timing.header() {
+        Some(v) if cfg.server_timing => reply.header("server-timing", v),
+        _ => reply,
+    }
+}
+
+async fn create_timed(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    cfg: &Config,
+    timing: &mut ServerTiming,
+) -> Result<Reply, ApiError> {
     let body = read_json_body(req).await?;
     let mut ask = admit::admit(
         &body,
@@ -50,15 +73,15 @@ pub async fn create(
         .ok()
         .and_then(|u| notice::notify_url(&u.origin().ascii_serialization(), cfg.invoices.notices));
     let (origin, _) = public_origin(req, cfg)?;
-    let issue = |ask| async move {
-        let mut answer = issue(env, ctx, cfg, ask).await?;
+    let issue = |ask, timing| async move {
+        let mut answer = issue(env, ctx, cfg, ask, timing).await?;
         if let Some(hash) = answer["payment_hash"].as_str() {
             answer["checkout_url"] = Value::from(checkout::url(&origin, hash));
         }
         Ok::<Value, ApiError>(answer)
     };
     let Some((key, fp)) = &ask.idempotency else {
-        return issue(&ask).await.map(|v| Reply::json(201, v));
+        return issue(&ask, timing).await.map(|v| Reply::json(201, v));
     };
     match watch_link::begin_key(env, key, fp).await? {
         KeyBegin::Proceed => {}
@@ -68,7 +91,7 @@ pub async fn create(
         KeyBegin::Conflict => return Err(ApiError::IdempotencyConflict),
         KeyBegin::InProgress => return Err(ApiError::IdempotencyInProgress),
     }
-    match issue(&ask).await {
+    match issue(&ask, timing).await {
         Ok(answer) => {
             // If the answer cannot be kept, the invoice is not handed out:
             // the watch drops it, and the key frees itself after its lease.
@@ -91,18 +114,30 @@ pub async fn create(
 
 /// Makes the invoice through the chain, indexes it and puts it under
 /// watch; the 201 body. Nothing is handed out that the watch does not hold.
+/// Each step's wait goes into `timing` (workerd's clock stands still while
+/// code runs, so a step's figure is its I/O, not its CPU).
 pub(crate) async fn issue(
     env: &Env,
     ctx: &Context,
     cfg: &Config,
     ask: &CreateInvoice,
+    timing: &mut ServerTiming,
 ) -> Result<Value, ApiError> {
     let store = Store::open(env)?;
     let rt = Rc::new(WorkerRuntime);
+    let mut t = rt.now_ms();
+    let mut lap = |timing: &mut ServerTiming, step| {
+        let now = rt.now_ms();
+        timing.add(step, now.saturating_sub(t));
+        t = now;
+    };
     let mut session = HealthSession::load(&store).await;
+    lap(timing, "health");
     let mut run = chain::CreateRun::new(rt.clone(), Rc::new(cfg.clone()), ask.params.clone());
     let result = run.outcome(&mut session.book).await;
+    lap(timing, "provider");
     session.flush_urgent(&store).await;
+    lap(timing, "health-write");
     // Providers hedged away are still running: let them finish after the
     // answer so their real outcome (a timeout, or a late success) reaches
     // the breaker and the latency history.
@@ -129,11 +164,13 @@ pub(crate) async fn issue(
     );
     // The index and the watch must both hold the invoice before the client
     // can ask about it or pay it.
-    let (indexed, registered) = futures_util::future::join(
-        store.put_invoice(&InvoiceRecord::from_issued(&issued), rt.now_ms() / 1000),
-        watch_link::register(env, watched),
+    let ((indexed, kv_ms), (registered, watch_ms)) = futures_util::future::join(
+        timed(store.put_invoice(&InvoiceRecord::from_issued(&issued), rt.now_ms() / 1000)),
+        timed(watch_link::register(env, watched)),
     )
     .await;
+    timing.add("kv", kv_ms);
+    timing.add("watch", watch_ms);
     registered?;
     if let Err(e) = indexed {
         watch_link::abandon(env, &issued.payment_hash).await;
@@ -142,6 +179,13 @@ pub(crate) async fn issue(
     let mut answer = invoice::create_response(&issued, &attempts);
     ask.context.extend(&mut answer);
     Ok(answer)
+}
+
+/// A future's output and the wall time it waited, in milliseconds.
+async fn timed<F: std::future::Future>(f: F) -> (F::Output, u64) {
+    let start = WorkerRuntime.now_ms();
+    let out = f.await;
+    (out, WorkerRuntime.now_ms().saturating_sub(start))
 }
 
 /// The watch's state of `hash` (after a lookup on demand when one is due),

@@ -24,6 +24,7 @@ before(async () => {
       INVOICE_WATCH_LOOKUPS_PER_MINUTE: "10000",
       INVOICE_MAX_SATS: "500000",
       CORS_ALLOWED_ORIGINS: "https://shop.example",
+      SERVER_TIMING: "true",
     },
     { name: "invoices" },
   );
@@ -68,6 +69,29 @@ test("the first provider serves a verified invoice, and check-invoice follows it
   check = await worker.checkInvoice(inv.payment_hash);
   assert.equal(check.status, 200);
   assert.equal(check.json.status, "paid");
+});
+
+test("SERVER_TIMING=true: create-invoice says how long each step waited", async () => {
+  fakes.phoenixd.latencyMs = 150;
+  try {
+    const res = await worker.createInvoice({ amount: 1000 });
+    assert.equal(res.status, 201, res.text);
+    const header = res.headers.get("server-timing");
+    assert.ok(header, "no Server-Timing header");
+    const steps = Object.fromEntries(
+      header.split(",").map((part) => {
+        const [name, dur] = part.trim().split(";");
+        assert.match(dur, /^dur=\d+$/, header);
+        return [name, Number(dur.slice(4))];
+      }),
+    );
+    assert.deepEqual(Object.keys(steps), ["health", "provider", "health-write", "kv", "watch", "total"], header);
+    // The provider's own delay is inside its step, and every step inside the total.
+    assert.ok(steps.provider >= 150, header);
+    assert.ok(steps.total >= steps.provider + Math.max(steps.kv, steps.watch), header);
+  } finally {
+    fakes.phoenixd.latencyMs = 0;
+  }
 });
 
 test("failover follows the configured order: HTML 520, refused connection, then LNbits", async () => {

@@ -73,6 +73,10 @@ pub struct Config {
     /// `STATUS_DETAILS_PUBLIC`: health and `/status` show the queue and
     /// watch figures to anyone, not only with the admin key.
     pub status_details_public: bool,
+    /// `SERVER_TIMING`: create-invoice answers with a `Server-Timing`
+    /// header giving each step's wait (off by default: it shows anyone how
+    /// fast the backends answer).
+    pub server_timing: bool,
     /// The invoice key, invoice events and the watch.
     pub invoices: InvoiceSettings,
 }
@@ -264,6 +268,7 @@ impl Config {
             admin_keys: admin_keys(&v, environment == Environment::Production)?,
             rate_limits: RateLimits::from_lookup(|n| v.get(n))?,
             status_details_public: v.bool("STATUS_DETAILS_PUBLIC")?.unwrap_or(false),
+            server_timing: v.bool("SERVER_TIMING")?.unwrap_or(false),
             invoices: InvoiceSettings::from_vars(
                 &v,
                 environment == Environment::Production,
