@@ -23,6 +23,7 @@ mod health;
 mod health_sync;
 mod invoice_events;
 mod invoices;
+mod js_stream;
 mod log;
 mod nwc;
 mod objects;

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use futures_util::{pin_mut, StreamExt};
+use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
 use worker::{
     AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
@@ -17,6 +17,8 @@ use worker::{
 use backends::http::{
     self, BodyReader, HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError,
 };
+
+use crate::js_stream::Chunks;
 
 pub struct WorkerRuntime;
 
@@ -51,7 +53,7 @@ async fn fetch(
     headers_seen: &Cell<bool>,
 ) -> (Result<HttpResponse, TransportError>, bool) {
     let net = |e: worker::Error| TransportError::Network(e.to_string());
-    let mut resp = match Fetch::Request(request).send_with_signal(signal).await {
+    let resp = match Fetch::Request(request).send_with_signal(signal).await {
         Ok(r) => r,
         Err(e) => return (Err(net(e)), false),
     };
@@ -73,24 +75,22 @@ async fn fetch(
     }
     let mut reader = BodyReader::new(limits);
     let mut stopped_early = false;
-    let inline = match resp.body() {
-        ResponseBody::Empty => Some(Vec::new()),
-        ResponseBody::Body(bytes) => Some(bytes.clone()),
-        ResponseBody::Stream(_) => None,
-    };
-    if let Some(bytes) = inline {
-        if let Err(e) = reader.push(&bytes) {
-            return (Err(e), false);
+    let stream = match resp.body() {
+        ResponseBody::Empty => None,
+        ResponseBody::Body(bytes) => {
+            if let Err(e) = reader.push(bytes) {
+                return (Err(e), false);
+            }
+            None
         }
-    } else {
-        let mut stream = match resp.stream() {
-            Ok(s) => s,
-            Err(e) => return (Err(net(e)), true),
-        };
-        while let Some(chunk) = stream.next().await {
+        ResponseBody::Stream(stream) => Some(stream),
+    };
+    if let Some(stream) = stream {
+        let mut chunks = Chunks::new(stream);
+        while let Some(chunk) = chunks.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
-                Err(e) => return (Err(net(e)), true),
+                Err(e) => return (Err(net(worker::Error::from(e))), true),
             };
             match reader.push(&chunk) {
                 Ok(false) => {}
@@ -101,7 +101,7 @@ async fn fetch(
                 Err(e) => return (Err(e), true),
             }
         }
-        // Dropping the stream cancels it (wasm-streams cancels on drop).
+        // Dropping the reader before the end cancels the stream.
     }
     (
         Ok(HttpResponse {
