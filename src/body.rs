@@ -1,9 +1,8 @@
 //! Reads a JSON request body under a size cap, as a stream.
 
-use worker::wasm_bindgen::JsValue;
 use worker::Request;
 
-use crate::js_stream::Chunks;
+use crate::js_stream::{Chunks, StreamError};
 
 use gateway::api::body::append_capped;
 use gateway::api::error::ApiError;
@@ -40,10 +39,8 @@ pub async fn read_json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     let Some(stream) = req.inner().body() else {
         return Ok(Vec::new());
     };
-    let unreadable = |e: JsValue| {
-        let e = worker::Error::from(e);
-        ApiError::InvalidJson(format!("could not read the body: {e}"))
-    };
+    let unreadable =
+        |e: StreamError| ApiError::InvalidJson(format!("could not read the body: {e}"));
     // Read as a stream and cut at the cap, whatever length is declared: a
     // chunked body may carry a Content-Length that does not bound it (KJ
     // reads it as chunked and leaves the header), so one whole read could

@@ -90,7 +90,7 @@ async fn fetch(
         while let Some(chunk) = chunks.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
-                Err(e) => return (Err(net(worker::Error::from(e))), true),
+                Err(e) => return (Err(TransportError::Network(e.to_string())), true),
             };
             match reader.push(&chunk) {
                 Ok(false) => {}

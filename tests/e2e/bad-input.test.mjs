@@ -853,3 +853,24 @@ test("an endless chunked body is cut at the cap and answered 413 while it is sti
   assert.equal(JSON.parse(answer.text).error.code, "payload_too_large");
   assert.ok(written < 5 * 1024 * 1024, `answered after ${written} bytes were sent, long before the body would end`);
 });
+
+test("a body cut off mid-upload (the client stops sending and closes its side) is a 400, not a 5xx or a whole body", async () => {
+  const net = await import("node:net");
+  const url = new URL(worker.base);
+  for (const route of ["/api/create-invoice", "/api/payouts"]) {
+    const raw = await new Promise((resolve) => {
+      const s = net.connect(Number(url.port), url.hostname, () => {
+        // One chunk of a chunked body, then the end of the client's side without the last chunk.
+        s.write(`POST ${route} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\nauthorization: Bearer ${KEY}\r\nidempotency-key: cut-upload-${Date.now()}\r\ntransfer-encoding: chunked\r\n\r\na\r\n{"amount":\r\n`);
+        setTimeout(() => s.end(), 200);
+      });
+      let got = "";
+      s.on("data", (d) => (got += d));
+      s.on("close", () => resolve(got));
+      s.on("error", () => resolve(got));
+    });
+    const [head, body] = raw.split("\r\n\r\n");
+    assert.match(head ?? "", /^HTTP\/1\.1 400 /, `${route}: ${raw.slice(0, 300)}`);
+    assert.match(body ?? "", /"code":"invalid_json"/, `${route}: ${raw.slice(0, 300)}`);
+  }
+});
