@@ -165,27 +165,24 @@ impl SqlStore {
     /// shard.
     pub fn check_shards(&self, shards: u32) -> Result<Result<(), u32>, StoreError> {
         let recorded = self.number("SELECT value AS n FROM meta WHERE name = 'shards'", vec![])?;
-        let recorded = match recorded {
-            Some(v) => Some(v as u32),
-            None => {
-                let any = self
-                    .number("SELECT COUNT(*) AS n FROM payouts", vec![])?
-                    .unwrap_or(0);
-                (any > 0).then_some(1)
-            }
-        };
-        match recorded {
-            Some(v) if v != shards => Ok(Err(v)),
-            _ => {
-                self.sql
-                    .exec(
-                        "INSERT OR REPLACE INTO meta (name, value) VALUES ('shards', ?)",
-                        vec![int(u64::from(shards))],
-                    )
-                    .map_err(e)?;
-                Ok(Ok(()))
-            }
+        if let Some(v) = recorded {
+            // Recorded once; not rewritten on every payout request.
+            let v = v as u32;
+            return Ok(if v == shards { Ok(()) } else { Err(v) });
         }
+        let any = self
+            .number("SELECT COUNT(*) AS n FROM payouts", vec![])?
+            .unwrap_or(0);
+        if any > 0 && shards != 1 {
+            return Ok(Err(1));
+        }
+        self.sql
+            .exec(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('shards', ?)",
+                vec![int(u64::from(shards))],
+            )
+            .map_err(e)?;
+        Ok(Ok(()))
     }
 
     /// Claims-object role (sharded queues): the claim on `hash` after

@@ -168,3 +168,30 @@ test("the previous release's invoices, payouts, claims and queue are served and 
     await now.stop();
   }
 });
+
+test("a changed PAYOUT_QUEUE_SHARDS is refused on the same state, and nothing is stored", async () => {
+  const stored = async () => {
+    const w = await startWorker(vars, { name: "upgrade-reshard-check", snapshot: true, state });
+    try {
+      return await listIds(w);
+    } finally {
+      await w.stop();
+    }
+  };
+  const before = await stored();
+  const changed = await startWorker({ ...vars, PAYOUT_QUEUE_SHARDS: "4" }, { name: "upgrade-reshard", snapshot: true, state });
+  try {
+    for (const key of ["reshard-a", "reshard-b", "reshard-c"]) {
+      const inv = signInvoice({ amountMsat: 3_000_000, expiry: 900 });
+      const res = await payout(changed, key, { destination: inv.payment_request });
+      assert.ok(res.status >= 400, res.text);
+      assert.equal(res.json.error.code, "configuration_error", res.text);
+      assert.match(res.json.error.message, /PAYOUT_QUEUE_SHARDS/, res.text);
+      assert.match(res.json.error.message, /placed with 2/, res.text);
+      assert.equal(fake.sendsOf(inv.payment_hash), 0, "nothing sent");
+    }
+  } finally {
+    await changed.stop();
+  }
+  assert.deepEqual(await stored(), before, "no payout was stored");
+});
