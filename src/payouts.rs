@@ -53,6 +53,13 @@ pub(crate) async fn call_holder(
     call_object(env, &shard::object_name(shard::shard_of(id, shards)), &call).await
 }
 
+thread_local! {
+    /// The shard count shard 0 has accepted, asked once per isolate: shard 0
+    /// records the count once and never changes it (`SqlStore::check_shards`),
+    /// so an accepted count stays accepted, and a different one is asked.
+    static SHARDS_CONFIRMED: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
 pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
     require_client(req, env)?;
     let cfg = payout_config(env)?;
@@ -70,7 +77,7 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
         shard: shard::shard_of(&id, cfg.shards),
         shards: cfg.shards,
     };
-    if cfg.shards > 1 && slot.shard != 0 {
+    if cfg.shards > 1 && slot.shard != 0 && SHARDS_CONFIRMED.get() != Some(cfg.shards) {
         // Shard 0 holds the count payouts were placed with: refuse a change.
         let first = ShardSlot { shard: 0, ..slot };
         let check =
@@ -78,6 +85,7 @@ pub async fn create(req: &mut Request, env: &Env) -> Result<Reply, ApiError> {
         if check.status != 200 {
             return Ok(check);
         }
+        SHARDS_CONFIRMED.set(Some(cfg.shards));
     }
     let call = QueueCall::Create {
         slot,
