@@ -8,7 +8,9 @@ use worker::{Context, Env, Request};
 use crate::invoices::{issue, with_timing};
 use crate::reply::Reply;
 use crate::request::{public_origin, query};
+use crate::runtime::WorkerRuntime;
 use crate::watch_link;
+use backends::http::Runtime;
 use gateway::api::error::ApiError;
 use gateway::api::server_timing::ServerTiming;
 use gateway::config::Config;
@@ -51,6 +53,7 @@ pub async fn callback(
     cfg: &Config,
     name: &str,
 ) -> Result<Reply, ApiError> {
+    let started = WorkerRuntime.now_ms();
     let (origin, host) = public_origin(req, cfg)?;
     let asked = address(cfg, name).and_then(|a| {
         lnurl::callback(
@@ -83,6 +86,7 @@ pub async fn callback(
             let pr = answer["payment_request"].as_str().unwrap_or_default();
             let hash = answer["payment_hash"].as_str().unwrap_or_default();
             let reply = Reply::json(200, lnurl::callback_answer(pr, hash, &origin));
+            timing.add("total", WorkerRuntime.now_ms().saturating_sub(started));
             Ok(with_timing(reply, cfg, &timing))
         }
         Err(e) => Ok(lud06(&LnurlError::Unavailable(e.message()))),

@@ -91,6 +91,7 @@ before(async () => {
       INVOICE_WEBHOOK_URL: ops.url,
       LNURL_ALLOW_HTTP_HOSTS: "127.0.0.1",
       NOSTR_ZAP_SECRET: ZAP_SECRET,
+      SERVER_TIMING: "true",
     },
     { name: "lightning-address" },
   );
@@ -147,6 +148,11 @@ test("a name alone gets defaults; unknown names, bad amounts and long comments g
   assert.equal(tips.json.tag, "payRequest");
   assert.equal(tips.json.minSendable, 1000);
   assert.equal(tips.json.callback, `https://${domain}/lnurlp/tips/callback`);
+  // SERVER_TIMING=true: the callback's invoice says how long each step waited.
+  const paid = await worker.request("GET", "/lnurlp/tips/callback?amount=21000");
+  assert.equal(paid.status, 200, paid.text);
+  assert.ok(paid.json.pr, paid.text);
+  assert.match(paid.headers.get("server-timing") ?? "", /^health;dur=\d+, provider;dur=\d+, health-write;dur=\d+, kv;dur=\d+, watch;dur=\d+, total;dur=\d+$/);
   const cases = [
     ["/.well-known/lnurlp/nobody", 404, "unknown_address"],
     ["/.well-known/lnurlp/SHOP", 404, "unknown_address"],
