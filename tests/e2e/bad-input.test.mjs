@@ -105,8 +105,31 @@ const cases = [];
  * `setup` runs just before the request (e.g. to set the LNURL server's mode),
  * `check` after it (returns a problem string, or nothing).
  */
-function add(name, run, expect, { setup, check } = {}) {
-  cases.push({ name, run, expect, setup, check });
+function add(name, run, expect, { setup, check, earlyAnswer = false } = {}) {
+  cases.push({ name, run, expect, setup, check, earlyAnswer });
+}
+
+/**
+ * The dev runtime's proxy (wrangler dev runs one in front of workerd) now and
+ * then loses an answer the Worker gives while the client is still uploading
+ * its body: the client sees "fetch failed", or the proxy's own text/plain 503
+ * "Your worker restarted mid-request". Measured at about 2% of tries of a
+ * 20 KiB chunked body, with worker-rs's body reader and with ours alike.
+ * `earlyAnswer` cases try again, at most 3 times, only on those two; the
+ * Worker's own answer is still checked in full, and the retries are printed.
+ */
+const proxyLostIt = (res) => res.status === 503 && /restarted mid-request/.test(res.text ?? "");
+async function runEarlyAnswer(c) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await c.run();
+      if (!proxyLostIt(res) || attempt === 3) return res;
+      console.log(`# ${c.name}: the dev proxy lost the answer (503), try ${attempt + 1}`);
+    } catch (e) {
+      if (attempt === 3) throw e;
+      console.log(`# ${c.name}: no answer (${e.message}), try ${attempt + 1}`);
+    }
+  }
 }
 
 const hex64 = "ab".repeat(32);
@@ -193,10 +216,10 @@ const chunked = (n) =>
       c.close();
     },
   });
-add("create-invoice: 20 KiB chunked body without Content-Length", () => createInvoice(chunked(20 * 1024), { raw: true }), { status: 413, code: "payload_too_large" });
+add("create-invoice: 20 KiB chunked body without Content-Length", () => createInvoice(chunked(20 * 1024), { raw: true }), { status: 413, code: "payload_too_large" }, { earlyAnswer: true });
 add("payouts: 16 KiB + 1 body", () => payout(padded(16 * 1024 + 1 - padded(0).length), { raw: true }), { status: 413, code: "payload_too_large" });
 // (A longer one is cut while it is still being sent: see the endless-body test below.)
-add("payouts: 40 KiB chunked body without Content-Length", () => payout(chunked(40 * 1024), { raw: true }), { status: 413, code: "payload_too_large" });
+add("payouts: 40 KiB chunked body without Content-Length", () => payout(chunked(40 * 1024), { raw: true }), { status: 413, code: "payload_too_large" }, { earlyAnswer: true });
 
 // create-invoice fields.
 const invoiceFields = [
@@ -737,7 +760,7 @@ test("bad-input corpus: every route refuses malformed and hostile input with a 4
     const logFrom = worker.log.length;
     let res;
     try {
-      res = await c.run();
+      res = c.earlyAnswer ? await runEarlyAnswer(c) : await c.run();
     } catch (e) {
       failures.push(`${c.name}: no answer (${e.message})`);
       continue;
@@ -857,8 +880,8 @@ test("an endless chunked body is cut at the cap and answered 413 while it is sti
 test("a body cut off mid-upload (the client stops sending and closes its side) is a 400, not a 5xx or a whole body", async () => {
   const net = await import("node:net");
   const url = new URL(worker.base);
-  for (const route of ["/api/create-invoice", "/api/payouts"]) {
-    const raw = await new Promise((resolve) => {
+  const send = (route) =>
+    new Promise((resolve) => {
       const s = net.connect(Number(url.port), url.hostname, () => {
         // One chunk of a chunked body, then the end of the client's side without the last chunk.
         s.write(`POST ${route} HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\nauthorization: Bearer ${KEY}\r\nidempotency-key: cut-upload-${Date.now()}\r\ntransfer-encoding: chunked\r\n\r\na\r\n{"amount":\r\n`);
@@ -869,6 +892,15 @@ test("a body cut off mid-upload (the client stops sending and closes its side) i
       s.on("close", () => resolve(got));
       s.on("error", () => resolve(got));
     });
+  for (const route of ["/api/create-invoice", "/api/payouts"]) {
+    let raw;
+    // wrangler dev's proxy sometimes answers a cut upload itself, before the
+    // Worker's answer reaches it (see `proxyLostIt`): asked again, at most 3 times.
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      raw = await send(route);
+      if (!/^HTTP\/1\.1 503 [\s\S]*restarted mid-request/.test(raw)) break;
+      console.log(`# ${route}: the dev proxy answered the cut upload itself (503), try ${attempt + 1}`);
+    }
     const [head, body] = raw.split("\r\n\r\n");
     assert.match(head ?? "", /^HTTP\/1\.1 400 /, `${route}: ${raw.slice(0, 300)}`);
     assert.match(body ?? "", /"code":"invalid_json"/, `${route}: ${raw.slice(0, 300)}`);
