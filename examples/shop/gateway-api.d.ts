@@ -1013,6 +1013,8 @@ export interface components {
         IdempotentReplayed: "true";
         /** @description `Bearer`. */
         WWWAuthenticate: string;
+        /** @description Only with `SERVER_TIMING=true`: each step's wait in milliseconds (W3C Server Timing), e.g. `health;dur=0, provider;dur=23, health-write;dur=0, kv;dur=2, watch;dur=5, total;dur=31`. `kv` and `watch` run at the same time. A step's CPU is not counted: the runtime's clock does not move while code runs. */
+        ServerTiming: string;
     };
     pathItems: never;
 }
@@ -1215,6 +1217,7 @@ export interface operations {
             201: {
                 headers: {
                     "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    "Server-Timing": components["headers"]["ServerTiming"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2355,6 +2358,7 @@ export interface operations {
             /** @description The invoice. */
             200: {
                 headers: {
+                    "Server-Timing": components["headers"]["ServerTiming"];
                     [name: string]: unknown;
                 };
                 content: {
