@@ -86,8 +86,7 @@ pub async fn callback(
             let pr = answer["payment_request"].as_str().unwrap_or_default();
             let hash = answer["payment_hash"].as_str().unwrap_or_default();
             let reply = Reply::json(200, lnurl::callback_answer(pr, hash, &origin));
-            timing.add("total", WorkerRuntime.now_ms().saturating_sub(started));
-            Ok(with_timing(reply, cfg, &timing))
+            Ok(with_timing(reply, cfg, timing, started))
         }
         Err(e) => Ok(lud06(&LnurlError::Unavailable(e.message()))),
     }

@@ -41,15 +41,24 @@ pub async fn create(
     let started = WorkerRuntime.now_ms();
     let mut timing = ServerTiming::default();
     let reply = create_timed(req, env, ctx, cfg, &mut timing).await?;
-    timing.add("total", WorkerRuntime.now_ms().saturating_sub(started));
-    Ok(with_timing(reply, cfg, &timing))
+    Ok(with_timing(reply, cfg, timing, started))
 }
 
-/// `Server-Timing` on an answer, where `SERVER_TIMING` is on.
-pub(crate) fn with_timing(reply: Reply, cfg: &Config, timing: &ServerTiming) -> Reply {
+/// `Server-Timing` on an answer, where `SERVER_TIMING` is on: the steps,
+/// then the `total` since `started_ms`.
+pub(crate) fn with_timing(
+    reply: Reply,
+    cfg: &Config,
+    mut timing: ServerTiming,
+    started_ms: u64,
+) -> Reply {
+    if !cfg.server_timing {
+        return reply;
+    }
+    timing.add("total", WorkerRuntime.now_ms().saturating_sub(started_ms));
     match timing.header() {
-        Some(v) if cfg.server_timing => reply.header("server-timing", v),
-        _ => reply,
+        Some(v) => reply.header("server-timing", v),
+        None => reply,
     }
 }
 
@@ -125,19 +134,13 @@ pub(crate) async fn issue(
 ) -> Result<Value, ApiError> {
     let store = Store::open(env)?;
     let rt = Rc::new(WorkerRuntime);
-    let mut t = rt.now_ms();
-    let mut lap = |timing: &mut ServerTiming, step| {
-        let now = rt.now_ms();
-        timing.add(step, now.saturating_sub(t));
-        t = now;
-    };
-    let mut session = HealthSession::load(&store).await;
-    lap(timing, "health");
+    let (mut session, ms) = timed(HealthSession::load(&store)).await;
+    timing.add("health", ms);
     let mut run = chain::CreateRun::new(rt.clone(), Rc::new(cfg.clone()), ask.params.clone());
-    let result = run.outcome(&mut session.book).await;
-    lap(timing, "provider");
-    session.flush_urgent(&store).await;
-    lap(timing, "health-write");
+    let (result, ms) = timed(run.outcome(&mut session.book)).await;
+    timing.add("provider", ms);
+    let ((), ms) = timed(session.flush_urgent(&store)).await;
+    timing.add("health-write", ms);
     // Providers hedged away are still running: let them finish after the
     // answer so their real outcome (a timeout, or a late success) reaches
     // the breaker and the latency history.
