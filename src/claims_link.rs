@@ -8,9 +8,10 @@ use worker::Env;
 use crate::objects::{call_peer, decode};
 use gateway::payout::engine::{PayoutStore, StoreError};
 use gateway::payout::invoice_claims::{Answer, ClaimsLink, Holder, ShardPeers, Takeover};
-use gateway::payout::model::PayoutState;
+use gateway::payout::model::{BackendId, PayoutState};
 use gateway::payout::queue_call::{
-    ClaimReply, ClaimRequest, LiveHashes, PayoutSummary, QueueCall, ReleaseReply, ReleaseRequest,
+    ClaimReply, ClaimRequest, KnownPaid, LiveHashes, PayoutSummary, QueueCall, ReleaseReply,
+    ReleaseRequest,
 };
 use gateway::payout::shard;
 
@@ -94,6 +95,26 @@ impl<S: PayoutStore> ClaimsLink for ShardLink<'_, S> {
                 format!("HTTP {status} without a payment hash"),
             )),
         }
+    }
+}
+
+impl ClaimsObject {
+    /// Every other shard's history of `backend`'s payments (the shard of
+    /// payout `own` is this one). A shard that does not answer is left out:
+    /// less evidence, and a blind "not found" then stays unproven.
+    pub async fn known_paid_elsewhere(&self, backend: &BackendId, own: &str) -> Vec<(String, u64)> {
+        let own = shard::shard_of(own, self.shards);
+        let call = QueueCall::KnownPaid(backend.clone());
+        let mut hashes = Vec::new();
+        for other in (0..self.shards).filter(|s| *s != own) {
+            let Ok(reply) = call_peer(&self.env, &shard::object_name(other), &call).await else {
+                continue;
+            };
+            if let Ok(known) = decode::<KnownPaid>(reply, "known paid") {
+                hashes.extend(known.hashes);
+            }
+        }
+        hashes
     }
 }
 

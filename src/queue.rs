@@ -20,8 +20,8 @@ use gateway::payout::invoice_claims::gather_live_hashes;
 use gateway::payout::listing::{self, ListQuery};
 use gateway::payout::model::Payout;
 use gateway::payout::queue_call::{
-    ClaimReply, ClaimRequest, DrainReply, LiveHashes, QueueCall, ReleaseReply, ShardsChecked, Verb,
-    REPLAYED_HEADER,
+    ClaimReply, ClaimRequest, DrainReply, KnownPaid, LiveHashes, QueueCall, ReleaseReply,
+    ShardsChecked, Verb, REPLAYED_HEADER,
 };
 use gateway::payout::request;
 use gateway::payout::shard::{self, ShardSlot};
@@ -400,6 +400,11 @@ impl PayoutQueue {
                     .live_hashes(WorkerRuntime.now_ms() / 1000)
                     .map_err(store_err)?;
                 json(&LiveHashes { hashes })
+            }
+            QueueCall::KnownPaid(backend) => {
+                let store = self.store()?;
+                let hashes = store.known_paid(&backend).map_err(store_err)?;
+                json(&KnownPaid { hashes })
             }
             QueueCall::Stats => self.stats(),
             QueueCall::Drain => json(&self.drain("cron").await?),

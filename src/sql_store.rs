@@ -721,6 +721,17 @@ impl PayoutStore for SqlStore {
         Ok(rows.into_iter().map(|h| (h.hash, h.at as u64)).collect())
     }
 
+    async fn known_paid_on_other_shards(
+        &self,
+        backend: &BackendId,
+        own: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(match &self.claims {
+            Some(claims) => claims.known_paid_elsewhere(backend, own).await,
+            None => Vec::new(),
+        })
+    }
+
     /// Keeps, per backend, the first hash ever seen paid and the
     /// [`KNOWN_PAID_KEPT`] latest.
     fn remember_paid(

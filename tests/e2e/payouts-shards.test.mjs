@@ -132,3 +132,65 @@ test("an address invoice handed to two payouts on two shards is paid by one", as
   const gone = await worker.request("GET", `/api/payouts/${refusedId}`, { headers: auth });
   assert.equal(gone.status, 404, "nothing was stored for the refused payout");
 });
+
+test("a shard that has paid nothing through LNbits checks its \"not found\" against another shard's payment", async () => {
+  // LNbits' lookups are not trusted to see outgoing payments until they
+  // show one the gateway knows was paid (crates/gateway/src/payout/engine/advance.rs,
+  // confirm_not_found). A fresh gateway on two shards: nothing is known yet.
+  const fresh = await startWorker(
+    {
+      LIGHTNING_PROVIDERS: "lnbits",
+      LNBITS_URL: lnbits.url,
+      LNBITS_INVOICE_KEY: lnbits.key,
+      LNBITS_ADMIN_KEY: lnbits.adminKey,
+      PAYOUT_API_KEY: KEY,
+      PAYOUT_QUEUE_SHARDS: "2",
+      PAYOUT_LOOKUP_BASE_MS: "200",
+      PAYOUT_RETRY_BASE_MS: "200",
+      PAYOUT_NOT_FOUND_GRACE_MS: "0",
+    },
+    { name: "payouts-shards-known-paid" },
+  );
+  try {
+    const keyOn = (shard) => {
+      for (let i = 0; ; i++) if (shardOf(`known-${i}`, 2) === shard) return `known-${i}`;
+    };
+    const payHere = (inv, key) =>
+      fresh.request("POST", "/api/payouts", { json: { destination: inv.payment_request }, headers: { ...auth, "idempotency-key": key } });
+    const statusOf = async (id) => (await fresh.request("GET", `/api/payouts/${id}`, { headers: auth })).json;
+    const drainUntil = async (id, done) => {
+      let p;
+      for (let i = 0; i < 30; i++) {
+        await fresh.cron();
+        p = await statusOf(id);
+        if (done(p)) break;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      return p;
+    };
+
+    // Shard 1's send never reaches the wallet (an HTML 520); LNbits says "not found".
+    lnbits.payMode = "520_no_pay_once";
+    const lost = signInvoice({ amountMsat: 4_000_000, expiry: 900 });
+    const first = await payHere(lost, keyOn(1));
+    assert.equal(first.status, 202, first.text);
+    const waiting = await drainUntil(first.json.id, (p) => /may not see outgoing payments/.test(p.last_error ?? ""));
+    assert.equal(waiting.status, "unknown", JSON.stringify(waiting));
+    assert.match(waiting.last_error, /no payment it made is known yet/);
+    assert.equal(lnbits.sendsOf(lost.payment_hash), 1, "not sent again on an unproven \"not found\"");
+
+    // Shard 0 pays through the same wallet; shard 1 can now check its lookups.
+    lnbits.payMode = "ok";
+    const paid = signInvoice({ amountMsat: 5_000_000, expiry: 900 });
+    const second = await payHere(paid, keyOn(0));
+    assert.equal(second.status, 201, second.text); // paid at once
+    assert.equal((await drainUntil(second.json.id, (p) => p.status === "succeeded")).status, "succeeded");
+
+    const done = await drainUntil(first.json.id, (p) => p.status === "succeeded");
+    assert.equal(done.status, "succeeded", JSON.stringify(done));
+    assert.equal(lnbits.sendsOf(lost.payment_hash), 2, "sent again once, after the \"not found\" was proven");
+    assert.equal(lnbits.sendsOf(paid.payment_hash), 1);
+  } finally {
+    await fresh.stop();
+  }
+});

@@ -1076,6 +1076,22 @@ impl PayoutStore for MemStore {
         v.sort_by_key(|x| std::cmp::Reverse(x.1));
         Ok(v)
     }
+    async fn known_paid_on_other_shards(
+        &self,
+        backend: &BackendId,
+        _own: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let Some(reg) = &self.claims else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for other in reg.shards.borrow().iter().filter_map(Weak::upgrade) {
+            if !std::ptr::eq(&*other, self) {
+                out.extend(other.known_paid(backend)?);
+            }
+        }
+        Ok(out)
+    }
     fn remember_paid(&self, backend: &BackendId, hash: &str, now: u64) -> Result<(), StoreError> {
         let mut all = self.known_paid.borrow_mut();
         let v = all.entry(backend.key()).or_default();

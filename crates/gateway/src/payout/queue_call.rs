@@ -13,6 +13,7 @@ use crate::payout::attention::AttentionQuery;
 use crate::payout::engine::Drain;
 use crate::payout::invoice_claims::{Answer, Takeover};
 use crate::payout::listing::{cursor_from, ListQuery};
+use crate::payout::model::BackendId;
 use crate::payout::shard::ShardSlot;
 use crate::time::iso8601_ms;
 
@@ -60,6 +61,9 @@ pub enum QueueCall {
     Release(ReleaseRequest),
     /// The payment hashes this shard's live payouts hold.
     LiveHashes,
+    /// The hashes this shard saw a backend pay (another shard's evidence
+    /// that the backend's lookups see outgoing payments).
+    KnownPaid(BackendId),
 }
 
 /// The HTTP method of a call.
@@ -179,6 +183,12 @@ pub struct LiveHashes {
     pub hashes: Vec<(String, String)>,
 }
 
+/// `(hash, when seen paid)` for one backend, from one shard's history.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct KnownPaid {
+    pub hashes: Vec<(String, u64)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardsChecked {
     pub ok: bool,
@@ -283,6 +293,7 @@ impl QueueCall {
             QueueCall::Claim(c) => (Verb::Post, "/claim".into(), json_body(c)),
             QueueCall::Release(r) => (Verb::Post, "/release".into(), json_body(r)),
             QueueCall::LiveHashes => (Verb::Get, "/live-hashes".into(), None),
+            QueueCall::KnownPaid(b) => (Verb::Post, "/known-paid".into(), json_body(b)),
         };
         let mut headers = Vec::new();
         match self {
@@ -298,7 +309,7 @@ impl QueueCall {
             QueueCall::Retry { slot, .. } | QueueCall::CheckShards(slot) => {
                 headers.push((SHARD_HEADER, slot.header()));
             }
-            QueueCall::Claim(_) | QueueCall::Release(_) => {
+            QueueCall::Claim(_) | QueueCall::Release(_) | QueueCall::KnownPaid(_) => {
                 headers.push(("content-type", "application/json".into()));
             }
             _ => {}
@@ -352,6 +363,7 @@ impl QueueCall {
             (Verb::Post, "/claim") => QueueCall::Claim(parse_body(&body)?),
             (Verb::Post, "/release") => QueueCall::Release(parse_body(&body)?),
             (Verb::Get, "/live-hashes") => QueueCall::LiveHashes,
+            (Verb::Post, "/known-paid") => QueueCall::KnownPaid(parse_body(&body)?),
             (Verb::Get, _) if path.starts_with("/payout/") => QueueCall::Get {
                 id: id_after("/payout/").unwrap_or_default(),
             },
@@ -458,6 +470,11 @@ mod tests {
                 claimed_at_ms: 5,
             }),
             QueueCall::LiveHashes,
+            QueueCall::KnownPaid(BackendId {
+                kind: backends::BackendKind::Lnbits,
+                base_url: "http://127.0.0.1:5000".into(),
+                credential_fp: "00ff".into(),
+            }),
         ];
         for call in &calls {
             assert_eq!(&round_trip(call), call);

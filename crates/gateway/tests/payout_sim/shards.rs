@@ -216,3 +216,73 @@ fn a_refreshed_invoice_another_shard_pays_is_refused() {
         .sum::<u32>();
     assert_eq!(sends_of_held, 1, "only its holder sent it");
 }
+
+/// A blind backend's "not found" (LNbits, NWC) is checked against a payment
+/// the backend is known to have made. A shard whose own history of it is
+/// empty uses another shard's: a send that never reached the wallet is then
+/// proven absent and the payout goes on. The chaos run's two-backend case
+/// left three payouts unknown for good on a shard that had paid nothing
+/// through backend A when a restart cut their sends.
+#[test]
+fn a_shard_without_history_checks_not_found_against_another_shards() {
+    for via_nwc in [false, true] {
+        let sim = Sim::new(37, vec![SendBehaviour::Html520NoPay], vec![]);
+        let (_reg, stores) = shards(&sim, 2);
+        sim.seed_history(&stores[1]);
+        let cfg = config_for(via_nwc);
+        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+            panic!("create")
+        };
+        assert_eq!(stored(&stores[0], &id).status(), "unknown");
+        drain_for(&sim, &stores[0], &cfg, 60, 10_000);
+        let p = stored(&stores[0], &id);
+        assert_eq!(p.status(), "succeeded", "{via_nwc}: {:?}", p.log);
+        assert_eq!(sim.paid_count(), 1);
+        assert_eq!(
+            sends_per_hash(&sim),
+            vec![2],
+            "sent again only once proven absent"
+        );
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}
+
+/// The other shard's evidence is only as good as the backend's answer about
+/// it: lookups that do not show that payment leave the payout unknown,
+/// naming the backend; so does a "not found" with no history on any shard.
+#[test]
+fn another_shards_history_proves_nothing_the_backend_does_not_show() {
+    let cases = [
+        (
+            SendBehaviour::Html520AfterPay,
+            true,
+            "a payment it made, as paid",
+        ),
+        (SendBehaviour::Html520NoPay, false, "no payment it made"),
+    ];
+    for (send, blind_with_history, why_part) in cases {
+        let sim = Sim::new(38, vec![send], vec![]);
+        sim.quirks.set(Quirks {
+            blind: blind_with_history,
+            ..Quirks::default()
+        });
+        let (_reg, stores) = shards(&sim, 2);
+        if blind_with_history {
+            sim.seed_history(&stores[1]);
+        }
+        let cfg = config();
+        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+            panic!("create")
+        };
+        drain_for(&sim, &stores[0], &cfg, 60, 10_000);
+        let p = stored(&stores[0], &id);
+        let why = p.last_error.clone().unwrap_or_default();
+        assert_eq!(p.status(), "unknown", "{send:?}: {:?}", p.log);
+        assert!(
+            why.contains("may not see outgoing payments") && why.contains(why_part),
+            "{why}"
+        );
+        assert_eq!(sends_per_hash(&sim), vec![1], "never sent twice");
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}

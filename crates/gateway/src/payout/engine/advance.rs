@@ -331,7 +331,7 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
         let outcome = match outcome {
             LookupOutcome::NotFound if !watched => {
                 let first_sent = p.hash_first_sent_at_ms.unwrap_or(p.created_at_ms);
-                confirm_not_found(rt, store, backend, &hash, first_sent).await?
+                confirm_not_found(rt, store, backend, &hash, first_sent, &p.id).await?
             }
             o => o,
         };
@@ -400,17 +400,18 @@ fn apply_with_retry<S: PayoutStore>(
 
 /// A "not found" from a backend whose lookups may not see outgoing
 /// payments counts only if, right now, the same backend shows as paid a
-/// hash it is known to have paid (this store's own history of it). Where a
-/// "not found" may also hide a payment in flight, that hash must have been
-/// paid before `first_sent_ms` (the looked-up hash's first send): a wallet
-/// that shows an older payment shows a newer one. Otherwise it proves
-/// nothing: a lookup error, naming the backend.
+/// hash it is known to have paid (this store's own history of it, or else
+/// another shard's). Where a "not found" may also hide a payment in flight,
+/// that hash must have been paid before `first_sent_ms` (the looked-up
+/// hash's first send): a wallet that shows an older payment shows a newer
+/// one. Otherwise it proves nothing: a lookup error, naming the backend.
 async fn confirm_not_found<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
     backend_cfg: &BackendConfig,
     hash: &str,
     first_sent_ms: u64,
+    payout_id: &str,
 ) -> Result<LookupOutcome, StoreError> {
     let facts = backend_cfg.kind.descriptor().facts;
     if !facts.lookup_may_be_blind {
@@ -423,10 +424,22 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
             id.label()
         ))
     };
-    let known = store
-        .known_paid(&id)?
-        .into_iter()
-        .find(|(k, at)| k != hash && (!facts.not_found_may_hide_in_flight || *at <= first_sent_ms));
+    let older = |margin_ms: u64| {
+        move |(k, at): &(String, u64)| {
+            k != hash
+                && (!facts.not_found_may_hide_in_flight
+                    || at.saturating_add(margin_ms) <= first_sent_ms)
+        }
+    };
+    let mut known = store.known_paid(&id)?.into_iter().find(older(0));
+    if known.is_none() {
+        // Another shard's time is on another object's clock.
+        known = store
+            .known_paid_on_other_shards(&id, payout_id)
+            .await?
+            .into_iter()
+            .find(older(OTHER_SHARD_CLOCK_MARGIN_MS));
+    }
     let Some((known, _)) = known else {
         return Ok(blind(if facts.not_found_may_hide_in_flight {
             "no payment it made before this one was first sent is known, to check that they do"
@@ -443,6 +456,11 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
         )),
     })
 }
+
+/// How much earlier than a hash's first send another shard must have seen
+/// a payment, where "not found" may hide one in flight: the two times come
+/// from two objects' clocks, which may differ a little.
+const OTHER_SHARD_CLOCK_MARGIN_MS: u64 = 60_000;
 
 fn lookup_summary(o: &LookupOutcome) -> String {
     match o {

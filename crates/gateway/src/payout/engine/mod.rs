@@ -119,6 +119,19 @@ pub trait PayoutStore {
     /// Records that `backend` paid `hash` (its answer, with its proof).
     fn remember_paid(&self, backend: &BackendId, hash: &str, now_ms: u64)
         -> Result<(), StoreError>;
+    /// What the other queue shards' [`PayoutStore::known_paid`] hold for
+    /// `backend`: a shard whose own history of a blind backend is empty can
+    /// still check that its lookups see outgoing payments. `own` is a payout
+    /// of this store, naming the shard to leave out. A shard that cannot be
+    /// reached is left out too (less evidence, never more). One shard has
+    /// no others, hence the default.
+    async fn known_paid_on_other_shards(
+        &self,
+        _backend: &BackendId,
+        _own: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Up to `limit` payouts waiting for their backend to be configured
     /// again (a row that cannot be read is left out).
     fn blocked(&self, limit: usize) -> Result<Vec<Payout>, StoreError>;
