@@ -5,8 +5,10 @@
 
 use worker::Env;
 
-use crate::objects::{call_peer, decode};
-use gateway::payout::engine::{PayoutStore, StoreError};
+use futures_util::future::join_all;
+
+use crate::objects::{call_peer, call_peer_within, decode};
+use gateway::payout::engine::{OtherShards, PayoutStore, StoreError};
 use gateway::payout::invoice_claims::{Answer, ClaimsLink, Holder, ShardPeers, Takeover};
 use gateway::payout::model::{BackendId, PayoutState};
 use gateway::payout::queue_call::{
@@ -98,23 +100,42 @@ impl<S: PayoutStore> ClaimsLink for ShardLink<'_, S> {
     }
 }
 
+/// The other shards are asked together, each within this: their answers
+/// come from their own tables, with no outbound I/O.
+const KNOWN_PAID_CALL_TIMEOUT_MS: u64 = 5_000;
+
 impl ClaimsObject {
     /// Every other shard's history of `backend`'s payments (the shard of
-    /// payout `own` is this one). A shard that does not answer is left out:
-    /// less evidence, and a blind "not found" then stays unproven.
-    pub async fn known_paid_elsewhere(&self, backend: &BackendId, own: &str) -> Vec<(String, u64)> {
+    /// payout `own` is this one), asked at once. A shard that does not
+    /// answer is left out (less evidence: a blind "not found" then stays
+    /// unproven) and counted.
+    pub async fn known_paid_elsewhere(&self, backend: &BackendId, own: &str) -> OtherShards {
         let own = shard::shard_of(own, self.shards);
         let call = QueueCall::KnownPaid(backend.clone());
-        let mut hashes = Vec::new();
-        for other in (0..self.shards).filter(|s| *s != own) {
-            let Ok(reply) = call_peer(&self.env, &shard::object_name(other), &call).await else {
-                continue;
-            };
-            if let Ok(known) = decode::<KnownPaid>(reply, "known paid") {
-                hashes.extend(known.hashes);
+        let names: Vec<String> = (0..self.shards)
+            .filter(|s| *s != own)
+            .map(shard::object_name)
+            .collect();
+        let replies = join_all(
+            names
+                .iter()
+                .map(|name| call_peer_within(&self.env, name, &call, KNOWN_PAID_CALL_TIMEOUT_MS)),
+        )
+        .await;
+        let mut out = OtherShards {
+            asked: names.len(),
+            ..OtherShards::default()
+        };
+        for reply in replies {
+            if let Ok(known) = reply
+                .map_err(|e| e.message())
+                .and_then(|r| decode::<KnownPaid>(r, "known paid"))
+            {
+                out.answered += 1;
+                out.hashes.extend(known.hashes);
             }
         }
-        hashes
+        out
     }
 }
 

@@ -35,6 +35,16 @@ pub async fn call_peer(env: &Env, name: &str, call: &QueueCall) -> Result<Reply,
     call_with_timeout(env, name, call, PEER_CALL_TIMEOUT_MS).await
 }
 
+/// Calls another object from inside an object, within `timeout_ms`.
+pub async fn call_peer_within(
+    env: &Env,
+    name: &str,
+    call: &QueueCall,
+    timeout_ms: u64,
+) -> Result<Reply, ApiError> {
+    call_with_timeout(env, name, call, timeout_ms).await
+}
+
 /// A 200 answer read as `T`; anything else is an error naming the call.
 pub fn decode<T: DeserializeOwned>(reply: Reply, what: &str) -> Result<T, String> {
     if reply.status != 200 {

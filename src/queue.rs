@@ -356,7 +356,11 @@ impl PayoutQueue {
         // after it (so figures counted in between are not kept).
         let changes = !matches!(
             call,
-            QueueCall::Stats | QueueCall::Get { .. } | QueueCall::List(_)
+            QueueCall::Stats
+                | QueueCall::Get { .. }
+                | QueueCall::List(_)
+                | QueueCall::LiveHashes
+                | QueueCall::KnownPaid(_)
         );
         if changes {
             self.stats.replace(None);

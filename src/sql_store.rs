@@ -9,7 +9,7 @@ use crate::durable::{int, opt};
 use crate::claims_link::{ClaimsObject, ShardLink};
 use gateway::log::{Event, PayoutLog};
 use gateway::payout::breaker::PayoutBreaker;
-use gateway::payout::engine::{day_of, Claim, PayoutStore, StoreError};
+use gateway::payout::engine::{day_of, Claim, OtherShards, PayoutStore, StoreError};
 use gateway::payout::invoice_claims;
 use gateway::payout::model::{BackendId, Payout};
 use gateway::redact::Redactor;
@@ -65,6 +65,10 @@ pub struct SqlStore {
     /// status-change log line names the old status without reading the row
     /// again before each write (a write's version check makes them exact).
     seen: std::cell::RefCell<std::collections::HashMap<String, (u64, &'static str)>>,
+    /// The other shards' known-paid hashes, per backend, asked once per
+    /// opening of the store (one drain): a backend that paid nothing
+    /// anywhere does not cost every lookup a call to every shard.
+    other_shards: std::cell::RefCell<Vec<(String, OtherShards)>>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +130,7 @@ impl SqlStore {
             instance: instance.to_string(),
             claims: None,
             seen: Default::default(),
+            other_shards: Default::default(),
         };
         if !schema_ready {
             store.count_once()?;
@@ -725,11 +730,17 @@ impl PayoutStore for SqlStore {
         &self,
         backend: &BackendId,
         own: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        Ok(match &self.claims {
-            Some(claims) => claims.known_paid_elsewhere(backend, own).await,
-            None => Vec::new(),
-        })
+    ) -> Result<OtherShards, StoreError> {
+        let Some(claims) = &self.claims else {
+            return Ok(OtherShards::default());
+        };
+        let key = backend.key();
+        if let Some((_, known)) = self.other_shards.borrow().iter().find(|(k, _)| *k == key) {
+            return Ok(known.clone());
+        }
+        let known = claims.known_paid_elsewhere(backend, own).await;
+        self.other_shards.borrow_mut().push((key, known.clone()));
+        Ok(known)
     }
 
     /// Keeps, per backend, the first hash ever seen paid and the

@@ -891,6 +891,10 @@ struct SimClaims {
     shards: RefCell<Vec<Weak<MemStore>>>,
     /// How long each claim call takes.
     delay_ms: Cell<u64>,
+    /// Shards that do not answer another shard's calls.
+    silent: RefCell<Vec<Weak<MemStore>>>,
+    /// How long asking the other shards for their known payments takes.
+    peer_delay_ms: Cell<u64>,
     /// How long a read of a holder on its shard takes.
     holder_delay_ms: Cell<u64>,
 }
@@ -903,6 +907,8 @@ fn shards(sim: &Sim, n: usize) -> (Rc<SimClaims>, Vec<Rc<MemStore>>) {
         shards: RefCell::new(Vec::new()),
         delay_ms: Cell::new(0),
         holder_delay_ms: Cell::new(0),
+        silent: RefCell::new(Vec::new()),
+        peer_delay_ms: Cell::new(0),
     });
     let stores: Vec<Rc<MemStore>> = (0..n)
         .map(|_| {
@@ -1080,14 +1086,24 @@ impl PayoutStore for MemStore {
         &self,
         backend: &BackendId,
         _own: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    ) -> Result<engine::OtherShards, StoreError> {
+        let mut out = engine::OtherShards::default();
         let Some(reg) = &self.claims else {
-            return Ok(Vec::new());
+            return Ok(out);
         };
-        let mut out = Vec::new();
+        reg.now.set(reg.now.get() + reg.peer_delay_ms.get());
         for other in reg.shards.borrow().iter().filter_map(Weak::upgrade) {
             if !std::ptr::eq(&*other, self) {
-                out.extend(other.known_paid(backend)?);
+                out.asked += 1;
+                if !reg
+                    .silent
+                    .borrow()
+                    .iter()
+                    .any(|s| std::ptr::eq(s.as_ptr(), &*other))
+                {
+                    out.answered += 1;
+                    out.hashes.extend(other.known_paid(backend)?);
+                }
             }
         }
         Ok(out)

@@ -286,3 +286,113 @@ fn another_shards_history_proves_nothing_the_backend_does_not_show() {
         assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
     }
 }
+
+/// Where "not found" may hide a payment in flight (NWC), another shard's
+/// payment counts only if it was seen paid more than the clock margin
+/// before this hash's first send: the times are two objects' clocks.
+#[test]
+fn another_shards_payment_counts_for_nwc_only_well_before_the_first_send() {
+    for (seen_before_ms, proves) in [(30_000, false), (61_000, true)] {
+        let sim = Sim::new(39, vec![SendBehaviour::Html520NoPay], vec![]);
+        let (_reg, stores) = shards(&sim, 2);
+        sim.seed_history(&stores[1]);
+        let at = sim.now.get() - seen_before_ms;
+        for known in stores[1].known_paid.borrow_mut().values_mut() {
+            for entry in known.iter_mut() {
+                entry.1 = at;
+            }
+        }
+        let cfg = config_for(true);
+        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+            panic!("create")
+        };
+        drain_for(&sim, &stores[0], &cfg, 60, 10_000);
+        let p = stored(&stores[0], &id);
+        if proves {
+            assert_eq!(p.status(), "succeeded", "{:?}", p.log);
+            assert_eq!(sends_per_hash(&sim), vec![2]);
+        } else {
+            assert_eq!(p.status(), "unknown", "{:?}", p.log);
+            let why = p.last_error.clone().unwrap_or_default();
+            assert!(why.contains("before this one was first sent"), "{why}");
+            assert_eq!(sends_per_hash(&sim), vec![1]);
+        }
+        assert!(sim.violations.borrow().is_empty(), "{:?}", sim.violations);
+    }
+}
+
+/// A shard that does not answer gives no evidence; the reason says how
+/// many answered, for the operator.
+#[test]
+fn a_silent_shard_gives_no_evidence() {
+    let sim = Sim::new(40, vec![SendBehaviour::Html520NoPay], vec![]);
+    let (reg, stores) = shards(&sim, 3);
+    sim.seed_history(&stores[2]);
+    reg.silent.borrow_mut().push(Rc::downgrade(&stores[2]));
+    let cfg = config();
+    let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+        panic!("create")
+    };
+    drain_for(&sim, &stores[0], &cfg, 30, 10_000);
+    let p = stored(&stores[0], &id);
+    assert_eq!(p.status(), "unknown", "{:?}", p.log);
+    let why = p.last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("no payment it made is known yet")
+            && why.contains("the other queue shards were asked, 1 of 2 answered"),
+        "{why}"
+    );
+    assert_eq!(sends_per_hash(&sim), vec![1]);
+}
+
+/// A history that holds the looked-up hash itself contradicts "not found":
+/// it proves nothing, whatever else the backend shows.
+#[test]
+fn not_found_for_a_hash_known_paid_proves_nothing() {
+    for (knows, whose) in [(0, "this queue shard"), (1, "another queue shard")] {
+        let sim = Sim::new(42, vec![SendBehaviour::Html520NoPay], vec![]);
+        let (_reg, stores) = shards(&sim, 2);
+        sim.seed_history(&stores[1]);
+        let cfg = config();
+        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+            panic!("create")
+        };
+        let hash = stored(&stores[0], &id).payment_hash;
+        let _ = stores[knows].remember_paid(&BackendId::of(&cfg.default_backend), &hash, 0);
+        drain_for(&sim, &stores[0], &cfg, 20, 10_000);
+        let p = stored(&stores[0], &id);
+        assert_eq!(p.status(), "unknown", "{:?}", p.log);
+        let why = p.last_error.clone().unwrap_or_default();
+        assert!(
+            why.contains(&format!("{whose} saw it pay this very hash")),
+            "{why}"
+        );
+        assert_eq!(sends_per_hash(&sim), vec![1]);
+    }
+}
+
+/// Asking the other shards takes time; the "not found" is still judged as
+/// of when it was asked. One asked within the grace after the send stays
+/// too soon to trust, however long the checks after it took.
+#[test]
+fn a_not_found_is_judged_when_it_was_asked_not_after_the_shards_answered() {
+    let sim = Sim::new(44, vec![SendBehaviour::Html520NoPay], vec![]);
+    let (reg, stores) = shards(&sim, 2);
+    sim.seed_history(&stores[1]);
+    let cfg = config();
+    reg.peer_delay_ms.set(4 * cfg.policy.not_found_grace_ms);
+    let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+        panic!("create")
+    };
+    drain_for(&sim, &stores[0], &cfg, 1, 1_000);
+    let p = stored(&stores[0], &id);
+    assert!(
+        p.log
+            .iter()
+            .any(|l| l.event.contains("too soon after the send")),
+        "{:?}",
+        p.log
+    );
+    // (A later lookup, asked past the grace, may then prove it absent.)
+    assert_eq!(sim.paid_count(), 1);
+}

@@ -306,7 +306,8 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
                             "{} is no longer configured; this hash cannot be looked up",
                             id.label()
                         );
-                        self.apply_lookup(p, hash, true, LookupOutcome::Error(why))
+                        let now = self.rt.now_ms();
+                        self.apply_lookup(p, hash, true, LookupOutcome::Error(why), now)
                     }
                 }
             }
@@ -327,11 +328,22 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
         backend: &BackendConfig,
     ) -> Result<Next, StoreError> {
         let (rt, store) = (self.rt, self.store);
+        // The answer is judged as of when it was asked: the checks after a
+        // "not found" take time, and a later clock would make it look
+        // fresher than it is.
+        let asked_at = rt.now_ms();
         let outcome = payment::lookup(rt, backend, &hash).await;
         let outcome = match outcome {
             LookupOutcome::NotFound if !watched => {
                 let first_sent = p.hash_first_sent_at_ms.unwrap_or(p.created_at_ms);
-                confirm_not_found(rt, store, backend, &hash, first_sent, &p.id).await?
+                let check = NotFoundCheck {
+                    hash: &hash,
+                    first_sent_ms: first_sent,
+                    payout_id: &p.id,
+                    other_clock_margin_ms: OTHER_SHARD_CLOCK_MARGIN_MS
+                        .max(self.policy.clock_skew_ms),
+                };
+                confirm_not_found(rt, store, backend, check).await?
             }
             o => o,
         };
@@ -342,16 +354,18 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
                 let _ = route::record_paid(store, self.cfg, &id, rt.now_ms());
             }
         }
-        self.apply_lookup(p, hash, watched, outcome)
+        self.apply_lookup(p, hash, watched, outcome, asked_at)
     }
 
-    /// Applies a lookup's answer to the freshest copy, unless it moved meanwhile.
+    /// Applies a lookup's answer, asked at `asked_at`, to the freshest copy,
+    /// unless it moved meanwhile.
     fn apply_lookup(
         &self,
         p: Payout,
         hash: String,
         watched: bool,
         outcome: LookupOutcome,
+        asked_at: u64,
     ) -> Result<Next, StoreError> {
         let (rt, store) = (self.rt, self.store);
         let Some(mut cur) = store.get(&p.id)? else {
@@ -360,7 +374,7 @@ impl<R: Runtime, S: PayoutStore> Step<'_, R, S> {
         if cur.version != p.version {
             return Ok(Next::Again); // someone else moved it meanwhile
         }
-        let (now, random) = (rt.now_ms(), rt.random_u64());
+        let (now, random) = (asked_at, rt.random_u64());
         let applied = if watched {
             machine::apply_watch(&mut cur, &hash, outcome, now, self.policy, random)
         } else {
@@ -398,25 +412,37 @@ fn apply_with_retry<S: PayoutStore>(
     Ok(())
 }
 
+/// What a blind backend's "not found" is checked with.
+struct NotFoundCheck<'a> {
+    hash: &'a str,
+    /// The looked-up hash's first send.
+    first_sent_ms: u64,
+    /// The payout, naming this store's shard.
+    payout_id: &'a str,
+    /// How much earlier than the first send another shard must have seen a
+    /// payment, where "not found" may hide one in flight.
+    other_clock_margin_ms: u64,
+}
+
 /// A "not found" from a backend whose lookups may not see outgoing
 /// payments counts only if, right now, the same backend shows as paid a
 /// hash it is known to have paid (this store's own history of it, or else
 /// another shard's). Where a "not found" may also hide a payment in flight,
-/// that hash must have been paid before `first_sent_ms` (the looked-up
-/// hash's first send): a wallet that shows an older payment shows a newer
-/// one. Otherwise it proves nothing: a lookup error, naming the backend.
+/// that hash must have been paid before the looked-up hash's first send: a
+/// wallet that shows an older payment shows a newer one. A history that
+/// holds the looked-up hash itself contradicts the answer. Otherwise it
+/// proves nothing: a lookup error, naming the backend.
 async fn confirm_not_found<R: Runtime, S: PayoutStore>(
     rt: &R,
     store: &S,
     backend_cfg: &BackendConfig,
-    hash: &str,
-    first_sent_ms: u64,
-    payout_id: &str,
+    check: NotFoundCheck<'_>,
 ) -> Result<LookupOutcome, StoreError> {
     let facts = backend_cfg.kind.descriptor().facts;
     if !facts.lookup_may_be_blind {
         return Ok(LookupOutcome::NotFound);
     }
+    let (hash, first_sent_ms) = (check.hash, check.first_sent_ms);
     let id = BackendId::of(backend_cfg);
     let blind = |why: String| {
         LookupOutcome::Error(format!(
@@ -425,42 +451,72 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
         ))
     };
     let older = |margin_ms: u64| {
-        move |(k, at): &(String, u64)| {
-            k != hash
-                && (!facts.not_found_may_hide_in_flight
-                    || at.saturating_add(margin_ms) <= first_sent_ms)
+        move |(_, at): &(String, u64)| {
+            !facts.not_found_may_hide_in_flight || at.saturating_add(margin_ms) <= first_sent_ms
         }
     };
-    let mut known = store.known_paid(&id)?.into_iter().find(older(0));
-    if known.is_none() {
-        // Another shard's time is on another object's clock.
-        known = store
-            .known_paid_on_other_shards(&id, payout_id)
-            .await?
-            .into_iter()
-            .find(older(OTHER_SHARD_CLOCK_MARGIN_MS));
-    }
-    let Some((known, _)) = known else {
-        return Ok(blind(if facts.not_found_may_hide_in_flight {
-            "no payment it made before this one was first sent is known, to check that they do"
-                .into()
-        } else {
-            "no payment it made is known yet to check that they do".into()
-        }));
+    let contradicted = |known: &[(String, u64)], whose: &str| {
+        known
+            .iter()
+            .any(|(k, _)| k == hash)
+            .then(|| blind(format!("{whose} saw it pay this very hash")))
     };
-    Ok(match payment::lookup(rt, backend_cfg, &known).await {
-        LookupOutcome::Paid { .. } => LookupOutcome::NotFound,
-        other => blind(format!(
-            "it did not show {known}, a payment it made, as paid ({})",
-            lookup_summary(&other)
-        )),
-    })
+    let own = store.known_paid(&id)?;
+    if let Some(e) = contradicted(&own, "this queue shard") {
+        return Ok(e);
+    }
+    let mut candidates: Vec<(String, u64)> = own.into_iter().filter(older(0)).collect();
+    let mut asked = String::new();
+    if candidates.is_empty() {
+        let others = store
+            .known_paid_on_other_shards(&id, check.payout_id)
+            .await?;
+        if let Some(e) = contradicted(&others.hashes, "another queue shard") {
+            return Ok(e);
+        }
+        candidates = others
+            .hashes
+            .into_iter()
+            .filter(older(check.other_clock_margin_ms))
+            .collect();
+        candidates.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        if others.asked > 0 {
+            asked = format!(
+                "; the other queue shards were asked, {} of {} answered",
+                others.answered, others.asked
+            );
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(blind(if facts.not_found_may_hide_in_flight {
+            format!("no payment it made before this one was first sent is known, to check that they do{asked}")
+        } else {
+            format!("no payment it made is known yet to check that they do{asked}")
+        }));
+    }
+    let mut why = String::new();
+    for (known, _) in candidates.iter().take(KNOWN_PAID_TRIED) {
+        match payment::lookup(rt, backend_cfg, known).await {
+            LookupOutcome::Paid { .. } => return Ok(LookupOutcome::NotFound),
+            other => {
+                why = format!(
+                    "it did not show {known}, a payment it made, as paid ({})",
+                    lookup_summary(&other)
+                )
+            }
+        }
+    }
+    Ok(blind(why))
 }
 
-/// How much earlier than a hash's first send another shard must have seen
-/// a payment, where "not found" may hide one in flight: the two times come
-/// from two objects' clocks, which may differ a little.
+/// At least this much earlier than a hash's first send another shard must
+/// have seen a payment, where "not found" may hide one in flight: the two
+/// times come from two objects' clocks (`PAYOUT_CLOCK_SKEW_SECS` raises it).
 const OTHER_SHARD_CLOCK_MARGIN_MS: u64 = 60_000;
+
+/// Known payments looked up before a "not found" is left unproven (a wallet
+/// may have pruned one).
+const KNOWN_PAID_TRIED: usize = 2;
 
 fn lookup_summary(o: &LookupOutcome) -> String {
     match o {

@@ -58,6 +58,17 @@ pub const CLAIM_COMMIT_MS: u64 = 30_000;
 /// for clock-rate drift.
 pub const CLAIM_SETTLE_MS: u64 = 4 * CLAIM_COMMIT_MS;
 
+/// What the other queue shards know a backend paid
+/// ([`PayoutStore::known_paid_on_other_shards`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OtherShards {
+    /// Shards asked, and how many answered.
+    pub asked: usize,
+    pub answered: usize,
+    /// `(hash, when seen paid)`, each on its own shard's clock.
+    pub hashes: Vec<(String, u64)>,
+}
+
 /// Durable payout storage. Calls are synchronous: in a Durable Object, code
 /// between two `await`s runs without interleaving, so a read followed by a
 /// write here is atomic.
@@ -129,8 +140,8 @@ pub trait PayoutStore {
         &self,
         _backend: &BackendId,
         _own: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        Ok(Vec::new())
+    ) -> Result<OtherShards, StoreError> {
+        Ok(OtherShards::default())
     }
     /// Up to `limit` payouts waiting for their backend to be configured
     /// again (a row that cannot be read is left out).
