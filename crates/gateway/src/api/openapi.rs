@@ -1,10 +1,11 @@
 //! The API contract: an OpenAPI 3.1 document, written by hand in
-//! `openapi.json` and served as is at `GET /openapi.json`. The tests below
-//! keep it in step with the router and with every error code; schemathesis
-//! (`make contract`) checks the running gateway against it.
+//! `openapi.json` and served at `GET /openapi.json` without its indentation
+//! (`build.rs`). The tests below keep it in step with the router and with
+//! every error code; schemathesis (`make contract`) checks the running
+//! gateway against it.
 
 /// The document, byte for byte as served.
-pub const DOCUMENT: &str = include_str!("openapi.json");
+pub const DOCUMENT: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.min.json"));
 
 #[cfg(test)]
 mod tests {
@@ -20,6 +21,15 @@ mod tests {
 
     fn doc() -> Value {
         serde_json::from_str(DOCUMENT).unwrap_or_else(|e| panic!("openapi.json: {e}"))
+    }
+
+    #[test]
+    fn the_served_document_is_the_repositorys_without_its_layout() {
+        let written: Value = serde_json::from_str(include_str!("openapi.json"))
+            .unwrap_or_else(|e| panic!("openapi.json: {e}"));
+        assert_eq!(doc(), written);
+        assert!(!DOCUMENT.contains('\n'));
+        assert!(DOCUMENT.len() < include_str!("openapi.json").len() * 2 / 3);
     }
 
     /// The method and path template each route is documented under.
