@@ -1,15 +1,8 @@
 //! Timestamps as the API shows them (RFC 3339, UTC).
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
 /// Formats Unix seconds as RFC 3339; out-of-range values fall back to the epoch.
 pub fn iso8601_secs(secs: u64) -> String {
-    let secs = i64::try_from(secs).unwrap_or(0);
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+    backends::timestamp::rfc3339_secs(secs)
 }
 
 pub fn iso8601_ms(ms: u64) -> String {
