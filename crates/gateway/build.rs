@@ -30,7 +30,7 @@ fn without_layout(json: &str) -> String {
         } else if c == '"' {
             in_string = true;
             out.push(c);
-        } else if !c.is_whitespace() {
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
             out.push(c);
         }
     }

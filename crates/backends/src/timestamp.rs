@@ -92,7 +92,7 @@ fn parse_rfc3339_ms(s: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
-    Some(secs * 1000 + if secs < 0 { -frac_ms } else { frac_ms })
+    Some(secs * 1000 + frac_ms)
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -184,6 +184,7 @@ mod tests {
     fn by_time_crate(s: &str) -> Option<u64> {
         let mut t = s.replacen(' ', "T", 1);
         let has_offset = t.ends_with('Z')
+            || t.ends_with('z')
             || t.get(19..)
                 .is_some_and(|rest| rest.contains('+') || rest.contains('-'));
         if !has_offset {

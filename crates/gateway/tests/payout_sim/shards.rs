@@ -396,3 +396,45 @@ fn a_not_found_is_judged_when_it_was_asked_not_after_the_shards_answered() {
     // (A later lookup, asked past the grace, may then prove it absent.)
     assert_eq!(sim.paid_count(), 1);
 }
+
+/// Known payments are tried newest first. One the backend does not show
+/// (not found) breaks the rule the check rests on, and no older one may
+/// vouch for the "not found"; one whose lookup errs says nothing, and the
+/// next is tried.
+#[test]
+fn a_known_payment_the_backend_does_not_show_stops_the_check() {
+    for (first_lookup, proves) in [
+        (LookupBehaviour::Truthful, false),
+        (LookupBehaviour::Error, true),
+    ] {
+        // Lookups in order: the payout's hash, then the known payments.
+        let sim = Sim::new(
+            45,
+            vec![SendBehaviour::Html520NoPay],
+            vec![LookupBehaviour::Truthful, first_lookup],
+        );
+        let (_reg, stores) = shards(&sim, 2);
+        sim.seed_history(&stores[0]);
+        let cfg = config();
+        let backend = BackendId::of(&cfg.default_backend);
+        // Newer than the seeded payment, and unknown to the wallet.
+        let _ = stores[0].remember_paid(&backend, &"ab".repeat(32), 1);
+        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
+            panic!("create")
+        };
+        drain_for(&sim, &stores[0], &cfg, 1, 10_000);
+        let p = stored(&stores[0], &id);
+        let why = p.last_error.clone().unwrap_or_default();
+        if proves {
+            assert!(
+                !why.contains("may not see outgoing payments"),
+                "{why}: {:?}",
+                p.log
+            );
+            assert_eq!(sends_per_hash(&sim), vec![2], "{:?}", p.log);
+        } else {
+            assert!(why.contains("(not found)"), "{why}");
+            assert_eq!(sends_per_hash(&sim), vec![1]);
+        }
+    }
+}

@@ -494,16 +494,20 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
             format!("no payment it made is known yet to check that they do{asked}")
         }));
     }
+    // A known payment it does not show (not found, failed) breaks the rule
+    // this check rests on: no older one may vouch for it. Only an answer
+    // that says nothing (an error, in flight) lets the next one be tried.
     let mut why = String::new();
     for (known, _) in candidates.iter().take(KNOWN_PAID_TRIED) {
-        match payment::lookup(rt, backend_cfg, known).await {
+        let answer = payment::lookup(rt, backend_cfg, known).await;
+        why = format!(
+            "it did not show {known}, a payment it made, as paid ({})",
+            lookup_summary(&answer)
+        );
+        match answer {
             LookupOutcome::Paid { .. } => return Ok(LookupOutcome::NotFound),
-            other => {
-                why = format!(
-                    "it did not show {known}, a payment it made, as paid ({})",
-                    lookup_summary(&other)
-                )
-            }
+            LookupOutcome::Error(_) | LookupOutcome::Pending => continue,
+            LookupOutcome::NotFound | LookupOutcome::Failed(_) => break,
         }
     }
     Ok(blind(why))
@@ -514,8 +518,8 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
 /// times come from two objects' clocks (`PAYOUT_CLOCK_SKEW_SECS` raises it).
 const OTHER_SHARD_CLOCK_MARGIN_MS: u64 = 60_000;
 
-/// Known payments looked up before a "not found" is left unproven (a wallet
-/// may have pruned one).
+/// Known payments looked up before a "not found" is left unproven, when
+/// the first lookup of one says nothing (an error).
 const KNOWN_PAID_TRIED: usize = 2;
 
 fn lookup_summary(o: &LookupOutcome) -> String {
