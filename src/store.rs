@@ -88,7 +88,7 @@ impl Store {
         let Ok(text) = serde_json::to_string(&w.book) else {
             return;
         };
-        let put = match self.kv.put(HEALTH_KEY, text) {
+        let put = match self.kv.put_bytes(HEALTH_KEY, text.as_bytes()) {
             Ok(p) => p.expiration_ttl(HEALTH_TTL_SECS),
             Err(e) => {
                 worker::console_warn!("health write failed: {e}");
@@ -114,8 +114,10 @@ impl Store {
 
     pub async fn put_invoice(&self, record: &InvoiceRecord, now_secs: u64) -> Result<(), ApiError> {
         let text = serde_json::to_string(record).map_err(|e| ApiError::Internal(e.to_string()))?;
+        // As bytes: worker-rs's `put` runs every value through
+        // serde-wasm-bindgen first (and links its number formatting).
         self.kv
-            .put(&InvoiceRecord::key(&record.payment_hash), text)
+            .put_bytes(&InvoiceRecord::key(&record.payment_hash), text.as_bytes())
             .map_err(unavailable)?
             .expiration_ttl(record.ttl_secs(now_secs).max(60))
             .execute()
