@@ -32,7 +32,7 @@ pub async fn call_object(env: &Env, name: &str, call: &QueueCall) -> Result<Repl
 
 /// Calls another object from inside an object.
 pub async fn call_peer(env: &Env, name: &str, call: &QueueCall) -> Result<Reply, ApiError> {
-    call_with_timeout(env, name, call, PEER_CALL_TIMEOUT_MS).await
+    call_peer_within(env, name, call, PEER_CALL_TIMEOUT_MS).await
 }
 
 /// Calls another object from inside an object, within `timeout_ms`.

@@ -40,6 +40,12 @@ fn bolt11_request(sim: &Sim) -> PayoutRequest {
     }
 }
 
+/// A BOLT11 payout created on `store` (key "ka"): its id.
+fn bolt11_payout(sim: &Sim, store: &MemStore, cfg: &PayoutConfig) -> String {
+    create_on(sim, store, cfg, bolt11_request(sim), "ka")
+        .unwrap_or_else(|e| panic!("create: {e:?}"))
+}
+
 /// An LNURL server that hands one invoice to two payouts on two shards:
 /// the second is refused before anything is sent.
 #[test]
@@ -230,9 +236,7 @@ fn a_shard_without_history_checks_not_found_against_another_shards() {
         let (_reg, stores) = shards(&sim, 2);
         sim.seed_history(&stores[1]);
         let cfg = config_for(via_nwc);
-        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-            panic!("create")
-        };
+        let id = bolt11_payout(&sim, &stores[0], &cfg);
         assert_eq!(stored(&stores[0], &id).status(), "unknown");
         drain_for(&sim, &stores[0], &cfg, 60, 10_000);
         let p = stored(&stores[0], &id);
@@ -271,9 +275,7 @@ fn another_shards_history_proves_nothing_the_backend_does_not_show() {
             sim.seed_history(&stores[1]);
         }
         let cfg = config();
-        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-            panic!("create")
-        };
+        let id = bolt11_payout(&sim, &stores[0], &cfg);
         drain_for(&sim, &stores[0], &cfg, 60, 10_000);
         let p = stored(&stores[0], &id);
         let why = p.last_error.clone().unwrap_or_default();
@@ -303,9 +305,7 @@ fn another_shards_payment_counts_for_nwc_only_well_before_the_first_send() {
             }
         }
         let cfg = config_for(true);
-        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-            panic!("create")
-        };
+        let id = bolt11_payout(&sim, &stores[0], &cfg);
         drain_for(&sim, &stores[0], &cfg, 60, 10_000);
         let p = stored(&stores[0], &id);
         if proves {
@@ -330,9 +330,7 @@ fn a_silent_shard_gives_no_evidence() {
     sim.seed_history(&stores[2]);
     reg.silent.borrow_mut().push(Rc::downgrade(&stores[2]));
     let cfg = config();
-    let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-        panic!("create")
-    };
+    let id = bolt11_payout(&sim, &stores[0], &cfg);
     drain_for(&sim, &stores[0], &cfg, 30, 10_000);
     let p = stored(&stores[0], &id);
     assert_eq!(p.status(), "unknown", "{:?}", p.log);
@@ -354,9 +352,7 @@ fn not_found_for_a_hash_known_paid_proves_nothing() {
         let (_reg, stores) = shards(&sim, 2);
         sim.seed_history(&stores[1]);
         let cfg = config();
-        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-            panic!("create")
-        };
+        let id = bolt11_payout(&sim, &stores[0], &cfg);
         let hash = stored(&stores[0], &id).payment_hash;
         let _ = stores[knows].remember_paid(&BackendId::of(&cfg.default_backend), &hash, 0);
         drain_for(&sim, &stores[0], &cfg, 20, 10_000);
@@ -381,9 +377,7 @@ fn a_not_found_is_judged_when_it_was_asked_not_after_the_shards_answered() {
     sim.seed_history(&stores[1]);
     let cfg = config();
     reg.peer_delay_ms.set(4 * cfg.policy.not_found_grace_ms);
-    let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-        panic!("create")
-    };
+    let id = bolt11_payout(&sim, &stores[0], &cfg);
     drain_for(&sim, &stores[0], &cfg, 1, 1_000);
     let p = stored(&stores[0], &id);
     assert!(
@@ -419,9 +413,7 @@ fn a_known_payment_the_backend_does_not_show_stops_the_check() {
         let backend = BackendId::of(&cfg.default_backend);
         // Newer than the seeded payment, and unknown to the wallet.
         let _ = stores[0].remember_paid(&backend, &"ab".repeat(32), 1);
-        let Ok(id) = create_on(&sim, &stores[0], &cfg, bolt11_request(&sim), "ka") else {
-            panic!("create")
-        };
+        let id = bolt11_payout(&sim, &stores[0], &cfg);
         drain_for(&sim, &stores[0], &cfg, 1, 10_000);
         let p = stored(&stores[0], &id);
         let why = p.last_error.clone().unwrap_or_default();

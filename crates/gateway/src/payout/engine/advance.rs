@@ -488,11 +488,12 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
         }
     }
     if candidates.is_empty() {
-        return Ok(blind(if facts.not_found_may_hide_in_flight {
-            format!("no payment it made before this one was first sent is known, to check that they do{asked}")
+        let none = if facts.not_found_may_hide_in_flight {
+            "no payment it made before this one was first sent is known, to check that they do"
         } else {
-            format!("no payment it made is known yet to check that they do{asked}")
-        }));
+            "no payment it made is known yet to check that they do"
+        };
+        return Ok(blind(format!("{none}{asked}")));
     }
     // A known payment it does not show (not found, failed) breaks the rule
     // this check rests on: no older one may vouch for it. Only an answer
