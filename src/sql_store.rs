@@ -739,10 +739,10 @@ impl PayoutStore for SqlStore {
             return Ok(known.clone());
         }
         let known = claims.known_paid_elsewhere(backend, own).await;
-        // Kept for the drain only when every shard answered.
-        if known.answered == known.asked {
-            self.other_shards.borrow_mut().push((key, known.clone()));
-        }
+        // Kept for the drain even when a shard did not answer: asking again
+        // for every payout would wait on it each time, and less evidence
+        // only leaves a "not found" unproven until the next drain asks.
+        self.other_shards.borrow_mut().push((key, known.clone()));
         Ok(known)
     }
 
