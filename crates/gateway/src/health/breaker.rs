@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Read through one flat struct ([`crate::tagged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum BreakerState {
     #[default]
@@ -14,6 +15,34 @@ pub enum BreakerState {
     Open { until_ms: u64 },
     /// One probe is in flight since `since_ms`; others are refused.
     HalfOpen { since_ms: u64 },
+}
+
+impl<'de> Deserialize<'de> for BreakerState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Tag {
+            Closed,
+            Open,
+            HalfOpen,
+        }
+        #[derive(Deserialize)]
+        struct Flat {
+            state: Tag,
+            until_ms: Option<u64>,
+            since_ms: Option<u64>,
+        }
+        let f = Flat::deserialize(d)?;
+        Ok(match f.state {
+            Tag::Closed => BreakerState::Closed,
+            Tag::Open => BreakerState::Open {
+                until_ms: crate::tagged::need(f.until_ms, "until_ms")?,
+            },
+            Tag::HalfOpen => BreakerState::HalfOpen {
+                since_ms: crate::tagged::need(f.since_ms, "since_ms")?,
+            },
+        })
+    }
 }
 
 impl BreakerState {

@@ -16,4 +16,5 @@ pub mod queue_call;
 pub mod request;
 pub mod safe_url;
 pub mod shard;
+pub mod state_reader;
 pub mod webhook;

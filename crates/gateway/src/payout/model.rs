@@ -53,7 +53,9 @@ pub struct SentBefore {
 /// Where a payout stands. `Sending` is written before a pay request leaves;
 /// `Unknown` means the backend may or may not have paid, and only a status
 /// lookup of the payment hash on the same backend can tell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read through one flat struct (`state_reader`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum PayoutState {
     /// Due at `next_at_ms`. With `verify_first`, the hash was sent before and

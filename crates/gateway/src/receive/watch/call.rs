@@ -2,7 +2,7 @@
 //! body each (`POST /call`), typed on both sides, and the shard each one
 //! goes to.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,8 @@ pub fn shard_of_key(key: &str) -> u32 {
     u32::from(Sha256::digest(key.as_bytes())[0]) % SHARDS
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read through one flat struct (`call_reader`, [`crate::tagged`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum WatchCall {
     /// Take an invoice in (a no-op when it is already watched).
@@ -91,7 +92,8 @@ pub enum WatchCall {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read through one flat struct (`call_reader`, [`crate::tagged`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum WatchReply {
     Done,
@@ -117,7 +119,8 @@ pub enum WatchReply {
 }
 
 /// What a request with an `Idempotency-Key` may do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read through one flat struct (`call_reader`, [`crate::tagged`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum KeyBegin {
     Proceed,

@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod call;
+mod call_reader;
 pub mod engine;
 pub mod events;
 pub mod history;

@@ -40,8 +40,8 @@ impl EventKind {
     }
 }
 
-/// Where the watch stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where the watch stands. Read through one flat struct ([`crate::tagged`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum WatchState {
     /// Not seen paid; looked up on the schedule.
@@ -54,6 +54,33 @@ pub enum WatchState {
     },
     /// Never seen paid, watched until well past expiry: over.
     Ended,
+}
+
+impl<'de> Deserialize<'de> for WatchState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Tag {
+            Open,
+            Paid,
+            Ended,
+        }
+        #[derive(Deserialize)]
+        struct Flat {
+            state: Tag,
+            settled_at_ms: Option<u64>,
+            preimage: Option<String>,
+        }
+        let f = Flat::deserialize(d)?;
+        Ok(match f.state {
+            Tag::Open => WatchState::Open,
+            Tag::Paid => WatchState::Paid {
+                settled_at_ms: crate::tagged::need(f.settled_at_ms, "settled_at_ms")?,
+                preimage: f.preimage,
+            },
+            Tag::Ended => WatchState::Ended,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
