@@ -160,10 +160,14 @@ impl InvoiceWatch {
 
     async fn answer(&self, mut req: Request) -> Result<WatchReply, ApiError> {
         let cfg = env::config(&self.env)?;
-        let call: WatchCall = req
-            .json()
+        // Read as text, then JSON: `Request::json` would read it through
+        // serde-wasm-bindgen, a second copy of every call type's reader.
+        let text = req
+            .text()
             .await
             .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        let call: WatchCall =
+            serde_json::from_str(&text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
         self.run(&cfg, call).await
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::api::error::ApiError;
@@ -40,18 +40,30 @@ impl<'de> Deserialize<'de> for UniqueKeys {
     }
 }
 
+/// JSON from bytes, read as text first. Every JSON read of this project
+/// goes through `serde_json::from_str` (or this): `from_slice` would be a
+/// second copy of serde_json's parser, and of every type's reader, in the
+/// wasm. Bytes that are not UTF-8 are refused as JSON would refuse them.
+pub fn from_bytes<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(e) => Err(de::Error::custom(format_args!(
+            "not UTF-8 at byte {}",
+            e.valid_up_to()
+        ))),
+    }
+}
+
 /// Parses a request body that must be one JSON object with no repeated keys
 /// (`invalid_json` otherwise).
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    serde_json::from_slice::<UniqueKeys>(body)
-        .map(|o| o.0)
-        .map_err(|e| {
-            if e.is_data() && e.to_string().starts_with("invalid type") {
-                ApiError::InvalidJson("expected a JSON object".into())
-            } else {
-                ApiError::InvalidJson(e.to_string())
-            }
-        })
+    from_bytes::<UniqueKeys>(body).map(|o| o.0).map_err(|e| {
+        if e.is_data() && e.to_string().starts_with("invalid type") {
+            ApiError::InvalidJson("expected a JSON object".into())
+        } else {
+            ApiError::InvalidJson(e.to_string())
+        }
+    })
 }
 
 /// Control characters (C0, DEL, C1) in `s`, other than the tab, line feed and

@@ -385,7 +385,7 @@ impl QueueCall {
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
+    crate::api::body::from_bytes(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub const LEASE_MS: u64 = 300_000;
 /// SHA-256 of the body's meaning: the JSON value, keys in sorted order, so
 /// spacing and key order do not matter. Bodies that are not JSON hash as bytes.
 pub fn fingerprint(body: &[u8]) -> String {
-    let canonical = match serde_json::from_slice::<Value>(body) {
+    let canonical = match crate::api::body::from_bytes::<Value>(body) {
         Ok(v) => v.to_string(),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };

@@ -37,7 +37,7 @@ pub fn notify_url(origin: &str, mode: NoticeMode) -> Option<String> {
 pub fn payment_hash(body: &[u8]) -> Result<String, ApiError> {
     let bad = |m: &str| ApiError::invalid_field("payment_hash", m);
     let mut v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        crate::api::body::from_bytes(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     if let Value::String(inner) = &v {
         v = serde_json::from_str(inner).map_err(|_| bad("the notice names no payment hash"))?;
     }
