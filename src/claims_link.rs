@@ -76,7 +76,7 @@ impl<S: PayoutStore> ClaimsLink for ShardLink<'_, S> {
             .map_err(|e| unavailable("holder", e.message()))?;
         let status = reply.status;
         if status == 404 {
-            let body = reply.into_json();
+            let body: serde_json::Value = serde_json::from_str(&reply.text).unwrap_or_default();
             // Only the queue's own "no such payout" is an answer; a 404 of
             // anything else (a route, a proxy) is not.
             return match body["error"]["code"].as_str() {

@@ -27,11 +27,29 @@ pub fn internal(e: worker::Error) -> ApiError {
 
 /// Calls a queue shard (or the claims object) from a request.
 pub async fn call_object(env: &Env, name: &str, call: &QueueCall) -> Result<Reply, ApiError> {
-    call_with_timeout(env, name, call, OBJECT_CALL_TIMEOUT_MS).await
+    let (answer, replayed) = call_with_timeout(env, name, call, OBJECT_CALL_TIMEOUT_MS).await?;
+    let value = serde_json::from_str(&answer.text).map_err(|e| {
+        ApiError::Internal(format!(
+            "payout queue answered {} with non-JSON: {e}",
+            answer.status
+        ))
+    })?;
+    let mut reply = Reply::json(answer.status, value);
+    if let Some(r) = replayed {
+        reply = reply.header(REPLAYED_HEADER, r);
+    }
+    Ok(reply)
+}
+
+/// What another object answered, as text: [`decode`] reads it straight
+/// into its type (through `from_str`, like every JSON read here).
+pub struct PeerReply {
+    pub status: u16,
+    pub text: String,
 }
 
 /// Calls another object from inside an object.
-pub async fn call_peer(env: &Env, name: &str, call: &QueueCall) -> Result<Reply, ApiError> {
+pub async fn call_peer(env: &Env, name: &str, call: &QueueCall) -> Result<PeerReply, ApiError> {
     call_peer_within(env, name, call, PEER_CALL_TIMEOUT_MS).await
 }
 
@@ -41,16 +59,16 @@ pub async fn call_peer_within(
     name: &str,
     call: &QueueCall,
     timeout_ms: u64,
-) -> Result<Reply, ApiError> {
-    call_with_timeout(env, name, call, timeout_ms).await
+) -> Result<PeerReply, ApiError> {
+    Ok(call_with_timeout(env, name, call, timeout_ms).await?.0)
 }
 
 /// A 200 answer read as `T`; anything else is an error naming the call.
-pub fn decode<T: DeserializeOwned>(reply: Reply, what: &str) -> Result<T, String> {
+pub fn decode<T: DeserializeOwned>(reply: PeerReply, what: &str) -> Result<T, String> {
     if reply.status != 200 {
         return Err(format!("{what}: HTTP {}", reply.status));
     }
-    serde_json::from_value(reply.into_json()).map_err(|e| format!("{what}: {e}"))
+    serde_json::from_str(&reply.text).map_err(|e| format!("{what}: {e}"))
 }
 
 fn request(call: &QueueCall) -> Result<Request, ApiError> {
@@ -71,12 +89,13 @@ fn request(call: &QueueCall) -> Result<Request, ApiError> {
     Request::new_with_init(&format!("https://payout-queue{}", wire.path), &init).map_err(internal)
 }
 
+/// The object's answer and its replay header.
 async fn call_with_timeout(
     env: &Env,
     name: &str,
     call: &QueueCall,
     timeout_ms: u64,
-) -> Result<Reply, ApiError> {
+) -> Result<(PeerReply, Option<String>), ApiError> {
     let stub = durable::stub(env, BINDING, name)?.map_err(internal)?;
     let req = request(call)?;
     let Some(Answer {
@@ -94,12 +113,5 @@ async fn call_with_timeout(
         )));
     };
     let replayed = headers.get(REPLAYED_HEADER).ok().flatten();
-    let value = serde_json::from_str(&text).map_err(|e| {
-        ApiError::Internal(format!("payout queue answered {status} with non-JSON: {e}"))
-    })?;
-    let mut reply = Reply::json(status, value);
-    if let Some(r) = replayed {
-        reply = reply.header(REPLAYED_HEADER, r);
-    }
-    Ok(reply)
+    Ok((PeerReply { status, text }, replayed))
 }
