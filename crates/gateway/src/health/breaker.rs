@@ -144,6 +144,24 @@ pub fn on_failure(
 mod tests {
     use super::*;
 
+    /// Each state reads back as itself (read through a flat struct).
+    #[test]
+    fn every_breaker_state_round_trips() {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open { until_ms: 5 },
+            BreakerState::HalfOpen { since_ms: 6 },
+        ] {
+            let text = serde_json::to_string(&state).unwrap_or_default();
+            assert_eq!(
+                serde_json::from_str::<BreakerState>(&text).ok(),
+                Some(state),
+                "{text}"
+            );
+        }
+        assert!(serde_json::from_str::<BreakerState>(r#"{"state":"open"}"#).is_err());
+    }
+
     const P: BreakerPolicy = BreakerPolicy {
         failure_threshold: 3,
         cooldown_ms: 1_000,

@@ -118,6 +118,21 @@ pub enum WatchReply {
     },
 }
 
+impl WatchReply {
+    /// Its kind, as the wire names it (`reply`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WatchReply::Done => "done",
+            WatchReply::Invoice { .. } => "invoice",
+            WatchReply::Events { .. } => "events",
+            WatchReply::Redelivered { .. } => "redelivered",
+            WatchReply::Stats { .. } => "stats",
+            WatchReply::Woke { .. } => "woke",
+            WatchReply::Key { .. } => "key",
+        }
+    }
+}
+
 /// What a request with an `Idempotency-Key` may do.
 /// Read through one flat struct (`call_reader`, [`crate::tagged`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -134,23 +149,64 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn invoice() -> Box<WatchedInvoice> {
+        let mut inv = WatchedInvoice::new(
+            "ab".repeat(32),
+            "lnbc1".into(),
+            crate::payout::model::BackendId {
+                kind: backends::BackendKind::Lnbits,
+                base_url: "https://l.example".into(),
+                credential_fp: "00".into(),
+            },
+            21,
+            1,
+            600_000,
+            Default::default(),
+        );
+        inv.state = crate::receive::watch::record::WatchState::Paid {
+            settled_at_ms: 5,
+            preimage: Some("cd".repeat(32)),
+        };
+        Box::new(inv)
+    }
+
+    /// Every call, reply and decision reads back as itself (they are read
+    /// through flat structs, `call_reader`).
     #[test]
     fn calls_and_replies_round_trip_as_json() {
+        let hash = || "ab".repeat(32);
         let calls = [
+            WatchCall::Register { invoice: invoice() },
             WatchCall::Get {
-                payment_hash: "ab".repeat(32),
+                payment_hash: hash(),
+            },
+            WatchCall::Check {
+                payment_hash: hash(),
             },
             WatchCall::SeenPaid {
-                payment_hash: "ab".repeat(32),
+                payment_hash: hash(),
                 settled_at_ms: 9,
+            },
+            WatchCall::Abandon {
+                payment_hash: hash(),
+            },
+            WatchCall::Nudge {
+                payment_hash: hash(),
             },
             WatchCall::Events {
                 after: 3,
                 limit: 50,
             },
+            WatchCall::Redeliver {
+                payment_hash: hash(),
+            },
             WatchCall::Stats,
             WatchCall::Wake,
             WatchCall::BeginKey {
+                key: "k".into(),
+                fingerprint: "f".into(),
+            },
+            WatchCall::DropKey {
                 key: "k".into(),
                 fingerprint: "f".into(),
             },
@@ -159,18 +215,92 @@ mod tests {
                 fingerprint: "f".into(),
                 answer: json!({"a": 1}),
             },
+            WatchCall::FinishKey {
+                key: "k".into(),
+                fingerprint: "f".into(),
+                answer: Value::Null,
+            },
         ];
         for c in calls {
             let text = serde_json::to_string(&c).unwrap_or_default();
-            assert_eq!(serde_json::from_str::<WatchCall>(&text).ok(), Some(c));
+            assert_eq!(
+                serde_json::from_str::<WatchCall>(&text).ok(),
+                Some(c),
+                "{text}"
+            );
         }
-        let r = WatchReply::Key {
-            begin: KeyBegin::Replay {
+        let event = InvoiceEvent {
+            seq: 1,
+            id: "evt_1".into(),
+            kind: crate::receive::watch::record::EventKind::Paid,
+            payment_hash: hash(),
+            at_ms: 2,
+            body: json!({"type": "invoice.paid"}),
+        };
+        let begins = [
+            KeyBegin::Proceed,
+            KeyBegin::Replay {
                 answer: json!({"payment_hash": "ab"}),
             },
+            KeyBegin::Replay {
+                answer: Value::Null,
+            },
+            KeyBegin::Conflict,
+            KeyBegin::InProgress,
+        ];
+        let replies = [
+            WatchReply::Done,
+            WatchReply::Invoice { invoice: None },
+            WatchReply::Invoice {
+                invoice: Some(invoice()),
+            },
+            WatchReply::Events {
+                events: vec![event],
+            },
+            WatchReply::Redelivered { deliveries: 2 },
+            WatchReply::Stats {
+                stats: WatchStats {
+                    watched: 1,
+                    paid_last_hour: 2,
+                    events_waiting: 3,
+                    oldest_undelivered_at_ms: Some(4),
+                },
+            },
+            WatchReply::Woke {
+                looked: 1,
+                delivered: 2,
+            },
+        ]
+        .into_iter()
+        .chain(begins.into_iter().map(|begin| WatchReply::Key { begin }));
+        for r in replies {
+            let text = serde_json::to_string(&r).unwrap_or_default();
+            assert!(
+                text.contains(&format!(r#""reply":"{}""#, r.kind())),
+                "{text}"
+            );
+            assert_eq!(
+                serde_json::from_str::<WatchReply>(&text).ok(),
+                Some(r),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_call_missing_what_its_kind_needs_is_refused() {
+        let err = |v: Value| {
+            serde_json::from_value::<WatchCall>(v)
+                .unwrap_err()
+                .to_string()
         };
-        let text = serde_json::to_string(&r).unwrap_or_default();
-        assert_eq!(serde_json::from_str::<WatchReply>(&text).ok(), Some(r));
+        assert!(err(json!({"call": "get"})).contains("missing field `payment_hash`"));
+        assert!(
+            err(json!({"call": "finish_key", "key": "k", "fingerprint": "f"}))
+                .contains("missing field `answer`")
+        );
+        assert!(err(json!({"call": "fly"})).contains("unknown variant `fly`"));
+        assert!(err(json!({"payment_hash": "ab"})).contains("missing field `call`"));
     }
 
     #[test]

@@ -334,6 +334,31 @@ mod tests {
         )
     }
 
+    /// Each state reads back as itself (read through a flat struct).
+    #[test]
+    fn every_watch_state_round_trips() {
+        for state in [
+            WatchState::Open,
+            WatchState::Paid {
+                settled_at_ms: 7,
+                preimage: None,
+            },
+            WatchState::Paid {
+                settled_at_ms: 7,
+                preimage: Some("cd".repeat(32)),
+            },
+            WatchState::Ended,
+        ] {
+            let text = serde_json::to_string(&state).unwrap_or_default();
+            assert_eq!(
+                serde_json::from_str::<WatchState>(&text).ok(),
+                Some(state),
+                "{text}"
+            );
+        }
+        assert!(serde_json::from_str::<WatchState>(r#"{"state":"paid"}"#).is_err());
+    }
+
     fn pending() -> Looked {
         Looked::Answer(InvoiceState::Pending, None)
     }
