@@ -25,6 +25,7 @@ pub mod log;
 pub mod payout;
 pub mod receive;
 pub mod redact;
+pub mod small_sort;
 pub mod tagged;
 pub mod time;
 mod vars;

@@ -120,7 +120,7 @@ impl Redactor {
             values.push(v);
         }
         values.retain(|v| v.len() >= MIN_SECRET_LEN);
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        crate::small_sort::sort_by_key(&mut values, |v| std::cmp::Reverse(v.len()));
         values.dedup();
         Redactor { values }
     }
@@ -211,7 +211,7 @@ fn redact_after_markers(s: &str) -> String {
     if cuts.is_empty() {
         return s.to_string();
     }
-    cuts.sort_unstable();
+    crate::small_sort::sort_by_key(&mut cuts, |c| *c);
     let mut out = String::with_capacity(s.len());
     let mut at = 0;
     for (start, end) in cuts {

@@ -75,7 +75,7 @@ fn merge_provider(l: &BackendHealth, r: &BackendHealth) -> BackendHealth {
 /// Both sides' samples, each once, oldest first, the newest `cap` kept.
 fn union(a: &[Sample], b: &[Sample], cap: usize) -> Vec<Sample> {
     let mut all: Vec<Sample> = a.iter().chain(b.iter()).copied().collect();
-    all.sort_by_key(|s| (s.at_ms, s.ok, s.latency_ms));
+    crate::small_sort::sort_by_key(&mut all, |s| (s.at_ms, s.ok, s.latency_ms));
     all.dedup();
     let excess = all.len().saturating_sub(cap);
     all.drain(..excess);

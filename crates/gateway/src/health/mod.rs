@@ -99,7 +99,7 @@ impl BackendHealth {
         if ok.len() < LATENCY_MIN_SAMPLES {
             return None;
         }
-        ok.sort_unstable();
+        crate::small_sort::sort_by_key(&mut ok, |l| *l);
         let rank = (ok.len() * 95).div_ceil(100);
         ok.get(rank.saturating_sub(1)).copied()
     }

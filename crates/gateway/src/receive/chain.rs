@@ -298,7 +298,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
                     }
                 }
                 let mut failures = std::mem::take(&mut self.failures);
-                failures.sort_by_key(|(i, _)| *i);
+                crate::small_sort::sort_by_key(&mut failures, |(i, _)| *i);
                 Err(ChainFailure {
                     failures: failures.into_iter().map(|(_, f)| f).collect(),
                     attempts: self.sorted_attempts(),
@@ -327,7 +327,7 @@ impl<R: Runtime + 'static> CreateRun<R> {
 
     fn sorted_attempts(&self) -> Vec<Attempt> {
         let mut v = self.attempts.clone();
-        v.sort_by_key(|(i, a)| (a.started_ms, *i, a.attempt));
+        crate::small_sort::sort_by_key(&mut v, |(i, a)| (a.started_ms, *i, a.attempt));
         v.into_iter().map(|(_, a)| a).collect()
     }
 

@@ -210,7 +210,7 @@ pub async fn locate<R: Runtime>(rt: &R, cfg: &Config, health: &HealthBook, hash:
         }
         answers.push((i, answer));
     }
-    answers.sort_by_key(|(i, _)| *i);
+    crate::small_sort::sort_by_key(&mut answers, |(i, _)| *i);
     merge(
         answers.into_iter().map(|(_, a)| a).collect(),
         retry_after_secs,

@@ -479,7 +479,7 @@ async fn confirm_not_found<R: Runtime, S: PayoutStore>(
             .into_iter()
             .filter(older(check.other_clock_margin_ms))
             .collect();
-        candidates.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        crate::small_sort::sort_by_key(&mut candidates, |(_, at)| std::cmp::Reverse(*at));
         if others.asked > 0 {
             asked = format!(
                 "; the other queue shards were asked, {} of {} answered",
