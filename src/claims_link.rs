@@ -5,7 +5,7 @@
 
 use worker::Env;
 
-use futures_util::future::join_all;
+use gateway::join::join_all;
 
 use crate::objects::{call_peer, call_peer_within, decode};
 use gateway::payout::engine::{OtherShards, PayoutStore, StoreError};

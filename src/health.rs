@@ -1,7 +1,7 @@
 //! `GET /api/lightning/health` (JSON, optionally a deep check) and
 //! `GET /status` (HTML), plus the cron probe.
 
-use futures_util::future::join_all;
+use gateway::join::join_all;
 use serde_json::Value;
 use worker::{Context, Env, Request};
 

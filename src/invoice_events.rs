@@ -29,7 +29,7 @@ pub async fn list(req: &Request, env: &Env, cfg: &Config) -> Result<Reply, ApiEr
         async move { watch_link::call(env, s, &c).await }
     });
     let mut per_shard = Vec::new();
-    for reply in futures_util::future::join_all(calls).await {
+    for reply in gateway::join::join_all(calls).await {
         match reply? {
             WatchReply::Events { events } => per_shard.push(events),
             other => return Err(unexpected(other)),

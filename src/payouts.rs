@@ -146,10 +146,7 @@ pub(crate) async fn every_shard(
 ) -> Result<Vec<Reply>, ApiError> {
     let names: Vec<String> = (0..shards).map(shard::object_name).collect();
     let calls = names.iter().map(|name| call_object(env, name, call));
-    futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .collect()
+    gateway::join::join_all(calls).await.into_iter().collect()
 }
 
 /// Queue figures of every shard, added up.

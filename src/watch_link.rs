@@ -60,7 +60,7 @@ pub async fn call(env: &Env, shard: u32, call: &WatchCall) -> Result<WatchReply,
 /// Makes `call` to every shard at once; the replies in shard order.
 pub async fn every_shard(env: &Env, c: &WatchCall) -> Vec<Result<WatchReply, ApiError>> {
     let shards = 0..gateway::receive::watch::call::SHARDS;
-    futures_util::future::join_all(shards.map(|s| call(env, s, c))).await
+    gateway::join::join_all(shards.map(|s| call(env, s, c))).await
 }
 
 /// A reply of the wrong kind for its call (named by its kind: its

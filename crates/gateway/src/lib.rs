@@ -21,6 +21,7 @@ mod api_keys;
 pub mod backoff;
 pub mod config;
 pub mod health;
+pub mod join;
 pub mod log;
 pub mod payout;
 pub mod receive;

@@ -3,7 +3,7 @@
 //! catch what a read alone hides: a provider that answers GET but whose POST
 //! fails (the 520-on-POST case).
 
-use futures_util::future::join_all;
+use crate::join::join_all;
 use serde::Serialize;
 
 use crate::config::Config;

@@ -91,7 +91,7 @@ pub async fn drain<R: Runtime, S: PayoutStore>(
     let runs = groups
         .into_iter()
         .map(|(_, group)| futures_util::stream::iter(group).for_each_concurrent(limit, &one));
-    futures_util::future::join_all(runs).await;
+    crate::join::join_all(runs).await;
     store.release_lease(holder)?;
     Ok(Drain::Done {
         processed: ids.len(),

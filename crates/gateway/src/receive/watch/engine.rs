@@ -3,7 +3,7 @@
 //! only while its breaker is closed, never feeding the breaker), announce
 //! what changed, and deliver the events.
 
-use futures_util::future::join_all;
+use crate::join::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
