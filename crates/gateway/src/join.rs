@@ -3,8 +3,9 @@
 //! (a task queue, a binary heap and their wakers) past 30 futures, and the
 //! wasm carried that machinery for each of its ten callers' future types;
 //! this polls every unfinished future on each wake, which is what
-//! `join_all` does below 30 anyway. For the handful of shards, backends or
-//! relays asked at once.
+//! `join_all` does below 30 anyway. For the shards (at most 64), backends,
+//! relays or watch lookups asked at once: quadratic polling at 64 is a few
+//! thousand polls of pending futures.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -35,6 +36,10 @@ pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F:
         }
     })
     .await;
+    // Ready only once no future is left running, so every slot holds its
+    // output: nothing is dropped here, and callers may pair outputs with
+    // their inputs by position.
+    debug_assert!(outputs.iter().all(Option::is_some));
     outputs.into_iter().flatten().collect()
 }
 
@@ -71,6 +76,19 @@ mod tests {
         ));
         assert_eq!(got, vec![1, 2, 3, 4]);
         assert_eq!(log.take(), vec![2, 4, 1, 3]);
+    }
+
+    /// A finished future is never polled again (polling a finished
+    /// `async` block panics), whatever the others still do.
+    #[test]
+    fn a_finished_future_is_not_polled_again() {
+        let log = Cell::new(Vec::new());
+        let early = async { 7u32 };
+        let got = block_on(join_all([
+            Box::pin(early) as std::pin::Pin<Box<dyn Future<Output = u32>>>,
+            Box::pin(after_polls(4, 8, &log)),
+        ]));
+        assert_eq!(got, vec![7, 8]);
     }
 
     #[test]
