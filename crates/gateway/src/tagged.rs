@@ -25,3 +25,16 @@ pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 ) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
+
+/// Asserts that each value, written by its `Serialize`, reads back as
+/// itself: the round trip every flat reader must keep.
+#[cfg(test)]
+pub fn assert_reads_back<T>(values: impl IntoIterator<Item = T>)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    for v in values {
+        let text = serde_json::to_string(&v).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<T>(&text).ok(), Some(v), "{text}");
+    }
+}

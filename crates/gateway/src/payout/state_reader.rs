@@ -341,14 +341,7 @@ mod tests {
                 reason: "no route".into(),
             },
         ];
-        for s in states {
-            let text = serde_json::to_string(&s).unwrap();
-            assert_eq!(
-                serde_json::from_str::<PayoutState>(&text).unwrap(),
-                s,
-                "{text}"
-            );
-        }
+        crate::tagged::assert_reads_back(states);
     }
 
     #[test]

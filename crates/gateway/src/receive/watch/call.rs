@@ -150,19 +150,7 @@ mod tests {
     use serde_json::json;
 
     fn invoice() -> Box<WatchedInvoice> {
-        let mut inv = WatchedInvoice::new(
-            "ab".repeat(32),
-            "lnbc1".into(),
-            crate::payout::model::BackendId {
-                kind: backends::BackendKind::Lnbits,
-                base_url: "https://l.example".into(),
-                credential_fp: "00".into(),
-            },
-            21,
-            1,
-            600_000,
-            Default::default(),
-        );
+        let mut inv = crate::receive::watch::record::test_invoice();
         inv.state = crate::receive::watch::record::WatchState::Paid {
             settled_at_ms: 5,
             preimage: Some("cd".repeat(32)),
@@ -221,14 +209,7 @@ mod tests {
                 answer: Value::Null,
             },
         ];
-        for c in calls {
-            let text = serde_json::to_string(&c).unwrap_or_default();
-            assert_eq!(
-                serde_json::from_str::<WatchCall>(&text).ok(),
-                Some(c),
-                "{text}"
-            );
-        }
+        crate::tagged::assert_reads_back(calls);
         let event = InvoiceEvent {
             seq: 1,
             id: "evt_1".into(),
@@ -272,19 +253,16 @@ mod tests {
             },
         ]
         .into_iter()
-        .chain(begins.into_iter().map(|begin| WatchReply::Key { begin }));
-        for r in replies {
-            let text = serde_json::to_string(&r).unwrap_or_default();
+        .chain(begins.into_iter().map(|begin| WatchReply::Key { begin }))
+        .collect::<Vec<_>>();
+        for r in &replies {
+            let text = serde_json::to_string(r).unwrap_or_default();
             assert!(
                 text.contains(&format!(r#""reply":"{}""#, r.kind())),
                 "{text}"
             );
-            assert_eq!(
-                serde_json::from_str::<WatchReply>(&text).ok(),
-                Some(r),
-                "{text}"
-            );
         }
+        crate::tagged::assert_reads_back(replies);
     }
 
     #[test]

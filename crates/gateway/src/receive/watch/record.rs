@@ -313,31 +313,32 @@ impl WatchedInvoice {
     }
 }
 
+/// An unpaid LNbits invoice, created at 0 and expiring at 600 s, for tests.
+#[cfg(test)]
+pub(crate) fn test_invoice() -> WatchedInvoice {
+    WatchedInvoice::new(
+        "ab".repeat(32),
+        "lnbc1".into(),
+        BackendId {
+            kind: backends::BackendKind::Lnbits,
+            base_url: "https://l.example".into(),
+            credential_fp: "00".into(),
+        },
+        21,
+        0,
+        600_000,
+        InvoiceContext::default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backends::BackendKind;
-
-    fn invoice() -> WatchedInvoice {
-        WatchedInvoice::new(
-            "ab".repeat(32),
-            "lnbc1".into(),
-            BackendId {
-                kind: BackendKind::Lnbits,
-                base_url: "https://l.example".into(),
-                credential_fp: "00".into(),
-            },
-            21,
-            0,
-            600_000,
-            InvoiceContext::default(),
-        )
-    }
 
     /// Each state reads back as itself (read through a flat struct).
     #[test]
     fn every_watch_state_round_trips() {
-        for state in [
+        crate::tagged::assert_reads_back([
             WatchState::Open,
             WatchState::Paid {
                 settled_at_ms: 7,
@@ -348,14 +349,7 @@ mod tests {
                 preimage: Some("cd".repeat(32)),
             },
             WatchState::Ended,
-        ] {
-            let text = serde_json::to_string(&state).unwrap_or_default();
-            assert_eq!(
-                serde_json::from_str::<WatchState>(&text).ok(),
-                Some(state),
-                "{text}"
-            );
-        }
+        ]);
         assert!(serde_json::from_str::<WatchState>(r#"{"state":"paid"}"#).is_err());
     }
 
@@ -376,7 +370,7 @@ mod tests {
 
     #[test]
     fn an_unpaid_invoice_is_announced_expired_once_and_the_watch_ends() {
-        let mut inv = invoice();
+        let mut inv = test_invoice();
         let events = run(&mut inv, |_| pending());
         assert_eq!(events, vec![(660_000, EventKind::Expired)]);
         assert_eq!(inv.state, WatchState::Ended);
@@ -385,7 +379,7 @@ mod tests {
 
     #[test]
     fn paid_after_expiry_is_announced_after_expired() {
-        let mut inv = invoice();
+        let mut inv = test_invoice();
         let events = run(&mut inv, |at| {
             if at >= 4_000_000 {
                 Looked::Answer(
@@ -406,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_backend_down_all_along_gets_one_expired_at_the_end() {
-        let mut inv = invoice();
+        let mut inv = test_invoice();
         let events = run(&mut inv, |_| Looked::Failed("HTTP 520".into()));
         assert_eq!(
             events,
@@ -417,7 +411,7 @@ mod tests {
 
     #[test]
     fn notices_bring_a_lookup_forward_a_bounded_number_of_times() {
-        let mut inv = invoice();
+        let mut inv = test_invoice();
         assert!(inv.nudge(1_000));
         assert_eq!(inv.next_lookup_at_ms, Some(1_000));
         inv.apply_lookup(pending(), 1_000);
@@ -426,14 +420,14 @@ mod tests {
         assert!(inv.nudge(9_000));
         assert!(!inv.nudge(20_000), "at most MAX_NUDGES");
         assert_eq!(inv.nudges, MAX_NUDGES);
-        let mut paid = invoice();
+        let mut paid = test_invoice();
         paid.paid(5, None);
         assert!(!paid.nudge(6));
     }
 
     #[test]
     fn an_abandoned_invoice_ends_silently() {
-        let mut inv = invoice();
+        let mut inv = test_invoice();
         assert!(inv.abandon());
         assert_eq!(inv.state, WatchState::Ended);
         assert!(inv.apply_lookup(pending(), 700_000).is_empty());
@@ -443,7 +437,7 @@ mod tests {
 
     #[test]
     fn paid_once_only() {
-        let mut inv = invoice();
+        let mut inv = test_invoice();
         assert_eq!(inv.paid(5, None), vec![EventKind::Paid]);
         assert!(inv.paid(6, None).is_empty());
         assert!(inv.apply_lookup(pending(), 7).is_empty());
