@@ -419,6 +419,11 @@ async function main() {
     PAYOUT_LOOKUP_BASE_MS: "500",
     PAYOUT_NOT_FOUND_GRACE_MS: String(cfg.graceMs),
     PAYOUT_PAY_TIMEOUT_MS: String(cfg.payTimeoutMs),
+    // The run compresses the gateway's clocks (retries, lookups, grace, pay
+    // timeout), so the payout breaker's cooldown too: at its default of 60 s
+    // a seed whose faults keep reopening the breaker leaves payouts waiting
+    // past the short run's bound with nothing wrong (seed 1177447201).
+    PAYOUT_BREAKER_COOLDOWN_SECS: "15",
     PAYOUT_MAX_SATS: "1000000",
     PAYOUT_DAILY_LIMIT_SATS: "100000000000",
     ...(payerB
@@ -427,7 +432,6 @@ async function main() {
           PAYOUT_PROVIDERS: "lnbits,lnbits:b",
           LNBITS_B_URL: proxyB.url,
           LNBITS_B_ADMIN_KEY: payerB.adminkey,
-          PAYOUT_BREAKER_COOLDOWN_SECS: "15",
           // Above the proxy's longest hold of a "late" request (--late-ms) plus the pay timeout.
           PAYOUT_LATE_EXECUTION_BOUND_SECS: String(Math.ceil((cfg.lateMs[1] + cfg.payTimeoutMs) / 1000) + 45),
           PAYOUT_EXPIRY_LOOKUP_MARGIN_SECS: "10",
