@@ -27,6 +27,7 @@ mod js_stream;
 mod log;
 mod nwc;
 mod objects;
+mod outgoing;
 mod payouts;
 mod queue;
 mod rate_limit;

@@ -3,9 +3,10 @@
 //! [`QueueCall`]; this module only moves it over the runtime.
 
 use serde::de::DeserializeOwned;
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::{Env, Headers, Request};
 
 use crate::durable::{self, fetch_bounded, Answer};
+use crate::outgoing::Outgoing;
 use crate::reply::Reply;
 use gateway::api::error::ApiError;
 use gateway::payout::queue_call::{QueueCall, Verb, REPLAYED_HEADER};
@@ -77,16 +78,19 @@ fn request(call: &QueueCall) -> Result<Request, ApiError> {
     for (name, value) in &wire.headers {
         headers.set(name, value).map_err(internal)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(match wire.verb {
-        Verb::Get => Method::Get,
-        Verb::Post => Method::Post,
-    })
-    .with_headers(headers);
-    if let Some(b) = wire.body {
-        init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
+    Outgoing {
+        method: match wire.verb {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+        },
+        headers: Some(&headers),
+        body: wire
+            .body
+            .map(|b| js_sys::Uint8Array::from(b.as_slice()).into()),
+        manual_redirect: false,
     }
-    Request::new_with_init(&format!("https://payout-queue{}", wire.path), &init).map_err(internal)
+    .to(&format!("https://payout-queue{}", wire.path))
+    .map_err(internal)
 }
 
 /// The object's answer and its replay header.

@@ -10,12 +10,11 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::{pin_mut, StreamExt};
 use serde_json::{json, Value};
-use worker::{
-    Delay, EventStream, Fetch, Headers, Request, RequestInit, RequestRedirect, WebSocket,
-    WebsocketEvent,
-};
+use worker::{Delay, EventStream, Fetch, Headers, WebSocket, WebsocketEvent};
 
 use backends::http::{HttpRequest, HttpResponse, TransportError};
+
+use crate::outgoing::Outgoing;
 
 /// Whether the runtime should carry `req` to a relay.
 pub fn is_relay(req: &HttpRequest) -> bool {
@@ -70,10 +69,13 @@ async fn connect(relay: &str) -> Result<WebSocket, TransportError> {
         .map_err(|_| TransportError::Network("the relay URL is invalid".into()))?;
     let headers = Headers::new();
     headers.set("upgrade", "websocket").map_err(net)?;
-    let mut init = RequestInit::new();
-    init.with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let req = Request::new_with_init(url.as_str(), &init).map_err(net)?;
+    let req = Outgoing {
+        headers: Some(&headers),
+        manual_redirect: true,
+        ..Outgoing::GET
+    }
+    .to(url.as_str())
+    .map_err(net)?;
     let res = Fetch::Request(req).send().await.map_err(net)?;
     let status = res.status_code();
     res.websocket().ok_or_else(|| {

@@ -9,16 +9,14 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::pin_mut;
 use wasm_bindgen::JsValue;
-use worker::{
-    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-    ResponseBody,
-};
+use worker::{AbortController, Date, Delay, Fetch, Headers, Request, ResponseBody};
 
 use backends::http::{
     self, BodyReader, HttpRequest, HttpResponse, ReadLimits, Runtime, TransportError,
 };
 
 use crate::js_stream::Chunks;
+use crate::outgoing::Outgoing;
 
 pub struct WorkerRuntime;
 
@@ -27,18 +25,17 @@ fn build(req: &HttpRequest) -> worker::Result<Request> {
     for (k, v) in &req.headers {
         headers.set(k, v)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(match req.method {
-        http::Method::Get => Method::Get,
-        http::Method::Post => Method::Post,
-    })
-    .with_headers(headers)
-    // A provider that redirects is misconfigured; never follow it with our keys.
-    .with_redirect(RequestRedirect::Manual);
-    if let Some(b) = &req.body {
-        init.with_body(Some(JsValue::from_str(b)));
+    Outgoing {
+        method: match req.method {
+            http::Method::Get => "GET",
+            http::Method::Post => "POST",
+        },
+        headers: Some(&headers),
+        body: req.body.as_deref().map(JsValue::from_str),
+        // A provider that redirects is misconfigured; never follow it with our keys.
+        manual_redirect: true,
     }
-    Request::new_with_init(&req.url, &init)
+    .to(&req.url)
 }
 
 /// Sends `request` and reads its body chunk by chunk under `limits`:

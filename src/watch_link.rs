@@ -1,8 +1,9 @@
 //! Calls from the Worker to its invoice watch objects, each bounded in time.
 
-use worker::{Env, Method, Request, RequestInit};
+use worker::Env;
 
 use crate::durable::{self, fetch_bounded, Answer};
+use crate::outgoing::Outgoing;
 use gateway::api::error::ApiError;
 use gateway::receive::watch::call::{
     object_name, shard_of_hash, shard_of_key, KeyBegin, WatchCall, WatchReply,
@@ -33,10 +34,13 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 pub async fn call(env: &Env, shard: u32, call: &WatchCall) -> Result<WatchReply, ApiError> {
     let stub = durable::stub(env, BINDING, &object_name(shard))?.map_err(unavailable)?;
     let body = serde_json::to_string(call).map_err(unavailable)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
-    let req = Request::new_with_init("https://invoice-watch/call", &init).map_err(unavailable)?;
+    let req = Outgoing {
+        method: "POST",
+        body: Some(wasm_bindgen::JsValue::from_str(&body)),
+        ..Outgoing::GET
+    }
+    .to("https://invoice-watch/call")
+    .map_err(unavailable)?;
     let limit = timeout_ms(call);
     let Some(Answer { status, text, .. }) = fetch_bounded(&stub, req, limit)
         .await
