@@ -2,7 +2,6 @@
 //! fingerprint of its credential. Two wallets of one kind are two backends.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::{BackendConfig, BackendKind};
 
@@ -19,7 +18,7 @@ pub struct BackendId {
 
 impl BackendId {
     pub fn of(cfg: &BackendConfig) -> BackendId {
-        let digest = Sha256::digest(
+        let digest = crate::sha256::digest(
             format!(
                 "lightning-fallback/backend-credential/v1:{}",
                 cfg.credential

@@ -30,6 +30,7 @@ pub mod outcome;
 pub mod payment;
 pub mod phoenixd;
 pub mod retired;
+pub mod sha256;
 pub mod timestamp;
 
 use serde::{Deserialize, Serialize};

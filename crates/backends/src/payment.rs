@@ -91,10 +91,9 @@ pub fn classify_lookup(
 
 /// Whether `preimage` (hex) is the preimage of `payment_hash` (hex).
 pub fn preimage_matches(preimage: &str, payment_hash: &str) -> bool {
-    use sha2::{Digest, Sha256};
     match hex::decode(preimage.trim()) {
         Ok(bytes) if bytes.len() == 32 => {
-            hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(payment_hash.trim())
+            hex::encode(crate::sha256::digest(&bytes)).eq_ignore_ascii_case(payment_hash.trim())
         }
         _ => false,
     }

@@ -1,7 +1,8 @@
 //! The cryptography Nostr Wallet Connect needs: BIP-340 keys and signatures
 //! (NIP-01), NIP-44 v2 and NIP-04 encryption. Every primitive comes from a
-//! maintained crate (secp256k1, chacha20, hkdf, hmac, sha2, aes, cbc); this
-//! file only composes them the way the NIPs specify.
+//! maintained crate (secp256k1, chacha20, aes, cbc; HMAC and HKDF over
+//! bitcoin_hashes in [`crate::sha256`]); this file only composes them the
+//! way the NIPs specify.
 
 use aes::Aes256;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -10,11 +11,10 @@ use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use chacha20::cipher::StreamCipher;
 use chacha20::ChaCha20;
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use secp256k1::XOnlyPublicKey;
 use secp256k1::{ecdh, schnorr, Keypair, Message, Parity, PublicKey, Secp256k1, SecretKey};
-use sha2::Sha256;
+
+use crate::sha256;
 
 /// Why a key, signature or ciphertext was refused. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +112,7 @@ pub mod nip44 {
     }
 
     fn conversation_key_from_shared(shared_x: &[u8; 32]) -> [u8; 32] {
-        let (prk, _) = Hkdf::<Sha256>::extract(Some(b"nip44-v2"), shared_x);
-        prk.into()
+        sha256::hkdf_extract(b"nip44-v2", shared_x)
     }
 
     /// ChaCha20 key, ChaCha20 nonce and HMAC key of one message.
@@ -123,10 +122,8 @@ pub mod nip44 {
         conversation_key: &[u8; 32],
         nonce: &[u8; 32],
     ) -> Result<MessageKeys, CryptoError> {
-        let hk = Hkdf::<Sha256>::from_prk(conversation_key)
-            .map_err(|_| CryptoError("bad conversation key"))?;
         let mut okm = [0u8; 76];
-        hk.expand(nonce, &mut okm)
+        sha256::hkdf_expand(conversation_key, nonce, &mut okm)
             .map_err(|_| CryptoError("hkdf expand failed"))?;
         let mut key = [0u8; 32];
         let mut chacha_nonce = [0u8; 12];
@@ -150,16 +147,8 @@ pub mod nip44 {
         chunk * ((len - 1) / chunk + 1)
     }
 
-    fn mac(
-        hmac_key: &[u8; 32],
-        nonce: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Hmac<Sha256>, CryptoError> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(hmac_key)
-            .map_err(|_| CryptoError("bad hmac key"))?;
-        m.update(nonce);
-        m.update(ciphertext);
-        Ok(m)
+    fn mac(hmac_key: &[u8; 32], nonce: &[u8], ciphertext: &[u8]) -> [u8; 32] {
+        sha256::hmac(hmac_key, &[nonce, ciphertext])
     }
 
     /// Encrypts with a caller-chosen 32-byte nonce (fresh randomness).
@@ -178,7 +167,7 @@ pub mod nip44 {
         padded.extend_from_slice(bytes);
         padded.resize(2 + calc_padded_len(bytes.len()), 0);
         ChaCha20::new(&key.into(), &chacha_nonce.into()).apply_keystream(&mut padded);
-        let tag = mac(&hmac_key, nonce, &padded)?.finalize().into_bytes();
+        let tag = mac(&hmac_key, nonce, &padded);
         let mut payload = Vec::with_capacity(1 + 32 + padded.len() + 32);
         payload.push(VERSION);
         payload.extend_from_slice(nonce);
@@ -207,9 +196,9 @@ pub mod nip44 {
         nonce.copy_from_slice(&data[1..33]);
         let (ciphertext, tag) = data[33..].split_at(data.len() - 33 - 32);
         let (key, chacha_nonce, hmac_key) = message_keys(conversation_key, &nonce)?;
-        mac(&hmac_key, &nonce, ciphertext)?
-            .verify_slice(tag)
-            .map_err(|_| CryptoError("invalid MAC"))?;
+        if !sha256::same_mac(&mac(&hmac_key, &nonce, ciphertext), tag) {
+            return Err(CryptoError("invalid MAC"));
+        }
         let mut padded = ciphertext.to_vec();
         ChaCha20::new(&key.into(), &chacha_nonce.into()).apply_keystream(&mut padded);
         if padded.len() < 2 {
@@ -360,7 +349,7 @@ mod tests {
 
     #[test]
     fn nip44_long_messages() {
-        use sha2::Digest;
+        use sha2::{Digest, Sha256};
         let v = vectors();
         for c in v["v2"]["valid"]["encrypt_decrypt_long_msg"]
             .as_array()

@@ -4,7 +4,6 @@
 //! conversation is in `exchange`.
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::crypto::{self, nip04, nip44, CryptoError, Keys};
 
@@ -35,7 +34,7 @@ pub fn event_id(
     content: &str,
 ) -> [u8; 32] {
     let canonical = json!([0, pubkey, created_at, kind, tags, content]).to_string();
-    Sha256::digest(canonical.as_bytes()).into()
+    crate::sha256::digest(canonical.as_bytes())
 }
 
 impl Event {
@@ -252,7 +251,7 @@ mod tests {
         assert_eq!(canonical, r#"[0,"ab",1,1,[["p","ab"]],"a\"b\\c\nd é"]"#);
         assert_eq!(
             hex::encode(event_id("ab", 1, 1, &tags, "a\"b\\c\nd é")),
-            hex::encode(Sha256::digest(canonical.as_bytes()))
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes()))
         );
     }
 

@@ -33,8 +33,7 @@ fn style_hash() -> String {
 /// checkout page uses it too).
 pub fn csp_hash(text: &str) -> String {
     use base64::Engine;
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(text.as_bytes());
+    let digest = backends::sha256::digest(text.as_bytes());
     format!(
         "'sha256-{}'",
         base64::engine::general_purpose::STANDARD.encode(digest)

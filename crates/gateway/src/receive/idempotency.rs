@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Keys are kept this long (at least the 24 hours promised).
 pub const KEEP_MS: u64 = 48 * 3_600_000;
@@ -22,7 +21,7 @@ pub fn fingerprint(body: &[u8]) -> String {
         Ok(v) => v.to_string(),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    hex::encode(backends::sha256::digest(canonical.as_bytes()))
 }
 
 /// A key as the watch keeps it.

@@ -4,8 +4,6 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::config::ConfigError;
 
@@ -71,16 +69,17 @@ impl WebhookSecret {
 
     /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
     pub fn sign(&self, msg_id: &str, timestamp_secs: u64, body: &str) -> String {
-        // HMAC accepts keys of any length; this branch is unreachable.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            return String::new();
-        };
-        mac.update(msg_id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp_secs.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body.as_bytes());
-        format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+        let mac = backends::sha256::hmac(
+            &self.0,
+            &[
+                msg_id.as_bytes(),
+                b".",
+                timestamp_secs.to_string().as_bytes(),
+                b".",
+                body.as_bytes(),
+            ],
+        );
+        format!("v1,{}", B64.encode(mac))
     }
 }
 

@@ -4,7 +4,6 @@
 //! with the gateway's usual `error.code` beside it.
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::receive::address::settings::Address;
 use crate::receive::context::InvoiceContext;
@@ -161,7 +160,9 @@ pub fn callback(
     let params = InvoiceParams {
         amount_sat: msat / 1000,
         description: None,
-        description_hash: Some(hex::encode(Sha256::digest(metadata(a, host).as_bytes()))),
+        description_hash: Some(hex::encode(backends::sha256::digest(
+            metadata(a, host).as_bytes(),
+        ))),
         expiry_secs: INVOICE_EXPIRY_SECS,
         network,
         notify_url: None,
@@ -241,7 +242,9 @@ mod tests {
         assert_eq!(p.amount_sat, 21);
         assert_eq!(
             p.description_hash,
-            Some(hex::encode(Sha256::digest(meta.as_bytes())))
+            Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                meta.as_bytes()
+            )))
         );
         assert_eq!(
             ctx.lightning_address.as_deref(),

@@ -7,7 +7,6 @@
 //! most [`MAX_RELAYS`].
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::payout::safe_url::UrlPolicy;
 use crate::receive::address::lnurl::LnurlError;
@@ -160,7 +159,7 @@ pub fn apply(
 
 /// The invoice's description hash: SHA-256 of the zap request as sent.
 pub fn description_hash(raw: &str) -> String {
-    hex::encode(Sha256::digest(raw.as_bytes()))
+    hex::encode(backends::sha256::digest(raw.as_bytes()))
 }
 
 /// The zap receipt of a paid invoice (NIP-57 appendix E), dated at the
@@ -186,7 +185,7 @@ pub fn receipt(
     if let Some(p) = preimage {
         tags.push(vec!["preimage".into(), p.into()]);
     }
-    let aux: [u8; 32] = Sha256::digest(format!("{zap_request_raw}|{bolt11}").as_bytes()).into();
+    let aux = backends::sha256::digest(format!("{zap_request_raw}|{bolt11}").as_bytes());
     Some(Event::signed(
         keys,
         paid_at_secs,

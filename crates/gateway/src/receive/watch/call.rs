@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::receive::watch::engine::WatchStats;
 use crate::receive::watch::events::InvoiceEvent;
@@ -27,7 +26,7 @@ pub fn shard_of_hash(payment_hash: &str) -> u32 {
 
 /// The shard that holds an `Idempotency-Key`.
 pub fn shard_of_key(key: &str) -> u32 {
-    u32::from(Sha256::digest(key.as_bytes())[0]) % SHARDS
+    u32::from(backends::sha256::digest(key.as_bytes())[0]) % SHARDS
 }
 
 /// Read through one flat struct (`call_reader`, [`crate::tagged`]).
