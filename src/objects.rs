@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use worker::{Env, Headers, Request};
 
 use crate::durable::{self, fetch_bounded, Answer};
-use crate::outgoing::Outgoing;
+use crate::outgoing::{Outgoing, Redirect};
 use crate::reply::Reply;
 use gateway::api::error::ApiError;
 use gateway::payout::queue_call::{QueueCall, Verb, REPLAYED_HEADER};
@@ -87,7 +87,7 @@ fn request(call: &QueueCall) -> Result<Request, ApiError> {
         body: wire
             .body
             .map(|b| js_sys::Uint8Array::from(b.as_slice()).into()),
-        manual_redirect: false,
+        redirect: Redirect::Follow,
     }
     .to(&format!("https://payout-queue{}", wire.path))
     .map_err(internal)

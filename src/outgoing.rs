@@ -7,26 +7,26 @@ use wasm_bindgen::JsValue;
 use worker::web_sys;
 use worker::{Error, Headers, Request};
 
-/// What a request carries besides its URL.
+/// What happens to a redirect. No default: each call site chooses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Redirect {
+    /// It comes back as the answer. For every backend and relay: one that
+    /// redirects is misconfigured, and our keys stay where they were sent.
+    Manual,
+    /// Followed; only for our own Durable Objects, which never redirect.
+    Follow,
+}
+
+/// One request to send.
 pub struct Outgoing<'a> {
     /// `GET` or `POST`.
     pub method: &'static str,
     pub headers: Option<&'a Headers>,
     pub body: Option<JsValue>,
-    /// A redirect comes back as the answer instead of being followed: a
-    /// backend that redirects is misconfigured, and our keys stay with it.
-    pub manual_redirect: bool,
+    pub redirect: Redirect,
 }
 
 impl Outgoing<'_> {
-    /// A `GET` with no headers or body that follows redirects.
-    pub const GET: Outgoing<'static> = Outgoing {
-        method: "GET",
-        headers: None,
-        body: None,
-        manual_redirect: false,
-    };
-
     pub fn to(self, url: &str) -> Result<Request, Error> {
         let init = web_sys::RequestInit::new();
         init.set_method(self.method);
@@ -36,9 +36,10 @@ impl Outgoing<'_> {
         if let Some(b) = &self.body {
             init.set_body(b);
         }
-        if self.manual_redirect {
-            init.set_redirect(web_sys::RequestRedirect::Manual);
-        }
+        init.set_redirect(match self.redirect {
+            Redirect::Manual => web_sys::RequestRedirect::Manual,
+            Redirect::Follow => web_sys::RequestRedirect::Follow,
+        });
         web_sys::Request::new_with_str_and_init(url, &init)
             .map(Request::from)
             .map_err(|e| {

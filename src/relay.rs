@@ -14,7 +14,7 @@ use worker::{Delay, EventStream, Fetch, Headers, WebSocket, WebsocketEvent};
 
 use backends::http::{HttpRequest, HttpResponse, TransportError};
 
-use crate::outgoing::Outgoing;
+use crate::outgoing::{Outgoing, Redirect};
 
 /// Whether the runtime should carry `req` to a relay.
 pub fn is_relay(req: &HttpRequest) -> bool {
@@ -70,9 +70,10 @@ async fn connect(relay: &str) -> Result<WebSocket, TransportError> {
     let headers = Headers::new();
     headers.set("upgrade", "websocket").map_err(net)?;
     let req = Outgoing {
+        method: "GET",
         headers: Some(&headers),
-        manual_redirect: true,
-        ..Outgoing::GET
+        body: None,
+        redirect: Redirect::Manual,
     }
     .to(url.as_str())
     .map_err(net)?;

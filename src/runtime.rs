@@ -16,7 +16,7 @@ use backends::http::{
 };
 
 use crate::js_stream::Chunks;
-use crate::outgoing::Outgoing;
+use crate::outgoing::{Outgoing, Redirect};
 
 pub struct WorkerRuntime;
 
@@ -32,8 +32,7 @@ fn build(req: &HttpRequest) -> worker::Result<Request> {
         },
         headers: Some(&headers),
         body: req.body.as_deref().map(JsValue::from_str),
-        // A provider that redirects is misconfigured; never follow it with our keys.
-        manual_redirect: true,
+        redirect: Redirect::Manual,
     }
     .to(&req.url)
 }

@@ -3,7 +3,7 @@
 use worker::Env;
 
 use crate::durable::{self, fetch_bounded, Answer};
-use crate::outgoing::Outgoing;
+use crate::outgoing::{Outgoing, Redirect};
 use gateway::api::error::ApiError;
 use gateway::receive::watch::call::{
     object_name, shard_of_hash, shard_of_key, KeyBegin, WatchCall, WatchReply,
@@ -36,8 +36,9 @@ pub async fn call(env: &Env, shard: u32, call: &WatchCall) -> Result<WatchReply,
     let body = serde_json::to_string(call).map_err(unavailable)?;
     let req = Outgoing {
         method: "POST",
+        headers: None,
         body: Some(wasm_bindgen::JsValue::from_str(&body)),
-        ..Outgoing::GET
+        redirect: Redirect::Follow,
     }
     .to("https://invoice-watch/call")
     .map_err(unavailable)?;

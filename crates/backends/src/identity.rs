@@ -60,3 +60,21 @@ impl BackendId {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint is stored with every payout and invoice record:
+    /// pinned, so a change of hashing fails here and not on stored rows.
+    #[test]
+    fn the_credential_fingerprint_is_pinned() {
+        let id = BackendId::of(&BackendConfig {
+            kind: BackendKind::Lnbits,
+            base_url: "https://Wallet.example/".into(),
+            credential: "secret".into(),
+        });
+        assert_eq!(id.credential_fp, "530776dc66f8ae57");
+        assert_eq!(id.base_url, "https://wallet.example");
+    }
+}

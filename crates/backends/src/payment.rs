@@ -204,6 +204,18 @@ mod tests {
     }
 
     #[test]
+    fn a_preimage_matches_only_its_own_hash() {
+        let zero = "00".repeat(32);
+        let hash = "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925";
+        assert!(preimage_matches(&zero, hash));
+        assert!(preimage_matches(&format!(" {zero} "), &hash.to_uppercase()));
+        assert!(!preimage_matches(&"01".repeat(32), hash));
+        assert!(!preimage_matches(&"00".repeat(31), hash));
+        assert!(!preimage_matches(&"zz".repeat(32), hash));
+        assert!(!preimage_matches(&zero, &"00".repeat(32)));
+    }
+
+    #[test]
     fn lnbits_520_is_failed_only_when_it_says_so() {
         let k = BackendKind::Lnbits;
         assert!(matches!(

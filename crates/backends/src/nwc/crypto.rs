@@ -386,6 +386,11 @@ mod tests {
         for c in cases {
             let r = nip44::decrypt(&h32(&c["conversation_key"]), s(&c["payload"]));
             assert!(r.is_err(), "{c}");
+            // A bad MAC must be refused by the MAC check itself, not by a
+            // later check that happens to fail.
+            if c["note"] == "invalid MAC" {
+                assert_eq!(r, Err(CryptoError("invalid MAC")), "{c}");
+            }
         }
         for len in v["v2"]["invalid"]["encrypt_msg_lengths"]
             .as_array()

@@ -76,6 +76,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Fingerprints are stored with each key: pinned, so a change of
+    /// canonical form or hashing fails here and not as false conflicts.
+    #[test]
+    fn the_fingerprint_is_pinned() {
+        assert_eq!(
+            fingerprint(br#"{"description": "x", "amount": 5}"#),
+            "9c48a292ac23b82e55d059b3a24eef05b4aa5adb2032c26b8717ac1559f7a526"
+        );
+    }
+
     #[test]
     fn same_key_same_body_replays_and_another_body_conflicts() {
         let f = fingerprint(br#"{"amount": 5, "description": "x"}"#);

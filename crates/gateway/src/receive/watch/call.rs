@@ -288,5 +288,9 @@ mod tests {
         }
         assert!(seen.iter().all(|s| *s));
         assert!((0..100).all(|i| shard_of_key(&format!("order-{i}")) < SHARDS));
+        // The shard of a key is where its record is stored: pinned, so a
+        // change of hashing fails here and not as keys that vanish.
+        let pinned = ["order-1", "order-2", "abc", "key-0123456789"].map(shard_of_key);
+        assert_eq!(pinned, [3, 1, 2, 3]);
     }
 }
