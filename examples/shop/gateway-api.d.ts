@@ -510,7 +510,7 @@ export interface components {
          * @description Stable, machine-readable. `payout_failed` comes on a stored payout that already ended failed (422).
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_request" | "invalid_amount" | "invalid_description" | "invalid_description_hash" | "invalid_expiry" | "invalid_destination" | "invalid_comment" | "invalid_webhook_url" | "invalid_external_id" | "invalid_idempotency_key" | "invalid_payment_hash" | "invalid_limit" | "invalid_status" | "invalid_cursor" | "invalid_query" | "amount_too_large" | "payload_too_large" | "unsupported_media_type" | "not_found" | "unauthorized" | "admin_disabled" | "method_not_allowed" | "invoice_not_found" | "all_providers_failed" | "provider_unavailable" | "missing_idempotency_key" | "idempotency_conflict" | "invoice_already_used" | "limit_exceeded" | "destination_not_allowed" | "invalid_invoice" | "lnurl_error" | "lnurl_unreachable" | "payout_not_found" | "payouts_disabled" | "retry_not_allowed" | "rate_limited" | "configuration_error" | "storage_unavailable" | "payout_may_exist" | "internal_error" | "payout_failed" | "cancel_not_allowed" | "no_webhook" | "no_webhook_event" | "invoice_lookup_unavailable" | "idempotency_in_progress" | "invoice_key_disabled" | "invoice_watch_unavailable" | "invalid_metadata" | "invalid_success_url" | "success_url_not_allowed";
+        ErrorCode: "invalid_json" | "invalid_request" | "invalid_amount" | "invalid_description" | "invalid_description_hash" | "invalid_expiry" | "invalid_destination" | "invalid_comment" | "invalid_webhook_url" | "invalid_external_id" | "invalid_idempotency_key" | "invalid_payment_hash" | "invalid_limit" | "invalid_status" | "invalid_cursor" | "invalid_query" | "amount_too_large" | "payload_too_large" | "unsupported_media_type" | "not_found" | "unauthorized" | "admin_disabled" | "method_not_allowed" | "invoice_not_found" | "all_providers_failed" | "provider_unavailable" | "missing_idempotency_key" | "idempotency_conflict" | "invoice_already_used" | "limit_exceeded" | "destination_not_allowed" | "invalid_invoice" | "lnurl_error" | "lnurl_unreachable" | "payout_not_found" | "payouts_disabled" | "webhooks_disabled" | "retry_not_allowed" | "rate_limited" | "configuration_error" | "storage_unavailable" | "payout_may_exist" | "internal_error" | "payout_failed" | "cancel_not_allowed" | "no_webhook" | "no_webhook_event" | "invoice_lookup_unavailable" | "idempotency_in_progress" | "invoice_key_disabled" | "invoice_watch_unavailable" | "invalid_metadata" | "invalid_success_url" | "success_url_not_allowed";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -529,7 +529,7 @@ export interface components {
                 }[];
                 attempts?: components["schemas"]["Attempt"][];
                 provider?: string;
-                /** @description The setting to fix (`configuration_error`). */
+                /** @description The setting to fix (`configuration_error`), or the one that is missing (`webhooks_disabled`). */
                 variable?: string;
                 payout_id?: string;
                 retry_after?: number;
@@ -898,7 +898,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+        /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
         Forbidden: {
             headers: {
                 [name: string]: unknown;
@@ -1165,7 +1165,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1438,7 +1438,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1608,7 +1608,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1712,7 +1712,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1986,7 +1986,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2097,7 +2097,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -179,6 +179,47 @@ test("a WEBHOOK_SECRET not written whsec_<base64> is refused, naming the variabl
   }
 });
 
+test("a webhook_url on a deployment without WEBHOOK_SECRET is 403 webhooks_disabled, and nothing is created", async () => {
+  const INVOICE_KEY = "invoice-key-for-e2e-0123456789";
+  const plain = await startWorker(
+    {
+      LIGHTNING_PROVIDERS: "lnbits",
+      LNBITS_URL: lnbits.url,
+      LNBITS_INVOICE_KEY: lnbits.key,
+      LNBITS_ADMIN_KEY: lnbits.adminKey,
+      PAYOUT_API_KEY: KEY,
+      INVOICE_API_KEY: INVOICE_KEY,
+    },
+    { name: "no-webhook-secret" },
+  );
+  try {
+    const inv = signInvoice({ amountMsat: 1_000_000 });
+    const body = { destination: inv.payment_request, webhook_url: "https://shop.example.com/hooks/payouts" };
+    const headers = { ...auth(), "idempotency-key": "no-secret-1" };
+    const res = await plain.request("POST", "/api/payouts", { json: body, headers });
+    assert.equal(res.status, 403, res.text);
+    assert.equal(res.json.error.code, "webhooks_disabled");
+    assert.equal(res.json.error.variable, "WEBHOOK_SECRET");
+    assert.match(res.json.error.message, /WEBHOOK_SECRET/);
+    const list = await plain.request("GET", "/api/payouts", { headers: auth() });
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.json.payouts, [], "nothing was stored");
+    // The same request without webhook_url goes through with the same key:
+    // the refusal did not take it.
+    const ok = await plain.request("POST", "/api/payouts", { json: { destination: inv.payment_request }, headers });
+    assert.ok([201, 202].includes(ok.status), ok.text);
+    const invoice = await plain.createInvoice(
+      { amount: 1000, webhook_url: "https://shop.example.com/hooks/invoices" },
+      { headers: { authorization: `Bearer ${INVOICE_KEY}` } },
+    );
+    assert.equal(invoice.status, 403, invoice.text);
+    assert.equal(invoice.json.error.code, "webhooks_disabled");
+    assert.equal(invoice.json.error.variable, "WEBHOOK_SECRET");
+  } finally {
+    await plain.stop();
+  }
+});
+
 test("a backend that pays and then answers 520 is never paid twice (BOLT11, many wake-ups)", async () => {
   lnbits.payMode = "pay_then_520";
   const inv = signInvoice({ amountMsat: 5_000_000, expiry: 900 });

@@ -78,6 +78,9 @@ pub enum ApiError {
     LnurlUnreachable(String),
     PayoutNotFound,
     PayoutsDisabled(String),
+    /// A `webhook_url` on a deployment without `WEBHOOK_SECRET`, which signs
+    /// every event: the request is refused and nothing is created.
+    WebhooksDisabled,
     RetryNotAllowed(String),
     /// Admin cancel refused: some hash of the payout may still pay, or it ended.
     CancelNotAllowed(String),
@@ -107,6 +110,8 @@ struct Body<'a> {
     code: &'a str,
     message: String,
 }
+
+const WEBHOOKS_DISABLED: &str = "webhooks are not enabled on this deployment: webhook_url needs the WEBHOOK_SECRET secret, which signs every event; nothing was created";
 
 const INVOICE_KEY_DISABLED: &str =
     "this field needs INVOICE_API_KEY, which is not configured on this deployment";
@@ -175,6 +180,7 @@ impl ApiError {
             ApiError::LnurlUnreachable(_) => "lnurl_unreachable",
             ApiError::PayoutNotFound => "payout_not_found",
             ApiError::PayoutsDisabled(_) => "payouts_disabled",
+            ApiError::WebhooksDisabled => "webhooks_disabled",
             ApiError::RetryNotAllowed(_) => "retry_not_allowed",
             ApiError::CancelNotAllowed(_) => "cancel_not_allowed",
             ApiError::NoWebhook => "no_webhook",
@@ -211,6 +217,7 @@ impl ApiError {
             }
             ApiError::LnurlUnreachable(_) => 502,
             ApiError::PayoutsDisabled(_)
+            | ApiError::WebhooksDisabled
             | ApiError::InvoiceKeyDisabled
             | ApiError::SuccessUrlNotAllowed(_) => 403,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -289,6 +296,7 @@ impl ApiError {
             ApiError::LnurlUnreachable(m) => format!("the recipient's LNURL server is unreachable: {m}"),
             ApiError::PayoutNotFound => "no payout with this id".to_string(),
             ApiError::PayoutsDisabled(m) => format!("payouts are not enabled on this deployment: {m}"),
+            ApiError::WebhooksDisabled => WEBHOOKS_DISABLED.to_string(),
             ApiError::RetryNotAllowed(m) => m.clone(),
             ApiError::CancelNotAllowed(m) => format!("this payout cannot be cancelled: {m}"),
             ApiError::NoWebhook => "this payout has no webhook_url; there is nothing to deliver".to_string(),
@@ -361,6 +369,12 @@ impl ApiError {
                 ApiError::Configuration { variable, .. } => {
                     obj.insert("variable".into(), json!(variable));
                 }
+                ApiError::WebhooksDisabled => {
+                    obj.insert(
+                        "variable".into(),
+                        json!(crate::webhooks::secret::SECRET_VAR),
+                    );
+                }
                 ApiError::InvoiceAlreadyUsed { payout_id } => {
                     obj.insert("payout_id".into(), json!(payout_id));
                 }
@@ -386,6 +400,22 @@ impl From<crate::config::ConfigError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `webhook_url` without `WEBHOOK_SECRET` is the client asking for
+    /// something this deployment does not offer: a 4xx naming the secret,
+    /// not a 500 that a client would retry.
+    #[test]
+    fn webhooks_disabled_is_a_403_naming_the_secret() {
+        let e = ApiError::WebhooksDisabled;
+        let v = e.to_json();
+        assert_eq!(e.status(), 403);
+        assert_eq!(v["error"]["code"], "webhooks_disabled");
+        assert_eq!(v["error"]["variable"], "WEBHOOK_SECRET");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("WEBHOOK_SECRET") && m.contains("nothing was created")));
+        assert_eq!(e.retry_after_secs(), None);
+    }
 
     #[test]
     fn every_error_has_code_and_message_in_json() {

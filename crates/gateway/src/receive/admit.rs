@@ -78,10 +78,7 @@ pub fn admit(
             .check(url)
             .map_err(|e| ApiError::invalid_field("webhook_url", e))?;
         if cfg.invoices.webhook_secret.is_none() {
-            return Err(ApiError::Configuration {
-                variable: "WEBHOOK_SECRET".into(),
-                message: "is needed to sign the events sent to webhook_url".into(),
-            });
+            return Err(ApiError::WebhooksDisabled);
         }
     }
     Ok(CreateInvoice {
@@ -196,7 +193,7 @@ mod tests {
         let hook = br#"{"amount":5,"webhook_url":"https://shop.example/h"}"#;
         assert_eq!(
             code(admit(hook, Some(&bearer), None, &no_secret)),
-            "500 configuration_error"
+            "403 webhooks_disabled"
         );
         let c = cfg(&[
             ("INVOICE_API_KEY", KEY),

@@ -202,10 +202,7 @@ impl From<PayoutError> for crate::api::error::ApiError {
             P::Lnurl(R::Protocol(m)) => ApiError::LnurlError(m),
             P::Lnurl(R::Unreachable(m)) => ApiError::LnurlUnreachable(m),
             P::WebhookNotAllowed(m) => ApiError::invalid_field("webhook_url", m),
-            P::WebhookSecretMissing => ApiError::Configuration {
-                variable: "WEBHOOK_SECRET".into(),
-                message: "is required to send webhooks".into(),
-            },
+            P::WebhookSecretMissing => ApiError::WebhooksDisabled,
             P::NotFound => ApiError::PayoutNotFound,
             P::RetryNotAllowed(m) => ApiError::RetryNotAllowed(m),
             P::CancelNotAllowed(m) => ApiError::CancelNotAllowed(m),
