@@ -577,7 +577,7 @@ export interface components {
             } | null;
             /**
              * Format: uri
-             * @description Where this invoice's events go (https, public host; the payout webhooks' rules). Only with the invoice key; needs `WEBHOOK_SECRET`.
+             * @description Where this invoice's events go (https, public host; the payout webhooks' rules). Only with the invoice key; needs `WEBHOOK_SECRET` (otherwise 403 `webhooks_disabled`).
              */
             webhook_url?: string | null;
             /**
@@ -731,7 +731,7 @@ export interface components {
             amount_sat?: number | null;
             /** @description LUD-12 comment; refused if the recipient does not accept it. */
             comment?: string | null;
-            /** @description https on a public domain; needs `WEBHOOK_SECRET`. */
+            /** @description https on a public domain; needs `WEBHOOK_SECRET` (otherwise 403 `webhooks_disabled`). */
             webhook_url?: string | null;
             /** @description Your reference, echoed back and in webhooks. */
             external_id?: string | null;

@@ -208,13 +208,18 @@ test("a webhook_url on a deployment without WEBHOOK_SECRET is 403 webhooks_disab
     // the refusal did not take it.
     const ok = await plain.request("POST", "/api/payouts", { json: { destination: inv.payment_request }, headers });
     assert.ok([201, 202].includes(ok.status), ok.text);
+    const invoiceHeaders = { authorization: `Bearer ${INVOICE_KEY}`, "idempotency-key": "inv-no-secret-1" };
     const invoice = await plain.createInvoice(
       { amount: 1000, webhook_url: "https://shop.example.com/hooks/invoices" },
-      { headers: { authorization: `Bearer ${INVOICE_KEY}` } },
+      { headers: invoiceHeaders },
     );
     assert.equal(invoice.status, 403, invoice.text);
     assert.equal(invoice.json.error.code, "webhooks_disabled");
     assert.equal(invoice.json.error.variable, "WEBHOOK_SECRET");
+    // The key was not taken: another body under it is a new invoice, not 409.
+    const fresh = await plain.createInvoice({ amount: 1000 }, { headers: invoiceHeaders });
+    assert.equal(fresh.status, 201, fresh.text);
+    assert.equal(fresh.headers.get("idempotent-replayed"), null);
   } finally {
     await plain.stop();
   }

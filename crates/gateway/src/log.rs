@@ -22,9 +22,10 @@ pub enum Level {
 
 impl Level {
     /// `LOG_LEVEL`: the least level written. `info` (the default) writes a
-    /// line per request; `warn` keeps 4xx/5xx answers, failures, breaker
-    /// openings and the like, and saves the cost of a line on every
-    /// successful request. Anything else is `info`: a typo never hides logs.
+    /// line per request; `warn` keeps 5xx answers, 403s naming a setting the
+    /// deployment lacks, failures, breaker openings and the like, and saves
+    /// the cost of a line on every other request. Anything else is `info`: a
+    /// typo never hides logs.
     pub fn threshold(setting: Option<&str>) -> Level {
         match setting.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
             Some("warn") | Some("warning") => Level::Warn,
@@ -267,9 +268,20 @@ impl RequestLog {
         log
     }
 
+    /// 5xx: error. A 403 saying the deployment lacks a setting the client
+    /// asked for (`webhooks_disabled`, `payouts_disabled`, ...): warn, so an
+    /// operator at `LOG_LEVEL=warn` still sees what to configure. Other
+    /// answers: info.
     pub fn level(&self) -> Level {
         match self.status {
             500.. => Level::Error,
+            403 if self
+                .error
+                .as_deref()
+                .is_some_and(|c| c.ends_with("_disabled")) =>
+            {
+                Level::Warn
+            }
             _ => Level::Info,
         }
     }
@@ -479,6 +491,22 @@ mod tests {
         assert_eq!(log.message.as_deref(), Some("every provider failed: alby"));
         assert_eq!(log.attempts.as_ref().map(Vec::len), Some(1));
         assert_eq!(log.level(), Level::Error);
+        // A 403 naming a setting the deployment lacks is a warning; other
+        // 4xx answers are info.
+        let level = |status, code: &str| {
+            let body = json!({"error": {"code": code, "message": "m"}});
+            RequestLog::from_answer(&answered(
+                Some(&Route::CreatePayout),
+                "/api/payouts",
+                status,
+                &body,
+            ))
+            .level()
+        };
+        assert_eq!(level(403, "webhooks_disabled"), Level::Warn);
+        assert_eq!(level(403, "payouts_disabled"), Level::Warn);
+        assert_eq!(level(401, "unauthorized"), Level::Info);
+        assert_eq!(level(400, "invalid_webhook_url"), Level::Info);
 
         let body = json!({"error": {"code": "invalid_amount", "message": "`amount`: bad"}});
         let log = RequestLog::from_answer(&answered(None, "/x?y", 404, &body));

@@ -430,3 +430,28 @@ fn a_known_payment_the_backend_does_not_show_stops_the_check() {
         }
     }
 }
+
+/// A `webhook_url` on a deployment without `WEBHOOK_SECRET` is refused
+/// (403 `webhooks_disabled`) before anything is claimed or stored: the
+/// Idempotency-Key and the invoice stay free for the same request without it.
+#[test]
+fn a_webhook_url_without_a_secret_takes_nothing() {
+    let sim = Sim::new(41, vec![SendBehaviour::Pending], vec![]);
+    let (reg, stores) = shards(&sim, 2);
+    let cfg = config();
+    assert!(cfg.webhook_secret.is_none());
+    let mut req = bolt11_request(&sim);
+    req.webhook_url = Some("https://shop.example.com/hooks".into());
+    let refused = create_on(&sim, &stores[0], &cfg, req.clone(), "ka");
+    assert_eq!(refused, Err(engine::PayoutError::WebhookSecretMissing));
+    let answer = gateway::api::error::ApiError::from(engine::PayoutError::WebhookSecretMissing);
+    assert_eq!((answer.status(), answer.code()), (403, "webhooks_disabled"));
+    assert!(stores[0].by_idempotency_key("ka").ok().flatten().is_none());
+    assert!(reg.rows.borrow().is_empty(), "no invoice was claimed");
+    let sends: u32 = sim.truth.borrow().values().map(|t| t.sends).sum();
+    assert_eq!(sends, 0);
+    req.webhook_url = None;
+    let id = create_on(&sim, &stores[0], &cfg, req, "ka");
+    assert!(id.is_ok(), "{id:?}");
+    assert_eq!(reg.rows.borrow().len(), 1);
+}
