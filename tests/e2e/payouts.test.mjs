@@ -150,19 +150,23 @@ test("Lightning Address: resolve, pay, 520 after paying, queued, cron, lookup, s
   }
 });
 
-test("a WEBHOOK_SECRET not written whsec_<base64> is refused, naming the variable and how to make one", async () => {
-  const legacy = "legacy-webhook-secret-0123456789";
-  const bad = await startWorker(
+/** A second Worker on the same fake LNbits with payouts on, and `extra` settings. */
+const lnbitsWorker = (extra, name) =>
+  startWorker(
     {
       LIGHTNING_PROVIDERS: "lnbits",
       LNBITS_URL: lnbits.url,
       LNBITS_INVOICE_KEY: lnbits.key,
       LNBITS_ADMIN_KEY: lnbits.adminKey,
       PAYOUT_API_KEY: KEY,
-      WEBHOOK_SECRET: legacy,
+      ...extra,
     },
-    { name: "bad-webhook-secret" },
+    { name },
   );
+
+test("a WEBHOOK_SECRET not written whsec_<base64> is refused, naming the variable and how to make one", async () => {
+  const legacy = "legacy-webhook-secret-0123456789";
+  const bad = await lnbitsWorker({ WEBHOOK_SECRET: legacy }, "bad-webhook-secret");
   try {
     const inv = signInvoice({ amountMsat: 1_000_000 });
     const res = await bad.request("POST", "/api/payouts", {
@@ -181,17 +185,7 @@ test("a WEBHOOK_SECRET not written whsec_<base64> is refused, naming the variabl
 
 test("a webhook_url on a deployment without WEBHOOK_SECRET is 403 webhooks_disabled, and nothing is created", async () => {
   const INVOICE_KEY = "invoice-key-for-e2e-0123456789";
-  const plain = await startWorker(
-    {
-      LIGHTNING_PROVIDERS: "lnbits",
-      LNBITS_URL: lnbits.url,
-      LNBITS_INVOICE_KEY: lnbits.key,
-      LNBITS_ADMIN_KEY: lnbits.adminKey,
-      PAYOUT_API_KEY: KEY,
-      INVOICE_API_KEY: INVOICE_KEY,
-    },
-    { name: "no-webhook-secret" },
-  );
+  const plain = await lnbitsWorker({ INVOICE_API_KEY: INVOICE_KEY }, "no-webhook-secret");
   try {
     const inv = signInvoice({ amountMsat: 1_000_000 });
     const body = { destination: inv.payment_request, webhook_url: "https://shop.example.com/hooks/payouts" };
