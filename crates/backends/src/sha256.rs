@@ -1,7 +1,7 @@
 //! SHA-256, HMAC-SHA256 (RFC 2104) and HKDF (RFC 5869), all over
 //! `bitcoin_hashes`: lightning-invoice links its SHA-256 into the Worker
 //! anyway, and a second implementation (`sha2` with `hmac` and `hkdf`)
-//! cost about 4 KB of gzipped wasm. The tests check every function against
+//! cost 4.9 KB of gzipped wasm. The tests check every function against
 //! those crates and against the RFCs' own vectors.
 
 use bitcoin_hashes::{sha256, Hash, HashEngine, Hmac, HmacEngine};
@@ -11,30 +11,13 @@ pub fn digest(data: &[u8]) -> [u8; 32] {
     sha256::Hash::hash(data).to_byte_array()
 }
 
-/// An HMAC-SHA256 being computed; any key length is accepted.
-pub struct Mac(HmacEngine<sha256::Hash>);
-
-impl Mac {
-    pub fn new(key: &[u8]) -> Mac {
-        Mac(HmacEngine::new(key))
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.input(data);
-    }
-
-    pub fn finish(self) -> [u8; 32] {
-        Hmac::<sha256::Hash>::from_engine(self.0).to_byte_array()
-    }
-}
-
-/// HMAC-SHA256 of the concatenation of `parts`.
+/// HMAC-SHA256 of the concatenation of `parts`; any key length is accepted.
 pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut m = Mac::new(key);
+    let mut engine = HmacEngine::<sha256::Hash>::new(key);
     for p in parts {
-        m.update(p);
+        engine.input(p);
     }
-    m.finish()
+    Hmac::from_engine(engine).to_byte_array()
 }
 
 /// Whether two MACs are equal, in time that does not depend on where they
