@@ -63,6 +63,11 @@ pub async fn redeliver(
     if watch_link::watched(env, hash).await?.is_none() {
         return Err(ApiError::InvoiceNotFound);
     }
+    // Nothing can be signed without the secret: refuse before any
+    // delivery is made due, rather than record attempts never made.
+    if cfg.invoices.webhook_secret.is_none() {
+        return Err(ApiError::WebhooksDisabled);
+    }
     let c = WatchCall::Redeliver {
         payment_hash: hash.into(),
     };

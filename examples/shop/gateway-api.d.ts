@@ -898,7 +898,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+        /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
         Forbidden: {
             headers: {
                 [name: string]: unknown;
@@ -1165,7 +1165,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1438,7 +1438,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1608,7 +1608,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1712,7 +1712,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1986,7 +1986,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2097,7 +2097,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url` on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created. */
+            /** @description `payouts_disabled` or `admin_disabled`: the route's key is not configured on this deployment. `invoice_key_disabled`: a key-only field or route on a gateway without `INVOICE_API_KEY`. `webhooks_disabled`: a `webhook_url`, or an admin webhook redelivery, on a gateway without `WEBHOOK_SECRET` (`error.variable` names it); nothing is created or changed. */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -360,3 +360,35 @@ test("a blocked payout resumes at the next cron run once its backend is configur
   assert.ok(p.log.some((l) => /configured again/.test(l.event)), JSON.stringify(p.log));
   assert.equal(lnbits.sendsOf(p.payment_hash), 1, "resolved by a lookup, never sent again");
 });
+
+test("after WEBHOOK_SECRET is removed, redelivery is 403 webhooks_disabled and records nothing", async () => {
+  const before = await adminView(cancelled.id);
+  assert.ok(before.webhook.attempts.length > 0, JSON.stringify(before.webhook));
+  const received = deliveriesOf(cancelled.id).length;
+  const dir = worker.dir;
+  await worker.crash(); // keeps its state folder
+  const { WEBHOOK_SECRET: _removed, ...withoutSecret } = vars();
+  worker = await startWorker(withoutSecret, { name: "admin", dir, snapshot: true });
+
+  const r = await redeliver(cancelled.id);
+  assert.equal(r.status, 403, r.text);
+  assert.equal(r.json.error.code, "webhooks_disabled");
+  assert.equal(r.json.error.variable, "WEBHOOK_SECRET");
+  const after = await adminView(cancelled.id);
+  assert.deepEqual(after.webhook, before.webhook, "no attempt recorded, no schedule changed");
+  assert.deepEqual(after.log, before.log);
+  assert.equal(deliveriesOf(cancelled.id).length, received, "nothing sent");
+
+  // An invoice's events likewise (a watched invoice, made on this deployment).
+  const inv = await worker.request("POST", "/api/create-invoice", { json: { amount: 1000 } });
+  assert.equal(inv.status, 201, inv.text);
+  const hash = inv.json.payment_hash;
+  const ri = await worker.request("POST", `/api/invoices/${hash}/redeliver-webhook`, { headers: admin });
+  assert.equal(ri.status, 403, ri.text);
+  assert.equal(ri.json.error.code, "webhooks_disabled");
+  // The unknown payout and the unknown invoice are still 404 first.
+  const gone = await redeliver("po_000000000000000000000000");
+  assert.equal(gone.status, 404, gone.text);
+  const unknownInvoice = await worker.request("POST", `/api/invoices/${"ab".repeat(32)}/redeliver-webhook`, { headers: admin });
+  assert.equal(unknownInvoice.status, 404, unknownInvoice.text);
+});

@@ -1892,6 +1892,33 @@ fn nothing_stays_due_in_the_past_after_a_drain() {
     }
 }
 
+/// An admin redelivery after the operator removed `WEBHOOK_SECRET` is
+/// refused (403 `webhooks_disabled`) and changes nothing: no attempt is
+/// recorded for a request that could not be signed.
+#[test]
+fn a_redelivery_without_the_secret_is_refused_and_changes_nothing() {
+    let sim = Sim::new(18, vec![], vec![]);
+    let store = MemStore::default();
+    let mut cfg = config();
+    cfg.webhook_secret = gateway::payout::webhook::WebhookSecrets::from_vars(
+        Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut req = address_request("hook");
+    req.webhook_url = Some("https://hooks.example.com/x".into());
+    let id = created(&sim, &store, &cfg, req);
+    let before = stored(&store, &id);
+    cfg.webhook_secret = None; // removed by the operator
+    let answer = block_on(engine::redeliver_webhook(&sim, &store, &cfg, &id));
+    let err = answer.err().map(gateway::api::error::ApiError::from);
+    assert_eq!(
+        err.as_ref().map(|e| (e.status(), e.code())),
+        Some((403, "webhooks_disabled"))
+    );
+    assert_eq!(before, stored(&store, &id), "the stored payout changed");
+}
+
 /// The queue instance dies with a pay request in the air: the next instance
 /// looks the hash up at its first wake-up, not minutes later.
 #[test]

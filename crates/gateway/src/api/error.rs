@@ -78,8 +78,8 @@ pub enum ApiError {
     LnurlUnreachable(String),
     PayoutNotFound,
     PayoutsDisabled(String),
-    /// A `webhook_url` on a deployment without `WEBHOOK_SECRET`, which signs
-    /// every event: the request is refused and nothing is created.
+    /// A `webhook_url`, or an admin redelivery, on a deployment without
+    /// `WEBHOOK_SECRET`, which signs every event: refused, nothing changed.
     WebhooksDisabled,
     RetryNotAllowed(String),
     /// Admin cancel refused: some hash of the payout may still pay, or it ended.
@@ -111,7 +111,7 @@ struct Body<'a> {
     message: String,
 }
 
-const WEBHOOKS_DISABLED: &str = "webhooks are not enabled on this deployment: webhook_url needs the WEBHOOK_SECRET secret, which signs every event; nothing was created";
+const WEBHOOKS_DISABLED: &str = "webhooks are not enabled on this deployment: they need the WEBHOOK_SECRET secret, which signs every event; nothing was created or changed";
 
 const INVOICE_KEY_DISABLED: &str =
     "this field needs INVOICE_API_KEY, which is not configured on this deployment";

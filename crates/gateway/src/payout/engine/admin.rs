@@ -105,6 +105,11 @@ pub async fn redeliver_webhook<R: Runtime, S: PayoutStore>(
             p.status()
         )),
     })?;
+    // Without a secret no event can be signed: refuse before the new
+    // schedule is stored, rather than record an attempt never made.
+    if cfg.webhook_secret.is_none() {
+        return Err(PayoutError::WebhookSecretMissing);
+    }
     if !save(store, &mut p, cfg)? {
         return Err(PayoutError::NoWebhookEvent(
             "the payout changed meanwhile; look at it again".into(),
