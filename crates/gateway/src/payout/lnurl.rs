@@ -5,7 +5,6 @@
 //! it returns (a hostile server can inflate the amount), and every answer is
 //! read under a 64 KiB cap enforced while the body streams in.
 
-use bitcoin_hashes::{sha256, Hash};
 use serde_json::Value;
 
 use crate::payout::safe_url::UrlPolicy;
@@ -169,7 +168,7 @@ fn check_description_hash(
                 .into(),
         )),
         (Some(found), Some(meta)) => {
-            let expected = sha256::Hash::hash(meta.as_bytes()).to_string();
+            let expected = hex::encode(backends::sha256::digest(meta.as_bytes()));
             if found.eq_ignore_ascii_case(&expected) {
                 Ok(None)
             } else {
@@ -309,7 +308,7 @@ mod tests {
     const META: &str = "[[\"text/plain\",\"hi\"]]";
 
     fn meta_hash() -> String {
-        sha256::Hash::hash(META.as_bytes()).to_string()
+        hex::encode(backends::sha256::digest(META.as_bytes()))
     }
 
     /// A callback that returns an invoice for `factor` × the requested amount.
@@ -581,7 +580,9 @@ mod tests {
     #[test]
     fn a_mismatched_description_hash_is_refused() {
         let pol = policy();
-        let other = sha256::Hash::hash(b"[[\"text/plain\",\"something else\"]]").to_string();
+        let other = hex::encode(backends::sha256::digest(
+            b"[[\"text/plain\",\"something else\"]]",
+        ));
         let rt = server(callback_with(1, Network::Bitcoin, Some(other), 600));
         let r = resolve_at(&rt, &pol);
         assert!(
