@@ -227,7 +227,7 @@ export interface paths {
         put?: never;
         /**
          * Deliver the payout's current webhook event now (admin key).
-         * @description Re-arms the current event under the same webhook id with a fresh retry schedule and delivers it. 409 `no_webhook` when the payout has no `webhook_url`, `no_webhook_event` when no event is due yet.
+         * @description Re-arms the current event under the same webhook id with a fresh retry schedule and delivers it. 409 `no_webhook` when the payout has no `webhook_url`, `no_webhook_event` when no event is due yet; then 403 `webhooks_disabled` when `WEBHOOK_SECRET` is not set (nothing is sent or recorded).
          */
         post: operations["redeliverWebhook"];
         delete?: never;
@@ -294,7 +294,7 @@ export interface paths {
         put?: never;
         /**
          * Deliver the invoice's events again now (admin key).
-         * @description Every delivery of the invoice's events is made due now, under the same webhook ids, with a fresh schedule. 404 `invoice_not_found` when the watch does not hold the invoice; 409 `no_webhook_event` when it has no event with a URL to deliver to yet.
+         * @description Every delivery of the invoice's events is made due now, under the same webhook ids, with a fresh schedule. 404 `invoice_not_found` when the watch does not hold the invoice; then 403 `webhooks_disabled` when `WEBHOOK_SECRET` is not set (nothing is made due); then 409 `no_webhook_event` when it has no event with a URL to deliver to yet.
          */
         post: operations["redeliverInvoiceWebhook"];
         delete?: never;

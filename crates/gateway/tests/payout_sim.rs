@@ -1908,6 +1908,7 @@ fn a_redelivery_without_the_secret_is_refused_and_changes_nothing() {
     let mut req = address_request("hook");
     req.webhook_url = Some("https://hooks.example.com/x".into());
     let id = created(&sim, &store, &cfg, req);
+    assert_eq!(stored(&store, &id).status(), "succeeded", "an event exists");
     let before = stored(&store, &id);
     cfg.webhook_secret = None; // removed by the operator
     let answer = block_on(engine::redeliver_webhook(&sim, &store, &cfg, &id));
