@@ -66,7 +66,7 @@ fn store_err(e: engine::StoreError) -> ApiError {
     ApiError::StorageUnavailable(e.to_string())
 }
 
-pub fn payout_config(env: &Env) -> Result<PayoutConfig, ApiError> {
+pub fn payout_config(env: &Env) -> Result<std::rc::Rc<PayoutConfig>, ApiError> {
     let cfg = env::config(env)?;
     env::payout_config(env, &cfg).map_err(|e| {
         if e.variable == "PAYOUT_API_KEY" {
@@ -222,7 +222,7 @@ impl PayoutQueue {
                 return Err(shard::count_changed(slot.shards, was));
             }
         }
-        Ok(payout_config(&self.env)?.for_shard(slot))
+        Ok(PayoutConfig::clone(&*payout_config(&self.env)?).for_shard(slot))
     }
 
     /// Claims-object role: no claim is decided before the live hashes of
@@ -331,10 +331,10 @@ impl PayoutQueue {
         let store = self.store()?;
         let result = match call {
             QueueCall::Cancel { id } => {
-                engine::cancel(&rt, &store, &payout_config(&self.env)?, id).await
+                engine::cancel(&rt, &store, &*payout_config(&self.env)?, id).await
             }
             QueueCall::RedeliverWebhook { id } => {
-                engine::redeliver_webhook(&rt, &store, &payout_config(&self.env)?, id).await
+                engine::redeliver_webhook(&rt, &store, &*payout_config(&self.env)?, id).await
             }
             QueueCall::Retry { id, slot } => {
                 let cfg = self.shard_config(*slot)?;
