@@ -13,7 +13,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import zlib from "node:zlib";
-import { startWorker } from "../tests/e2e/support/worker.mjs";
+import { startWorker, backendVars } from "../tests/e2e/support/worker.mjs";
 import { startFakeProvider } from "../tests/e2e/support/fake-provider.mjs";
 import { signInvoice, ROOT } from "../tests/e2e/support/invoice.mjs";
 import { startRelay } from "../tests/e2e/support/nostr-relay.mjs";
@@ -611,6 +611,8 @@ async function cpu() {
   const floor = await startFloor();
   const phoenixd = await startFakeProvider("phoenixd", { reuseInvoices: true });
   const fakeLnbits = await startFakeProvider("lnbits");
+  const fakeLnd = await startFakeProvider("lnd");
+  const fakeCln = await startFakeProvider("cln");
   const payKey = "bench-cpu-payout-key-0123456789";
   const mock = await gateway(
     {
@@ -626,6 +628,8 @@ async function cpu() {
   );
   const ph = await gateway({ LIGHTNING_PROVIDERS: "phoenixd", PHOENIXD_URL: phoenixd.url, PHOENIXD_PASSWORD: phoenixd.key }, "bench-cpu-phoenixd");
   const lb = await gateway({ LIGHTNING_PROVIDERS: "lnbits", LNBITS_URL: fakeLnbits.url, LNBITS_INVOICE_KEY: fakeLnbits.key }, "bench-cpu-lnbits");
+  const ld = await gateway({ LIGHTNING_PROVIDERS: "lnd", ...backendVars(fakeLnd) }, "bench-cpu-lnd");
+  const cl = await gateway({ LIGHTNING_PROVIDERS: "cln", ...backendVars(fakeCln) }, "bench-cpu-cln");
   let relay = null;
   let nwc = null;
   let nw = null;
@@ -653,6 +657,8 @@ async function cpu() {
       ["create-invoice (mock, signs in wasm)", "create", mock, () => mock.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json })],
       ["create-invoice (phoenixd)", "create", ph, () => ph.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json })],
       ["create-invoice (LNbits)", "create", lb, () => lb.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json })],
+      ["create-invoice (LND REST)", "create", ld, () => ld.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json })],
+      ["create-invoice (Core Lightning REST)", "create", cl, () => cl.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json })],
       ...(nw ? [["create-invoice (NWC: NIP-44, Schnorr)", "create", nw, () => nw.request("POST", "/api/create-invoice", { json: { amount: 1000 }, headers: json })]] : []),
       ["checkout page GET /pay/{hash}", "read", mock, () => mock.request("GET", `/pay/${hit}`)],
       ["LNURL callback (mock)", "create", mock, () => mock.request("GET", "/lnurlp/shop/callback?amount=21000")],
@@ -690,11 +696,13 @@ async function cpu() {
       "  a drained payout step (1 lookup + 1 send at the backend) is measured in DRAIN below",
     );
   } finally {
-    for (const w of [mock, ph, lb, nw, floor]) await w?.stop();
+    for (const w of [mock, ph, lb, ld, cl, nw, floor]) await w?.stop();
     await nwc?.stop?.();
     await relay?.stop?.();
     await phoenixd.stop();
     await fakeLnbits.stop();
+    await fakeLnd.stop();
+    await fakeCln.stop();
   }
 }
 
