@@ -1864,11 +1864,10 @@ fn short_lived_invoices_are_refused_and_refreshes_back_off() {
     assert!(sim.violations.borrow().is_empty());
 }
 
-/// A payout that cannot progress (a due webhook without a secret) is
-/// rescheduled, never left due in the past.
-#[test]
-fn nothing_stays_due_in_the_past_after_a_drain() {
-    let sim = Sim::new(17, vec![], vec![]);
+/// A payout with a `webhook_url` that succeeded (so it has an event), on a
+/// deployment whose operator then removed `WEBHOOK_SECRET`.
+fn ended_with_webhook_then_secret_removed(seed: u64) -> (Sim, MemStore, PayoutConfig, String) {
+    let sim = Sim::new(seed, vec![], vec![]);
     let store = MemStore::default();
     let mut cfg = config();
     cfg.webhook_secret = gateway::payout::webhook::WebhookSecrets::from_vars(
@@ -1879,8 +1878,16 @@ fn nothing_stays_due_in_the_past_after_a_drain() {
     let mut req = address_request("hook");
     req.webhook_url = Some("https://hooks.example.com/x".into());
     let id = created(&sim, &store, &cfg, req);
-    assert_eq!(stored(&store, &id).status(), "succeeded");
+    assert_eq!(stored(&store, &id).status(), "succeeded", "an event exists");
     cfg.webhook_secret = None; // removed by the operator
+    (sim, store, cfg, id)
+}
+
+/// A payout that cannot progress (a due webhook without a secret) is
+/// rescheduled, never left due in the past.
+#[test]
+fn nothing_stays_due_in_the_past_after_a_drain() {
+    let (sim, store, cfg, _id) = ended_with_webhook_then_secret_removed(17);
     for _ in 0..5 {
         let _ = block_on(engine::drain(&sim, &store, &cfg, &holder(&store, "alarm")));
         let wake = store.next_wake().ok().flatten();
@@ -1897,20 +1904,8 @@ fn nothing_stays_due_in_the_past_after_a_drain() {
 /// recorded for a request that could not be signed.
 #[test]
 fn a_redelivery_without_the_secret_is_refused_and_changes_nothing() {
-    let sim = Sim::new(18, vec![], vec![]);
-    let store = MemStore::default();
-    let mut cfg = config();
-    cfg.webhook_secret = gateway::payout::webhook::WebhookSecrets::from_vars(
-        Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
-    let mut req = address_request("hook");
-    req.webhook_url = Some("https://hooks.example.com/x".into());
-    let id = created(&sim, &store, &cfg, req);
-    assert_eq!(stored(&store, &id).status(), "succeeded", "an event exists");
+    let (sim, store, cfg, id) = ended_with_webhook_then_secret_removed(18);
     let before = stored(&store, &id);
-    cfg.webhook_secret = None; // removed by the operator
     let answer = block_on(engine::redeliver_webhook(&sim, &store, &cfg, &id));
     let err = answer.err().map(gateway::api::error::ApiError::from);
     assert_eq!(
