@@ -93,7 +93,7 @@ pub fn classify_lookup(
 pub fn preimage_matches(preimage: &str, payment_hash: &str) -> bool {
     match hex::decode(preimage.trim()) {
         Ok(bytes) if bytes.len() == 32 => {
-            hex::encode(crate::sha256::digest(&bytes)).eq_ignore_ascii_case(payment_hash.trim())
+            crate::sha256::hex_digest(&bytes).eq_ignore_ascii_case(payment_hash.trim())
         }
         _ => false,
     }

@@ -11,6 +11,12 @@ pub fn digest(data: &[u8]) -> [u8; 32] {
     sha256::Hash::hash(data).to_byte_array()
 }
 
+/// SHA-256 of `data` as lower-case hex: how every stored or compared hash
+/// (payment hashes, description hashes, fingerprints, payout ids) is written.
+pub fn hex_digest(data: &[u8]) -> String {
+    hex::encode(digest(data))
+}
+
 /// HMAC-SHA256 of the concatenation of `parts`; any key length is accepted.
 pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut engine = HmacEngine::<sha256::Hash>::new(key);
@@ -70,6 +76,7 @@ mod tests {
             hex::encode(digest(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        assert_eq!(hex_digest(b"abc"), hex::encode(digest(b"abc")));
     }
 
     /// RFC 4231, test cases 1, 2 and 6 (a key longer than a block).

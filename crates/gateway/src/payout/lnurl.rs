@@ -168,7 +168,7 @@ fn check_description_hash(
                 .into(),
         )),
         (Some(found), Some(meta)) => {
-            let expected = hex::encode(backends::sha256::digest(meta.as_bytes()));
+            let expected = backends::sha256::hex_digest(meta.as_bytes());
             if found.eq_ignore_ascii_case(&expected) {
                 Ok(None)
             } else {
@@ -308,7 +308,7 @@ mod tests {
     const META: &str = "[[\"text/plain\",\"hi\"]]";
 
     fn meta_hash() -> String {
-        hex::encode(backends::sha256::digest(META.as_bytes()))
+        backends::sha256::hex_digest(META.as_bytes())
     }
 
     /// A callback that returns an invoice for `factor` × the requested amount.
@@ -580,9 +580,7 @@ mod tests {
     #[test]
     fn a_mismatched_description_hash_is_refused() {
         let pol = policy();
-        let other = hex::encode(backends::sha256::digest(
-            b"[[\"text/plain\",\"something else\"]]",
-        ));
+        let other = backends::sha256::hex_digest(b"[[\"text/plain\",\"something else\"]]");
         let rt = server(callback_with(1, Network::Bitcoin, Some(other), 600));
         let r = resolve_at(&rt, &pol);
         assert!(

@@ -28,16 +28,14 @@ impl PayoutRequest {
             self.webhook_url,
             self.external_id
         ]);
-        hex::encode(backends::sha256::digest(canon.to_string().as_bytes()))
+        backends::sha256::hex_digest(canon.to_string().as_bytes())
     }
 }
 
 /// The payout id that an idempotency key maps to: retried calls into the
 /// queue insert-or-ignore on it.
 pub fn payout_id(idempotency_key: &str) -> String {
-    let h = hex::encode(backends::sha256::digest(
-        format!("payout:{idempotency_key}").as_bytes(),
-    ));
+    let h = backends::sha256::hex_digest(format!("payout:{idempotency_key}").as_bytes());
     format!("po_{}", &h[..24])
 }
 

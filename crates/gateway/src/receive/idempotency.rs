@@ -21,7 +21,7 @@ pub fn fingerprint(body: &[u8]) -> String {
         Ok(v) => v.to_string(),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
-    hex::encode(backends::sha256::digest(canonical.as_bytes()))
+    backends::sha256::hex_digest(canonical.as_bytes())
 }
 
 /// A key as the watch keeps it.

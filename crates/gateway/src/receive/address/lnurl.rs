@@ -160,9 +160,7 @@ pub fn callback(
     let params = InvoiceParams {
         amount_sat: msat / 1000,
         description: None,
-        description_hash: Some(hex::encode(backends::sha256::digest(
-            metadata(a, host).as_bytes(),
-        ))),
+        description_hash: Some(backends::sha256::hex_digest(metadata(a, host).as_bytes())),
         expiry_secs: INVOICE_EXPIRY_SECS,
         network,
         notify_url: None,

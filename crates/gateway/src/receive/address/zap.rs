@@ -159,7 +159,7 @@ pub fn apply(
 
 /// The invoice's description hash: SHA-256 of the zap request as sent.
 pub fn description_hash(raw: &str) -> String {
-    hex::encode(backends::sha256::digest(raw.as_bytes()))
+    backends::sha256::hex_digest(raw.as_bytes())
 }
 
 /// The zap receipt of a paid invoice (NIP-57 appendix E), dated at the
