@@ -244,7 +244,12 @@ mod tests {
         let raw = zap_request(good_tags(), KIND_ZAP_REQUEST);
         let z = check_request(&raw, 21_000, &policy()).unwrap();
         assert_eq!(z.relays.len(), 2);
-        assert_eq!(description_hash(&raw).len(), 64);
+        // NIP-57: SHA-256 of the zap request exactly as sent, checked
+        // against an independent implementation.
+        assert_eq!(
+            description_hash(&raw),
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes()))
+        );
     }
 
     #[test]
